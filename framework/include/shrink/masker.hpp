@@ -1,0 +1,50 @@
+// The host side of a weight masker or pruner plugin.
+#pragma once
+
+#include <shrink/options.hpp>
+#include <shrink/plugin_registry.hpp>
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+namespace shrink {
+
+// What the masker sees of one wrapped module (NNI's wrapper).
+struct WrapperSpec {
+  std::string module_name;
+  std::string module_type;
+  Options config;
+  at::Tensor weight;
+  at::Tensor bias;  // undefined when the module has no bias
+};
+
+struct Masks {
+  at::Tensor weight_mask;
+  at::Tensor bias_mask;  // undefined when the masker gave none
+};
+
+class MaskerInstance {
+ public:
+  MaskerInstance(const AlgorithmInfo& algorithm, const Options& options);
+  ~MaskerInstance();
+  MaskerInstance(const MaskerInstance&) = delete;
+  MaskerInstance& operator=(const MaskerInstance&) = delete;
+
+  // NNI's calc_mask(sparsity, wrapper, wrapper_idx). Throws shrink::Error when the plugin fails
+  // or returns a mask whose shape differs from the weight's.
+  Masks calc_mask(double sparsity, const WrapperSpec& wrapper, int wrapper_idx);
+
+  // Pruner hooks; no-ops for a plain masker.
+  bool one_shot() const;
+  void update_epoch(int epoch);
+  void step();
+
+  const AlgorithmInfo& algorithm() const { return *algorithm_; }
+
+ private:
+  const AlgorithmInfo* algorithm_;
+  void* handle_ = nullptr;
+};
+
+}  // namespace shrink

@@ -1,0 +1,105 @@
+// Discovery and loading of algorithm plugins.
+//
+// Search order (fixed): paths named by the experiment, --plugin-path, SHRINK_PLUGIN_PATH (':'
+// separated), the installed plugin folder (<prefix>/lib/shrink/plugins beside the executable).
+// A folder contributes every regular file in it, in name order; a file is one candidate. Each
+// candidate gets one log line. A candidate that fails to load is recorded as a LoadFailure and
+// discovery goes on. Loaded libraries stay loaded for the life of the process: a library that
+// links LibTorch cannot be unloaded safely.
+#pragma once
+
+#include <shrink/plugin_api.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace shrink {
+
+// Where a search path came from, in search order.
+enum class PathOrigin { kExperiment, kCommandLine, kEnvironment, kInstalled };
+const char* to_string(PathOrigin origin);
+
+struct SearchPath {
+  std::string path;
+  PathOrigin origin;
+};
+
+struct PluginInfo;
+
+struct AlgorithmInfo {
+  std::string name;
+  std::string description;
+  uint32_t kinds = 0;           // SHRINK_KIND_* bits
+  uint64_t capabilities = 0;    // SHRINK_CAP_* bits
+  std::string supported_op_types;  // "" = any
+  const shrink_algorithm_descriptor* descriptor = nullptr;
+  const PluginInfo* plugin = nullptr;
+
+  bool is_quantizer() const { return (kinds & SHRINK_KIND_QUANTIZER) != 0; }
+  bool is_masker() const { return (kinds & SHRINK_KIND_WEIGHT_MASKER) != 0; }
+  bool is_pruner() const { return (kinds & SHRINK_KIND_PRUNER) != 0; }
+  // "quantizer", "masker", "pruner" joined with '+'.
+  std::string kinds_text() const;
+  // "calibration,training,export,quant-grad" as declared.
+  std::string capabilities_text() const;
+};
+
+struct PluginInfo {
+  std::string name;
+  std::string version;
+  std::string file;       // canonical path
+  std::string build_tag;
+  uint16_t abi_major = 0;
+  uint16_t abi_minor = 0;
+  std::vector<AlgorithmInfo> algorithms;
+};
+
+struct LoadFailure {
+  std::string file;
+  PathOrigin origin;
+  bool requested = false;  // named explicitly (a file, or a path that must exist)
+  std::string message;     // one line: what is wrong and what to do
+};
+
+// Every search path in order: experiment paths, command-line paths, SHRINK_PLUGIN_PATH, installed.
+std::vector<SearchPath> plugin_search_paths(const std::vector<std::string>& experiment_paths,
+                                            const std::vector<std::string>& command_line_paths);
+
+// The installed plugin folder: <dir of the running executable>/../lib/shrink/plugins.
+std::string installed_plugin_dir();
+
+class PluginRegistry {
+ public:
+  PluginRegistry();
+  ~PluginRegistry();
+  PluginRegistry(const PluginRegistry&) = delete;
+  PluginRegistry& operator=(const PluginRegistry&) = delete;
+
+  // Loads every candidate under `paths`, in order. Never throws for a bad candidate.
+  void discover(const std::vector<SearchPath>& paths);
+  // Loads one file; returns false and records a failure when it cannot.
+  bool load_file(const std::string& file, PathOrigin origin, bool requested);
+
+  const std::vector<std::unique_ptr<PluginInfo>>& plugins() const { return plugins_; }
+  const std::vector<LoadFailure>& failures() const { return failures_; }
+
+  // nullptr when no loaded plugin provides `name`.
+  const AlgorithmInfo* find(const std::string& name) const;
+  // Like find, but throws shrink::Error naming the algorithm and the available ones, or both
+  // files when two plugins provide the same name.
+  const AlgorithmInfo& require(const std::string& name) const;
+
+ private:
+  void fail(const std::string& file, PathOrigin origin, bool requested, const std::string& message);
+
+  std::vector<std::unique_ptr<PluginInfo>> plugins_;
+  std::vector<LoadFailure> failures_;
+  std::map<std::string, const AlgorithmInfo*> by_name_;
+  std::map<std::string, std::string> conflicts_;  // name -> message naming both files
+  std::map<std::string, bool> seen_files_;
+};
+
+}  // namespace shrink

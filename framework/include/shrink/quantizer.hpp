@@ -1,0 +1,90 @@
+// The host side of a quantizer plugin: one instance, its sites, and the autograd bridge.
+#pragma once
+
+#include <shrink/options.hpp>
+#include <shrink/plugin_registry.hpp>
+
+#include <ATen/core/Tensor.h>
+
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace shrink {
+
+enum class QuantType { kInput = SHRINK_QUANT_INPUT, kWeight = SHRINK_QUANT_WEIGHT,
+                       kOutput = SHRINK_QUANT_OUTPUT };
+const char* to_string(QuantType type);
+
+// One (module instance, target) pair to quantize.
+struct SiteSpec {
+  std::string module_name;  // "conv1", "layer1.0.conv1"
+  std::string module_type;  // "Conv2d"
+  std::string target;       // "weight", "bias", "_input_", "_output_"
+  QuantType quant_type = QuantType::kWeight;
+  Options config;           // the resolved config_list entry
+  at::Tensor sample;        // current weight for weight/bias sites; may be undefined
+};
+
+// A state tensor declared by the plugin for one site.
+struct SiteState {
+  std::string name;
+  bool learnable = false;  // a parameter the optimizer trains; otherwise a buffer
+  at::Tensor value;
+};
+
+struct Calibration {
+  at::Tensor scale;
+  at::Tensor zero_point;
+  int quant_bits = 0;
+  std::string quant_dtype;
+  std::string quant_scheme;
+  double tracked_min = std::numeric_limits<double>::quiet_NaN();
+  double tracked_max = std::numeric_limits<double>::quiet_NaN();
+};
+
+class QuantizerInstance {
+ public:
+  // Creates the plugin instance from its options; throws shrink::Error with the plugin's message.
+  QuantizerInstance(const AlgorithmInfo& algorithm, const Options& options);
+  ~QuantizerInstance();
+  QuantizerInstance(const QuantizerInstance&) = delete;
+  QuantizerInstance& operator=(const QuantizerInstance&) = delete;
+
+  // Sets up one site; returns its index. The plugin validates the config and declares state.
+  int add_site(const SiteSpec& spec);
+  int site_count() const { return static_cast<int>(sites_.size()); }
+  const SiteSpec& site_spec(int site) const;
+  std::vector<SiteState>& site_state(int site);
+
+  // Quantizes `x` at `site` (weight, input or output as the site says). Differentiable: the
+  // backward is the plugin's QuantGrad, or the straight-through estimator when it has none;
+  // learnable state receives gradients.
+  at::Tensor quantize(int site, const at::Tensor& x);
+
+  // Every learnable state tensor of every site, for the optimizer.
+  std::vector<at::Tensor> parameters() const;
+
+  void update_epoch(int epoch);
+  void step();
+  Calibration export_site(int site);
+
+  bool has_quant_grad() const;
+  const AlgorithmInfo& algorithm() const { return *algorithm_; }
+
+  // Used by the autograd bridge; not for callers.
+  at::Tensor forward_raw(int site, const at::Tensor& x);
+  std::vector<at::Tensor> backward_raw(int site, const at::Tensor& x, const at::Tensor& grad);
+
+ private:
+  struct Site;
+  std::string where(int site, const char* call) const;
+
+  const AlgorithmInfo* algorithm_;
+  void* handle_ = nullptr;
+  uint32_t flags_ = 0;
+  std::vector<std::unique_ptr<Site>> sites_;
+};
+
+}  // namespace shrink

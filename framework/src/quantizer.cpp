@@ -1,0 +1,318 @@
+#include <shrink/error.hpp>
+#include <shrink/quantizer.hpp>
+
+#include "tensor_handle.hpp"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace shrink {
+
+using detail::make_error;
+using detail::make_handle;
+using detail::take_handle;
+using detail::TensorHandle;
+
+const char* to_string(QuantType type) {
+  switch (type) {
+    case QuantType::kInput: return "input";
+    case QuantType::kWeight: return "weight";
+    case QuantType::kOutput: return "output";
+  }
+  return "?";
+}
+
+struct QuantizerInstance::Site {
+  SiteSpec spec;
+  std::vector<SiteState> state;
+  void* plugin_site = nullptr;
+};
+
+namespace {
+
+// Collects the state a plugin declares in setup_site.
+struct StateCollector {
+  std::vector<SiteState> state;
+};
+
+}  // namespace
+}  // namespace shrink
+
+// The opaque builder of the ABI is the collector.
+struct shrink_state_builder {
+  shrink::StateCollector collector;
+};
+
+namespace shrink {
+namespace {
+
+shrink_status declare_state(shrink_state_builder* builder, const char* name,
+                            shrink_state_kind kind, const shrink_tensor* initial,
+                            shrink_error* error) {
+  try {
+    if (builder == nullptr || name == nullptr || initial == nullptr) {
+      throw std::invalid_argument("declare: NULL builder, name or tensor");
+    }
+    for (const auto& s : builder->collector.state) {
+      if (s.name == name) throw std::invalid_argument(std::string("state '") + name + "' declared twice");
+    }
+    SiteState s;
+    s.name = name;
+    s.learnable = kind == SHRINK_STATE_PARAMETER;
+    s.value = initial->tensor.clone();
+    if (s.learnable) s.value.requires_grad_(true);
+    builder->collector.state.push_back(std::move(s));
+    return SHRINK_STATUS_OK;
+  } catch (const std::exception& e) {
+    std::snprintf(error->message, SHRINK_ERROR_MESSAGE_CAPACITY, "%s", e.what());
+    return SHRINK_STATUS_INVALID_ARGUMENT;
+  }
+}
+
+const shrink_state_declarer kDeclarer = {sizeof(shrink_state_declarer), &declare_state};
+
+// Handles for a site's state, in declaration order, for one call.
+struct StateHandles {
+  explicit StateHandles(const std::vector<SiteState>& state) {
+    for (const auto& s : state) owned.push_back(make_handle(s.value.detach()));
+    for (auto& h : owned) raw.push_back(h.get());
+  }
+  std::vector<TensorHandle> owned;
+  std::vector<shrink_tensor*> raw;
+};
+
+// Autograd bridge: forward calls the plugin; backward calls its QuantGrad, or passes the gradient
+// straight through when it has none.
+class QuantizeFunction : public torch::autograd::Function<QuantizeFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x,
+                            QuantizerInstance* quantizer, int64_t site, at::TensorList params) {
+    ctx->saved_data["quantizer"] = reinterpret_cast<int64_t>(quantizer);
+    ctx->saved_data["site"] = site;
+    ctx->saved_data["params"] = static_cast<int64_t>(params.size());
+    if (quantizer->has_quant_grad()) ctx->save_for_backward({x});
+    return quantizer->forward_raw(static_cast<int>(site), x);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* quantizer = reinterpret_cast<QuantizerInstance*>(ctx->saved_data["quantizer"].toInt());
+    const int site = static_cast<int>(ctx->saved_data["site"].toInt());
+    const int64_t n_params = ctx->saved_data["params"].toInt();
+    torch::autograd::variable_list out = {grads[0], at::Tensor(), at::Tensor()};
+    if (!quantizer->has_quant_grad()) {
+      out.resize(3 + n_params);
+      return out;
+    }
+    at::Tensor x = ctx->get_saved_variables()[0];
+    std::vector<at::Tensor> plugin_grads = quantizer->backward_raw(site, x, grads[0]);
+    out[0] = plugin_grads[0];
+    // plugin_grads[1..] follow all state; keep the learnable ones, in order.
+    const auto& state = quantizer->site_state(site);
+    for (std::size_t i = 0; i < state.size(); ++i) {
+      if (state[i].learnable) out.push_back(plugin_grads[1 + i]);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+QuantizerInstance::QuantizerInstance(const AlgorithmInfo& algorithm, const Options& options)
+    : algorithm_(&algorithm) {
+  SHRINK_CHECK(algorithm.is_quantizer(),
+               "algorithm '" << algorithm.name << "' is a " << algorithm.kinds_text()
+                             << ", not a quantizer");
+  OptionsView view(options);
+  shrink_instance instance{sizeof(shrink_instance), nullptr, 0};
+  shrink_error error = make_error();
+  shrink_status status = algorithm.descriptor->create(view.get(), &instance, &error);
+  SHRINK_CHECK(status == SHRINK_STATUS_OK, "plugin '" << algorithm.name << "' rejected its options: "
+                                                      << error.message);
+  handle_ = instance.handle;
+  flags_ = instance.flags;
+}
+
+QuantizerInstance::~QuantizerInstance() {
+  const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
+  for (auto& site : sites_) {
+    if (site->plugin_site != nullptr && api->destroy_site != nullptr) {  // required field
+      api->destroy_site(handle_, site->plugin_site);
+    }
+  }
+  if (handle_ != nullptr) algorithm_->descriptor->destroy(handle_);
+}
+
+bool QuantizerInstance::has_quant_grad() const {
+  const auto* d = algorithm_->descriptor;
+  return (flags_ & SHRINK_INSTANCE_HAS_QUANT_GRAD) != 0 &&
+         SHRINK_HAS_FIELD(d, shrink_algorithm_descriptor, quant_grad) && d->quant_grad != nullptr &&
+         d->quant_grad->quant_backward != nullptr;
+}
+
+std::string QuantizerInstance::where(int site, const char* call) const {
+  const SiteSpec& s = sites_.at(site)->spec;
+  return "plugin '" + algorithm_->name + "': " + call + " at " + s.module_name + "." + s.target;
+}
+
+int QuantizerInstance::add_site(const SiteSpec& spec) {
+  auto site = std::make_unique<Site>();
+  site->spec = spec;
+  OptionsView config(spec.config);
+  TensorHandle sample = spec.sample.defined() ? make_handle(spec.sample.detach()) : nullptr;
+  shrink_site_info info;
+  info.struct_size = sizeof(info);
+  info.module_name = spec.module_name.c_str();
+  info.module_type = spec.module_type.c_str();
+  info.target = spec.target.c_str();
+  info.quant_type = static_cast<shrink_quant_type>(spec.quant_type);
+  info.config = config.get();
+  info.sample = sample.get();
+
+  shrink_state_builder builder;
+  shrink_error error = make_error();
+  void* plugin_site = nullptr;
+  shrink_status status = algorithm_->descriptor->quantizer->setup_site(
+      handle_, &info, &kDeclarer, &builder, &plugin_site, &error);
+  SHRINK_CHECK(status == SHRINK_STATUS_OK, "plugin '" << algorithm_->name << "': site "
+                                                      << spec.module_name << "." << spec.target
+                                                      << " rejected: " << error.message);
+  site->plugin_site = plugin_site;
+  site->state = std::move(builder.collector.state);
+  bool learnable = false;
+  for (const auto& s : site->state) learnable = learnable || s.learnable;
+  sites_.push_back(std::move(site));
+  SHRINK_CHECK(!learnable || has_quant_grad(),
+               "plugin '" << algorithm_->name << "' declares learnable state at "
+                          << spec.module_name << "." << spec.target
+                          << " but gives no QuantGrad to compute its gradient");
+  return static_cast<int>(sites_.size()) - 1;
+}
+
+const SiteSpec& QuantizerInstance::site_spec(int site) const { return sites_.at(site)->spec; }
+
+std::vector<SiteState>& QuantizerInstance::site_state(int site) { return sites_.at(site)->state; }
+
+at::Tensor QuantizerInstance::quantize(int site, const at::Tensor& x) {
+  std::vector<at::Tensor> params;
+  for (const auto& s : sites_.at(site)->state) {
+    if (s.learnable) params.push_back(s.value);
+  }
+  return QuantizeFunction::apply(x, this, static_cast<int64_t>(site), at::TensorList(params));
+}
+
+at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
+  at::NoGradGuard no_grad;
+  Site& s = *sites_.at(site);
+  const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
+  auto call = s.spec.quant_type == QuantType::kWeight  ? api->quantize_weight
+              : s.spec.quant_type == QuantType::kInput ? api->quantize_input
+                                                        : api->quantize_output;
+  const char* name = s.spec.quant_type == QuantType::kWeight  ? "quantize_weight"
+                     : s.spec.quant_type == QuantType::kInput ? "quantize_input"
+                                                               : "quantize_output";
+  TensorHandle input = make_handle(x.detach());
+  StateHandles state(s.state);
+  shrink_tensor* out = nullptr;
+  shrink_error error = make_error();
+  shrink_status status = call(handle_, s.plugin_site, input.get(), state.raw.data(),
+                              static_cast<uint32_t>(state.raw.size()), &out, &error);
+  SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, name) << " failed: " << error.message);
+  at::Tensor y = take_handle(out);
+  SHRINK_CHECK(y.defined() && y.sizes() == x.sizes(),
+               where(site, name) << " returned a tensor of shape " << (y.defined() ? y.sizes() : at::IntArrayRef{})
+                                 << ", expected " << x.sizes());
+  // An identity result shares memory with the input; autograd must not see an alias of it.
+  if (y.data_ptr() == x.data_ptr()) y = y.clone();
+  return y;
+}
+
+std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tensor& x,
+                                                        const at::Tensor& grad) {
+  at::NoGradGuard no_grad;
+  Site& s = *sites_.at(site);
+  TensorHandle input = make_handle(x.detach());
+  TensorHandle grad_output = make_handle(grad.detach());
+  StateHandles state(s.state);
+  std::vector<shrink_tensor*> state_grads(state.raw.size(), nullptr);
+  shrink_tensor* grad_input = nullptr;
+  shrink_error error = make_error();
+  shrink_status status = algorithm_->descriptor->quant_grad->quant_backward(
+      handle_, s.plugin_site, static_cast<shrink_quant_type>(s.spec.quant_type), input.get(),
+      grad_output.get(), state.raw.data(), static_cast<uint32_t>(state.raw.size()), &grad_input,
+      state_grads.data(), &error);
+  SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, "quant_backward") << " failed: "
+                                                                         << error.message);
+  std::vector<at::Tensor> out;
+  out.push_back(take_handle(grad_input));
+  for (auto* g : state_grads) out.push_back(take_handle(g));
+  SHRINK_CHECK(out[0].defined() && out[0].sizes() == x.sizes(),
+               where(site, "quant_backward") << " returned an input gradient of the wrong shape");
+  for (std::size_t i = 0; i < s.state.size(); ++i) {
+    const at::Tensor& g = out[1 + i];
+    SHRINK_CHECK(!g.defined() || g.sizes() == s.state[i].value.sizes(),
+                 where(site, "quant_backward") << " returned a gradient for '" << s.state[i].name
+                                               << "' of the wrong shape");
+  }
+  return out;
+}
+
+std::vector<at::Tensor> QuantizerInstance::parameters() const {
+  std::vector<at::Tensor> params;
+  for (const auto& site : sites_) {
+    for (const auto& s : site->state) {
+      if (s.learnable) params.push_back(s.value);
+    }
+  }
+  return params;
+}
+
+void QuantizerInstance::update_epoch(int epoch) {
+  const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
+  if (!SHRINK_HAS_FIELD(api, shrink_quantizer_api, update_epoch) || api->update_epoch == nullptr) {
+    return;
+  }
+  shrink_error error = make_error();
+  SHRINK_CHECK(api->update_epoch(handle_, epoch, &error) == SHRINK_STATUS_OK,
+               "plugin '" << algorithm_->name << "': update_epoch(" << epoch
+                          << ") failed: " << error.message);
+}
+
+void QuantizerInstance::step() {
+  const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
+  if (!SHRINK_HAS_FIELD(api, shrink_quantizer_api, step) || api->step == nullptr) return;
+  shrink_error error = make_error();
+  SHRINK_CHECK(api->step(handle_, &error) == SHRINK_STATUS_OK,
+               "plugin '" << algorithm_->name << "': step failed: " << error.message);
+}
+
+Calibration QuantizerInstance::export_site(int site) {
+  Site& s = *sites_.at(site);
+  const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
+  SHRINK_CHECK(SHRINK_HAS_FIELD(api, shrink_quantizer_api, export_site) &&
+                   api->export_site != nullptr && (algorithm_->capabilities & SHRINK_CAP_EXPORT),
+               "plugin '" << algorithm_->name << "' does not export calibration");
+  StateHandles state(s.state);
+  shrink_calibration c;
+  std::memset(&c, 0, sizeof(c));
+  c.struct_size = sizeof(c);
+  shrink_error error = make_error();
+  shrink_status status = api->export_site(handle_, s.plugin_site, state.raw.data(),
+                                          static_cast<uint32_t>(state.raw.size()), &c, &error);
+  SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, "export_site") << " failed: "
+                                                                      << error.message);
+  Calibration out;
+  out.scale = take_handle(c.scale);
+  out.zero_point = take_handle(c.zero_point);
+  out.quant_bits = c.quant_bits;
+  c.quant_dtype[sizeof(c.quant_dtype) - 1] = '\0';
+  c.quant_scheme[sizeof(c.quant_scheme) - 1] = '\0';
+  out.quant_dtype = c.quant_dtype;
+  out.quant_scheme = c.quant_scheme;
+  out.tracked_min = c.tracked_min;
+  out.tracked_max = c.tracked_max;
+  return out;
+}
+
+}  // namespace shrink

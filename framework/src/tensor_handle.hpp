@@ -1,0 +1,30 @@
+// Host-side representation of the ABI's opaque shrink_tensor, and RAII for handles.
+#pragma once
+
+#include <shrink/plugin_api.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+
+struct shrink_tensor {
+  at::Tensor tensor;
+};
+
+namespace shrink::detail {
+
+struct HandleRelease {
+  void operator()(shrink_tensor* handle) const { delete handle; }
+};
+using TensorHandle = std::unique_ptr<shrink_tensor, HandleRelease>;
+
+// New handle for a CPU, contiguous view of `tensor` (a copy only when it is not already so).
+TensorHandle make_handle(const at::Tensor& tensor);
+// The tensor behind a handle a plugin returned; takes ownership.
+at::Tensor take_handle(shrink_tensor* handle);
+
+// An error slot ready for one call.
+shrink_error make_error();
+
+}  // namespace shrink::detail

@@ -1,0 +1,357 @@
+/*
+ * Shrink plugin ABI, version 1.
+ *
+ * This header is the whole contract between the Shrink host and an algorithm plugin. It is plain C
+ * (C99, <stdint.h> and <stddef.h> only) so that a plugin can be written in C, or in C++ by any
+ * compiler, and still load into the host.
+ *
+ * A plugin is a shared library exporting exactly one symbol:
+ *
+ *     const shrink_plugin_descriptor* shrink_plugin_entry(const shrink_host_api* host);
+ *
+ * The host calls it once, right after loading the library, and keeps the library loaded for the
+ * life of the process (libraries that link LibTorch cannot be unloaded safely). The returned
+ * descriptor, and everything it points to, must stay valid and unchanged for as long as the library
+ * is loaded. `host` is valid for the same time.
+ *
+ * Versioning rules
+ *  - SHRINK_ABI_VERSION_MAJOR changes only when an existing field or signature changes; the host
+ *    refuses a plugin whose major differs from its own.
+ *  - SHRINK_ABI_VERSION_MINOR grows when fields are appended to a struct or table. Every struct and
+ *    table starts with `struct_size`; a reader checks `struct_size` (SHRINK_HAS_FIELD) before it
+ *    reads a field, so a plugin built against an older minor (smaller structs) loads and its missing
+ *    fields read as absent. Fields are only ever appended; to change a signature, add a `_v2` entry.
+ *
+ * Errors
+ *  - Every callable returns a shrink_status (0 = SHRINK_STATUS_OK). On failure the callee writes a
+ *    one-line UTF-8 message into the caller's shrink_error and leaves its out-parameters untouched.
+ *  - No exception may cross this boundary; the C++ SDK catches them for plugin authors.
+ *
+ * Tensors
+ *  - Tensors cross as opaque `shrink_tensor*` handles owned by the host. A handle passed *into* a
+ *    plugin call is borrowed: valid until that call returns. A handle a plugin returns through an
+ *    out-parameter is a new reference that the receiver releases with host->tensor_release.
+ *  - C plugins read and write tensors through the host table (tensor_create, tensor_data, ...).
+ *    C++ plugins that link LibTorch convert zero-copy through DLPack (tensor_to_dlpack,
+ *    tensor_from_dlpack); the SDK does this for them.
+ *  - All tensors handed to plugins are CPU, contiguous and dense.
+ *
+ * Threading: the host calls one plugin instance from one thread at a time. Different instances may
+ * be used from different threads.
+ */
+#ifndef SHRINK_PLUGIN_API_H
+#define SHRINK_PLUGIN_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHRINK_ABI_VERSION_MAJOR 1
+#define SHRINK_ABI_VERSION_MINOR 0
+
+/* Name of the one exported entry point. */
+#define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
+
+#if defined(_WIN32)
+#define SHRINK_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define SHRINK_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* True when a struct that starts with `struct_size` is large enough to contain `field`. */
+#define SHRINK_HAS_FIELD(ptr, type, field) \
+  ((ptr) != NULL && (ptr)->struct_size >= offsetof(type, field) + sizeof(((type*)0)->field))
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Status and errors                                                                               */
+
+typedef int32_t shrink_status;
+enum {
+  SHRINK_STATUS_OK = 0,
+  SHRINK_STATUS_ERROR = 1,           /* generic failure; the message says what */
+  SHRINK_STATUS_INVALID_ARGUMENT = 2, /* bad option, bad config, tensor of the wrong shape */
+  SHRINK_STATUS_UNSUPPORTED = 3,     /* the plugin cannot do this (op type, bit width, ...) */
+  SHRINK_STATUS_OUT_OF_MEMORY = 4
+};
+
+#define SHRINK_ERROR_MESSAGE_CAPACITY 1024
+
+/* Caller-owned error slot passed to every call. The callee writes a NUL-terminated message,
+ * truncated to the capacity, only when it returns a non-OK status. */
+typedef struct shrink_error {
+  uint32_t struct_size;
+  char message[SHRINK_ERROR_MESSAGE_CAPACITY];
+} shrink_error;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Tensors and key/value options                                                                   */
+
+typedef struct shrink_tensor shrink_tensor; /* opaque, host-owned */
+
+typedef int32_t shrink_dtype;
+enum {
+  SHRINK_DTYPE_FLOAT32 = 0,
+  SHRINK_DTYPE_FLOAT64 = 1,
+  SHRINK_DTYPE_INT8 = 2,
+  SHRINK_DTYPE_UINT8 = 3,
+  SHRINK_DTYPE_INT32 = 4,
+  SHRINK_DTYPE_INT64 = 5,
+  SHRINK_DTYPE_BOOL = 6
+};
+
+/* One option or config entry. Values are the YAML scalar text ("8", "affine", "true"); nested
+ * mappings are flattened with dots ("quant_bits.weight" = "8") and sequences written as flow YAML
+ * ("[Conv2d, Linear]"). Both pointers are borrowed for the duration of the call. */
+typedef struct shrink_kv {
+  const char* key;
+  const char* value;
+} shrink_kv;
+
+typedef struct shrink_options {
+  uint32_t struct_size;
+  const shrink_kv* entries;
+  uint32_t count;
+  const char* text; /* the same mapping as YAML text, for plugins that parse it themselves; may be "" */
+} shrink_options;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The host API: what the host offers to plugins                                                   */
+
+typedef int32_t shrink_log_level;
+enum {
+  SHRINK_LOG_TRACE = 0,
+  SHRINK_LOG_DEBUG = 1,
+  SHRINK_LOG_INFO = 2,
+  SHRINK_LOG_WARN = 3,
+  SHRINK_LOG_ERROR = 4
+};
+
+typedef struct shrink_host_api {
+  uint32_t struct_size;
+  uint16_t abi_major;
+  uint16_t abi_minor;
+  const char* host_version; /* e.g. "0.1.0" */
+
+  /* Logs one line through the host's logger, prefixed with the plugin's name. Never fails. */
+  void (*log)(shrink_log_level level, const char* plugin_name, const char* message);
+
+  /* New zero-filled contiguous CPU tensor; *out is a new reference. */
+  shrink_status (*tensor_create)(shrink_dtype dtype, int32_t ndim, const int64_t* shape,
+                                 shrink_tensor** out, shrink_error* error);
+  /* New reference to a deep copy of `tensor`. */
+  shrink_status (*tensor_clone)(const shrink_tensor* tensor, shrink_tensor** out, shrink_error* error);
+  /* Releases a reference obtained from the host or returned by a plugin. NULL is ignored. */
+  void (*tensor_release)(shrink_tensor* tensor);
+
+  int32_t (*tensor_ndim)(const shrink_tensor* tensor);
+  /* Writes tensor_ndim() sizes into `shape`. */
+  void (*tensor_shape)(const shrink_tensor* tensor, int64_t* shape);
+  int64_t (*tensor_numel)(const shrink_tensor* tensor);
+  shrink_dtype (*tensor_dtype)(const shrink_tensor* tensor);
+  /* Borrowed pointer to the first element, valid while the handle is; writable. */
+  void* (*tensor_data)(shrink_tensor* tensor);
+
+  /* DLPack bridge, for plugins that link LibTorch. `*out` receives a DLManagedTensor* (DLPack 0.6,
+   * as LibTorch 1.13 ships it) sharing memory with `tensor`; the receiver owns it and calls its
+   * deleter. */
+  shrink_status (*tensor_to_dlpack)(const shrink_tensor* tensor, void** out, shrink_error* error);
+  /* Takes ownership of `dl_managed` (a DLManagedTensor*) and returns a new handle sharing its
+   * memory. On failure the deleter has still been called. */
+  shrink_status (*tensor_from_dlpack)(void* dl_managed, shrink_tensor** out, shrink_error* error);
+} shrink_host_api;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Algorithms                                                                                       */
+
+typedef uint32_t shrink_algorithm_kind;
+enum {
+  SHRINK_KIND_QUANTIZER = 1u << 0,
+  SHRINK_KIND_WEIGHT_MASKER = 1u << 1,
+  SHRINK_KIND_PRUNER = 1u << 2
+};
+
+typedef uint64_t shrink_capabilities;
+enum {
+  SHRINK_CAP_CALIBRATION = 1u << 0, /* useful without training (post-training statistics)     */
+  SHRINK_CAP_TRAINING = 1u << 1,    /* meant to run inside a training loop                     */
+  SHRINK_CAP_EXPORT = 1u << 2,      /* exports per-site calibration (scale, zero point, ...)   */
+  SHRINK_CAP_QUANT_GRAD = 1u << 3   /* provides a custom backward (QuantGrad)                  */
+};
+
+typedef int32_t shrink_quant_type;
+enum {
+  SHRINK_QUANT_INPUT = 0,
+  SHRINK_QUANT_WEIGHT = 1,
+  SHRINK_QUANT_OUTPUT = 2
+};
+
+typedef int32_t shrink_state_kind;
+enum {
+  SHRINK_STATE_BUFFER = 0,   /* saved with the model, never trained (tracked min/max, scale)    */
+  SHRINK_STATE_PARAMETER = 1 /* trained by the experiment's optimizer (LSQ's step size)         */
+};
+
+/* One quantization site: a (module instance, target) pair such as ("conv1", "weight") or
+ * ("relu1", "_output_"). All pointers are borrowed for the duration of the call. */
+typedef struct shrink_site_info {
+  uint32_t struct_size;
+  const char* module_name;      /* instance path: "conv1", "layer1.0.conv1"                       */
+  const char* module_type;      /* op type: "Conv2d", "Linear", "ReLU", "add"                      */
+  const char* target;           /* "weight", "bias", "_input_", "_output_"                         */
+  shrink_quant_type quant_type; /* how the target is quantized                                     */
+  const shrink_options* config; /* the site's resolved config_list entry                          */
+  const shrink_tensor* sample;  /* for weight/bias sites the current tensor; otherwise NULL        */
+} shrink_site_info;
+
+/* Handed to setup_site: the plugin declares the site's state through it. */
+typedef struct shrink_state_builder shrink_state_builder; /* opaque, host-owned */
+
+typedef struct shrink_state_declarer {
+  uint32_t struct_size;
+  /* Declares one named state tensor. `initial` is borrowed; the host keeps its own reference. The
+   * order of declaration is the order of the `state` arrays passed to later calls. */
+  shrink_status (*declare)(shrink_state_builder* builder, const char* name, shrink_state_kind kind,
+                           const shrink_tensor* initial, shrink_error* error);
+} shrink_state_declarer;
+
+/* Per-site calibration, filled by export_site. Tensors are new references owned by the caller. */
+typedef struct shrink_calibration {
+  uint32_t struct_size;
+  shrink_tensor* scale;      /* scalar or per-channel; NULL when the algorithm has no scale     */
+  shrink_tensor* zero_point; /* same shape as scale; NULL when symmetric without zero point     */
+  int32_t quant_bits;
+  char quant_dtype[16];   /* "int8", "uint8", "int4", ...                                        */
+  char quant_scheme[32];  /* "affine", "symmetric", ...                                          */
+  double tracked_min;     /* NaN when not tracked                                                */
+  double tracked_max;     /* NaN when not tracked                                                */
+} shrink_calibration;
+
+/* Result of create: the instance and the facets it supports. */
+typedef struct shrink_instance {
+  uint32_t struct_size;
+  void* handle;       /* plugin-owned; passed back to every call; freed by destroy         */
+  uint32_t flags;     /* SHRINK_INSTANCE_* below                                          */
+} shrink_instance;
+
+enum {
+  SHRINK_INSTANCE_HAS_QUANT_GRAD = 1u << 0 /* quant_backward may be called for this instance */
+};
+
+/* Quantizer (NNI's Quantizer). `site` is the plugin's per-site context returned by setup_site.
+ * `state` holds the site's declared state tensors in declaration order; buffers may be updated
+ * in place. `*out` receives a new reference. */
+typedef struct shrink_quantizer_api {
+  uint32_t struct_size;
+  /* Required: setup_site .. quantize_output. Optional (a reader checks struct_size and NULL):
+   * update_epoch, step, export_site; destroy_site may be NULL when sites hold nothing. */
+  shrink_status (*setup_site)(void* self, const shrink_site_info* info,
+                              const shrink_state_declarer* declarer, shrink_state_builder* builder,
+                              void** out_site, shrink_error* error);
+  void (*destroy_site)(void* self, void* site);
+  shrink_status (*quantize_weight)(void* self, void* site, const shrink_tensor* weight,
+                                   shrink_tensor* const* state, uint32_t state_count,
+                                   shrink_tensor** out, shrink_error* error);
+  shrink_status (*quantize_input)(void* self, void* site, const shrink_tensor* input,
+                                  shrink_tensor* const* state, uint32_t state_count,
+                                  shrink_tensor** out, shrink_error* error);
+  shrink_status (*quantize_output)(void* self, void* site, const shrink_tensor* output,
+                                   shrink_tensor* const* state, uint32_t state_count,
+                                   shrink_tensor** out, shrink_error* error);
+  /* Called at the start of every epoch, from 0. */
+  shrink_status (*update_epoch)(void* self, int32_t epoch, shrink_error* error);
+  /* Called after every optimizer step. */
+  shrink_status (*step)(void* self, shrink_error* error);
+  shrink_status (*export_site)(void* self, void* site, shrink_tensor* const* state,
+                               uint32_t state_count, shrink_calibration* out, shrink_error* error);
+} shrink_quantizer_api;
+
+/* QuantGrad (NNI's QuantGrad): the backward of a quantize call. `tensor` is the input of the
+ * quantize call, `grad_output` the gradient of its output. `*out_grad_input` receives a new
+ * reference. `out_state_grads` has `state_count` slots, all NULL on entry; the plugin may fill the
+ * slots of PARAMETER state with new references to their gradients. Without a QuantGrad the host
+ * uses the straight-through estimator (grad_input = grad_output). */
+typedef struct shrink_quant_grad_api {
+  uint32_t struct_size;
+  shrink_status (*quant_backward)(void* self, void* site, shrink_quant_type quant_type,
+                                  const shrink_tensor* tensor, const shrink_tensor* grad_output,
+                                  shrink_tensor* const* state, uint32_t state_count,
+                                  shrink_tensor** out_grad_input, shrink_tensor** out_state_grads,
+                                  shrink_error* error);
+} shrink_quant_grad_api;
+
+/* What a masker sees of one wrapped module (NNI's wrapper). Borrowed for the call. */
+typedef struct shrink_wrapper_info {
+  uint32_t struct_size;
+  const char* module_name;
+  const char* module_type;
+  const shrink_options* config;
+  const shrink_tensor* weight;
+  const shrink_tensor* bias; /* NULL when the module has no bias */
+} shrink_wrapper_info;
+
+/* WeightMasker (NNI's WeightMasker.calc_mask). `*out_weight_mask` receives a new reference with the
+ * weight's shape; `*out_bias_mask` may be left NULL. */
+typedef struct shrink_masker_api {
+  uint32_t struct_size;
+  shrink_status (*calc_mask)(void* self, double sparsity, const shrink_wrapper_info* wrapper,
+                             int32_t wrapper_idx, shrink_tensor** out_weight_mask,
+                             shrink_tensor** out_bias_mask, shrink_error* error);
+} shrink_masker_api;
+
+/* Pruner hooks (NNI's Pruner around its masker). */
+typedef struct shrink_pruner_api {
+  uint32_t struct_size;
+  /* Non-zero: masks are computed once and kept (NNI's `if_calculated`). */
+  int32_t one_shot;
+  shrink_status (*update_epoch)(void* self, int32_t epoch, shrink_error* error);
+  shrink_status (*step)(void* self, shrink_error* error);
+} shrink_pruner_api;
+
+typedef struct shrink_algorithm_descriptor {
+  uint32_t struct_size;
+  const char* name;        /* unique across all loaded plugins: "naive", "qat", "l1_norm"   */
+  const char* description; /* one line                                                    */
+  shrink_algorithm_kind kinds;
+  shrink_capabilities capabilities;
+
+  /* Creates an instance from its options (the YAML mapping of the compress stage). */
+  shrink_status (*create)(const shrink_options* options, shrink_instance* out, shrink_error* error);
+  void (*destroy)(void* self);
+
+  /* Facets; NULL when the algorithm lacks them. */
+  const shrink_quantizer_api* quantizer;
+  const shrink_quant_grad_api* quant_grad;
+  const shrink_masker_api* masker;
+  const shrink_pruner_api* pruner;
+
+  /* Optional (a reader checks struct_size): comma-separated op types the algorithm handles
+   * ("Conv2d,Linear"); NULL or absent for any. */
+  const char* supported_op_types;
+} shrink_algorithm_descriptor;
+
+typedef struct shrink_plugin_descriptor {
+  uint32_t struct_size;
+  uint16_t abi_major; /* SHRINK_ABI_VERSION_MAJOR the plugin was built against */
+  uint16_t abi_minor; /* SHRINK_ABI_VERSION_MINOR the plugin was built against */
+  const char* name;    /* the plugin (library) name                             */
+  const char* version; /* the plugin's own version, e.g. "1.2.0"                */
+  /* Build fingerprint, ';'-separated key=value pairs: "torch=1.13.1;cxx11_abi=1;compiler=gcc 12.2".
+   * A plugin that does not link LibTorch omits the torch and cxx11_abi keys. The host refuses a
+   * plugin whose torch version or C++ ABI differs from its own. */
+  const char* build_tag;
+  uint32_t algorithm_count;
+  /* Array of `algorithm_count` pointers (pointers, so that each descriptor's own struct_size
+   * governs its layout). */
+  const shrink_algorithm_descriptor* const* algorithms;
+} shrink_plugin_descriptor;
+
+typedef const shrink_plugin_descriptor* (*shrink_plugin_entry_fn)(const shrink_host_api* host);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SHRINK_PLUGIN_API_H */

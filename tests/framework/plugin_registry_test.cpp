@@ -1,0 +1,188 @@
+#include "plugin_fixtures.hpp"
+
+#include <shrink/error.hpp>
+#include <shrink/quantizer.hpp>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+using shrink::test::registry_of;
+using shrink::test::test_plugins;
+
+namespace {
+
+// A fresh temporary folder, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() /
+            ("shrink_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  fs::path path_;
+};
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(PluginRegistryTest, LoadsPluginWrittenInC) {
+  auto registry = registry_of({test_plugins("c_round")});
+  ASSERT_TRUE(registry->failures().empty()) << registry->failures()[0].message;
+  ASSERT_EQ(registry->plugins().size(), 1u);
+  const auto& plugin = *registry->plugins()[0];
+  EXPECT_EQ(plugin.name, "c_round");
+  EXPECT_EQ(plugin.build_tag, "c");
+  const shrink::AlgorithmInfo& alg = registry->require("c_round");
+  EXPECT_TRUE(alg.is_quantizer());
+  EXPECT_EQ(alg.supported_op_types, "Conv2d,Linear");
+  EXPECT_EQ(alg.capabilities_text(), "calibration");
+}
+
+TEST(PluginRegistryTest, RefusesDifferentAbiMajorNamingFileAndBothVersions) {
+  auto registry = registry_of({test_plugins("wrong_abi")});
+  EXPECT_TRUE(registry->plugins().empty());
+  ASSERT_EQ(registry->failures().size(), 1u);
+  const auto& failure = registry->failures()[0];
+  EXPECT_TRUE(contains(failure.file, "wrong_abi.so"));
+  EXPECT_TRUE(contains(failure.message, "plugin ABI 2.0")) << failure.message;
+  EXPECT_TRUE(contains(failure.message, "speaks ABI 1.0")) << failure.message;
+  EXPECT_TRUE(contains(failure.message, "rebuild")) << failure.message;
+}
+
+TEST(PluginRegistryTest, LoadsOlderMinorWithSmallerStructsAndRunsIt) {
+  auto registry = registry_of({test_plugins("old_minor")});
+  ASSERT_TRUE(registry->failures().empty()) << registry->failures()[0].message;
+  const shrink::AlgorithmInfo& alg = registry->require("old_scale");
+  // The field lies beyond the plugin's struct_size: it must read as absent.
+  EXPECT_EQ(alg.supported_op_types, "");
+  shrink::QuantizerInstance q(alg, {});
+  shrink::SiteSpec spec{"fc", "Linear", "weight", shrink::QuantType::kWeight, {}, {}};
+  int site = q.add_site(spec);
+  torch::Tensor w = torch::tensor({1.0f, -2.0f, 3.0f});
+  EXPECT_TRUE(torch::equal(q.quantize(site, w), w * 0.5f));
+  // update_epoch and step lie beyond its quantizer table: calling them is a no-op, not a crash.
+  q.update_epoch(0);
+  q.step();
+}
+
+TEST(PluginRegistryTest, RejectsLibraryWithoutEntryPoint) {
+  auto registry = registry_of({test_plugins("no_entry")});
+  ASSERT_EQ(registry->failures().size(), 1u);
+  EXPECT_TRUE(contains(registry->failures()[0].message, "exports no 'shrink_plugin_entry'"))
+      << registry->failures()[0].message;
+}
+
+TEST(PluginRegistryTest, RejectsDuplicateAlgorithmNameNamingBothFiles) {
+  auto registry = registry_of({test_plugins("c_round"), test_plugins("duplicate")});
+  ASSERT_EQ(registry->plugins().size(), 1u);
+  ASSERT_EQ(registry->failures().size(), 1u);
+  const std::string& message = registry->failures()[0].message;
+  EXPECT_TRUE(contains(message, "duplicate algorithm name 'c_round'")) << message;
+  EXPECT_TRUE(contains(message, "c_round/c_round.so")) << message;
+  EXPECT_TRUE(contains(message, "duplicate/c_round_copy.so")) << message;
+  try {
+    registry->require("c_round");
+    FAIL() << "require of a duplicated name must throw";
+  } catch (const shrink::Error& e) {
+    EXPECT_TRUE(contains(e.what(), "c_round_copy.so")) << e.what();
+  }
+}
+
+TEST(PluginRegistryTest, RejectsFilesThatAreNotSharedLibraries) {
+  TempDir dir;
+  std::ofstream(dir.path() / "notes.txt") << "just some text\n";
+  std::ofstream(dir.path() / "fake.so") << "not an ELF file\n";
+  auto registry = registry_of({dir.path().string()});
+  EXPECT_TRUE(registry->plugins().empty());
+  ASSERT_EQ(registry->failures().size(), 2u);
+  for (const auto& failure : registry->failures()) {
+    EXPECT_TRUE(contains(failure.message, "not a shared library")) << failure.message;
+    EXPECT_FALSE(failure.requested);
+  }
+}
+
+TEST(PluginRegistryTest, RejectsCorruptSharedLibrary) {
+  TempDir dir;
+  const fs::path good = fs::path(test_plugins("c_round")) / "c_round.so";
+  std::ifstream in(good, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 2000u);
+  std::ofstream(dir.path() / "corrupt.so", std::ios::binary) << bytes.substr(0, 1000);
+  auto registry = registry_of({dir.path().string()});
+  ASSERT_EQ(registry->failures().size(), 1u);
+  EXPECT_TRUE(contains(registry->failures()[0].message, "cannot be loaded"))
+      << registry->failures()[0].message;
+}
+
+TEST(PluginRegistryTest, MissingExplicitPathIsARequestedFailure) {
+  auto registry = registry_of({"/nonexistent/shrink/plugin.so"});
+  ASSERT_EQ(registry->failures().size(), 1u);
+  EXPECT_TRUE(registry->failures()[0].requested);
+  EXPECT_TRUE(contains(registry->failures()[0].message, "no such file or folder"));
+}
+
+TEST(PluginRegistryTest, SameFileReachedTwiceLoadsOnce) {
+  auto registry = registry_of({test_plugins("c_round"), test_plugins("c_round") + "/c_round.so"});
+  EXPECT_EQ(registry->plugins().size(), 1u);
+  EXPECT_TRUE(registry->failures().empty());
+}
+
+TEST(PluginRegistryTest, RequireUnknownNameListsAvailableAlgorithms) {
+  auto registry = registry_of({test_plugins("c_round")});
+  try {
+    registry->require("nope");
+    FAIL() << "require of an unknown name must throw";
+  } catch (const shrink::Error& e) {
+    EXPECT_TRUE(contains(e.what(), "'nope'")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "available: c_round")) << e.what();
+  }
+}
+
+TEST(PluginRegistryTest, ThrowingCallbacksAreReportedAndTheHostSurvives) {
+  auto registry = registry_of({test_plugins("throwing")});
+  const shrink::AlgorithmInfo& alg = registry->require("throwing");
+
+  shrink::Options fail_create;
+  fail_create.set("fail_create", "true");
+  try {
+    shrink::QuantizerInstance broken(alg, fail_create);
+    FAIL() << "create must fail";
+  } catch (const shrink::Error& e) {
+    EXPECT_TRUE(contains(e.what(), "deliberate failure in the constructor")) << e.what();
+  }
+
+  shrink::QuantizerInstance q(alg, {});
+  int weight = q.add_site({"conv1", "Conv2d", "weight", shrink::QuantType::kWeight, {}, {}});
+  int output = q.add_site({"conv1", "Conv2d", "_output_", shrink::QuantType::kOutput, {}, {}});
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      q.quantize(weight, torch::ones({2, 2}));
+      FAIL() << "quantize_weight must fail";
+    } catch (const shrink::Error& e) {
+      EXPECT_TRUE(contains(e.what(), "deliberate failure in quantize_weight")) << e.what();
+      EXPECT_TRUE(contains(e.what(), "conv1.weight")) << e.what();
+    }
+  }
+  try {
+    q.quantize(output, torch::ones({3}));
+    FAIL() << "quantize_output must fail";
+  } catch (const shrink::Error& e) {
+    EXPECT_TRUE(contains(e.what(), "quantize_output")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "size of tensor")) << e.what();
+  }
+}

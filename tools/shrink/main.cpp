@@ -1,0 +1,224 @@
+// The `shrink` command line.
+#include <shrink/error.hpp>
+#include <shrink/logging.hpp>
+#include <shrink/masker.hpp>
+#include <shrink/plugin_registry.hpp>
+#include <shrink/quantizer.hpp>
+#include <shrink/version.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+struct GlobalOptions {
+  std::vector<std::string> plugin_paths;
+  std::string log_level = "info";
+};
+
+// Loads plugins from every search path; returns the registry.
+std::unique_ptr<shrink::PluginRegistry> discover(const GlobalOptions& global) {
+  auto registry = std::make_unique<shrink::PluginRegistry>();
+  registry->discover(shrink::plugin_search_paths({}, global.plugin_paths));
+  return registry;
+}
+
+std::string abi_text(const shrink::PluginInfo& p) {
+  return std::to_string(p.abi_major) + "." + std::to_string(p.abi_minor);
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()), 0);
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+// `shrink plugins`: lists what loaded. Non-zero only when something the user asked for (a plugin
+// file named on the command line, or an algorithm named as an argument) failed or is missing.
+int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::string>& names) {
+  auto registry = discover(global);
+  int status = 0;
+  for (const auto& failure : registry->failures()) {
+    if (failure.requested) status = 1;
+  }
+  std::vector<const shrink::AlgorithmInfo*> selected;
+  for (const auto& plugin : registry->plugins()) {
+    for (const auto& alg : plugin->algorithms) {
+      if (names.empty() || std::count(names.begin(), names.end(), alg.name)) {
+        selected.push_back(&alg);
+      }
+    }
+  }
+  for (const auto& name : names) {
+    try {
+      registry->require(name);
+    } catch (const shrink::Error& e) {
+      shrink::log_error(e.what());
+      status = 1;
+    }
+  }
+  if (json) {
+    nlohmann::json out = nlohmann::json::object();
+    out["shrink_version"] = shrink::version();
+    out["abi"] = std::to_string(SHRINK_ABI_VERSION_MAJOR) + "." +
+                 std::to_string(SHRINK_ABI_VERSION_MINOR);
+    out["algorithms"] = nlohmann::json::array();
+    for (const auto* alg : selected) {
+      out["algorithms"].push_back({{"name", alg->name},
+                                   {"description", alg->description},
+                                   {"kind", alg->kinds_text()},
+                                   {"capabilities", alg->capabilities_text()},
+                                   {"op_types", alg->supported_op_types},
+                                   {"plugin", alg->plugin->name},
+                                   {"version", alg->plugin->version},
+                                   {"abi", abi_text(*alg->plugin)},
+                                   {"build", alg->plugin->build_tag},
+                                   {"file", alg->plugin->file}});
+    }
+    out["failures"] = nlohmann::json::array();
+    for (const auto& f : registry->failures()) {
+      out["failures"].push_back({{"file", f.file},
+                                 {"origin", shrink::to_string(f.origin)},
+                                 {"requested", f.requested},
+                                 {"message", f.message}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return status;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "VERSION", "ABI", "KIND", "CAPABILITIES", "FILE"}};
+  for (const auto* alg : selected) {
+    rows.push_back({alg->name, alg->plugin->version, abi_text(*alg->plugin), alg->kinds_text(),
+                    alg->capabilities_text(), alg->plugin->file});
+  }
+  if (selected.empty()) {
+    std::cout << "no plugins found; search path:";
+    for (const auto& p : shrink::plugin_search_paths({}, global.plugin_paths)) {
+      std::cout << " " << p.path;
+    }
+    std::cout << "\n";
+  } else {
+    print_table(rows);
+  }
+  if (!registry->failures().empty()) {
+    std::cout << registry->failures().size() << " candidate(s) failed to load (see above)\n";
+  }
+  return status;
+}
+
+// `shrink check ALGO`: a smoke test for plugin authors. Runs the algorithm once on a random
+// Conv2d-shaped weight: forward and backward for a quantizer, calc_mask for a masker.
+int run_check(const GlobalOptions& global, const std::string& name,
+              const std::vector<std::string>& option_args, double sparsity) {
+  auto registry = discover(global);
+  const shrink::AlgorithmInfo& alg = registry->require(name);
+  shrink::Options options;
+  for (const auto& kv : option_args) {
+    auto eq = kv.find('=');
+    SHRINK_CHECK(eq != std::string::npos, "--option '" << kv << "' is not key=value");
+    options.set(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  torch::manual_seed(0);
+  torch::Tensor weight = torch::randn({8, 4, 3, 3});
+  if (alg.is_quantizer()) {
+    shrink::QuantizerInstance q(alg, options);
+    shrink::SiteSpec spec;
+    spec.module_name = "check.conv";
+    spec.module_type = "Conv2d";
+    spec.target = "weight";
+    spec.quant_type = shrink::QuantType::kWeight;
+    spec.sample = weight;
+    int site = q.add_site(spec);
+    torch::Tensor w = weight.clone().requires_grad_(true);
+    torch::Tensor y = q.quantize(site, w);
+    y.sum().backward();
+    q.step();
+    q.update_epoch(0);
+    double err = (y.detach() - weight).abs().max().item<double>();
+    std::cout << name << ": quantize_weight ok, shape " << y.sizes() << ", max |w_hat - w| = "
+              << err << ", " << (q.has_quant_grad() ? "QuantGrad" : "straight-through")
+              << " backward ok, grad sum " << w.grad().sum().item<double>() << "\n";
+    return 0;
+  }
+  shrink::MaskerInstance m(alg, options);
+  shrink::WrapperSpec wrapper{"check.conv", "Conv2d", {}, weight, torch::randn({8})};
+  shrink::Masks masks = m.calc_mask(sparsity, wrapper, 0);
+  double kept = masks.weight_mask.to(torch::kDouble).mean().item<double>();
+  std::cout << name << ": calc_mask ok at sparsity " << sparsity << ", weight_mask keeps "
+            << kept << " of the weights\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Shrink: compress TorchScript models by quantization and pruning"};
+  app.set_version_flag("--version", std::string("shrink ") + shrink::version() + " (plugin ABI " +
+                                        std::to_string(SHRINK_ABI_VERSION_MAJOR) + "." +
+                                        std::to_string(SHRINK_ABI_VERSION_MINOR) + ", LibTorch " +
+                                        shrink::torch_version() + ")");
+  app.require_subcommand(1);
+  GlobalOptions global;
+  app.add_option("--plugin-path", global.plugin_paths,
+                 "Plugin file or folder to search before SHRINK_PLUGIN_PATH (repeatable)");
+  app.add_option("--log-level", global.log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+
+  auto* plugins = app.add_subcommand("plugins", "List the algorithm plugins Shrink can load");
+  bool json = false;
+  std::vector<std::string> names;
+  plugins->add_flag("--json", json, "Print JSON instead of a table");
+  plugins->add_option("names", names, "Only these algorithms (fails if one is missing)");
+
+  auto* check = app.add_subcommand("check", "Smoke-test one algorithm on a random weight");
+  std::string check_name;
+  std::vector<std::string> check_options;
+  double sparsity = 0.5;
+  check->add_option("algorithm", check_name, "Algorithm name")->required();
+  check->add_option("--option", check_options, "Algorithm option key=value (repeatable)");
+  check->add_option("--sparsity", sparsity, "Sparsity for a masker")->capture_default_str();
+
+  auto* help = app.add_subcommand("help", "Show this help");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    shrink::set_log_level(global.log_level);
+    if (*help) {
+      std::cout << app.help();
+      return 0;
+    }
+    if (*plugins) return run_plugins(global, json, names);
+    if (*check) return run_check(global, check_name, check_options, sparsity);
+  } catch (const shrink::Error& e) {
+    std::fprintf(stderr, "shrink: error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "shrink: error: %s\n", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shrink: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
