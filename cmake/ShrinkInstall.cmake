@@ -8,7 +8,8 @@ install(EXPORT ShrinkTargets NAMESPACE shrink:: DESTINATION ${SHRINK_INSTALL_CMA
 
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/ShrinkConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/ShrinkConfig.cmake
-                              INSTALL_DESTINATION ${SHRINK_INSTALL_CMAKE_DIR})
+                              INSTALL_DESTINATION ${SHRINK_INSTALL_CMAKE_DIR}
+                              PATH_VARS CMAKE_INSTALL_INCLUDEDIR SHRINK_INSTALL_PLUGIN_DIR)
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/ShrinkConfigVersion.cmake
                                  COMPATIBILITY SameMajorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/ShrinkConfig.cmake ${PROJECT_BINARY_DIR}/ShrinkConfigVersion.cmake

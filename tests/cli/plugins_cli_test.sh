@@ -45,7 +45,7 @@ for name in corrupt.so notes.txt wrong_abi.so; do
   n=$(grep -c "$name" "$tmp/err")
   [ "$n" -eq 1 ] || fail "expected exactly one line about $name, got $n: $(cat "$tmp/err")"
 done
-grep 'corrupt.so' "$tmp/err" | grep -q 'cannot be loaded' || fail "corrupt.so reason"
+grep 'corrupt.so' "$tmp/err" | grep -q 'corrupt shared library' || fail "corrupt.so reason"
 grep 'notes.txt' "$tmp/err" | grep -q 'not a shared library' || fail "notes.txt reason"
 grep 'wrong_abi.so' "$tmp/err" | grep -q 'ABI 2.0.*ABI 1.0' || fail "wrong_abi.so reason"
 

@@ -175,6 +175,7 @@ int main(int argc, char** argv) {
                                         std::to_string(SHRINK_ABI_VERSION_MINOR) + ", LibTorch " +
                                         shrink::torch_version() + ")");
   app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand: `shrink plugins --plugin-path X`
   GlobalOptions global;
   app.add_option("--plugin-path", global.plugin_paths,
                  "Plugin file or folder to search before SHRINK_PLUGIN_PATH (repeatable)");
@@ -205,7 +206,7 @@ int main(int argc, char** argv) {
   try {
     shrink::set_log_level(global.log_level);
     if (*help) {
-      std::cout << app.help();
+      std::cout << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
       return 0;
     }
     if (*plugins) return run_plugins(global, json, names);
