@@ -102,3 +102,12 @@ TEST(QuantizerTest, StatePerSiteIsSeparate) {
   EXPECT_EQ(q.site_state(a)[1].value.item<float>(), 2.0f);
   EXPECT_EQ(q.site_state(b)[1].value.item<float>(), 1.0f);
 }
+
+TEST(QuantizerTest, PluginLogsThroughTheHostLogger) {
+  auto registry = registry_of({test_plugins("learnable")});
+  shrink::QuantizerInstance q(registry->require("learnable_step"), {});
+  testing::internal::CaptureStderr();
+  q.add_site(site("fc2", "_input_", shrink::QuantType::kInput));
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("shrink: info: [learnable] set up site fc2._input_"), std::string::npos) << err;
+}

@@ -25,6 +25,7 @@ class LearnableStep : public shrink::Quantizer {
     quant_grad = std::make_unique<StepGrad>();
   }
   void setup_site(shrink::Site& site) override {
+    shrink::log_info("set up site " + site.module_name() + "." + site.target());
     site.add_parameter("step", torch::full({1}, site.config().get_double("init_step", 0.5)));
     site.add_buffer("calls", torch::zeros({1}));
   }
