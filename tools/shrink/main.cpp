@@ -1,7 +1,9 @@
 // The `shrink` command line.
+#include <shrink/config_list.hpp>
 #include <shrink/error.hpp>
 #include <shrink/logging.hpp>
 #include <shrink/masker.hpp>
+#include <shrink/model.hpp>
 #include <shrink/plugin_registry.hpp>
 #include <shrink/quantizer.hpp>
 #include <shrink/version.hpp>
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 namespace {
@@ -166,6 +169,48 @@ int run_check(const GlobalOptions& global, const std::string& name,
   return 0;
 }
 
+// `shrink inspect model.pt [--config-list FILE]`: the model's op instances, and the sites the
+// config_list(s) in FILE would create on each.
+int run_inspect(const std::string& model_path, const std::string& config_path, bool json) {
+  shrink::Model model = shrink::Model::load(model_path);
+  std::map<std::string, std::vector<std::string>> sites;  // op -> "stage N: target (dtype)"
+  if (!config_path.empty()) {
+    auto lists = shrink::ConfigList::load_file(config_path);
+    for (std::size_t stage = 0; stage < lists.size(); ++stage) {
+      for (const auto& site : shrink::plan_sites(lists[stage], model.ops())) {
+        std::string text = site.target + "(" + *site.config.find("quant_dtype") + "," +
+                           *site.config.find("quant_scheme") + ")";
+        if (lists.size() > 1) text = "stage" + std::to_string(stage) + ":" + text;
+        sites[site.op_name].push_back(text);
+      }
+    }
+  }
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& op : model.ops()) {
+      out.push_back({{"name", op.name},
+                     {"type", op.type},
+                     {"kind", op.functional ? "functional" : "module"},
+                     {"sites", sites[op.name]}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"OP", "TYPE", "KIND", "SITES"}};
+  std::size_t n_sites = 0;
+  for (const auto& op : model.ops()) {
+    std::string text;
+    for (const auto& s : sites[op.name]) text += (text.empty() ? "" : " ") + s;
+    n_sites += sites[op.name].size();
+    rows.push_back({op.name, op.type, op.functional ? "functional" : "module", text.empty() ? "-" : text});
+  }
+  print_table(rows);
+  std::cout << model.ops().size() << " ops";
+  if (!config_path.empty()) std::cout << ", " << n_sites << " sites from " << config_path;
+  std::cout << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -196,6 +241,15 @@ int main(int argc, char** argv) {
   check->add_option("--option", check_options, "Algorithm option key=value (repeatable)");
   check->add_option("--sparsity", sparsity, "Sparsity for a masker")->capture_default_str();
 
+  auto* inspect = app.add_subcommand("inspect", "List a TorchScript model's ops and the sites a config_list creates");
+  std::string inspect_model;
+  std::string inspect_config;
+  bool inspect_json = false;
+  inspect->add_option("model", inspect_model, "TorchScript model file")->required();
+  inspect->add_option("--config-list", inspect_config,
+                      "YAML file: a config_list, or an experiment with compress stages");
+  inspect->add_flag("--json", inspect_json, "Print JSON instead of a table");
+
   auto* help = app.add_subcommand("help", "Show this help");
 
   try {
@@ -211,6 +265,7 @@ int main(int argc, char** argv) {
     }
     if (*plugins) return run_plugins(global, json, names);
     if (*check) return run_check(global, check_name, check_options, sparsity);
+    if (*inspect) return run_inspect(inspect_model, inspect_config, inspect_json);
   } catch (const shrink::Error& e) {
     std::fprintf(stderr, "shrink: error: %s\n", e.what());
     return 1;

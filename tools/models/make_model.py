@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""Scripts a model to TorchScript with python3-torch, for the quick start and the tests.
+
+Usage: make_model.py NAME OUT.pt [--trace]
+
+NAME is one of:
+  mnist         the seed's `Mnist` network (NNI quantization quick start), input 1x28x28
+  resnet_small  a small ResNet for 1x28x28 inputs whose blocks share one TorchScript class type
+  resnet18      torchvision's resnet18 (random weights), input 3x32x32 and up
+
+Weights are random with a fixed seed; training happens in Shrink. Run with Debian's /usr/bin/python3
+(python3-torch), not a virtual environment without torch.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import torch
+import torch.nn.functional as F
+
+
+class Mnist(torch.nn.Module):
+    """Verbatim from the seed (NNI's quantization quick start)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 20, 5, 1)
+        self.conv2 = torch.nn.Conv2d(20, 50, 5, 1)
+        self.fc1 = torch.nn.Linear(4 * 4 * 50, 500)
+        self.fc2 = torch.nn.Linear(500, 10)
+        self.relu1 = torch.nn.ReLU6()
+        self.relu2 = torch.nn.ReLU6()
+        self.relu3 = torch.nn.ReLU6()
+        self.max_pool1 = torch.nn.MaxPool2d(2, 2)
+        self.max_pool2 = torch.nn.MaxPool2d(2, 2)
+        self.batchnorm1 = torch.nn.BatchNorm2d(20)
+
+    def forward(self, x):
+        x = self.relu1(self.batchnorm1(self.conv1(x)))
+        x = self.max_pool1(x)
+        x = self.relu2(self.conv2(x))
+        x = self.max_pool2(x)
+        x = x.view(-1, 4 * 4 * 50)
+        x = self.relu3(self.fc1(x))
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)
+
+
+class BasicBlock(torch.nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(channels)
+        self.conv2 = torch.nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = out + x
+        return torch.relu(out)
+
+
+class ResNetSmall(torch.nn.Module):
+    """Two blocks of one class: TorchScript gives them one class type."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 8, 3, 1, 1)
+        self.layer1 = torch.nn.Sequential(BasicBlock(8), BasicBlock(8))
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = self.layer1(x)
+        x = self.pool(x).flatten(1)
+        return self.fc(x)
+
+
+def build(name):
+    if name == "mnist":
+        return Mnist(), torch.randn(2, 1, 28, 28)
+    if name == "resnet_small":
+        return ResNetSmall(), torch.randn(2, 1, 28, 28)
+    if name == "resnet18":
+        import torchvision
+
+        return torchvision.models.resnet18(num_classes=10), torch.randn(2, 3, 32, 32)
+    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, resnet_small, resnet18)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("out")
+    parser.add_argument("--trace", action="store_true", help="torch.jit.trace instead of script")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, example = build(args.name)
+    model.eval()
+    scripted = torch.jit.trace(model, example) if args.trace else torch.jit.script(model)
+    # Written next to the target and renamed, so a half-written file never looks valid.
+    folder = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".pt.tmp")
+    os.close(fd)
+    try:
+        scripted.save(tmp)
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
