@@ -27,6 +27,15 @@ at::Tensor take_handle(shrink_tensor* handle) {
   return owned ? owned->tensor : at::Tensor();
 }
 
+namespace {
+thread_local bool t_training = false;
+}  // namespace
+
+TrainingScope::TrainingScope(bool training) : previous_(t_training) { t_training = training; }
+TrainingScope::~TrainingScope() { t_training = previous_; }
+
+bool current_call_is_training() { return t_training; }
+
 shrink_error make_error() {
   shrink_error error;
   error.struct_size = sizeof(shrink_error);
@@ -162,6 +171,8 @@ shrink_status tensor_from_dlpack(void* dl_managed, shrink_tensor** out, shrink_e
   });
 }
 
+int32_t is_training() { return shrink::detail::current_call_is_training() ? 1 : 0; }
+
 const shrink_host_api kHostApi = {
     sizeof(shrink_host_api),
     SHRINK_ABI_VERSION_MAJOR,
@@ -178,6 +189,7 @@ const shrink_host_api kHostApi = {
     &tensor_data,
     &tensor_to_dlpack,
     &tensor_from_dlpack,
+    &is_training,
 };
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include <shrink/error.hpp>
 #include <shrink/model.hpp>
 
+#include "graph_utils.hpp"
+
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/script.h>
 
@@ -10,42 +12,6 @@
 #include <set>
 
 namespace shrink {
-namespace {
-
-// Functional calls that can be quantization sites (their output), keyed by ATen name; in-place
-// variants map to the same type.
-const std::map<std::string, std::string>& functional_ops() {
-  static const std::map<std::string, std::string> ops = {
-      {"aten::add", "add"},           {"aten::add_", "add"},
-      {"aten::mul", "mul"},           {"aten::mul_", "mul"},
-      {"aten::cat", "cat"},           {"aten::relu", "relu"},
-      {"aten::relu_", "relu"},        {"aten::relu6", "relu6"},
-      {"aten::hardtanh", "hardtanh"}, {"aten::hardtanh_", "hardtanh"},
-      {"aten::hardswish", "hardswish"}, {"aten::hardswish_", "hardswish"},
-      {"aten::sigmoid", "sigmoid"},   {"aten::matmul", "matmul"},
-      {"aten::adaptive_avg_pool2d", "adaptive_avg_pool2d"},
-      {"aten::max_pool2d", "max_pool2d"}, {"aten::avg_pool2d", "avg_pool2d"},
-      {"aten::flatten", "flatten"},   {"aten::mean", "mean"},
-  };
-  return ops;
-}
-
-// Module instance path of a node from its inlined call stack ("layer1.0.conv1"); "" for the root.
-std::string scope_of(const torch::jit::Node* node) {
-  auto cs = node->callstack();
-  if (!cs) return "";
-  std::string path;
-  for (const auto& entry : (*cs)->vec()) {
-    const auto& info = std::get<2>(entry);
-    if (!info) continue;
-    const std::string name = info->instance_name();
-    if (name == "SELF" || name.empty()) continue;  // a method called on the same module
-    path += (path.empty() ? "" : ".") + name;
-  }
-  return path;
-}
-
-}  // namespace
 
 std::string op_type_from_qualified_name(const std::string& qualified_name) {
   auto dot = qualified_name.rfind('.');
@@ -105,23 +71,7 @@ Model Model::load(const std::string& path) {
   // Functional calls made in non-leaf modules' code (and the root's): "layer1.0.add".
   auto graph = impl->module.get_method("forward").graph()->copy();
   torch::jit::Inline(*graph);
-  std::map<std::string, int> seen;
-  // Only the top-level block: calls inside control flow (BatchNorm's `num_batches_tracked += 1`
-  // under `if self.training`, say) are bookkeeping, not data-path ops, and carry no call stack.
-  for (torch::jit::Node* node : graph->block()->nodes()) {
-    auto it = functional_ops().find(node->kind().toQualString());
-    if (it == functional_ops().end()) continue;
-    if (node->outputs().size() != 1 || !node->output()->type()->cast<c10::TensorType>()) continue;
-    const std::string scope = scope_of(node);
-    if (leaves.count(scope)) continue;  // the body of a module op, not a functional call
-    const std::string base = (scope.empty() ? "" : scope + ".") + it->second;
-    const int index = seen[base]++;
-    OpInstance op;
-    op.name = index == 0 ? base : base + "_" + std::to_string(index);
-    op.type = it->second;
-    op.functional = true;
-    impl->ops.push_back(op);
-  }
+  for (const auto& f : detail::functional_ops(*graph, leaves)) impl->ops.push_back(f.op);
   return Model(std::move(impl));
 }
 

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <mutex>
 
 namespace shrink {
 
@@ -117,7 +118,24 @@ class QuantizeFunction : public torch::autograd::Function<QuantizeFunction> {
   }
 };
 
+// Live instances by id. Ids are never reused, so a stale graph fails loudly instead of calling
+// the wrong instance.
+std::mutex& instances_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::vector<QuantizerInstance*>& instances() {
+  static auto* list = new std::vector<QuantizerInstance*>();
+  return *list;
+}
+
 }  // namespace
+
+QuantizerInstance* QuantizerInstance::from_id(int64_t id) {
+  std::lock_guard<std::mutex> lock(instances_mutex());
+  if (id < 0 || id >= static_cast<int64_t>(instances().size())) return nullptr;
+  return instances()[static_cast<std::size_t>(id)];
+}
 
 QuantizerInstance::QuantizerInstance(const AlgorithmInfo& algorithm, const Options& options)
     : algorithm_(&algorithm) {
@@ -132,9 +150,16 @@ QuantizerInstance::QuantizerInstance(const AlgorithmInfo& algorithm, const Optio
                                                       << error.message);
   handle_ = instance.handle;
   flags_ = instance.flags;
+  std::lock_guard<std::mutex> lock(instances_mutex());
+  id_ = static_cast<int>(instances().size());
+  instances().push_back(this);
 }
 
 QuantizerInstance::~QuantizerInstance() {
+  {
+    std::lock_guard<std::mutex> lock(instances_mutex());
+    if (id_ >= 0) instances()[static_cast<std::size_t>(id_)] = nullptr;
+  }
   const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
   for (auto& site : sites_) {
     if (site->plugin_site != nullptr && api->destroy_site != nullptr) {  // required field
@@ -214,6 +239,7 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
                                                                : "quantize_output";
   TensorHandle input = make_handle(x.detach());
   StateHandles state(s.state);
+  detail::TrainingScope training(training_);
   shrink_tensor* out = nullptr;
   shrink_error error = make_error();
   shrink_status status = call(handle_, s.plugin_site, input.get(), state.raw.data(),
@@ -236,6 +262,7 @@ std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tens
   TensorHandle grad_output = make_handle(grad.detach());
   StateHandles state(s.state);
   std::vector<shrink_tensor*> state_grads(state.raw.size(), nullptr);
+  detail::TrainingScope training(training_);
   shrink_tensor* grad_input = nullptr;
   shrink_error error = make_error();
   shrink_status status = algorithm_->descriptor->quant_grad->quant_backward(

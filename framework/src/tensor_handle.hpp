@@ -27,4 +27,19 @@ at::Tensor take_handle(shrink_tensor* handle);
 // An error slot ready for one call.
 shrink_error make_error();
 
+bool current_call_is_training();
+
+// Sets what host->is_training() answers on this thread while a plugin call runs; restores the
+// previous value when it goes out of scope.
+class TrainingScope {
+ public:
+  explicit TrainingScope(bool training);
+  ~TrainingScope();
+  TrainingScope(const TrainingScope&) = delete;
+  TrainingScope& operator=(const TrainingScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 }  // namespace shrink::detail

@@ -68,10 +68,18 @@ class QuantizerInstance {
 
   void update_epoch(int epoch);
   void step();
+  // Whether quantize calls belong to training (the plugin sees it as host->is_training()).
+  void set_training(bool training) { training_ = training; }
+  bool training() const { return training_; }
   Calibration export_site(int site);
 
   bool has_quant_grad() const;
   const AlgorithmInfo& algorithm() const { return *algorithm_; }
+
+  // Process-wide id, for graphs that call this instance (the shrink::quantize op).
+  int id() const { return id_; }
+  // The live instance with this id, or nullptr.
+  static QuantizerInstance* from_id(int64_t id);
 
   // Used by the autograd bridge; not for callers.
   at::Tensor forward_raw(int site, const at::Tensor& x);
@@ -84,6 +92,8 @@ class QuantizerInstance {
   const AlgorithmInfo* algorithm_;
   void* handle_ = nullptr;
   uint32_t flags_ = 0;
+  int id_ = -1;
+  bool training_ = true;
   std::vector<std::unique_ptr<Site>> sites_;
 };
 

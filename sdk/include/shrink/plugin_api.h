@@ -161,6 +161,11 @@ typedef struct shrink_host_api {
   /* Takes ownership of `dl_managed` (a DLManagedTensor*) and returns a new handle sharing its
    * memory. On failure the deleter has still been called. */
   shrink_status (*tensor_from_dlpack)(void* dl_managed, shrink_tensor** out, shrink_error* error);
+
+  /* Non-zero while the quantize call in progress on this thread belongs to a training forward
+   * (the model is in train mode); zero in evaluation, calibration-free inference and export.
+   * Plugins use it as NNI's quantizers use `module.training`. */
+  int32_t (*is_training)(void);
 } shrink_host_api;
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -227,6 +227,13 @@ inline void log(shrink_log_level level, const std::string& message) {
     host->log(level, detail::plugin_name_slot().c_str(), message.c_str());
   }
 }
+// True while the current quantize call belongs to a training forward (NNI's `module.training`).
+inline bool is_training() {
+  const shrink_host_api* host = detail::host_slot();
+  return host != nullptr && SHRINK_HAS_FIELD(host, shrink_host_api, is_training) &&
+         host->is_training != nullptr && host->is_training() != 0;
+}
+
 inline void log_info(const std::string& message) { log(SHRINK_LOG_INFO, message); }
 inline void log_warn(const std::string& message) { log(SHRINK_LOG_WARN, message); }
 inline void log_debug(const std::string& message) { log(SHRINK_LOG_DEBUG, message); }
@@ -243,6 +250,9 @@ class Site {
   const std::string& target() const { return target_; }
   QuantType quant_type() const { return quant_type_; }
   const Config& config() const { return config_; }
+  // In setup_site only: the current tensor of a weight or bias site (undefined otherwise), e.g. to
+  // size per-channel state.
+  const torch::Tensor& sample() const { return sample_; }
 
   // In setup_site only: declare a buffer (saved, not trained) or a parameter (trained by the
   // experiment's optimizer). Later calls see them through state(name) in declaration order.
@@ -294,6 +304,7 @@ class Site {
   std::string target_;
   QuantType quant_type_;
   Config config_;
+  torch::Tensor sample_;
   std::vector<std::string> names_;
   std::vector<torch::Tensor> values_;
   std::vector<torch::Tensor> grads_;
@@ -420,11 +431,14 @@ namespace detail {
 
 class SiteAccess {
  public:
-  static void begin_setup(Site& site, const shrink_state_declarer* d, shrink_state_builder* b) {
+  static void begin_setup(Site& site, const shrink_state_declarer* d, shrink_state_builder* b,
+                          const shrink_tensor* sample) {
     site.declarer_ = d;
     site.builder_ = b;
+    site.sample_ = from_handle(sample);
   }
   static void end_setup(Site& site) {
+    site.sample_ = torch::Tensor();
     site.declarer_ = nullptr;
     site.builder_ = nullptr;
     site.values_.assign(site.names_.size(), torch::Tensor());
@@ -467,7 +481,7 @@ inline shrink_status quantizer_setup_site(void* self, const shrink_site_info* in
                                           shrink_error* error) {
   return guarded(error, [&] {
     auto site = std::make_unique<Site>(*info);
-    SiteAccess::begin_setup(*site, declarer, builder);
+    SiteAccess::begin_setup(*site, declarer, builder, info->sample);
     static_cast<Quantizer*>(self)->setup_site(*site);
     SiteAccess::end_setup(*site);
     *out_site = site.release();

@@ -1,0 +1,37 @@
+// Helpers over inlined TorchScript graphs, shared by op discovery and graph rewriting.
+#pragma once
+
+#include <shrink/model.hpp>
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace shrink::detail {
+
+// Module instance path of a node from its inlined call stack ("layer1.0.conv1"); "" for the root.
+std::string scope_of(const torch::jit::Node* node);
+
+// Functional calls that are op instances: top-level nodes of known functional kinds made outside
+// leaf modules, named "<scope>.<type>[_k]".
+struct FunctionalOp {
+  OpInstance op;
+  torch::jit::Node* node;
+};
+std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph, const std::set<std::string>& leaves);
+
+// The ATen kinds that implement a module type's forward ("Conv2d" -> aten::conv2d, ...); empty
+// when the type is unknown.
+const std::vector<std::string>& anchor_kinds(const std::string& module_type);
+
+// Every node, sub-blocks included, in order.
+std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
+
+// Attribute path of every prim::GetAttr output reachable from the graph's `self` input
+// ("conv1.weight", "layer1.0.conv1").
+std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Graph& graph);
+
+}  // namespace shrink::detail

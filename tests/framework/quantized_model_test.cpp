@@ -1,0 +1,174 @@
+#include "plugin_fixtures.hpp"
+
+#include <shrink/config_list.hpp>
+#include <shrink/quantized_model.hpp>
+
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+using shrink::test::registry_of;
+using shrink::test::test_plugins;
+
+namespace {
+
+std::string model_path(const std::string& name) {
+  return std::string(shrink::test::kTestModelDir) + "/" + name + ".pt";
+}
+
+const char* kSeedConfig = R"(
+- op_names: [conv1, conv2, fc1, fc2]
+  target_names: [_input_, weight, _output_]
+  quant_dtype: int8
+  quant_scheme: affine
+- op_names: [relu1, relu2, relu3]
+  target_names: [_output_]
+  quant_dtype: int8
+  quant_scheme: affine
+)";
+
+std::vector<at::Tensor> model_parameters(torch::jit::Module& module) {
+  std::vector<at::Tensor> params;
+  for (const auto& p : module.parameters()) params.push_back(p);
+  return params;
+}
+
+float calls(shrink::QuantizerInstance& q, int site) { return q.site_state(site)[0].value.item<float>(); }
+
+}  // namespace
+
+TEST(QuantizedModelTest, EverySiteOfTheSeedConfigIsCalledOncePerForward) {
+  auto registry = registry_of({test_plugins("counting")});
+  shrink::Model model = shrink::Model::load(model_path("mnist"));
+  shrink::QuantizerInstance q(registry->require("counting"), {});
+  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(kSeedConfig, "seed"), model.ops());
+  shrink::QuantizedModel wrapped(model, q, sites);
+  ASSERT_EQ(wrapped.site_ids().size(), 15u);
+
+  torch::manual_seed(0);
+  wrapped.train(false);
+  at::Tensor x = torch::randn({4, 1, 28, 28});
+  at::Tensor y = wrapped.forward(x);
+  for (int site : wrapped.site_ids()) EXPECT_EQ(calls(q, site), 1.0f) << q.site_spec(site).module_name;
+  wrapped.forward(x);
+  for (int site : wrapped.site_ids()) EXPECT_EQ(calls(q, site), 2.0f);
+
+  // An identity quantizer leaves the function unchanged.
+  torch::jit::Module original = torch::jit::load(model_path("mnist"));
+  original.eval();
+  EXPECT_TRUE(torch::allclose(y, original.forward({x}).toTensor(), 1e-5, 1e-6));
+}
+
+TEST(QuantizedModelTest, FakeQuantizedSeedNetTrainsFromCpp) {
+  auto registry = registry_of({test_plugins("seed_examples")});
+  shrink::Model model = shrink::Model::load(model_path("mnist"));
+  shrink::QuantizerInstance q(registry->require("your_quantizer"), {});
+  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(kSeedConfig, "seed"), model.ops());
+  shrink::QuantizedModel wrapped(model, q, sites);
+  torch::jit::Module& module = model.module();
+  wrapped.train(true);
+
+  torch::manual_seed(0);
+  at::Tensor x = torch::randn({32, 1, 28, 28});
+  at::Tensor target = torch::randint(0, 10, {32});
+  auto params = model_parameters(module);
+  torch::optim::SGD sgd(params, torch::optim::SGDOptions(0.01).momentum(0.9));
+  float first_loss = 0;
+  float last_loss = 0;
+  for (int step = 0; step < 30; ++step) {
+    sgd.zero_grad();
+    at::Tensor loss = torch::nll_loss(wrapped.forward(x), target);
+    loss.backward();
+    if (step == 0) {
+      for (const auto& p : params) {
+        ASSERT_TRUE(p.grad().defined());
+        EXPECT_GT(p.grad().abs().sum().item<float>(), 0.0f);
+      }
+      first_loss = loss.item<float>();
+    }
+    sgd.step();
+    last_loss = loss.item<float>();
+  }
+  EXPECT_LT(last_loss, 0.5f * first_loss) << first_loss << " -> " << last_loss;
+
+  // 8-bit fake quantization stays close to the float function of the same weights.
+  wrapped.train(false);
+  at::Tensor fq = wrapped.forward(x);
+  torch::jit::Module plain = torch::jit::load(model_path("mnist"));
+  std::map<std::string, at::Tensor> trained;
+  for (const auto& p : module.named_parameters()) trained[p.name] = p.value;
+  for (const auto& b : module.named_buffers()) trained[b.name] = b.value;
+  for (const auto& p : plain.named_parameters()) p.value.detach().copy_(trained.at(p.name).detach());
+  for (const auto& b : plain.named_buffers()) b.value.detach().copy_(trained.at(b.name).detach());
+  plain.eval();
+  at::Tensor fp = plain.forward({x}).toTensor();
+  EXPECT_GT((fq.argmax(1) == fp.argmax(1)).to(torch::kFloat).mean().item<float>(), 0.9f);
+}
+
+TEST(QuantizedModelTest, InstancesSharingAClassTypeHaveSeparateSites) {
+  auto registry = registry_of({test_plugins("counting")});
+  shrink::Model model = shrink::Model::load(model_path("resnet_small"));
+  shrink::QuantizerInstance q(registry->require("counting"), {});
+  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(R"(
+- op_types: [Conv2d]
+  target_names: [weight, _output_]
+- op_types: [add]
+)", "cfg"), model.ops());
+  shrink::QuantizedModel wrapped(model, q, sites);
+  ASSERT_EQ(sites.size(), 12u);  // 5 convs x 2 + 2 adds
+  wrapped.train(false);
+  wrapped.forward(torch::randn({2, 1, 28, 28}));
+  wrapped.forward(torch::randn({2, 1, 28, 28}));
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    EXPECT_EQ(calls(q, wrapped.site_ids()[i]), 2.0f) << sites[i].op_name << "." << sites[i].target;
+  }
+  EXPECT_EQ(sites[2].op_name, "layer1.0.conv1");
+  EXPECT_EQ(sites[6].op_name, "layer1.1.conv1");
+  EXPECT_NE(q.site_state(wrapped.site_ids()[2])[0].value.data_ptr(),
+            q.site_state(wrapped.site_ids()[6])[0].value.data_ptr());
+}
+
+TEST(QuantizedModelTest, TorchvisionResnet18IsFullyWrapped) {
+  auto registry = registry_of({test_plugins("counting")});
+  shrink::Model model = shrink::Model::load(model_path("resnet18"));
+  shrink::QuantizerInstance q(registry->require("counting"), {});
+  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(R"(
+- op_types: [Conv2d, Linear]
+  target_names: [_input_, weight]
+- op_types: [ReLU, add]
+  target_names: [_output_]
+)", "cfg"), model.ops());
+  shrink::QuantizedModel wrapped(model, q, sites);
+  wrapped.train(false);
+  at::Tensor y = wrapped.forward(torch::randn({1, 3, 32, 32}));
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{1, 10}));
+  int relu_calls = 0;
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    const float n = calls(q, wrapped.site_ids()[i]);
+    if (sites[i].op_type == "ReLU") {
+      relu_calls += static_cast<int>(n);  // a BasicBlock calls its one ReLU module twice
+    } else {
+      EXPECT_EQ(n, 1.0f) << sites[i].op_name << "." << sites[i].target;
+    }
+  }
+  EXPECT_EQ(relu_calls, 1 + 8 * 2);
+}
+
+TEST(QuantizedModelTest, HooksAndTrainingFlagReachThePlugin) {
+  auto registry = registry_of({test_plugins("counting")});
+  shrink::Model model = shrink::Model::load(model_path("mnist"));
+  shrink::QuantizerInstance q(registry->require("counting"), {});
+  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text("- op_names: [fc2]\n  target_names: [weight]\n", "cfg"), model.ops());
+  shrink::QuantizedModel wrapped(model, q, sites);
+  const int site = wrapped.site_ids()[0];
+  auto hooks = [&] { return q.site_state(site)[1].value; };
+  wrapped.train(true);
+  q.update_epoch(0);
+  q.step();
+  q.step();
+  wrapped.forward(torch::randn({1, 1, 28, 28}));
+  EXPECT_TRUE(torch::equal(hooks(), torch::tensor({2.0f, 1.0f, 1.0f}))) << hooks();
+  wrapped.train(false);
+  wrapped.forward(torch::randn({1, 1, 28, 28}));
+  EXPECT_TRUE(torch::equal(hooks(), torch::tensor({2.0f, 1.0f, 0.0f}))) << hooks();
+}
