@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build ccache clang binutils python3
   libtorch-dev libopenblas0-pthread
-  libboost-dev libboost-filesystem-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
+  zlib1g-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libbenchmark-dev
   dataset-fashion-mnist python3-torch python3-torchvision
 )

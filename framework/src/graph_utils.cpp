@@ -2,6 +2,9 @@
 
 #include <shrink/error.hpp>
 
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 namespace shrink::detail {
 namespace {
 
@@ -22,6 +25,15 @@ const std::map<std::string, std::string>& functional_kinds() {
 }
 
 }  // namespace
+
+void inline_calls(torch::jit::Graph& graph) {
+  struct OptimizeOn {
+    bool before = torch::jit::getGraphExecutorOptimize();
+    OptimizeOn() { torch::jit::setGraphExecutorOptimize(true); }
+    ~OptimizeOn() { torch::jit::setGraphExecutorOptimize(before); }
+  } on;
+  torch::jit::Inline(graph);
+}
 
 std::string scope_of(const torch::jit::Node* node) {
   auto cs = node->callstack();

@@ -27,6 +27,11 @@ std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph, const std::se
 // when the type is unknown.
 const std::vector<std::string>& anchor_kinds(const std::string& module_type);
 
+// torch::jit::Inline, fully: the inliner splices in each callee's *optimized* graph, which is itself
+// inlined only while the graph executor's optimisation is on (the pipeline turns it off for
+// training), so this turns it on for the call.
+void inline_calls(torch::jit::Graph& graph);
+
 // Every node, sub-blocks included, in order.
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
 

@@ -3,7 +3,6 @@
 
 #include "graph_utils.hpp"
 
-#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/script.h>
 
 #include <filesystem>
@@ -70,7 +69,7 @@ Model Model::load(const std::string& path) {
 
   // Functional calls made in non-leaf modules' code (and the root's): "layer1.0.add".
   auto graph = impl->module.get_method("forward").graph()->copy();
-  torch::jit::Inline(*graph);
+  detail::inline_calls(*graph);
   for (const auto& f : detail::functional_ops(*graph, leaves)) impl->ops.push_back(f.op);
   return Model(std::move(impl));
 }

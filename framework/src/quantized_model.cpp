@@ -3,7 +3,6 @@
 
 #include "graph_utils.hpp"
 
-#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/library.h>
 #include <torch/script.h>
 
@@ -63,9 +62,12 @@ int target_index(const std::string& target) {
 QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
                                const std::vector<PlannedSite>& sites)
     : model_(&model), quantizer_(&quantizer), sites_(sites) {
+  // A method that has run keeps the execution plan it compiled, and editing its graph afterwards
+  // changes nothing that runs. The rewrite therefore goes into a clone, whose methods are new.
+  model.module() = model.module().clone(/*inplace=*/true);  // same parameter tensors
   torch::jit::Module& module = model.module();
   std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
-  torch::jit::Inline(*graph);
+  detail::inline_calls(*graph);
 
   std::set<std::string> leaves;
   for (const auto& op : model.ops()) {

@@ -339,6 +339,18 @@ Calibration QuantizerInstance::export_site(int site) {
   out.quant_scheme = c.quant_scheme;
   out.tracked_min = c.tracked_min;
   out.tracked_max = c.tracked_max;
+  out.quant_min = c.quant_min;
+  out.quant_max = c.quant_max;
+  if (out.quant_min == 0 && out.quant_max == 0 && out.quant_bits >= 1 && out.quant_bits <= 32) {
+    // A plugin that leaves the range unset (or predates the field): the dtype's full range.
+    const int64_t levels = int64_t{1} << out.quant_bits;
+    const bool is_unsigned = out.quant_dtype.rfind("uint", 0) == 0;
+    out.quant_min = is_unsigned ? 0 : -levels / 2;
+    out.quant_max = is_unsigned ? levels - 1 : levels / 2 - 1;
+  }
+  SHRINK_CHECK(out.quant_min < out.quant_max, where(site, "export_site")
+                                                   << " gave an empty integer range ["
+                                                   << out.quant_min << ", " << out.quant_max << "]");
   return out;
 }
 

@@ -54,6 +54,8 @@ class NaiveQuantizer : public shrink::Quantizer {
     const double s = site.state("scale").item<double>();
     c.tracked_min = -s * kQmax;
     c.tracked_max = s * kQmax;
+    c.quant_min = -static_cast<int64_t>(kQmax);
+    c.quant_max = static_cast<int64_t>(kQmax);
     return c;
   }
 };

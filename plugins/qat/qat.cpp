@@ -190,6 +190,8 @@ class QatQuantizer : public shrink::Quantizer {
     c.quant_bits = s.bits;
     c.quant_dtype = (s.is_signed ? "int" : "uint") + std::to_string(s.bits);
     c.quant_scheme = s.symmetric ? "symmetric" : "affine";
+    c.quant_min = static_cast<int64_t>(s.qmin);
+    c.quant_max = static_cast<int64_t>(s.qmax);
     if (site.state("observed").item<float>() != 0.0f) {
       c.tracked_min = site.state("tracked_min").min().item<double>();
       c.tracked_max = site.state("tracked_max").max().item<double>();

@@ -28,7 +28,7 @@ naive = [a for a in data["algorithms"] if a["name"] == "naive"]
 assert naive, data
 assert naive[0]["kind"] == "quantizer", naive
 assert "export" in naive[0]["capabilities"], naive
-assert naive[0]["abi"] == "1.0", naive
+assert naive[0]["abi"] == "1.1", naive
 PY
 
 # A folder with a corrupt .so, a text file and a wrong-ABI plugin: one clear line each, the good

@@ -4,6 +4,7 @@
 #include <shrink/quantized_model.hpp>
 
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -171,4 +172,29 @@ TEST(QuantizedModelTest, HooksAndTrainingFlagReachThePlugin) {
   wrapped.train(false);
   wrapped.forward(torch::randn({1, 1, 28, 28}));
   EXPECT_TRUE(torch::equal(hooks(), torch::tensor({2.0f, 1.0f, 0.0f}))) << hooks();
+}
+
+// A model that has already run (say, fp32 pretraining) compiled its forward; wrapping it must still
+// change what runs, and keep the trained parameters.
+TEST(QuantizedModelTest, WrapsAModelWhoseForwardHasAlreadyRun) {
+  auto registry = registry_of({test_plugins("counting")});
+  shrink::Model model = shrink::Model::load(model_path("mnist"));
+  at::Tensor x = torch::randn({4, 1, 28, 28});
+  // As the pipeline trains: the simple executor, which compiles the forward without inlining.
+  torch::jit::setGraphExecutorOptimize(false);
+  model.module().train(true);
+  model.module().forward({x});
+  model.module().eval();
+  const at::Tensor before = model.module().forward({x}).toTensor();
+  at::Tensor fc2_weight = model.module().attr("fc2").toModule().attr("weight").toTensor();
+
+  shrink::QuantizerInstance q(registry->require("counting"), {});
+  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(kSeedConfig, "seed"), model.ops());
+  shrink::QuantizedModel wrapped(model, q, sites);
+  wrapped.train(false);
+  const at::Tensor after = wrapped.forward(x);
+  for (int site : wrapped.site_ids()) EXPECT_EQ(calls(q, site), 1.0f) << q.site_spec(site).module_name;
+  EXPECT_TRUE(torch::allclose(before, after, 1e-5, 1e-6));
+  EXPECT_TRUE(model.module().attr("fc2").toModule().attr("weight").toTensor().is_same(fc2_weight));
+  torch::jit::setGraphExecutorOptimize(true);
 }

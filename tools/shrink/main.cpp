@@ -1,9 +1,11 @@
 // The `shrink` command line.
 #include <shrink/config_list.hpp>
 #include <shrink/error.hpp>
+#include <shrink/experiment.hpp>
 #include <shrink/logging.hpp>
 #include <shrink/masker.hpp>
 #include <shrink/model.hpp>
+#include <shrink/pipeline.hpp>
 #include <shrink/plugin_registry.hpp>
 #include <shrink/quantizer.hpp>
 #include <shrink/version.hpp>
@@ -211,6 +213,44 @@ int run_inspect(const std::string& model_path, const std::string& config_path, b
   return 0;
 }
 
+struct RunArgs {
+  std::string experiment;
+  std::string out;
+  std::vector<std::string> overrides;
+  bool print_plan = false;
+  bool resume = false;
+  int64_t stop_after_epochs = 0;
+};
+
+// `shrink run exp.yaml`: the whole experiment; results in the output folder.
+int run_run(const GlobalOptions& global, const RunArgs& args) {
+  const shrink::Experiment experiment = shrink::Experiment::load(args.experiment, args.overrides);
+  shrink::PluginRegistry registry;
+  registry.discover(shrink::plugin_search_paths(experiment.plugin_paths, global.plugin_paths));
+  shrink::RunOptions options;
+  options.out_dir = args.out;
+  options.print_plan = args.print_plan;
+  options.resume = args.resume;
+  options.stop_after_epochs = args.stop_after_epochs;
+  const shrink::RunSummary summary = shrink::run_experiment(experiment, registry, options);
+  if (args.print_plan || summary.stopped) return 0;
+  std::cout << std::fixed << std::setprecision(4);
+  std::cout << "results in " << summary.out_dir << "\n";
+  if (summary.baseline_accuracy >= 0) {
+    std::cout << "  accuracy   fp32 " << summary.baseline_accuracy;
+    if (summary.compressed_accuracy >= 0) std::cout << ", compressed " << summary.compressed_accuracy;
+    if (summary.exported_accuracy >= 0) std::cout << ", model_qat.pt " << summary.exported_accuracy;
+    std::cout << "\n";
+  }
+  if (summary.baseline_seconds_per_epoch > 0 && summary.compressed_seconds_per_epoch > 0) {
+    std::cout << std::setprecision(2) << "  epoch time fp32 " << summary.baseline_seconds_per_epoch
+              << " s, compressed " << summary.compressed_seconds_per_epoch << " s ("
+              << summary.compressed_seconds_per_epoch / summary.baseline_seconds_per_epoch
+              << "x)\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -250,6 +290,20 @@ int main(int argc, char** argv) {
                       "YAML file: a config_list, or an experiment with compress stages");
   inspect->add_flag("--json", inspect_json, "Print JSON instead of a table");
 
+  auto* run = app.add_subcommand("run", "Run a YAML experiment: train, compress, evaluate, export");
+  RunArgs run_args;
+  run->add_option("experiment", run_args.experiment, "YAML experiment file")->required();
+  run->add_option("--out", run_args.out, "Output folder (default: the experiment's export.dir)");
+  run->add_option("--set", run_args.overrides,
+                  "Override one key: --set finetune.epochs=1 (value as YAML; repeatable)");
+  run->add_flag("--print-plan", run_args.print_plan,
+                "Check everything and print the resolved pipeline without running it");
+  run->add_flag("--resume", run_args.resume,
+                "Continue an interrupted run from the checkpoint in its output folder");
+  run->add_option("--stop-after-epochs", run_args.stop_after_epochs,
+                  "Stop after this many training epochs in all (resume later with --resume)")
+      ->check(CLI::PositiveNumber);
+
   auto* help = app.add_subcommand("help", "Show this help");
 
   try {
@@ -266,6 +320,7 @@ int main(int argc, char** argv) {
     if (*plugins) return run_plugins(global, json, names);
     if (*check) return run_check(global, check_name, check_options, sparsity);
     if (*inspect) return run_inspect(inspect_model, inspect_config, inspect_json);
+    if (*run) return run_run(global, run_args);
   } catch (const shrink::Error& e) {
     std::fprintf(stderr, "shrink: error: %s\n", e.what());
     return 1;

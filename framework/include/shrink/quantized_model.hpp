@@ -19,7 +19,9 @@ namespace shrink {
 
 class QuantizedModel {
  public:
-  // Rewrites `model`'s forward in place and sets up one quantizer site per planned site. Throws
+  // Replaces `model`'s module with a clone that shares its parameters and whose forward calls the
+  // quantizer (a handle to the old module keeps the unquantized forward), and sets up one site
+  // per planned site. Throws
   // shrink::Error for a site whose op cannot be found in the graph or whose type has no known
   // input/output. `model` and `quantizer` must outlive this object.
   QuantizedModel(Model& model, QuantizerInstance& quantizer, const std::vector<PlannedSite>& sites);

@@ -42,6 +42,8 @@ struct Calibration {
   std::string quant_scheme;
   double tracked_min = std::numeric_limits<double>::quiet_NaN();
   double tracked_max = std::numeric_limits<double>::quiet_NaN();
+  int64_t quant_min = 0;
+  int64_t quant_max = 0;
 };
 
 class QuantizerInstance {

@@ -50,7 +50,7 @@ extern "C" {
 #endif
 
 #define SHRINK_ABI_VERSION_MAJOR 1
-#define SHRINK_ABI_VERSION_MINOR 0
+#define SHRINK_ABI_VERSION_MINOR 1
 
 /* Name of the one exported entry point. */
 #define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
@@ -232,6 +232,10 @@ typedef struct shrink_calibration {
   char quant_scheme[32];  /* "affine", "symmetric", ...                                          */
   double tracked_min;     /* NaN when not tracked                                                */
   double tracked_max;     /* NaN when not tracked                                                */
+  /* since ABI 1.1: the integer range the fake-quant clamps to, e.g. -127 / 127 for NNI int8;
+     both 0 (or absent): the full range of quant_dtype */
+  int64_t quant_min;
+  int64_t quant_max;
 } shrink_calibration;
 
 /* Result of create: the instance and the facets it supports. */

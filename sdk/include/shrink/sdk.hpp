@@ -321,6 +321,8 @@ struct Calibration {
   std::string quant_scheme;
   double tracked_min = std::numeric_limits<double>::quiet_NaN();
   double tracked_max = std::numeric_limits<double>::quiet_NaN();
+  int64_t quant_min = 0;  // the integer range the fake-quant clamps to
+  int64_t quant_max = 0;
 };
 
 // NNI's QuantGrad: the backward of a quantize call. The default is the straight-through estimator.
@@ -546,6 +548,8 @@ inline shrink_status quantizer_export_site(void* self, void* site_ptr, shrink_te
     copy_text(result.quant_scheme, sizeof(result.quant_scheme), c.quant_scheme);
     result.tracked_min = c.tracked_min;
     result.tracked_max = c.tracked_max;
+    result.quant_min = c.quant_min;
+    result.quant_max = c.quant_max;
     *out = result;
   });
 }

@@ -1,0 +1,87 @@
+// A YAML experiment: which model, which data, which compression stages, how to train, what to
+// export. Parsed and validated completely before anything runs.
+//
+//   model: mnist.pt                  # TorchScript file, relative to the YAML file
+//   seed: 0
+//   threads: 2                       # intra-op threads (0: LibTorch's default)
+//   plugin_paths: [my_plugins/]      # searched first
+//   data: {format: idx, path: /usr/share/datasets/fashion-mnist, batch_size: 64,
+//          test_batch_size: 1000, normalize: {mean: [0.2860], std: [0.3530]}, resize: 0,
+//          channels: 0, train_limit: 0, test_limit: 0}
+//   pretrain: {epochs: 5, optimizer: {name: sgd, lr: 0.01, momentum: 0.9, weight_decay: 5e-4},
+//              scheduler: {name: step, step_size: 2, gamma: 0.5}}   # or cosine {eta_min}
+//   compress:
+//     - plugin: qat
+//       options: {}
+//       config_list: [...]
+//   finetune: {epochs: 5, optimizer: {...}}
+//   evaluate: true
+//   export: {dir: out, model: true}
+#pragma once
+
+#include <shrink/config_list.hpp>
+#include <shrink/data.hpp>
+#include <shrink/options.hpp>
+
+#include <string>
+#include <vector>
+
+namespace shrink {
+
+struct OptimizerSpec {
+  std::string name = "sgd";  // sgd, adam, adamw
+  double lr = 0.01;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+};
+
+// Learning rate per epoch, computed from the epoch index (so a resumed run gets the same rate):
+//   step:   lr * gamma^floor(epoch / step_size)
+//   cosine: eta_min + (lr - eta_min) * (1 + cos(pi * epoch / epochs)) / 2
+struct SchedulerSpec {
+  std::string name = "none";  // none, step, cosine
+  int64_t step_size = 1;
+  double gamma = 0.1;
+  double eta_min = 0.0;
+
+  double lr_at(double base_lr, int64_t epoch, int64_t epochs) const;
+};
+
+struct TrainSpec {
+  bool enabled = false;
+  int64_t epochs = 0;  // whole epochs, or
+  int64_t steps = 0;   // a number of optimizer steps (takes precedence when > 0)
+  OptimizerSpec optimizer;
+  SchedulerSpec scheduler;
+};
+
+struct StageSpec {
+  std::string plugin;
+  Options options;
+  ConfigList config_list;
+  std::string where;  // file:line:column of the stage
+};
+
+struct Experiment {
+  std::string file;
+  std::string model;  // resolved path
+  int64_t seed = 0;
+  int64_t threads = 0;
+  std::vector<std::string> plugin_paths;  // resolved
+  DataOptions data;
+  int64_t batch_size = 64;
+  int64_t test_batch_size = 1000;
+  TrainSpec pretrain;
+  std::vector<StageSpec> compress;
+  TrainSpec finetune;
+  bool evaluate = true;
+  std::string export_dir;  // resolved; may be overridden by --out
+  bool export_model = true;
+  std::string resolved_yaml;  // the experiment after --set, as YAML
+
+  // Reads and validates `path`, applying `overrides` ("key.path=value", value parsed as YAML)
+  // first. Throws shrink::Error with "file:line:column: key: what is wrong (allowed: ...)".
+  static Experiment load(const std::string& path, const std::vector<std::string>& overrides = {});
+};
+
+}  // namespace shrink

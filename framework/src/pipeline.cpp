@@ -1,0 +1,629 @@
+#include <shrink/error.hpp>
+#include <shrink/logging.hpp>
+#include <shrink/model.hpp>
+#include <shrink/pipeline.hpp>
+#include <shrink/quantized_model.hpp>
+#include <shrink/version.hpp>
+
+#include "checkpoint.hpp"
+
+#include <nlohmann/json.hpp>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace shrink {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Thrown when RunOptions::stop_after_epochs is reached, after the checkpoint is written.
+struct StopRequested {};
+
+// One BLAS thread: OpenBLAS's own pool and LibTorch's OpenMP pool otherwise fight over the cores
+// (measured here: 2x slower training). Called before any BLAS work.
+void use_one_blas_thread() {
+  using SetThreads = void (*)(int);
+  if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set(1);
+  }
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSpec& spec,
+                                                        const std::vector<at::Tensor>& params) {
+  if (spec.name == "adam") {
+    return std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(spec.lr).weight_decay(spec.weight_decay));
+  }
+  if (spec.name == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(spec.lr).weight_decay(spec.weight_decay));
+  }
+  return std::make_unique<torch::optim::SGD>(
+      params, torch::optim::SGDOptions(spec.lr).momentum(spec.momentum).weight_decay(spec.weight_decay));
+}
+
+// A compress stage checked against the model without training: its plugin, its options, and every
+// site it plans (the plugin's setup_site sees each one, on a throwaway copy of the model).
+struct CheckedStage {
+  const AlgorithmInfo* algorithm = nullptr;
+  std::vector<PlannedSite> sites;
+};
+
+std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
+
+std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
+                                       PluginRegistry& registry) {
+  std::vector<CheckedStage> out;
+  Model probe_model = Model::load(x.model);
+  std::vector<std::unique_ptr<QuantizerInstance>> probes;
+  std::vector<std::unique_ptr<QuantizedModel>> wrapped;
+  for (std::size_t i = 0; i < x.compress.size(); ++i) {
+    const StageSpec& stage = x.compress[i];
+    const std::string where = stage.where + ": " + stage_name(i);
+    CheckedStage checked;
+    try {
+      checked.algorithm = &registry.require(stage.plugin);
+    } catch (const Error& e) {
+      throw Error(where + ".plugin: " + e.what());
+    }
+    SHRINK_CHECK(checked.algorithm->is_quantizer(),
+                 where << ".plugin: '" << stage.plugin << "' is a " << checked.algorithm->kinds_text()
+                       << "; compress stages take quantizers for now");
+    SHRINK_CHECK(!x.export_model || (checked.algorithm->capabilities & SHRINK_CAP_EXPORT),
+                 where << ".plugin: '" << stage.plugin
+                       << "' does not export calibration, so model_qat.pt cannot be written "
+                          "(set export.model: false)");
+    checked.sites = plan_sites(stage.config_list, model.ops());
+    try {
+      probes.push_back(std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options));
+      wrapped.push_back(std::make_unique<QuantizedModel>(probe_model, *probes.back(), checked.sites));
+    } catch (const Error& e) {
+      throw Error(where + ": " + e.what());
+    }
+    out.push_back(std::move(checked));
+  }
+  return out;
+}
+
+json yaml_to_json(const YAML::Node& node) {
+  if (node.IsMap()) {
+    json out = json::object();
+    for (const auto& kv : node) out[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+    return out;
+  }
+  if (node.IsSequence()) {
+    json out = json::array();
+    for (const auto& item : node) out.push_back(yaml_to_json(item));
+    return out;
+  }
+  if (!node.IsScalar() || node.Tag() == "~") return nullptr;
+  const std::string text = node.Scalar();
+  if (node.Tag() == "!") return text;  // quoted: a string as written
+  int64_t i = 0;
+  double d = 0;
+  bool b = false;
+  if (YAML::convert<int64_t>::decode(node, i)) return i;
+  if (YAML::convert<double>::decode(node, d)) return d;
+  if (YAML::convert<bool>::decode(node, b)) return b;
+  return text;
+}
+
+json tensor_json(const at::Tensor& t) {
+  if (!t.defined()) return nullptr;
+  at::Tensor d = t.to(torch::kDouble).contiguous().reshape({-1});
+  if (t.numel() == 1) return d.item<double>();
+  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+}
+
+json number_or_null(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
+
+void write_json(const fs::path& file, const json& value) {
+  std::ofstream out(file);
+  out << value.dump(2) << "\n";
+  out.close();
+  SHRINK_CHECK(out.good(), file.string() << ": cannot be written");
+}
+
+// Training progress of one phase, kept in checkpoints.
+struct PhaseProgress {
+  int64_t epochs_done = 0;
+  int64_t steps_done = 0;
+  double seconds = 0;  // training time (not evaluation), summed over epochs
+  int64_t images = 0;
+
+  json to_json() const {
+    return {{"epochs_done", epochs_done}, {"steps_done", steps_done}, {"seconds", seconds},
+            {"images", images}};
+  }
+  static PhaseProgress from_json(const json& j) {
+    PhaseProgress p;
+    p.epochs_done = j.at("epochs_done").get<int64_t>();
+    p.steps_done = j.at("steps_done").get<int64_t>();
+    p.seconds = j.at("seconds").get<double>();
+    p.images = j.at("images").get<int64_t>();
+    return p;
+  }
+  // Seconds per epoch of `n` images, from what was measured.
+  double seconds_per_epoch(int64_t n) const {
+    return images ? seconds * static_cast<double>(n) / static_cast<double>(images) : 0.0;
+  }
+};
+
+// The context the passes share.
+struct Context {
+  const Experiment* x = nullptr;
+  PluginRegistry* registry = nullptr;
+  const RunOptions* options = nullptr;
+  std::string out_dir;
+  std::string staging;
+  std::unique_ptr<Model> model;
+  std::vector<CheckedStage> stages;
+  Dataset train;
+  Dataset test;
+  std::vector<std::unique_ptr<QuantizerInstance>> quantizers;
+  std::vector<std::unique_ptr<QuantizedModel>> wrapped;
+  RunSummary summary;
+  PhaseProgress pretrain;
+  PhaseProgress finetune;
+  std::unique_ptr<Checkpoint> resume;  // the checkpoint being resumed from, until it is used
+  std::string resume_phase;            // "pretrain" or "finetune"
+};
+
+int64_t batches_per_epoch(const Context& c) {
+  return (c.train.size() + c.x->batch_size - 1) / c.x->batch_size;
+}
+
+int64_t epochs_of(const Context& c, const TrainSpec& spec) {
+  const int64_t per_epoch = batches_per_epoch(c);
+  return spec.steps > 0 ? (spec.steps + per_epoch - 1) / per_epoch : spec.epochs;
+}
+
+void set_training(Context& c, bool on) {
+  c.model->module().train(on);
+  for (auto& q : c.quantizers) q->set_training(on);
+}
+
+double evaluate(Context& c, torch::jit::Module& module, const Dataset& data) {
+  torch::NoGradGuard no_grad;
+  set_training(c, false);
+  module.eval();
+  int64_t correct = 0;
+  for (int64_t start = 0; start < data.size(); start += c.x->test_batch_size) {
+    const int64_t n = std::min(c.x->test_batch_size, data.size() - start);
+    at::Tensor out = module.forward({data.inputs.narrow(0, start, n)}).toTensor();
+    correct += out.argmax(1).eq(data.targets.narrow(0, start, n)).sum().item<int64_t>();
+  }
+  return data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
+}
+
+json checkpoint_meta(const Context& c, const std::string& phase) {
+  return {{"shrink_version", version()},
+          {"experiment", c.x->resolved_yaml},
+          {"phase", phase},
+          {"pretrain", c.pretrain.to_json()},
+          {"finetune", c.finetune.to_json()},
+          {"baseline_accuracy", c.summary.baseline_accuracy}};
+}
+
+void save_checkpoint(Context& c, const std::string& phase, torch::optim::Optimizer& optimizer) {
+  Checkpoint k;
+  k.meta = checkpoint_meta(c, phase).dump();
+  for (const auto& p : c.model->module().named_parameters(true)) k.tensors["model/" + p.name] = p.value;
+  for (const auto& b : c.model->module().named_buffers(true)) k.tensors["model/" + b.name] = b.value;
+  for (std::size_t i = 0; i < c.quantizers.size(); ++i) {
+    QuantizerInstance& q = *c.quantizers[i];
+    for (int site = 0; site < q.site_count(); ++site) {
+      for (const auto& s : q.site_state(site)) {
+        k.tensors["quant/" + std::to_string(i) + "/" + std::to_string(site) + "/" + s.name] = s.value;
+      }
+    }
+  }
+  k.tensors["rng"] = default_generator_state();
+  fs::create_directories(c.out_dir);
+  k.save(fs::path(c.out_dir) / "checkpoint.pt", &optimizer);
+}
+
+// Restores the model (and, in the finetune phase, the quantizers) from the resumed checkpoint.
+void restore_state(Context& c) {
+  const Checkpoint& k = *c.resume;
+  torch::NoGradGuard no_grad;
+  auto restore = [&](const std::string& key, const at::Tensor& into) {
+    auto it = k.tensors.find(key);
+    SHRINK_CHECK(it != k.tensors.end() && it->second.sizes() == into.sizes(),
+                 k.file << ": does not match the model (" << key << ")");
+    into.copy_(it->second);
+  };
+  for (const auto& p : c.model->module().named_parameters(true)) restore("model/" + p.name, p.value);
+  for (const auto& b : c.model->module().named_buffers(true)) restore("model/" + b.name, b.value);
+  for (std::size_t i = 0; i < c.quantizers.size(); ++i) {
+    QuantizerInstance& q = *c.quantizers[i];
+    for (int site = 0; site < q.site_count(); ++site) {
+      for (auto& s : q.site_state(site)) {
+        restore("quant/" + std::to_string(i) + "/" + std::to_string(site) + "/" + s.name, s.value);
+      }
+    }
+  }
+  set_default_generator_state(k.tensors.at("rng"));
+}
+
+// Trains for spec.epochs (or spec.steps), from where `progress` says, checkpointing after every
+// epoch. `optimizer_state`, when given, is the optimizer's state at that point.
+void train(Context& c, const TrainSpec& spec, const std::string& phase, PhaseProgress& progress,
+           const Checkpoint* resumed) {
+  std::vector<at::Tensor> params;
+  for (const auto& p : c.model->module().parameters()) params.push_back(p);
+  for (auto& q : c.quantizers) {
+    for (const auto& p : q->parameters()) params.push_back(p);
+  }
+  auto optimizer = make_optimizer(spec.optimizer, params);
+  if (resumed != nullptr) resumed->load_optimizer(*optimizer);
+  const int64_t n = c.train.size();
+  SHRINK_CHECK(n > 0, "the training set is empty");
+  const int64_t per_epoch = batches_per_epoch(c);
+  const int64_t epochs = epochs_of(c, spec);
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  for (int64_t epoch = progress.epochs_done; epoch < epochs; ++epoch) {
+    const double lr = spec.scheduler.lr_at(spec.optimizer.lr, epoch, epochs);
+    for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+    for (auto& q : c.quantizers) q->update_epoch(static_cast<int>(epoch));
+    set_training(c, true);
+    at::Tensor order = torch::randperm(n, torch::kLong);
+    const auto start = Clock::now();
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    for (int64_t b = 0; b < per_epoch; ++b) {
+      if (spec.steps > 0 && progress.steps_done >= spec.steps) break;
+      at::Tensor index = order.narrow(0, b * c.x->batch_size,
+                                      std::min(c.x->batch_size, n - b * c.x->batch_size));
+      at::Tensor x = c.train.inputs.index_select(0, index);
+      at::Tensor y = c.train.targets.index_select(0, index);
+      optimizer->zero_grad();
+      at::Tensor out = c.model->module().forward({x}).toTensor();
+      at::Tensor loss = torch::cross_entropy_loss(out, y);
+      const double loss_value = loss.item<double>();
+      SHRINK_CHECK(std::isfinite(loss_value),
+                   phase << " epoch " << epoch + 1 << ", batch " << b + 1
+                         << ": the loss is not finite; lower the learning rate");
+      loss.backward();
+      optimizer->step();
+      for (auto& q : c.quantizers) q->step();
+      ++progress.steps_done;
+      loss_sum += loss_value * static_cast<double>(x.size(0));
+      correct += out.argmax(1).eq(y).sum().item<int64_t>();
+      seen += x.size(0);
+      if (tty && (b % 10 == 0 || b + 1 == per_epoch)) {
+        const int64_t width = 30, filled = width * (b + 1) / per_epoch;
+        std::cout << "\r" << phase << " epoch " << epoch + 1 << "/" << epochs << " ["
+                  << std::string(static_cast<std::size_t>(filled), '#')
+                  << std::string(static_cast<std::size_t>(width - filled), '.') << "] loss "
+                  << std::fixed << std::setprecision(4) << loss_sum / static_cast<double>(seen)
+                  << std::flush;
+      }
+    }
+    const double seconds = seconds_since(start);
+    progress.seconds += seconds;
+    progress.images += seen;
+    progress.epochs_done = epoch + 1;
+    if (tty) std::cout << "\r\033[K";
+    const double denominator = static_cast<double>(std::max<int64_t>(seen, 1));
+    std::cout << phase << " epoch " << epoch + 1 << "/" << epochs << ": loss " << std::fixed
+              << std::setprecision(4) << loss_sum / denominator << ", accuracy "
+              << static_cast<double>(correct) / denominator << ", lr " << std::setprecision(6)
+              << std::defaultfloat << lr << ", " << std::fixed << std::setprecision(0)
+              << static_cast<double>(seen) / seconds << " images/s, " << std::setprecision(1)
+              << seconds << " s" << std::defaultfloat << std::endl;
+    save_checkpoint(c, phase, *optimizer);
+    const int64_t total = c.pretrain.epochs_done + c.finetune.epochs_done;
+    if (c.options->stop_after_epochs > 0 && total >= c.options->stop_after_epochs) {
+      throw StopRequested{};
+    }
+  }
+  set_training(c, false);
+}
+
+// Replaces every shrink::quantize call with ATen fake-quantize ops carrying the exported
+// calibration, so that plain LibTorch and Python load the model without Shrink.
+void bake_fake_quant(Model& model) {
+  auto graph = model.module().get_method("forward").graph();
+  static const c10::Symbol kQuantize = c10::Symbol::fromQualString("shrink::quantize");
+  std::vector<torch::jit::Node*> calls;
+  for (torch::jit::Node* node : graph->nodes()) {
+    if (node->kind() == kQuantize) calls.push_back(node);
+  }
+  for (torch::jit::Node* node : calls) {
+    QuantizerInstance* q =
+        QuantizerInstance::from_id(torch::jit::constant_as<int64_t>(node->input(1)).value());
+    const int site = static_cast<int>(torch::jit::constant_as<int64_t>(node->input(2)).value());
+    SHRINK_CHECK(q != nullptr, "export: a quantize call refers to a quantizer that is gone");
+    const Calibration cal = q->export_site(site);
+    const SiteSpec& spec = q->site_spec(site);
+    torch::jit::Value* out = node->input(0);
+    if (!cal.scale.defined() || !(cal.scale.min().item<double>() > 0)) {
+      // A site that never saw data (e.g. an input never reached in training) has no range.
+      log_warn("export: " + spec.module_name + "." + spec.target +
+               " has no calibrated scale; it is left in float in model_qat.pt");
+    } else {
+      torch::jit::WithInsertPoint guard(node);
+      if (cal.scale.numel() == 1) {
+        out = graph->insert(
+            c10::Symbol::fromQualString("aten::fake_quantize_per_tensor_affine"),
+            {node->input(0), cal.scale.item<double>(),
+             static_cast<int64_t>(std::llround(cal.zero_point.item<double>())), cal.quant_min,
+             cal.quant_max});
+      } else {
+        const int64_t axis = spec.quant_type == QuantType::kWeight ? 0 : 1;
+        out = graph->insert(
+            c10::Symbol::fromQualString("aten::fake_quantize_per_channel_affine"),
+            {node->input(0), graph->insertConstant(cal.scale.to(torch::kFloat).reshape({-1})),
+             graph->insertConstant(cal.zero_point.round().to(torch::kInt).reshape({-1})), axis,
+             cal.quant_min, cal.quant_max});
+      }
+    }
+    node->output()->replaceAllUsesWith(out);
+    node->destroy();
+  }
+}
+
+void print_plan(const Experiment& x, const Model& model, const std::vector<CheckedStage>& stages,
+                   std::ostream& os) {
+  os << "experiment " << x.file << "\n";
+  os << "  model     " << x.model << " (" << model.ops().size() << " ops)\n";
+  os << "  data      " << x.data.format << " " << x.data.path << ", batch " << x.batch_size
+     << (x.data.train_limit ? ", first " + std::to_string(x.data.train_limit) + " training samples" : "")
+     << (x.data.test_limit ? ", first " + std::to_string(x.data.test_limit) + " test samples" : "")
+     << "\n";
+  auto train_line = [&](const char* name, const TrainSpec& t) {
+    os << "  " << std::left << std::setw(10) << name;
+    if (!t.enabled) {
+      os << "none\n";
+      return;
+    }
+    os << (t.steps ? std::to_string(t.steps) + " steps" : std::to_string(t.epochs) + " epochs")
+       << ", " << t.optimizer.name << " lr " << t.optimizer.lr << " momentum "
+       << t.optimizer.momentum << " weight_decay " << t.optimizer.weight_decay;
+    if (t.scheduler.name != "none") os << ", " << t.scheduler.name << " schedule";
+    os << "\n";
+  };
+  train_line("pretrain", x.pretrain);
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    os << "  compress  [" << i << "] " << x.compress[i].plugin << " ("
+       << stages[i].algorithm->plugin->file << "): " << stages[i].sites.size() << " sites\n";
+    for (const auto& s : stages[i].sites) {
+      os << "              " << s.op_name << "." << s.target << " " << *s.config.find("quant_dtype")
+         << " " << *s.config.find("quant_scheme") << " " << *s.config.find("granularity") << "\n";
+    }
+  }
+  train_line("finetune", x.finetune);
+  os << "  evaluate  " << (x.evaluate ? "top-1 accuracy" : "no") << "\n";
+  os << "  export    " << x.export_dir << " (calibration.json, report.json"
+     << (x.export_model && !stages.empty() ? ", model_qat.pt" : "") << ")\n";
+}
+
+// Opens the checkpoint to resume from and checks that it belongs to this experiment.
+void open_resume(Context& c) {
+  const fs::path file = fs::path(c.out_dir) / "checkpoint.pt";
+  SHRINK_CHECK(fs::exists(file), file.string() << ": no checkpoint to resume from (run without "
+                                                  "--resume, or pass the --out of the interrupted run)");
+  c.resume = std::make_unique<Checkpoint>(Checkpoint::load(file));
+  json meta;
+  try {
+    meta = json::parse(c.resume->meta);
+    c.resume_phase = meta.at("phase").get<std::string>();
+    c.pretrain = PhaseProgress::from_json(meta.at("pretrain"));
+    c.finetune = PhaseProgress::from_json(meta.at("finetune"));
+    c.summary.baseline_accuracy = meta.at("baseline_accuracy").get<double>();
+  } catch (const json::exception& e) {
+    throw Error(file.string() + ": not a Shrink checkpoint (" + e.what() + ")");
+  }
+  SHRINK_CHECK(meta.value("experiment", "") == c.x->resolved_yaml,
+               file.string() << ": was written by a different experiment (or other --set values); "
+                                "resume with the same ones, or run without --resume");
+  std::cout << "resuming after " << c.resume_phase << " epoch "
+            << (c.resume_phase == "pretrain" ? c.pretrain : c.finetune).epochs_done << " from "
+            << file.string() << std::endl;
+}
+
+}  // namespace
+
+RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry,
+                          const RunOptions& options) {
+  Context c;
+  c.x = &experiment;
+  c.registry = &registry;
+  c.options = &options;
+  c.out_dir = options.out_dir.empty() ? experiment.export_dir : options.out_dir;
+  c.staging = c.out_dir + ".partial";
+
+  // Everything that can be checked without running is checked first.
+  c.model = std::make_unique<Model>(Model::load(experiment.model));
+  c.stages = check_stages(experiment, *c.model, registry);
+  if (options.print_plan) {
+    print_plan(experiment, *c.model, c.stages, std::cout);
+    return c.summary;
+  }
+  if (options.resume) open_resume(c);
+
+  struct Pass {
+    const char* name;
+    std::function<void()> run;
+  };
+  const bool resume_in_finetune = c.resume && c.resume_phase == "finetune";
+  const std::vector<Pass> passes = {
+      {"prepare",
+       [&] {
+         if (experiment.threads > 0) at::set_num_threads(static_cast<int>(experiment.threads));
+         use_one_blas_thread();
+         // The profiling executor re-specialises the graph for training and made a step 2-3x
+         // slower than Python eager here; the simple executor runs the graph as written.
+         torch::jit::setGraphExecutorOptimize(false);
+         torch::manual_seed(static_cast<uint64_t>(experiment.seed));
+         c.train = load_dataset(experiment.data, true);
+         c.test = load_dataset(experiment.data, false);
+         std::cout << "data: " << c.train.size() << " training, " << c.test.size()
+                   << " test samples of shape " << c.train.inputs.sizes().slice(1) << std::endl;
+       }},
+      {"pretrain",
+       [&] {
+         if (!experiment.pretrain.enabled || resume_in_finetune) return;
+         const Checkpoint* resumed = c.resume ? c.resume.get() : nullptr;
+         if (resumed) restore_state(c);
+         train(c, experiment.pretrain, "pretrain", c.pretrain, resumed);
+         c.resume.reset();
+       }},
+      {"evaluate-baseline",
+       [&] {
+         if (!experiment.evaluate || resume_in_finetune) return;
+         c.summary.baseline_accuracy = evaluate(c, c.model->module(), c.test);
+         std::cout << "baseline accuracy " << std::setprecision(4) << c.summary.baseline_accuracy
+                   << std::endl;
+       }},
+      {"compress",
+       [&] {
+         for (std::size_t i = 0; i < experiment.compress.size(); ++i) {
+           const StageSpec& stage = experiment.compress[i];
+           auto q = std::make_unique<QuantizerInstance>(*c.stages[i].algorithm, stage.options);
+           c.wrapped.push_back(std::make_unique<QuantizedModel>(*c.model, *q, c.stages[i].sites));
+           std::cout << "compress: " << stage.plugin << " on " << c.stages[i].sites.size()
+                     << " sites" << std::endl;
+           c.quantizers.push_back(std::move(q));
+         }
+         if (!resume_in_finetune) return;
+         restore_state(c);
+         // Plugins count epochs and steps through their hooks; replay them to where the
+         // checkpoint was taken (the tensors they keep were restored above).
+         const int64_t per_epoch = batches_per_epoch(c);
+         for (int64_t e = 0; e < c.finetune.epochs_done; ++e) {
+           for (auto& q : c.quantizers) q->update_epoch(static_cast<int>(e));
+           const int64_t steps = std::min(per_epoch, c.finetune.steps_done - e * per_epoch);
+           for (int64_t s = 0; s < steps; ++s) {
+             for (auto& q : c.quantizers) q->step();
+           }
+         }
+       }},
+      {"finetune",
+       [&] {
+         if (!experiment.finetune.enabled) return;
+         train(c, experiment.finetune, "finetune", c.finetune, c.resume.get());
+         c.resume.reset();
+       }},
+      {"evaluate-compressed",
+       [&] {
+         if (!experiment.evaluate) return;
+         c.summary.compressed_accuracy = evaluate(c, c.model->module(), c.test);
+         std::cout << "compressed accuracy " << std::setprecision(4)
+                   << c.summary.compressed_accuracy << std::endl;
+       }},
+      {"export",
+       [&] {
+         json calibration = json::object();
+         json sites = json::array();
+         for (const auto& w : c.wrapped) {
+           if (!(w->quantizer().algorithm().capabilities & SHRINK_CAP_EXPORT)) continue;
+           for (std::size_t k = 0; k < w->sites().size(); ++k) {
+             const PlannedSite& s = w->sites()[k];
+             const Calibration cal = w->quantizer().export_site(w->site_ids()[k]);
+             json entry = {{"scale", tensor_json(cal.scale)},
+                           {"zero_point", tensor_json(cal.zero_point)},
+                           {"quant_dtype", cal.quant_dtype},
+                           {"quant_scheme", cal.quant_scheme},
+                           {"quant_bits", cal.quant_bits},
+                           {"tracked_min", number_or_null(cal.tracked_min)},
+                           {"tracked_max", number_or_null(cal.tracked_max)}};
+             calibration[s.op_name][s.target] = entry;
+             json site = entry;
+             site["op"] = s.op_name;
+             site["target"] = s.target;
+             site["plugin"] = w->quantizer().algorithm().name;
+             site["quant_min"] = cal.quant_min;
+             site["quant_max"] = cal.quant_max;
+             sites.push_back(site);
+           }
+         }
+         fs::create_directories(c.staging);
+         write_json(fs::path(c.staging) / "calibration.json", calibration);
+         if (experiment.export_model && !c.quantizers.empty()) {
+           bake_fake_quant(*c.model);
+           const fs::path file = fs::path(c.staging) / "model_qat.pt";
+           c.model->module().save(file.string());
+           // Check what was written: reload it as a user would and score it.
+           Model exported = Model::load(file.string());
+           if (experiment.evaluate) {
+             c.summary.exported_accuracy = evaluate(c, exported.module(), c.test);
+             std::cout << "model_qat.pt accuracy " << std::setprecision(4)
+                       << c.summary.exported_accuracy << std::endl;
+           }
+         }
+         const double baseline_spe = c.pretrain.seconds_per_epoch(c.train.size());
+         const double compressed_spe = c.finetune.seconds_per_epoch(c.train.size());
+         c.summary.baseline_seconds_per_epoch = baseline_spe;
+         c.summary.compressed_seconds_per_epoch = compressed_spe;
+         auto accuracy = [&](double a) { return a >= 0 ? json(a) : json(nullptr); };
+         json report = {
+             {"shrink_version", version()},
+             {"experiment",
+              {{"file", experiment.file}, {"resolved", yaml_to_json(YAML::Load(experiment.resolved_yaml))}}},
+             {"metrics",
+              {{"baseline_accuracy", accuracy(c.summary.baseline_accuracy)},
+               {"compressed_accuracy", accuracy(c.summary.compressed_accuracy)},
+               {"exported_accuracy", accuracy(c.summary.exported_accuracy)}}},
+             {"train",
+              {{"baseline_seconds_per_epoch", baseline_spe},
+               {"compressed_seconds_per_epoch", compressed_spe},
+               {"overhead", baseline_spe > 0 && compressed_spe > 0 ? json(compressed_spe / baseline_spe)
+                                                                   : json(nullptr)},
+               {"pretrain", c.pretrain.to_json()},
+               {"finetune", c.finetune.to_json()}}},
+             {"sites", sites}};
+         write_json(fs::path(c.staging) / "report.json", report);
+       }},
+  };
+
+  std::error_code ec;
+  fs::remove_all(c.staging, ec);
+  try {
+    for (const Pass& pass : passes) {
+      const auto start = Clock::now();
+      pass.run();
+      log_debug(std::string("pass ") + pass.name + " took " + std::to_string(seconds_since(start)) + " s");
+    }
+    // Move the complete set into place; the checkpoint has served its purpose.
+    fs::create_directories(c.out_dir);
+    for (const auto& entry : fs::directory_iterator(c.staging)) {
+      fs::rename(entry.path(), fs::path(c.out_dir) / entry.path().filename());
+    }
+    fs::remove_all(c.staging, ec);
+    fs::remove(fs::path(c.out_dir) / "checkpoint.pt", ec);
+  } catch (const StopRequested&) {
+    fs::remove_all(c.staging, ec);
+    c.summary.stopped = true;
+    std::cout << "stopped after " << options.stop_after_epochs << " epochs as asked; continue with "
+              << "--resume" << std::endl;
+  } catch (...) {
+    fs::remove_all(c.staging, ec);
+    throw;
+  }
+  c.summary.out_dir = c.out_dir;
+  return c.summary;
+}
+
+}  // namespace shrink

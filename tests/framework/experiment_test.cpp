@@ -1,0 +1,207 @@
+#include "plugin_fixtures.hpp"
+#include "test_paths.hpp"
+
+#include <shrink/error.hpp>
+#include <shrink/experiment.hpp>
+#include <shrink/pipeline.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFashion = "/usr/share/datasets/fashion-mnist";
+
+// A folder holding exp.yaml beside a copy of the seed net, so relative paths resolve.
+class ExperimentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("shrink_experiment_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    fs::copy_file(std::string(shrink::test::kTestModelDir) + "/mnist.pt", dir_ / "mnist.pt");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& yaml) {
+    const fs::path file = dir_ / "exp.yaml";
+    std::ofstream(file) << yaml;
+    return file.string();
+  }
+
+  // The message of the error loading `yaml` throws, or "<no error>".
+  std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+    try {
+      shrink::Experiment::load(write(yaml), overrides);
+    } catch (const shrink::Error& e) {
+      return e.what();
+    }
+    return "<no error>";
+  }
+
+  // The message of the error checking the whole run (plugins, sites) throws, or "<no error>".
+  std::string plan_error_of(const std::string& yaml) {
+    auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
+    shrink::RunOptions options;
+    options.print_plan = true;
+    try {
+      testing::internal::CaptureStdout();
+      shrink::run_experiment(shrink::Experiment::load(write(yaml)), *registry, options);
+      testing::internal::GetCapturedStdout();
+    } catch (const shrink::Error& e) {
+      testing::internal::GetCapturedStdout();
+      return e.what();
+    }
+    return "<no error>";
+  }
+
+  fs::path dir_;
+};
+
+const std::string kGood = std::string(R"(model: mnist.pt
+data:
+  path: )") + kFashion + R"(
+  batch_size: 32
+  normalize: {mean: [0.286], std: [0.353]}
+pretrain: {epochs: 1, optimizer: {name: sgd, lr: 0.01, momentum: 0.9}}
+compress:
+  - plugin: qat
+    config_list:
+      - op_names: [conv1, fc2]
+        target_names: [_input_, weight, _output_]
+        quant_dtype: int8
+finetune: {steps: 10, optimizer: {name: adam, lr: 0.001}, scheduler: {name: step, step_size: 2, gamma: 0.5}}
+export: {dir: out}
+)";
+
+#define EXPECT_HAS(text, part) EXPECT_NE((text).find(part), std::string::npos) << (text)
+
+TEST_F(ExperimentTest, ReadsEveryKeyAndResolvesPathsBesideTheFile) {
+  const shrink::Experiment x = shrink::Experiment::load(write(kGood));
+  EXPECT_EQ(x.model, (dir_ / "mnist.pt").string());
+  EXPECT_EQ(x.export_dir, (dir_ / "out").string());
+  EXPECT_EQ(x.data.path, kFashion);
+  EXPECT_EQ(x.batch_size, 32);
+  ASSERT_EQ(x.data.mean.size(), 1u);
+  EXPECT_DOUBLE_EQ(x.data.std[0], 0.353);
+  EXPECT_TRUE(x.pretrain.enabled);
+  EXPECT_EQ(x.pretrain.epochs, 1);
+  EXPECT_DOUBLE_EQ(x.pretrain.optimizer.momentum, 0.9);
+  EXPECT_EQ(x.finetune.steps, 10);
+  EXPECT_EQ(x.finetune.optimizer.name, "adam");
+  EXPECT_EQ(x.finetune.scheduler.name, "step");
+  ASSERT_EQ(x.compress.size(), 1u);
+  EXPECT_EQ(x.compress[0].plugin, "qat");
+  EXPECT_EQ(x.compress[0].config_list.entries.size(), 1u);
+}
+
+TEST_F(ExperimentTest, SetOverridesAnyKeyBeforeValidation) {
+  const shrink::Experiment x = shrink::Experiment::load(
+      write(kGood), {"finetune.steps=3", "data.train_limit=640", "compress.0.config_list.0.quant_dtype=uint8",
+                     "evaluate=false"});
+  EXPECT_EQ(x.finetune.steps, 3);
+  EXPECT_EQ(x.data.train_limit, 640);
+  EXPECT_FALSE(x.evaluate);
+  EXPECT_HAS(x.resolved_yaml, "uint8");
+  // An override is validated like the file itself.
+  EXPECT_HAS(error_of(kGood, {"finetune.epochs=many"}), "finetune.epochs: expected an integer");
+  EXPECT_HAS(error_of(kGood, {"finetune.epoch=1"}), "finetune.epoch: unknown key");
+  EXPECT_HAS(error_of(kGood, {"finetune.steps"}), "expected key.path=value");
+  EXPECT_HAS(error_of(kGood, {"compress.7.plugin=x"}), "index 7 is out of range");
+}
+
+TEST_F(ExperimentTest, ErrorsNameFileLineColumnKeyAndWhatIsAllowed) {
+  const std::string file = (dir_ / "exp.yaml").string();
+  EXPECT_HAS(error_of(kGood + "epochs: 5\n"), file + ":15:1: epochs: unknown key (allowed: model, seed");
+  EXPECT_HAS(error_of(kGood + "seed: [1]\n"), file + ":15:7: seed: expected an integer");
+  EXPECT_HAS(error_of(kGood + "threads: -1\n"), "threads: -1 is below the minimum 0");
+  EXPECT_HAS(error_of(kGood + "evaluate: maybe\n"), "evaluate: expected true or false");
+  EXPECT_HAS(error_of("model: nothere.pt\ndata: {path: /tmp}\n"),
+             file + ":1:8: model: no such file " + (dir_ / "nothere.pt").string());
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /no/such/folder}\n"),
+             file + ":2:14: data.path: no such file or folder /no/such/folder");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, format: csv}\n"),
+             "data.format: 'csv' (allowed: idx, tensors)");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, batch_size: 0}\n"),
+             "data.batch_size: 0 is below the minimum 1");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, normalize: {mean: [0.1, 0.2], std: [1]}}\n"),
+             "mean and std need the same, non-zero length");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\npretrain: {epochs: 1, optimizer: {name: lbfgs}}\n"),
+             "pretrain.optimizer.name: 'lbfgs' (allowed: sgd, adam, adamw)");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\nfinetune: {epochs: 1, scheduler: {name: warm}}\n"),
+             "finetune.scheduler.name: 'warm' (allowed: none, step, cosine)");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\ncompress: [{plugin: qat}]\n"),
+             "compress[0].config_list: required");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\ncompress: {plugin: qat}\n"),
+             "compress: expected a list of stages");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: [path: /tmp\n"), file + ":3:1: malformed YAML");
+  EXPECT_HAS(error_of("data: {path: /tmp}\n"), "model: required");
+  EXPECT_HAS(error_of("- 1\n- 2\n"), "expected a mapping");
+  try {
+    shrink::Experiment::load((dir_ / "missing.yaml").string());
+    FAIL() << "no error for a missing file";
+  } catch (const shrink::Error& e) {
+    EXPECT_HAS(std::string(e.what()), "missing.yaml: no such experiment file");
+  }
+}
+
+TEST_F(ExperimentTest, StagesAreCheckedAgainstPluginsAndModelBeforeRunning) {
+  EXPECT_EQ(plan_error_of(kGood), "<no error>");
+  std::string unknown = kGood;
+  unknown.replace(unknown.find("plugin: qat"), 11, "plugin: qatt");
+  EXPECT_HAS(plan_error_of(unknown), "exp.yaml:8:5: compress[0].plugin: no plugin provides algorithm 'qatt'");
+  std::string nothing = kGood;
+  nothing.replace(nothing.find("[conv1, fc2]"), 12, "[conv9]");
+  EXPECT_HAS(plan_error_of(nothing), "op_names: the model has no op 'conv9'");
+  std::string bad_option = kGood;
+  bad_option.replace(bad_option.find("    config_list:"), 0, "    options: {ema_decya: 0.9}\n");
+  EXPECT_HAS(plan_error_of(bad_option), "compress[0]: plugin 'qat' rejected its options");
+  EXPECT_HAS(plan_error_of(bad_option), "ema_decya");
+  std::string bad_site = kGood;
+  bad_site.replace(bad_site.find("quant_dtype: int8"), 17, "quant_dtype: int8\n        granularity: per_channel");
+  EXPECT_HAS(plan_error_of(bad_site), "per_channel granularity is supported for weights only");
+}
+
+TEST_F(ExperimentTest, PrintPlanListsTheResolvedPipeline) {
+  auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
+  shrink::RunOptions options;
+  options.print_plan = true;
+  testing::internal::CaptureStdout();
+  shrink::run_experiment(shrink::Experiment::load(write(kGood)), *registry, options);
+  const std::string plan = testing::internal::GetCapturedStdout();
+  EXPECT_HAS(plan, "compress  [0] qat");
+  EXPECT_HAS(plan, ": 6 sites");
+  EXPECT_HAS(plan, "conv1._input_0 int8 affine default");
+  EXPECT_HAS(plan, "fc2._output_0 int8 affine default");
+  EXPECT_HAS(plan, "finetune  10 steps, adam lr 0.001");
+  EXPECT_FALSE(fs::exists(dir_ / "out")) << "print-plan must not write results";
+}
+
+TEST(SchedulerTest, LearningRateFollowsTheEpoch) {
+  shrink::SchedulerSpec none;
+  EXPECT_DOUBLE_EQ(none.lr_at(0.1, 7, 10), 0.1);
+  shrink::SchedulerSpec step;
+  step.name = "step";
+  step.step_size = 2;
+  step.gamma = 0.5;
+  EXPECT_DOUBLE_EQ(step.lr_at(0.1, 0, 10), 0.1);
+  EXPECT_DOUBLE_EQ(step.lr_at(0.1, 1, 10), 0.1);
+  EXPECT_DOUBLE_EQ(step.lr_at(0.1, 2, 10), 0.05);
+  EXPECT_DOUBLE_EQ(step.lr_at(0.1, 5, 10), 0.025);
+  shrink::SchedulerSpec cosine;
+  cosine.name = "cosine";
+  cosine.eta_min = 0.001;
+  EXPECT_DOUBLE_EQ(cosine.lr_at(0.1, 0, 4), 0.1);
+  EXPECT_NEAR(cosine.lr_at(0.1, 2, 4), 0.001 + 0.099 * 0.5, 1e-12);
+  EXPECT_NEAR(cosine.lr_at(0.1, 3, 4), 0.001 + 0.099 * (1 + std::cos(M_PI * 0.75)) / 2, 1e-12);
+}
+
+}  // namespace

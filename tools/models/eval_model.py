@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Scores a TorchScript classifier on an IDX dataset's test split with plain PyTorch (no Shrink).
+
+Usage: eval_model.py MODEL.pt [--data /usr/share/datasets/fashion-mnist] [--mean 0.2860 --std 0.3530]
+                     [--limit N] [--batch-size 1000]
+
+Prints one JSON line: {"accuracy": ..., "samples": ..., "ops": [...]} where "ops" lists the
+quantization-related ATen ops in the model's forward graph (fake_quantize_*, quantize_*).
+Shrink's exported model_qat.pt must load and score here as it did in `shrink run`.
+"""
+import argparse
+import gzip
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+
+def read_idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def idx_file(folder, name):
+    for suffix in (".gz", ""):
+        path = os.path.join(folder, name + suffix)
+        if os.path.exists(path):
+            return path
+    raise SystemExit(f"eval_model.py: {folder}: no {name}[.gz]")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--mean", type=float, default=0.2860)
+    parser.add_argument("--std", type=float, default=0.3530)
+    parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+
+    images = read_idx(idx_file(args.data, "t10k-images-idx3-ubyte"))
+    labels = read_idx(idx_file(args.data, "t10k-labels-idx1-ubyte"))
+    if args.limit:
+        images, labels = images[: args.limit], labels[: args.limit]
+    x = (torch.from_numpy(images.copy()).float().div(255.0).unsqueeze(1) - args.mean) / args.std
+    y = torch.from_numpy(labels.astype(np.int64))
+
+    model = torch.jit.load(args.model)
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(y), args.batch_size):
+            out = model(x[start: start + args.batch_size])
+            correct += int((out.argmax(1) == y[start: start + args.batch_size]).sum())
+    ops = sorted({n.kind() for n in model.graph.nodes() if "quant" in n.kind()})
+    print(json.dumps({"accuracy": correct / len(y), "samples": len(y), "ops": ops}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
