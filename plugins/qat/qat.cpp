@@ -11,10 +11,18 @@
 // ranges tracked by an EMA with decay 0.99, initialised by the first training batch; before
 // `quant_start_step` optimizer steps only the ranges are tracked. The backward is straight-through
 // with the gradient zeroed where x / scale + zp falls outside [qmin, qmax].
+// Ranges and qparams are scalars (or one per channel) computed on the host side of the tensors;
+// the element-wise work is one fused pass forward and one backward (fake_quant.hpp).
+#include "fake_quant.hpp"
+
 #include <shrink/sdk.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
 
 namespace {
 
@@ -55,71 +63,94 @@ SiteSettings settings_of(const shrink::Site& site) {
   return s;
 }
 
-// The channel axis of per-channel ranges: output channels of a weight, channels of an activation.
-int64_t channel_axis(shrink::QuantType type) { return type == shrink::QuantType::kWeight ? 0 : 1; }
-
-// Per-tensor: scalar min/max. Per-channel: min/max over all dims but `axis`, shape [C].
-std::pair<torch::Tensor, torch::Tensor> min_max(const torch::Tensor& x, bool per_channel,
-                                                int64_t axis) {
-  if (!per_channel) {
-    auto mm = torch::aminmax(x);
-    return {std::get<0>(mm), std::get<1>(mm)};
-  }
-  torch::Tensor moved = x.transpose(0, axis).reshape({x.size(axis), -1});
-  auto mm = torch::aminmax(moved, 1);
-  return {std::get<0>(mm), std::get<1>(mm)};
-}
-
-// Writes scale and zero point (float tensors shaped like rmin) for the range [rmin, rmax].
-void compute_qparams(const SiteSettings& s, const torch::Tensor& rmin_in, const torch::Tensor& rmax_in,
-                     torch::Tensor& scale, torch::Tensor& zero_point) {
-  torch::Tensor rmin = torch::clamp_max(rmin_in, 0.0);
-  torch::Tensor rmax = torch::clamp_min(rmax_in, 0.0);
-  const double eps = std::numeric_limits<float>::epsilon();
-  if (s.symmetric) {
-    torch::Tensor bound = torch::maximum(rmin.abs(), rmax.abs());
-    scale.copy_(torch::clamp_min(bound / ((s.qmax - s.qmin) / 2.0), eps));
-    zero_point.fill_(s.is_signed ? 0.0 : std::floor((s.qmin + s.qmax) / 2.0));
+// Per-tensor: one min and max. Per-channel (weights): min and max of each output channel.
+void min_max(const torch::Tensor& x, bool per_channel, std::vector<float>& rmin,
+             std::vector<float>& rmax) {
+  torch::Tensor lo, hi;
+  if (per_channel) {
+    std::tie(lo, hi) = torch::aminmax(x.reshape({x.size(0), -1}), 1);
   } else {
-    scale.copy_(torch::clamp_min((rmax - rmin) / (s.qmax - s.qmin), eps));
-    zero_point.copy_(torch::clamp(s.qmin - torch::round(rmin / scale), s.qmin, s.qmax));
+    std::tie(lo, hi) = torch::aminmax(x);
+  }
+  lo = lo.contiguous();
+  hi = hi.contiguous();
+  rmin.assign(lo.data_ptr<float>(), lo.data_ptr<float>() + lo.numel());
+  rmax.assign(hi.data_ptr<float>(), hi.data_ptr<float>() + hi.numel());
+}
+
+float* values(torch::Tensor& state) { return state.data_ptr<float>(); }
+bool flag(shrink::Site& site, const char* name) { return values(site.state(name))[0] != 0.0f; }
+void set_flag(shrink::Site& site, const char* name, bool on) { values(site.state(name))[0] = on ? 1.0f : 0.0f; }
+
+// Scale and zero point for the range [rmin, rmax], channel by channel, in float32 as NNI's tensor
+// arithmetic does it.
+void compute_qparams(const SiteSettings& s, const float* rmin_in, const float* rmax_in, int64_t n,
+                     float* scale, float* zero_point) {
+  const float eps = std::numeric_limits<float>::epsilon();
+  const float qmin = static_cast<float>(s.qmin), qmax = static_cast<float>(s.qmax);
+  for (int64_t c = 0; c < n; ++c) {
+    const float rmin = std::min(rmin_in[c], 0.0f);
+    const float rmax = std::max(rmax_in[c], 0.0f);
+    if (s.symmetric) {
+      const float bound = std::max(std::abs(rmin), std::abs(rmax));
+      scale[c] = std::max(bound / ((qmax - qmin) / 2.0f), eps);
+      zero_point[c] = s.is_signed ? 0.0f : std::floor((qmin + qmax) / 2.0f);
+    } else {
+      scale[c] = std::max((rmax - rmin) / (qmax - qmin), eps);
+      zero_point[c] = std::min(std::max(qmin - std::nearbyint(rmin / scale[c]), qmin), qmax);
+    }
   }
 }
 
-// Shape [C] qparams broadcast against x along `axis`.
-torch::Tensor along(const torch::Tensor& q, const torch::Tensor& x, int64_t axis) {
-  if (q.dim() == 0) return q;
-  std::vector<int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
-  shape[static_cast<std::size_t>(axis)] = q.numel();
-  return q.reshape(shape);
+// The site's current scale and zero point, for the kernels.
+qat::QParams qparams_of(const SiteSettings& s, shrink::Site& site) {
+  qat::QParams p;
+  torch::Tensor& scale = site.state("scale");
+  torch::Tensor& zero_point = site.state("zero_point");
+  p.scale.assign(values(scale), values(scale) + scale.numel());
+  p.zero_point.assign(values(zero_point), values(zero_point) + zero_point.numel());
+  p.qmin = static_cast<float>(s.qmin);
+  p.qmax = static_cast<float>(s.qmax);
+  return p;
 }
 
-torch::Tensor fake_quantize(const SiteSettings& s, const torch::Tensor& x, const torch::Tensor& scale,
-                            const torch::Tensor& zero_point, int64_t axis) {
-  const auto qmin = static_cast<int64_t>(s.qmin);
-  const auto qmax = static_cast<int64_t>(s.qmax);
-  if (scale.dim() == 0) {
-    return torch::fake_quantize_per_tensor_affine(x, scale.reshape({1}),
-                                                  zero_point.reshape({1}).to(torch::kInt),
-                                                  qmin, qmax);
+torch::Tensor float_input(const torch::Tensor& x, const shrink::Site& site) {
+  if (x.scalar_type() != torch::kFloat) {
+    throw shrink::Unsupported("qat: " + site.module_name() + "." + site.target() +
+                              " is not float32; qat quantizes float32 models");
   }
-  return torch::fake_quantize_per_channel_affine(x, scale, zero_point.to(torch::kInt), axis, qmin,
-                                                 qmax);
+  return x.contiguous();
 }
+
+// Settings parsed once per site, in setup_site; quantize calls look them up by site.
+class SettingsTable {
+ public:
+  const SiteSettings& add(const shrink::Site& site) { return table_[&site] = settings_of(site); }
+  const SiteSettings& at(const shrink::Site& site) const {
+    auto it = table_.find(&site);
+    if (it == table_.end()) throw shrink::InvalidArgument("qat: a site that was never set up");
+    return it->second;
+  }
+
+ private:
+  std::unordered_map<const shrink::Site*, SiteSettings> table_;
+};
 
 class QatGrad : public shrink::QuantGrad {
  public:
+  explicit QatGrad(const SettingsTable& settings) : settings_(settings) {}
+
   torch::Tensor quant_backward(torch::Tensor tensor, torch::Tensor grad_output,
-                               shrink::QuantType quant_type, shrink::Site& site) override {
-    torch::Tensor scale = site.state("scale");
+                               shrink::QuantType, shrink::Site& site) override {
     // A site that did not quantize in its last forward (no statistics yet, or before
     // quant_start_step) passes the gradient through.
-    if (site.state("active").item<float>() == 0.0f) return grad_output;
-    const SiteSettings s = settings_of(site);
-    const int64_t axis = channel_axis(quant_type);
-    torch::Tensor v = tensor / along(scale, tensor, axis) + along(site.state("zero_point"), tensor, axis);
-    return grad_output * ((v >= s.qmin) & (v <= s.qmax)).to(grad_output.scalar_type());
+    if (!flag(site, "active")) return grad_output;
+    const SiteSettings& s = settings_.at(site);
+    return qat::fake_quantize_grad(float_input(tensor, site), grad_output, qparams_of(s, site));
   }
+
+ private:
+  const SettingsTable& settings_;
 };
 
 class QatQuantizer : public shrink::Quantizer {
@@ -130,11 +161,11 @@ class QatQuantizer : public shrink::Quantizer {
     if (!(ema_decay_ >= 0.0 && ema_decay_ < 1.0)) {
       throw shrink::InvalidArgument("ema_decay must be in [0, 1), got " + options.get("ema_decay", ""));
     }
-    quant_grad = std::make_unique<QatGrad>();
+    quant_grad = std::make_unique<QatGrad>(settings_);
   }
 
   void setup_site(shrink::Site& site) override {
-    const SiteSettings s = settings_of(site);
+    const SiteSettings& s = settings_.add(site);
     int64_t channels = 0;
     if (s.per_channel) {
       if (site.quant_type() != shrink::QuantType::kWeight) {
@@ -158,17 +189,21 @@ class QatQuantizer : public shrink::Quantizer {
 
   torch::Tensor quantize_weight(torch::Tensor weight, const shrink::Config&,
                                 shrink::Site& site) override {
-    const SiteSettings s = settings_of(site);
+    const SiteSettings& s = settings_.at(site);
     const bool training = shrink::is_training();
     if (training && steps_ < s.quant_start_step) return deactivate(site, weight);
+    torch::Tensor w = float_input(weight, site);
     // Weights: the current range, in training and whenever no step has recorded one (so that
     // evaluation before any training step is well defined).
-    if (training || site.state("observed").item<float>() == 0.0f) {
-      auto mm = min_max(weight, s.per_channel, 0);
-      record_range(site, mm.first, mm.second);
-      compute_qparams(s, mm.first, mm.second, site.state("scale"), site.state("zero_point"));
+    if (training || !flag(site, "observed")) {
+      std::vector<float> rmin, rmax;
+      min_max(w, s.per_channel, rmin, rmax);
+      record_range(site, rmin, rmax);
+      compute_qparams(s, rmin.data(), rmax.data(), static_cast<int64_t>(rmin.size()),
+                      values(site.state("scale")), values(site.state("zero_point")));
     }
-    return quantize_with_state(s, weight, site, 0);
+    set_flag(site, "active", true);
+    return qat::fake_quantize(w, qparams_of(s, site));
   }
 
   torch::Tensor quantize_input(torch::Tensor input, const shrink::Config&,
@@ -183,7 +218,7 @@ class QatQuantizer : public shrink::Quantizer {
   void step() override { ++steps_; }
 
   shrink::Calibration export_site(shrink::Site& site) override {
-    const SiteSettings s = settings_of(site);
+    const SiteSettings& s = settings_.at(site);
     shrink::Calibration c;
     c.scale = site.state("scale").clone();
     c.zero_point = site.state("zero_point").clone();
@@ -192,7 +227,7 @@ class QatQuantizer : public shrink::Quantizer {
     c.quant_scheme = s.symmetric ? "symmetric" : "affine";
     c.quant_min = static_cast<int64_t>(s.qmin);
     c.quant_max = static_cast<int64_t>(s.qmax);
-    if (site.state("observed").item<float>() != 0.0f) {
+    if (flag(site, "observed")) {
       c.tracked_min = site.state("tracked_min").min().item<double>();
       c.tracked_max = site.state("tracked_max").max().item<double>();
     }
@@ -200,49 +235,54 @@ class QatQuantizer : public shrink::Quantizer {
   }
 
  private:
-  torch::Tensor quantize_activation(const torch::Tensor& x, shrink::Site& site) {
-    const SiteSettings s = settings_of(site);
+  torch::Tensor quantize_activation(const torch::Tensor& input, shrink::Site& site) {
+    const SiteSettings& s = settings_.at(site);
+    torch::Tensor x = float_input(input, site);
     if (shrink::is_training()) {
-      auto mm = min_max(x, false, 1);
-      if (site.state("observed").item<float>() == 0.0f) {
-        record_range(site, mm.first, mm.second);
+      std::vector<float> rmin, rmax;
+      min_max(x, false, rmin, rmax);
+      float* tracked_min = values(site.state("tracked_min"));
+      float* tracked_max = values(site.state("tracked_max"));
+      if (!flag(site, "observed")) {
+        record_range(site, rmin, rmax);
       } else {
-        site.state("tracked_min").mul_(ema_decay_).add_(mm.first, 1.0 - ema_decay_);
-        site.state("tracked_max").mul_(ema_decay_).add_(mm.second, 1.0 - ema_decay_);
+        // tracked = decay * tracked + (1 - decay) * current, in float32 as NNI's tensors do.
+        const float decay = static_cast<float>(ema_decay_);
+        const float rest = static_cast<float>(1.0 - ema_decay_);
+        tracked_min[0] = tracked_min[0] * decay + rmin[0] * rest;
+        tracked_max[0] = tracked_max[0] * decay + rmax[0] * rest;
       }
-      if (steps_ < s.quant_start_step) return deactivate(site, x);
-      compute_qparams(s, site.state("tracked_min"), site.state("tracked_max"), site.state("scale"),
-                      site.state("zero_point"));
-    } else if (site.state("observed").item<float>() == 0.0f) {
+      if (steps_ < s.quant_start_step) return deactivate(site, input);
+      compute_qparams(s, tracked_min, tracked_max, 1, values(site.state("scale")),
+                      values(site.state("zero_point")));
+    } else if (!flag(site, "observed")) {
       // Evaluation before any training batch: no range yet, nothing to quantize with.
-      return deactivate(site, x);
+      return deactivate(site, input);
     }
-    return quantize_with_state(s, x, site, 1);
+    set_flag(site, "active", true);
+    return qat::fake_quantize(x, qparams_of(s, site));
   }
 
-  static void record_range(shrink::Site& site, const torch::Tensor& rmin, const torch::Tensor& rmax) {
-    if (site.state("tracked_min").sizes() != rmin.sizes()) {
-      throw shrink::InvalidArgument("qat: " + site.module_name() + "." + site.target() +
-                                    " has " + std::to_string(rmin.numel()) +
+  static void record_range(shrink::Site& site, const std::vector<float>& rmin,
+                           const std::vector<float>& rmax) {
+    torch::Tensor& tracked_min = site.state("tracked_min");
+    if (tracked_min.numel() != static_cast<int64_t>(rmin.size())) {
+      throw shrink::InvalidArgument("qat: " + site.module_name() + "." + site.target() + " has " +
+                                    std::to_string(rmin.size()) +
                                     " channels, its state was set up for " +
-                                    std::to_string(site.state("tracked_min").numel()));
+                                    std::to_string(tracked_min.numel()));
     }
-    site.state("tracked_min").copy_(rmin);
-    site.state("tracked_max").copy_(rmax);
-    site.state("observed").fill_(1.0);
+    std::copy(rmin.begin(), rmin.end(), values(tracked_min));
+    std::copy(rmax.begin(), rmax.end(), values(site.state("tracked_max")));
+    set_flag(site, "observed", true);
   }
 
   static torch::Tensor deactivate(shrink::Site& site, const torch::Tensor& x) {
-    site.state("active").fill_(0.0);
+    set_flag(site, "active", false);
     return x;
   }
 
-  static torch::Tensor quantize_with_state(const SiteSettings& s, const torch::Tensor& x,
-                                           shrink::Site& site, int64_t axis) {
-    site.state("active").fill_(1.0);
-    return fake_quantize(s, x, site.state("scale"), site.state("zero_point"), axis);
-  }
-
+  SettingsTable settings_;
   double ema_decay_ = 0.99;
   int64_t steps_ = 1;  // NNI counts optimizer steps from 1
 };

@@ -1,0 +1,117 @@
+// Fused fake-quantization kernels for the qat plugin.
+//
+// They compute exactly what ATen's fake_quantize_per_{tensor,channel}_affine compute
+//   q = zero_point + nearbyint(x * (1 / scale)),  y = (clamp(q, qmin, qmax) - zero_point) * scale
+// and the straight-through gradient masked where q falls outside [qmin, qmax], each in one pass
+// that the compiler vectorises. Why not ATen's kernels: on this CPU they run a scalar loop with
+// libm fmin/fmax and took 1.3 ms for a 64x20x24x24 activation where this takes a fraction of it
+// (measured: bench/fake_quant_bench), which alone made a QAT step ~2x an fp32 step.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace qat {
+
+// Per-channel (or, with one channel, per-tensor) quantization parameters along the outermost
+// dimension of a contiguous tensor: channel c covers elements [c * inner, (c + 1) * inner).
+struct QParams {
+  std::vector<float> scale;
+  std::vector<float> zero_point;  // integral values
+  float qmin = 0;
+  float qmax = 0;
+};
+
+namespace detail {
+
+// Round half to even for |v| <= 2^22 (the caller bounds v): adding and removing 1.5 * 2^23
+// leaves the integer part in the mantissa, in the default rounding mode. Unlike std::nearbyint it
+// vectorises without SSE4.1.
+inline float round_even(float v) {
+  constexpr float kMagic = 12582912.0f;
+  return (v + kMagic) - kMagic;
+}
+
+// Calls f(begin, end, channel) over the element range split into per-channel pieces, in parallel.
+template <typename F>
+void for_each_piece(int64_t numel, int64_t channels, F f) {
+  const int64_t inner = channels > 0 ? numel / channels : numel;
+  at::parallel_for(0, numel, 32768, [&](int64_t begin, int64_t end) {
+    while (begin < end) {
+      const int64_t channel = begin / inner;
+      const int64_t stop = std::min(end, (channel + 1) * inner);
+      f(begin, stop, channel);
+      begin = stop;
+    }
+  });
+}
+
+// The bound that keeps v = x / scale in round_even's range without changing the result: values
+// beyond [qmin - zp - 1, qmax - zp + 1] clamp (and mask) the same way.
+struct Bounds {
+  float scale, inv_scale, zero_point, lo, hi, qmin, qmax;
+};
+inline Bounds bounds(const QParams& p, int64_t channel) {
+  const float scale = p.scale[static_cast<std::size_t>(channel)];
+  const float zp = p.zero_point[static_cast<std::size_t>(channel)];
+  return {scale, 1.0f / scale, zp, p.qmin - zp - 1.0f, p.qmax - zp + 1.0f, p.qmin, p.qmax};
+}
+
+// The inner loops, on raw pointers with the bounds by value and kept out of line, so that the
+// compiler vectorises them (checked with -fopt-info-vec; inlined into the parallel_for lambda,
+// GCC 12 gave up on them).
+[[gnu::noinline]] inline void fake_quantize_range(const float* __restrict in, float* __restrict out, int64_t n,
+                                const Bounds b) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::min(std::max(in[i] * b.inv_scale, b.lo), b.hi);
+    const float q = std::min(std::max(round_even(v) + b.zero_point, b.qmin), b.qmax);
+    out[i] = (q - b.zero_point) * b.scale;
+  }
+}
+
+[[gnu::noinline]] inline void fake_quantize_grad_range(const float* __restrict in, const float* __restrict grad,
+                                     float* __restrict out, int64_t n, const Bounds b) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::min(std::max(in[i] * b.inv_scale, b.lo), b.hi);
+    const float q = round_even(v) + b.zero_point;
+    const float g = grad[i];  // loaded unconditionally, and `&` rather than `&&`: no branch
+    out[i] = ((q >= b.qmin) & (q <= b.qmax)) ? g : 0.0f;
+  }
+}
+
+}  // namespace detail
+
+// y = fake_quantize(x); x float32 and contiguous.
+inline torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& p) {
+  torch::Tensor y = torch::empty_like(x);
+  const float* in = x.data_ptr<float>();
+  float* out = y.data_ptr<float>();
+  detail::for_each_piece(x.numel(), static_cast<int64_t>(p.scale.size()),
+                         [&](int64_t begin, int64_t end, int64_t channel) {
+                           detail::fake_quantize_range(in + begin, out + begin, end - begin,
+                                                       detail::bounds(p, channel));
+                         });
+  return y;
+}
+
+// grad_input = grad_output where qmin <= zero_point + nearbyint(x / scale) <= qmax, else 0.
+inline torch::Tensor fake_quantize_grad(const torch::Tensor& x, const torch::Tensor& grad_output,
+                                        const QParams& p) {
+  torch::Tensor g = grad_output.contiguous();
+  torch::Tensor result = torch::empty_like(x);
+  const float* in = x.data_ptr<float>();
+  const float* go = g.data_ptr<float>();
+  float* out = result.data_ptr<float>();
+  detail::for_each_piece(x.numel(), static_cast<int64_t>(p.scale.size()),
+                         [&](int64_t begin, int64_t end, int64_t channel) {
+                           detail::fake_quantize_grad_range(in + begin, go + begin, out + begin,
+                                                            end - begin, detail::bounds(p, channel));
+                         });
+  return result;
+}
+
+}  // namespace qat
