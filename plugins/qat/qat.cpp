@@ -122,35 +122,46 @@ torch::Tensor float_input(const torch::Tensor& x, const shrink::Site& site) {
   return x.contiguous();
 }
 
-// Settings parsed once per site, in setup_site; quantize calls look them up by site.
-class SettingsTable {
+// What the plugin keeps per site besides its declared state: the settings, parsed once in
+// setup_site, and whether any forward since the last optimizer step clipped a value (when none
+// did, the masked gradient is grad_output itself). Looked up by site.
+struct SiteRuntime {
+  SiteSettings settings;
+  bool clipped = true;
+};
+
+class SiteTable {
  public:
-  const SiteSettings& add(const shrink::Site& site) { return table_[&site] = settings_of(site); }
-  const SiteSettings& at(const shrink::Site& site) const {
+  SiteRuntime& add(const shrink::Site& site) { return table_[&site] = SiteRuntime{settings_of(site)}; }
+  SiteRuntime& at(const shrink::Site& site) {
     auto it = table_.find(&site);
     if (it == table_.end()) throw shrink::InvalidArgument("qat: a site that was never set up");
     return it->second;
   }
+  // A new optimizer step: forget what earlier forwards clipped.
+  void new_step() {
+    for (auto& entry : table_) entry.second.clipped = false;
+  }
 
  private:
-  std::unordered_map<const shrink::Site*, SiteSettings> table_;
+  std::unordered_map<const shrink::Site*, SiteRuntime> table_;
 };
 
 class QatGrad : public shrink::QuantGrad {
  public:
-  explicit QatGrad(const SettingsTable& settings) : settings_(settings) {}
+  explicit QatGrad(SiteTable& sites) : sites_(sites) {}
 
   torch::Tensor quant_backward(torch::Tensor tensor, torch::Tensor grad_output,
                                shrink::QuantType, shrink::Site& site) override {
     // A site that did not quantize in its last forward (no statistics yet, or before
-    // quant_start_step) passes the gradient through.
-    if (!flag(site, "active")) return grad_output;
-    const SiteSettings& s = settings_.at(site);
-    return qat::fake_quantize_grad(float_input(tensor, site), grad_output, qparams_of(s, site));
+    // quant_start_step), or whose forwards clipped nothing, passes the gradient through.
+    const SiteRuntime& r = sites_.at(site);
+    if (!flag(site, "active") || !r.clipped) return grad_output;
+    return qat::fake_quantize_grad(float_input(tensor, site), grad_output, qparams_of(r.settings, site));
   }
 
  private:
-  const SettingsTable& settings_;
+  SiteTable& sites_;
 };
 
 class QatQuantizer : public shrink::Quantizer {
@@ -161,11 +172,11 @@ class QatQuantizer : public shrink::Quantizer {
     if (!(ema_decay_ >= 0.0 && ema_decay_ < 1.0)) {
       throw shrink::InvalidArgument("ema_decay must be in [0, 1), got " + options.get("ema_decay", ""));
     }
-    quant_grad = std::make_unique<QatGrad>(settings_);
+    quant_grad = std::make_unique<QatGrad>(sites_);
   }
 
   void setup_site(shrink::Site& site) override {
-    const SiteSettings& s = settings_.add(site);
+    const SiteSettings& s = sites_.add(site).settings;
     int64_t channels = 0;
     if (s.per_channel) {
       if (site.quant_type() != shrink::QuantType::kWeight) {
@@ -189,7 +200,8 @@ class QatQuantizer : public shrink::Quantizer {
 
   torch::Tensor quantize_weight(torch::Tensor weight, const shrink::Config&,
                                 shrink::Site& site) override {
-    const SiteSettings& s = settings_.at(site);
+    SiteRuntime& r = sites_.at(site);
+    const SiteSettings& s = r.settings;
     const bool training = shrink::is_training();
     if (training && steps_ < s.quant_start_step) return deactivate(site, weight);
     torch::Tensor w = float_input(weight, site);
@@ -202,8 +214,7 @@ class QatQuantizer : public shrink::Quantizer {
       compute_qparams(s, rmin.data(), rmax.data(), static_cast<int64_t>(rmin.size()),
                       values(site.state("scale")), values(site.state("zero_point")));
     }
-    set_flag(site, "active", true);
-    return qat::fake_quantize(w, qparams_of(s, site));
+    return quantize_with_state(w, site, r);
   }
 
   torch::Tensor quantize_input(torch::Tensor input, const shrink::Config&,
@@ -215,10 +226,13 @@ class QatQuantizer : public shrink::Quantizer {
     return quantize_activation(output, site);
   }
 
-  void step() override { ++steps_; }
+  void step() override {
+    ++steps_;
+    sites_.new_step();
+  }
 
   shrink::Calibration export_site(shrink::Site& site) override {
-    const SiteSettings& s = settings_.at(site);
+    const SiteSettings& s = sites_.at(site).settings;
     shrink::Calibration c;
     c.scale = site.state("scale").clone();
     c.zero_point = site.state("zero_point").clone();
@@ -236,7 +250,8 @@ class QatQuantizer : public shrink::Quantizer {
 
  private:
   torch::Tensor quantize_activation(const torch::Tensor& input, shrink::Site& site) {
-    const SiteSettings& s = settings_.at(site);
+    SiteRuntime& r = sites_.at(site);
+    const SiteSettings& s = r.settings;
     torch::Tensor x = float_input(input, site);
     if (shrink::is_training()) {
       std::vector<float> rmin, rmax;
@@ -259,8 +274,15 @@ class QatQuantizer : public shrink::Quantizer {
       // Evaluation before any training batch: no range yet, nothing to quantize with.
       return deactivate(site, input);
     }
+    return quantize_with_state(x, site, r);
+  }
+
+  static torch::Tensor quantize_with_state(const torch::Tensor& x, shrink::Site& site, SiteRuntime& r) {
     set_flag(site, "active", true);
-    return qat::fake_quantize(x, qparams_of(s, site));
+    int64_t clipped = 0;
+    torch::Tensor y = qat::fake_quantize(x, qparams_of(r.settings, site), &clipped);
+    r.clipped = r.clipped || clipped > 0;
+    return y;
   }
 
   static void record_range(shrink::Site& site, const std::vector<float>& rmin,
@@ -282,7 +304,7 @@ class QatQuantizer : public shrink::Quantizer {
     return x;
   }
 
-  SettingsTable settings_;
+  SiteTable sites_;
   double ema_decay_ = 0.99;
   int64_t steps_ = 1;  // NNI counts optimizer steps from 1
 };
