@@ -214,6 +214,48 @@ TEST_F(QatTest, ExportsNniCalibrationFields) {
   EXPECT_FLOAT_EQ(c.tracked_max, 2.0);
 }
 
+// The fused kernels against ATen's fake-quant (the reference model_qat.pt is exported with), on
+// values that include exact ties (k + 0.5 steps), both clipping ends, per tensor and per channel.
+TEST_F(QatTest, KernelsMatchAtenFakeQuantize) {
+  torch::manual_seed(5);
+  const at::Tensor w = torch::cat({torch::randn({3, 2, 5, 5}) * 0.3,
+                                   torch::arange(-60, 60, torch::kFloat).view({1, 2, 6, 10}).slice(2, 0, 5).slice(3, 0, 5) * 0.01});
+  for (const std::string granularity : {"default", "per_channel"}) {
+    for (const std::string dtype : {"int8", "uint8", "int4"}) {
+      int s = site("weight", shrink::QuantType::kWeight, dtype, "affine", granularity, w);
+      // Evaluate with a deliberately narrower range than w's, so that both ends clip.
+      q_->quantize(s, w * 0.5);
+      q_->set_training(false);
+      at::Tensor x = w.clone().requires_grad_(true);
+      at::Tensor y = q_->quantize(s, x);
+      y.backward(torch::ones_like(y) * 3);
+      q_->set_training(true);
+      const at::Tensor scale = state(s, "scale"), zp = state(s, "zero_point");
+      const int64_t bits = dtype == "int4" ? 4 : 8;
+      const bool is_unsigned = dtype[0] == 'u';
+      const int64_t qmax = is_unsigned ? (1 << bits) - 1 : (1 << (bits - 1)) - 1;
+      const int64_t qmin = is_unsigned ? 0 : -qmax;
+      std::tuple<at::Tensor, at::Tensor> ref;
+      if (granularity == "default") {
+        ref = torch::fake_quantize_per_tensor_affine_cachemask(w, scale.item<double>(),
+                                                               zp.item<float>(), qmin, qmax);
+      } else {
+        ref = at::fake_quantize_per_channel_affine_cachemask(w, scale, zp.to(torch::kInt), 0, qmin, qmax);
+      }
+      EXPECT_TRUE(torch::equal(y.detach(), std::get<0>(ref))) << dtype << " " << granularity;
+      EXPECT_TRUE(torch::equal(x.grad(), std::get<1>(ref).to(torch::kFloat) * 3)) << dtype << " " << granularity;
+      EXPECT_GT((std::get<1>(ref) == 0).sum().item<int64_t>(), 0) << "nothing clipped: a weak case";
+    }
+  }
+  // Exact ties round half to even, as nearbyint does.
+  int s = site("_output_0", shrink::QuantType::kOutput, "int8", "symmetric");
+  q_->quantize(s, torch::tensor({-1.27f, 1.27f}));  // scale 0.01
+  at::Tensor ties = torch::tensor({0.005f, 0.015f, 0.025f, -0.005f, -0.015f}) * 1.0f;
+  at::Tensor got = q_->quantize(s, ties);
+  EXPECT_TRUE(torch::equal(got, torch::fake_quantize_per_tensor_affine(ties, state(s, "scale").item<double>(), 0, -127, 127)))
+      << got << torch::fake_quantize_per_tensor_affine(ties, state(s, "scale").item<double>(), 0, -127, 127) << state(s, "scale");
+}
+
 TEST_F(QatTest, RejectsWhatItCannotDo) {
   EXPECT_THROW(site("weight", shrink::QuantType::kWeight, "int16"), shrink::Error);
   EXPECT_THROW(site("_input_0", shrink::QuantType::kInput, "int8", "affine", "per_channel"),
