@@ -571,6 +571,14 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              c.summary.exported_accuracy = evaluate(c, exported.module(), c.test);
              std::cout << "model_qat.pt accuracy " << std::setprecision(4)
                        << c.summary.exported_accuracy << std::endl;
+             // ATen's fake-quant rounds to nearest; a plugin that quantizes otherwise (naive
+             // truncates, as NNI's does) is only approximated by the exported model.
+             if (c.summary.compressed_accuracy >= 0 &&
+                 std::abs(c.summary.exported_accuracy - c.summary.compressed_accuracy) > 0.005) {
+               log_warn("model_qat.pt scores " + std::to_string(c.summary.exported_accuracy) +
+                        " where the run scored " + std::to_string(c.summary.compressed_accuracy) +
+                        ": a plugin's fake-quant differs from ATen's round-to-nearest");
+             }
            }
          }
          const double baseline_spe = c.pretrain.seconds_per_epoch(c.train.size());

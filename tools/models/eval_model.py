@@ -3,6 +3,7 @@
 
 Usage: eval_model.py MODEL.pt [--data /usr/share/datasets/fashion-mnist] [--mean 0.2860 --std 0.3530]
                      [--limit N] [--batch-size 1000]
+       eval_model.py MODEL.pt --tensors FILE.pt ...   # a torch.save((inputs, targets)) file
 
 Prints one JSON line: {"accuracy": ..., "samples": ..., "ops": [...]} where "ops" lists the
 quantization-related ATen ops in the model's forward graph (fake_quantize_*, quantize_*).
@@ -39,18 +40,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--tensors", help="evaluate on a torch.save((inputs, targets)) file instead")
     parser.add_argument("--mean", type=float, default=0.2860)
     parser.add_argument("--std", type=float, default=0.3530)
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
 
-    images = read_idx(idx_file(args.data, "t10k-images-idx3-ubyte"))
-    labels = read_idx(idx_file(args.data, "t10k-labels-idx1-ubyte"))
+    if args.tensors:
+        images, labels = torch.load(args.tensors)
+        images = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+        labels = labels.long()
+    else:
+        images = torch.from_numpy(read_idx(idx_file(args.data, "t10k-images-idx3-ubyte")).copy()).float().div(255.0)
+        labels = torch.from_numpy(read_idx(idx_file(args.data, "t10k-labels-idx1-ubyte")).astype(np.int64))
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
-    x = (torch.from_numpy(images.copy()).float().div(255.0).unsqueeze(1) - args.mean) / args.std
-    y = torch.from_numpy(labels.astype(np.int64))
+    x = ((images.unsqueeze(1) if images.dim() == 3 else images) - args.mean) / args.std
+    y = labels
 
     model = torch.jit.load(args.model)
     model.eval()
