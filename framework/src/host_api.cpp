@@ -190,6 +190,7 @@ const shrink_host_api kHostApi = {
     &tensor_to_dlpack,
     &tensor_from_dlpack,
     &is_training,
+    SHRINK_HOST_STABLE_STATE_HANDLES,  // QuantizerInstance keeps one handle per state tensor
 };
 
 }  // namespace

@@ -28,6 +28,28 @@ struct QuantizerInstance::Site {
   SiteSpec spec;
   std::vector<SiteState> state;
   void* plugin_site = nullptr;
+  // One handle per state tensor for the life of the site (the ABI's stable state handles), and
+  // the tensor each was made for.
+  std::vector<detail::TensorHandle> handles;
+  std::vector<shrink_tensor*> raw;
+  std::vector<c10::TensorImpl*> made_for;
+
+  // The handles for this call. A state tensor replaced by a new one (not updated in place) gets
+  // a new handle, made before the old one is released so that its address differs.
+  shrink_tensor* const* state_handles() {
+    handles.resize(state.size());
+    raw.resize(state.size());
+    made_for.resize(state.size(), nullptr);
+    for (std::size_t i = 0; i < state.size(); ++i) {
+      if (made_for[i] != state[i].value.unsafeGetTensorImpl() || !handles[i]) {
+        detail::TensorHandle fresh = detail::make_handle(state[i].value.detach());
+        handles[i].swap(fresh);
+        raw[i] = handles[i].get();
+        made_for[i] = state[i].value.unsafeGetTensorImpl();
+      }
+    }
+    return raw.data();
+  }
 };
 
 namespace {
@@ -72,16 +94,6 @@ shrink_status declare_state(shrink_state_builder* builder, const char* name,
 }
 
 const shrink_state_declarer kDeclarer = {sizeof(shrink_state_declarer), &declare_state};
-
-// Handles for a site's state, in declaration order, for one call.
-struct StateHandles {
-  explicit StateHandles(const std::vector<SiteState>& state) {
-    for (const auto& s : state) owned.push_back(make_handle(s.value.detach()));
-    for (auto& h : owned) raw.push_back(h.get());
-  }
-  std::vector<TensorHandle> owned;
-  std::vector<shrink_tensor*> raw;
-};
 
 // Autograd bridge: forward calls the plugin; backward calls its QuantGrad, or passes the gradient
 // straight through when it has none.
@@ -238,12 +250,12 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
                      : s.spec.quant_type == QuantType::kInput ? "quantize_input"
                                                                : "quantize_output";
   TensorHandle input = make_handle(x.detach());
-  StateHandles state(s.state);
+  shrink_tensor* const* state = s.state_handles();
   detail::TrainingScope training(training_);
   shrink_tensor* out = nullptr;
   shrink_error error = make_error();
-  shrink_status status = call(handle_, s.plugin_site, input.get(), state.raw.data(),
-                              static_cast<uint32_t>(state.raw.size()), &out, &error);
+  shrink_status status = call(handle_, s.plugin_site, input.get(), state,
+                              static_cast<uint32_t>(s.state.size()), &out, &error);
   SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, name) << " failed: " << error.message);
   at::Tensor y = take_handle(out);
   SHRINK_CHECK(y.defined() && y.sizes() == x.sizes(),
@@ -260,14 +272,14 @@ std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tens
   Site& s = *sites_.at(site);
   TensorHandle input = make_handle(x.detach());
   TensorHandle grad_output = make_handle(grad.detach());
-  StateHandles state(s.state);
-  std::vector<shrink_tensor*> state_grads(state.raw.size(), nullptr);
+  shrink_tensor* const* state = s.state_handles();
+  std::vector<shrink_tensor*> state_grads(s.state.size(), nullptr);
   detail::TrainingScope training(training_);
   shrink_tensor* grad_input = nullptr;
   shrink_error error = make_error();
   shrink_status status = algorithm_->descriptor->quant_grad->quant_backward(
       handle_, s.plugin_site, static_cast<shrink_quant_type>(s.spec.quant_type), input.get(),
-      grad_output.get(), state.raw.data(), static_cast<uint32_t>(state.raw.size()), &grad_input,
+      grad_output.get(), state, static_cast<uint32_t>(s.state.size()), &grad_input,
       state_grads.data(), &error);
   SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, "quant_backward") << " failed: "
                                                                          << error.message);
@@ -320,13 +332,13 @@ Calibration QuantizerInstance::export_site(int site) {
   SHRINK_CHECK(SHRINK_HAS_FIELD(api, shrink_quantizer_api, export_site) &&
                    api->export_site != nullptr && (algorithm_->capabilities & SHRINK_CAP_EXPORT),
                "plugin '" << algorithm_->name << "' does not export calibration");
-  StateHandles state(s.state);
+  shrink_tensor* const* state = s.state_handles();
   shrink_calibration c;
   std::memset(&c, 0, sizeof(c));
   c.struct_size = sizeof(c);
   shrink_error error = make_error();
-  shrink_status status = api->export_site(handle_, s.plugin_site, state.raw.data(),
-                                          static_cast<uint32_t>(state.raw.size()), &c, &error);
+  shrink_status status = api->export_site(handle_, s.plugin_site, state,
+                                          static_cast<uint32_t>(s.state.size()), &c, &error);
   SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, "export_site") << " failed: "
                                                                       << error.message);
   Calibration out;

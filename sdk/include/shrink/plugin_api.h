@@ -166,7 +166,16 @@ typedef struct shrink_host_api {
    * (the model is in train mode); zero in evaluation, calibration-free inference and export.
    * Plugins use it as NNI's quantizers use `module.training`. */
   int32_t (*is_training)(void);
+
+  /* Since ABI 1.1: SHRINK_HOST_* properties of this host. */
+  uint32_t flags;
 } shrink_host_api;
+
+/* The state handles a host passes to a site's calls are the same objects, for the same tensors,
+ * in every call for the life of the site (a new tensor always comes in a new handle, allocated
+ * while the old one is still alive). A plugin may keep what it derived from them, such as a
+ * converted tensor, across calls instead of converting them again. */
+#define SHRINK_HOST_STABLE_STATE_HANDLES 1u
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Algorithms                                                                                       */
