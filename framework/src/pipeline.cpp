@@ -476,6 +476,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          // The profiling executor re-specialises the graph for training and made a step 2-3x
          // slower than Python eager here; the simple executor runs the graph as written.
          torch::jit::setGraphExecutorOptimize(false);
+         at::globalContext().setFlushDenormal(true);
          torch::manual_seed(static_cast<uint64_t>(experiment.seed));
          c.train = load_dataset(experiment.data, true);
          c.test = load_dataset(experiment.data, false);

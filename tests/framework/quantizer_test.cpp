@@ -103,6 +103,25 @@ TEST(QuantizerTest, StatePerSiteIsSeparate) {
   EXPECT_EQ(q.site_state(b)[1].value.item<float>(), 1.0f);
 }
 
+// The host keeps one handle per state tensor and the SDK keeps what it converted from it: a state
+// updated in place (an optimizer step, a checkpoint restored) and a state replaced by a new tensor
+// must both reach the plugin.
+TEST(QuantizerTest, StateUpdatedInPlaceOrReplacedReachesThePlugin) {
+  auto registry = registry_of({test_plugins("learnable")});
+  shrink::QuantizerInstance q(registry->require("learnable_step"), {});
+  int s = q.add_site(site("fc1", "_input_", shrink::QuantType::kInput));
+  const torch::Tensor x = torch::tensor({0.3f, 1.1f});
+  EXPECT_TRUE(torch::allclose(q.quantize(s, x), torch::tensor({0.5f, 1.0f})));
+  {
+    torch::NoGradGuard no_grad;
+    q.site_state(s)[0].value.fill_(0.25f);  // in place
+  }
+  EXPECT_TRUE(torch::allclose(q.quantize(s, x), torch::tensor({0.25f, 1.0f})));
+  q.site_state(s)[0].value = torch::full({1}, 0.4f).requires_grad_(true);  // a new tensor
+  EXPECT_TRUE(torch::allclose(q.quantize(s, x), torch::tensor({0.4f, 1.2f})));
+  EXPECT_EQ(q.site_state(s)[1].value.item<float>(), 3.0f);  // the plugin's own buffer, in place
+}
+
 TEST(QuantizerTest, PluginLogsThroughTheHostLogger) {
   auto registry = registry_of({test_plugins("learnable")});
   shrink::QuantizerInstance q(registry->require("learnable_step"), {});
