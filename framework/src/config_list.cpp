@@ -2,6 +2,8 @@
 #include <shrink/error.hpp>
 #include <shrink/logging.hpp>
 
+#include "yaml_messages.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,12 +13,7 @@
 namespace shrink {
 namespace {
 
-std::string mark_of(const std::string& file, const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  if (mark.line < 0) return file;
-  return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
-}
-
+using detail::join;
 const std::vector<std::string>& allowed_keys() {
   static const std::vector<std::string> keys = {
       "op_names",       "op_names_re",      "op_types",      "exclude_op_names",
@@ -26,20 +23,14 @@ const std::vector<std::string>& allowed_keys() {
   return keys;
 }
 
-std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
-  return out;
-}
-
 std::vector<std::string> string_list(const YAML::Node& node, const std::string& key,
                                      const std::string& file) {
-  SHRINK_CHECK(node.IsSequence(), mark_of(file, node) << ": " << key
+  SHRINK_CHECK(node.IsSequence(), detail::yaml_mark(file, node) << ": " << key
                                                       << ": expected a list of strings, e.g. ["
                                                       << key << "_a, " << key << "_b]");
   std::vector<std::string> out;
   for (const auto& item : node) {
-    SHRINK_CHECK(item.IsScalar(), mark_of(file, item) << ": " << key << ": expected a string");
+    SHRINK_CHECK(item.IsScalar(), detail::yaml_mark(file, item) << ": " << key << ": expected a string");
     out.push_back(item.as<std::string>());
   }
   return out;
@@ -63,14 +54,14 @@ void put_setting(ConfigEntry& entry, const std::string& key, const YAML::Node& v
     entry.settings.set(key, value.as<std::string>());
     return;
   }
-  SHRINK_CHECK(value.IsMap(), mark_of(file, value) << ": " << key
+  SHRINK_CHECK(value.IsMap(), detail::yaml_mark(file, value) << ": " << key
                                                    << ": expected a value or a map of "
                                                       "{input|weight|output: value}");
   for (const auto& kv : value) {
     const std::string type = kv.first.as<std::string>();
-    SHRINK_CHECK(kv.second.IsScalar(), mark_of(file, kv.second) << ": " << key << "." << type
+    SHRINK_CHECK(kv.second.IsScalar(), detail::yaml_mark(file, kv.second) << ": " << key << "." << type
                                                                << ": expected a scalar");
-    entry.target_settings[canonical_target(type, mark_of(file, kv.first))].set(
+    entry.target_settings[canonical_target(type, detail::yaml_mark(file, kv.first))].set(
         key, kv.second.as<std::string>());
   }
 }
@@ -193,8 +184,7 @@ std::vector<ConfigList> ConfigList::load_file(const std::string& path) {
   } catch (const YAML::BadFile&) {
     throw Error(path + ": cannot open the file");
   } catch (const YAML::Exception& e) {
-    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                std::to_string(e.mark.column + 1) + ": malformed YAML: " + e.msg);
+    throw Error(detail::yaml_parse_error(path, e));
   }
   if (root.IsSequence()) return {parse(root, path)};
   SHRINK_CHECK(root.IsMap(), path << ": expected a config_list, a mapping with config_list, or an "
@@ -216,26 +206,25 @@ ConfigList ConfigList::parse_text(const std::string& yaml, const std::string& fi
   try {
     node = YAML::Load(yaml);
   } catch (const YAML::Exception& e) {
-    throw Error(file + ":" + std::to_string(e.mark.line + 1) + ":" +
-                std::to_string(e.mark.column + 1) + ": malformed YAML: " + e.msg);
+    throw Error(detail::yaml_parse_error(file, e));
   }
   return parse(node, file);
 }
 
 ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {
   SHRINK_CHECK(node.IsSequence() && node.size() > 0,
-               mark_of(file, node) << ": config_list: expected a non-empty list of mappings "
+               detail::yaml_mark(file, node) << ": config_list: expected a non-empty list of mappings "
                                       "(each with op_names or op_types)");
   ConfigList list;
   int index = 0;
   for (const auto& item : node) {
     ConfigEntry e;
     e.index = index++;
-    e.where = mark_of(file, item);
+    e.where = detail::yaml_mark(file, item);
     SHRINK_CHECK(item.IsMap(), e.where << ": config_list[" << e.index << "]: expected a mapping");
     for (const auto& kv : item) {
       const std::string key = kv.first.as<std::string>();
-      const std::string where = mark_of(file, kv.first);
+      const std::string where = detail::yaml_mark(file, kv.first);
       const YAML::Node& value = kv.second;
       if (!contains(allowed_keys(), key)) {
         throw Error(where + ": config_list[" + std::to_string(e.index) + "]: unknown key '" + key +
@@ -260,17 +249,17 @@ ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {
         e.exclude = value.as<std::string>() == "true";
       } else if (key == "target_names" || key == "quant_types") {
         for (const auto& t : string_list(value, key, file)) {
-          e.targets.push_back(canonical_target(t, mark_of(file, value)));
+          e.targets.push_back(canonical_target(t, detail::yaml_mark(file, value)));
         }
       } else if (key == "target_settings") {
-        SHRINK_CHECK(value.IsMap(), mark_of(file, value) << ": target_settings: expected a map "
+        SHRINK_CHECK(value.IsMap(), detail::yaml_mark(file, value) << ": target_settings: expected a map "
                                                             "{target: {key: value}}");
         for (const auto& t : value) {
-          const std::string target = canonical_target(t.first.as<std::string>(), mark_of(file, t.first));
-          SHRINK_CHECK(t.second.IsMap(), mark_of(file, t.second) << ": target_settings."
+          const std::string target = canonical_target(t.first.as<std::string>(), detail::yaml_mark(file, t.first));
+          SHRINK_CHECK(t.second.IsMap(), detail::yaml_mark(file, t.second) << ": target_settings."
                                                                  << target << ": expected a map");
           for (const auto& s : t.second) {
-            SHRINK_CHECK(s.second.IsScalar(), mark_of(file, s.second) << ": expected a scalar");
+            SHRINK_CHECK(s.second.IsScalar(), detail::yaml_mark(file, s.second) << ": expected a scalar");
             e.target_settings[target].set(s.first.as<std::string>(), s.second.as<std::string>());
           }
         }

@@ -1,6 +1,8 @@
 #include <shrink/error.hpp>
 #include <shrink/experiment.hpp>
 
+#include "yaml_messages.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
@@ -13,17 +15,7 @@ namespace fs = std::filesystem;
 namespace shrink {
 namespace {
 
-std::string mark(const std::string& file, const YAML::Node& node) {
-  const YAML::Mark m = node.Mark();
-  if (m.line < 0) return file;
-  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-  return out;
-}
+using detail::join;
 
 // Typed access to one YAML mapping with its allowed keys; every error names file, line, key.
 class MapReader {
@@ -31,11 +23,11 @@ class MapReader {
   MapReader(const YAML::Node& node, std::string file, std::string path,
             std::vector<std::string> allowed)
       : node_(node), file_(std::move(file)), path_(std::move(path)), allowed_(std::move(allowed)) {
-    SHRINK_CHECK(node_.IsMap(), mark(file_, node_) << ": " << path_ << ": expected a mapping");
+    SHRINK_CHECK(node_.IsMap(), detail::yaml_mark(file_, node_) << ": " << path_ << ": expected a mapping");
     for (const auto& kv : node_) {
       const std::string key = kv.first.as<std::string>();
       if (std::find(allowed_.begin(), allowed_.end(), key) == allowed_.end()) {
-        throw Error(mark(file_, kv.first) + ": " + qualified(key) + ": unknown key (allowed: " +
+        throw Error(detail::yaml_mark(file_, kv.first) + ": " + qualified(key) + ": unknown key (allowed: " +
                     join(allowed_) + ")");
       }
     }
@@ -44,7 +36,7 @@ class MapReader {
   bool has(const std::string& key) const { return static_cast<bool>(node_[key]); }
   YAML::Node node(const std::string& key) const { return node_[key]; }
   std::string where(const std::string& key) const {
-    return has(key) ? mark(file_, node_[key]) : mark(file_, node_);
+    return has(key) ? detail::yaml_mark(file_, node_[key]) : detail::yaml_mark(file_, node_);
   }
   std::string qualified(const std::string& key) const {
     return path_.empty() ? key : path_ + "." + key;
@@ -55,31 +47,20 @@ class MapReader {
     SHRINK_CHECK(node_[key].IsScalar(), where(key) << ": " << qualified(key) << ": expected a string");
     return node_[key].as<std::string>();
   }
-  int64_t integer(const std::string& key, int64_t fallback, int64_t min_value) const {
-    if (!has(key)) return fallback;
-    int64_t v = 0;
-    try {
-      SHRINK_CHECK(node_[key].IsScalar(), "");
-      v = node_[key].as<int64_t>();
-    } catch (const std::exception&) {
-      throw Error(where(key) + ": " + qualified(key) + ": expected an integer");
-    }
-    SHRINK_CHECK(v >= min_value, where(key) << ": " << qualified(key) << ": " << v
-                                            << " is below the minimum " << min_value);
+  // A string that must be one of `allowed`.
+  std::string choice(const std::string& key, const std::string& fallback,
+                     const std::vector<std::string>& allowed) const {
+    const std::string v = str(key, fallback);
+    SHRINK_CHECK(std::find(allowed.begin(), allowed.end(), v) != allowed.end(),
+                 where(key) << ": " << qualified(key) << ": '" << v << "' (allowed: " << join(allowed)
+                            << ")");
     return v;
   }
+  int64_t integer(const std::string& key, int64_t fallback, int64_t min_value) const {
+    return scalar<int64_t>(key, fallback, min_value, "an integer");
+  }
   double number(const std::string& key, double fallback, double min_value) const {
-    if (!has(key)) return fallback;
-    double v = 0;
-    try {
-      SHRINK_CHECK(node_[key].IsScalar(), "");
-      v = node_[key].as<double>();
-    } catch (const std::exception&) {
-      throw Error(where(key) + ": " + qualified(key) + ": expected a number");
-    }
-    SHRINK_CHECK(v >= min_value, where(key) << ": " << qualified(key) << ": " << v
-                                            << " is below the minimum " << min_value);
-    return v;
+    return scalar<double>(key, fallback, min_value, "a number");
   }
   bool boolean(const std::string& key, bool fallback) const {
     if (!has(key)) return fallback;
@@ -99,7 +80,7 @@ class MapReader {
       try {
         out.push_back(item.as<double>());
       } catch (const std::exception&) {
-        throw Error(mark(file_, item) + ": " + qualified(key) + ": expected a number");
+        throw Error(detail::yaml_mark(file_, item) + ": " + qualified(key) + ": expected a number");
       }
     }
     return out;
@@ -114,6 +95,21 @@ class MapReader {
   }
 
  private:
+  template <typename T>
+  T scalar(const std::string& key, T fallback, T min_value, const char* what) const {
+    if (!has(key)) return fallback;
+    T v{};
+    try {
+      SHRINK_CHECK(node_[key].IsScalar(), "");
+      v = node_[key].as<T>();
+    } catch (const std::exception&) {
+      throw Error(where(key) + ": " + qualified(key) + ": expected " + what);
+    }
+    SHRINK_CHECK(v >= min_value, where(key) << ": " << qualified(key) << ": " << v
+                                            << " is below the minimum " << min_value);
+    return v;
+  }
+
   YAML::Node node_;
   std::string file_;
   std::string path_;
@@ -198,11 +194,7 @@ TrainSpec read_train(const YAML::Node& node, const std::string& file, const std:
   if (r.has("optimizer")) {
     MapReader o(r.node("optimizer"), file, name + ".optimizer",
                 {"name", "lr", "momentum", "weight_decay"});
-    spec.optimizer.name = o.str("name", "sgd");
-    SHRINK_CHECK(spec.optimizer.name == "sgd" || spec.optimizer.name == "adam" ||
-                     spec.optimizer.name == "adamw",
-                 o.where("name") << ": " << name << ".optimizer.name: '" << spec.optimizer.name
-                                 << "' (allowed: sgd, adam, adamw)");
+    spec.optimizer.name = o.choice("name", "sgd", {"sgd", "adam", "adamw"});
     spec.optimizer.lr = o.number("lr", 0.01, 0.0);
     spec.optimizer.momentum = o.number("momentum", 0.0, 0.0);
     spec.optimizer.weight_decay = o.number("weight_decay", 0.0, 0.0);
@@ -210,11 +202,7 @@ TrainSpec read_train(const YAML::Node& node, const std::string& file, const std:
   if (r.has("scheduler")) {
     MapReader s(r.node("scheduler"), file, name + ".scheduler",
                 {"name", "step_size", "gamma", "eta_min"});
-    spec.scheduler.name = s.str("name", "none");
-    SHRINK_CHECK(spec.scheduler.name == "none" || spec.scheduler.name == "step" ||
-                     spec.scheduler.name == "cosine",
-                 s.where("name") << ": " << name << ".scheduler.name: '" << spec.scheduler.name
-                                 << "' (allowed: none, step, cosine)");
+    spec.scheduler.name = s.choice("name", "none", {"none", "step", "cosine"});
     spec.scheduler.step_size = s.integer("step_size", 1, 1);
     spec.scheduler.gamma = s.number("gamma", 0.1, 0.0);
     spec.scheduler.eta_min = s.number("eta_min", 0.0, 0.0);
@@ -239,8 +227,7 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
   try {
     root = YAML::LoadFile(path);
   } catch (const YAML::Exception& e) {
-    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                std::to_string(e.mark.column + 1) + ": malformed YAML: " + e.msg);
+    throw Error(detail::yaml_parse_error(path, e));
   }
   SHRINK_CHECK(root.IsMap(), path << ": expected a mapping with model, data, compress, ...");
   for (const auto& o : overrides) apply_override(root, o);
@@ -261,9 +248,7 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
   MapReader d(r.node("data"), path, "data",
               {"format", "path", "test_path", "batch_size", "test_batch_size", "normalize",
                "resize", "channels", "train_limit", "test_limit"});
-  x.data.format = d.str("format", "idx");
-  SHRINK_CHECK(x.data.format == "idx" || x.data.format == "tensors",
-               d.where("format") << ": data.format: '" << x.data.format << "' (allowed: idx, tensors)");
+  x.data.format = d.choice("format", "idx", {"idx", "tensors"});
   SHRINK_CHECK(d.has("path"), d.where("path") << ": data.path: required");
   x.data.path = resolve(base, d.str("path", ""));
   SHRINK_CHECK(fs::exists(x.data.path), d.where("path") << ": data.path: no such file or folder "
@@ -299,7 +284,7 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
       const std::string name = "compress[" + std::to_string(i++) + "]";
       MapReader s(stage, path, name, {"plugin", "options", "config_list"});
       StageSpec spec;
-      spec.where = mark(path, stage);
+      spec.where = detail::yaml_mark(path, stage);
       SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name << ".plugin: required");
       spec.plugin = s.str("plugin", "");
       if (s.has("options")) {
