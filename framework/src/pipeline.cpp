@@ -451,7 +451,10 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   c.x = &experiment;
   c.registry = &registry;
   c.options = &options;
-  c.out_dir = options.out_dir.empty() ? experiment.export_dir : options.out_dir;
+  fs::path out = fs::path(options.out_dir.empty() ? experiment.export_dir : options.out_dir)
+                     .lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();  // "out/" names the folder "out"
+  c.out_dir = out.string();
   c.staging = c.out_dir + ".partial";
 
   // Everything that can be checked without running is checked first.
@@ -615,8 +618,13 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
       pass.run();
       log_debug(std::string("pass ") + pass.name + " took " + std::to_string(seconds_since(start)) + " s");
     }
-    // Move the complete set into place; the checkpoint has served its purpose.
+    // Move the complete set into place; the checkpoint has served its purpose. A result an
+    // earlier run left there that this run did not write (model_qat.pt, with export.model off)
+    // goes, so that nothing stale sits beside the new report.
     fs::create_directories(c.out_dir);
+    for (const char* name : {"report.json", "calibration.json", "model_qat.pt"}) {
+      if (!fs::exists(fs::path(c.staging) / name)) fs::remove(fs::path(c.out_dir) / name, ec);
+    }
     for (const auto& entry : fs::directory_iterator(c.staging)) {
       fs::rename(entry.path(), fs::path(c.out_dir) / entry.path().filename());
     }

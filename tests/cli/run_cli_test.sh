@@ -81,6 +81,13 @@ for op in ca:
 print("resumed run matches:", rb)
 PY
 
+echo "== a later run into the same folder leaves no stale result beside its own"
+"$shrink" run "$src/configs/quickstart.yaml" --out "$work/a/" "${short[@]}" --set pretrain.epochs=0 \
+    --set finetune.epochs=0 --set export.model=false --set evaluate=false > /dev/null
+[ -s "$work/a/report.json" ] && [ -s "$work/a/calibration.json" ] || fail "results missing"
+[ ! -e "$work/a/model_qat.pt" ] || fail "a stale model_qat.pt was left beside the new report"
+[ ! -e "$work/a/.partial" ] && [ ! -e "$work/a.partial" ] || fail "staging left behind"
+
 echo "== bad input: one line naming file, line and key; non-zero exit; no output"
 cp "$src/configs/quickstart.yaml" "$work/bad.yaml"
 sed -i 's/^seed: 0/seed: 0\nepochz: 3/' "$work/bad.yaml"
