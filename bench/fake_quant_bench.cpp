@@ -1,7 +1,8 @@
 // Fake-quantization kernels side by side on the quick-start net's largest activation
 // (conv1 output at batch 64: 64x20x24x24), forward and backward:
-//   ATen's fake_quantize_per_tensor_affine (what torch.ao and model_qat.pt use), the qat plugin's
-//   fused kernels (plugins/qat/fake_quant.hpp), and a plain copy as the memory-bound floor.
+//   ATen's fake_quantize_per_tensor_affine (what torch.ao and model_qat.pt use) and aminmax, the
+//   qat plugin's fused kernels (plugins/qat/fake_quant.hpp), and a plain copy as the memory-bound
+//   floor.
 //
 //   cmake --build build --target fake_quant_bench && build/bin/fake_quant_bench
 #include "../plugins/qat/fake_quant.hpp"
@@ -46,6 +47,12 @@ void BM_QatFakeQuantizeGrad(benchmark::State& state) {
   const torch::Tensor grad = torch::randn_like(activation());
   for (auto _ : state) benchmark::DoNotOptimize(qat::fake_quantize_grad(activation(), grad, p));
 }
+void BM_AtenAminmax(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(torch::aminmax(activation()));
+}
+void BM_QatMinMax(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(qat::min_max(activation()));
+}
 void BM_Copy(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(activation().clone());
 }
@@ -54,6 +61,8 @@ BENCHMARK(BM_AtenFakeQuantize)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_AtenFakeQuantizeCachemaskBackward)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_QatFakeQuantize)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_QatFakeQuantizeGrad)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AtenAminmax)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_QatMinMax)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Copy)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

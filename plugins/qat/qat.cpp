@@ -66,12 +66,14 @@ SiteSettings settings_of(const shrink::Site& site) {
 // Per-tensor: one min and max. Per-channel (weights): min and max of each output channel.
 void min_max(const torch::Tensor& x, bool per_channel, std::vector<float>& rmin,
              std::vector<float>& rmax) {
-  torch::Tensor lo, hi;
-  if (per_channel) {
-    std::tie(lo, hi) = torch::aminmax(x.reshape({x.size(0), -1}), 1);
-  } else {
-    std::tie(lo, hi) = torch::aminmax(x);
+  if (!per_channel) {
+    const auto mm = qat::min_max(x);
+    rmin.assign(1, mm.first);
+    rmax.assign(1, mm.second);
+    return;
   }
+  torch::Tensor lo, hi;
+  std::tie(lo, hi) = torch::aminmax(x.reshape({x.size(0), -1}), 1);
   lo = lo.contiguous();
   hi = hi.contiguous();
   rmin.assign(lo.data_ptr<float>(), lo.data_ptr<float>() + lo.numel());

@@ -1,6 +1,8 @@
 // NNI's QAT unit-test cases (test_compressor_torch.py, v2.10), run through the built qat plugin.
 #include "plugin_fixtures.hpp"
 
+#include "../fake_quant.hpp"
+
 #include <shrink/error.hpp>
 #include <shrink/quantizer.hpp>
 
@@ -254,6 +256,19 @@ TEST_F(QatTest, KernelsMatchAtenFakeQuantize) {
   at::Tensor got = q_->quantize(s, ties);
   EXPECT_TRUE(torch::equal(got, torch::fake_quantize_per_tensor_affine(ties, state(s, "scale").item<double>(), 0, -127, 127)))
       << got << torch::fake_quantize_per_tensor_affine(ties, state(s, "scale").item<double>(), 0, -127, 127) << state(s, "scale");
+}
+
+// The activation range kernel against ATen's aminmax, on sizes around its 16-lane blocks and
+// across the parallel split.
+TEST(QatKernelTest, MinMaxMatchesAtenAminmax) {
+  torch::manual_seed(11);
+  for (int64_t n : {1, 15, 16, 17, 1000, 300001, 600007}) {
+    const at::Tensor x = torch::randn({n}) * 3 - 1;
+    const auto ours = qat::min_max(x);
+    const auto ref = torch::aminmax(x);
+    EXPECT_EQ(ours.first, std::get<0>(ref).item<float>()) << n;
+    EXPECT_EQ(ours.second, std::get<1>(ref).item<float>()) << n;
+  }
 }
 
 TEST_F(QatTest, RejectsWhatItCannotDo) {
