@@ -13,11 +13,11 @@
 
 namespace shrink::detail {
 
-TensorHandle make_handle(const at::Tensor& tensor) {
+TensorHandle make_handle(const at::Tensor& tensor, bool keep_dense) {
   at::Tensor t = tensor;
   if (t.defined()) {
     if (!t.device().is_cpu()) t = t.cpu();
-    t = t.contiguous();
+    if (!(keep_dense && t.is_non_overlapping_and_dense())) t = t.contiguous();
   }
   return TensorHandle(new shrink_tensor{t});
 }
@@ -167,7 +167,7 @@ shrink_status tensor_from_dlpack(void* dl_managed, shrink_tensor** out, shrink_e
       if (dl->deleter) dl->deleter(dl);
       throw;
     }
-    *out = make_handle(t).release();
+    *out = make_handle(t, /*keep_dense=*/true).release();
   });
 }
 

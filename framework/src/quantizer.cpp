@@ -95,6 +95,20 @@ shrink_status declare_state(shrink_state_builder* builder, const char* name,
 
 const shrink_state_declarer kDeclarer = {sizeof(shrink_state_declarer), &declare_state};
 
+// DLPack (as LibTorch 1.13 converts) gives size-1 dimensions stride 1, so a [N, 1, H, W] tensor
+// came back from a plugin with strides that look channels-last to the next convolution, which then
+// switched the rest of the network to channels-last. A result in the same memory order as `like`
+// (strides differing only on size-1 dimensions) gets like's strides back, without a copy.
+at::Tensor with_strides_of(const at::Tensor& y, const at::Tensor& like) {
+  if (!y.defined() || y.sizes() != like.sizes() || y.strides() == like.strides()) return y;
+  for (int64_t d = 0; d < y.dim(); ++d) {
+    if (y.size(d) != 1 && y.stride(d) != like.stride(d)) return y;
+  }
+  at::Tensor out = at::empty({0}, y.options());
+  out.set_(y.storage(), y.storage_offset(), like.sizes(), like.strides());
+  return out;
+}
+
 // Autograd bridge: forward calls the plugin; backward calls its QuantGrad, or passes the gradient
 // straight through when it has none.
 class QuantizeFunction : public torch::autograd::Function<QuantizeFunction> {
@@ -181,6 +195,10 @@ QuantizerInstance::~QuantizerInstance() {
   if (handle_ != nullptr) algorithm_->descriptor->destroy(handle_);
 }
 
+bool QuantizerInstance::any_dense_layout() const {
+  return (flags_ & SHRINK_INSTANCE_ANY_DENSE_LAYOUT) != 0;
+}
+
 bool QuantizerInstance::has_quant_grad() const {
   const auto* d = algorithm_->descriptor;
   return (flags_ & SHRINK_INSTANCE_HAS_QUANT_GRAD) != 0 &&
@@ -249,7 +267,9 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
   const char* name = s.spec.quant_type == QuantType::kWeight  ? "quantize_weight"
                      : s.spec.quant_type == QuantType::kInput ? "quantize_input"
                                                                : "quantize_output";
-  TensorHandle input = make_handle(x.detach());
+  // Channels-last activations (what oneDNN's convolutions return) go as they are to a plugin that
+  // takes any dense layout: a contiguous copy of them cost more than the quantization itself.
+  TensorHandle input = make_handle(x.detach(), any_dense_layout());
   shrink_tensor* const* state = s.state_handles();
   detail::TrainingScope training(training_);
   shrink_tensor* out = nullptr;
@@ -257,7 +277,7 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
   shrink_status status = call(handle_, s.plugin_site, input.get(), state,
                               static_cast<uint32_t>(s.state.size()), &out, &error);
   SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, name) << " failed: " << error.message);
-  at::Tensor y = take_handle(out);
+  at::Tensor y = with_strides_of(take_handle(out), x);
   SHRINK_CHECK(y.defined() && y.sizes() == x.sizes(),
                where(site, name) << " returned a tensor of shape " << (y.defined() ? y.sizes() : at::IntArrayRef{})
                                  << ", expected " << x.sizes());
@@ -270,8 +290,12 @@ std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tens
                                                         const at::Tensor& grad) {
   at::NoGradGuard no_grad;
   Site& s = *sites_.at(site);
-  TensorHandle input = make_handle(x.detach());
-  TensorHandle grad_output = make_handle(grad.detach());
+  const bool keep = any_dense_layout() && x.is_non_overlapping_and_dense();
+  TensorHandle input = make_handle(x.detach(), keep);
+  // grad_output in the layout of the tensor, as the ABI promises.
+  at::Tensor g = grad.detach();
+  if (keep && g.strides() != x.strides()) g = at::empty_like(x).copy_(g);
+  TensorHandle grad_output = make_handle(g, keep);
   shrink_tensor* const* state = s.state_handles();
   std::vector<shrink_tensor*> state_grads(s.state.size(), nullptr);
   detail::TrainingScope training(training_);
@@ -284,7 +308,7 @@ std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tens
   SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, "quant_backward") << " failed: "
                                                                          << error.message);
   std::vector<at::Tensor> out;
-  out.push_back(take_handle(grad_input));
+  out.push_back(with_strides_of(take_handle(grad_input), x));
   for (auto* g : state_grads) out.push_back(take_handle(g));
   SHRINK_CHECK(out[0].defined() && out[0].sizes() == x.sizes(),
                where(site, "quant_backward") << " returned an input gradient of the wrong shape");

@@ -19,8 +19,9 @@ struct HandleRelease {
 };
 using TensorHandle = std::unique_ptr<shrink_tensor, HandleRelease>;
 
-// New handle for a CPU, contiguous view of `tensor` (a copy only when it is not already so).
-TensorHandle make_handle(const at::Tensor& tensor);
+// New handle for a CPU, contiguous view of `tensor` (a copy only when it is not already so); with
+// `keep_dense`, a non-overlapping dense tensor (channels-last, say) keeps its layout.
+TensorHandle make_handle(const at::Tensor& tensor, bool keep_dense = false);
 // The tensor behind a handle a plugin returned; takes ownership.
 at::Tensor take_handle(shrink_tensor* handle);
 

@@ -136,9 +136,18 @@ inline Bounds bounds(const QParams& p, int64_t channel) {
 
 }  // namespace detail
 
-// Minimum and maximum of a contiguous float32 tensor, split across threads as fake_quantize
+// An uninitialised tensor with exactly x's strides, so that element i of one is element i of the
+// other in memory. Not empty_like: for a size-1 dimension it may pick other strides, and a
+// [N, 1, H, W] input then looked channels-last to the next convolution, which switched the rest of
+// the network to channels-last (slower here, and fatal to a later `view`).
+inline torch::Tensor same_layout(const torch::Tensor& x) {
+  return torch::empty_strided(x.sizes(), x.strides(), x.options());
+}
+
+// Minimum and maximum of a dense float32 tensor, split across threads as fake_quantize
 // splits it, so that each thread's part is still in its cache when fake_quantize reads it next.
 inline std::pair<float, float> min_max(const torch::Tensor& x) {
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), "min_max: expected a dense tensor");
   const float* in = x.data_ptr<float>();
   std::mutex mutex;
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
@@ -152,12 +161,15 @@ inline std::pair<float, float> min_max(const torch::Tensor& x) {
   return {lo, hi};
 }
 
-// y = fake_quantize(x); x float32 and contiguous. `clipped`, when given, receives the number of
+// y = fake_quantize(x), in x's layout. x float32 and non-overlapping dense (element order does
+// not matter per tensor); contiguous when per channel. `clipped`, when given, receives the number of
 // elements outside the representable range, whose gradient fake_quantize_grad zeroes: when it
 // is 0, that gradient is grad_output itself and the backward pass can skip the kernel.
 inline torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& p,
                                    int64_t* clipped = nullptr) {
-  torch::Tensor y = torch::empty_like(x);
+  TORCH_CHECK(x.is_non_overlapping_and_dense() && (p.scale.size() == 1 || x.is_contiguous()),
+              "fake_quantize: expected a dense tensor (contiguous per channel)");
+  torch::Tensor y = same_layout(x);
   const float* in = x.data_ptr<float>();
   float* out = y.data_ptr<float>();
   std::atomic<int64_t> count{0};
@@ -174,8 +186,11 @@ inline torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& p,
 // grad_input = grad_output where qmin <= zero_point + nearbyint(x / scale) <= qmax, else 0.
 inline torch::Tensor fake_quantize_grad(const torch::Tensor& x, const torch::Tensor& grad_output,
                                         const QParams& p) {
-  torch::Tensor g = grad_output.contiguous();
-  torch::Tensor result = torch::empty_like(x);
+  TORCH_CHECK(x.is_non_overlapping_and_dense() && (p.scale.size() == 1 || x.is_contiguous()),
+              "fake_quantize_grad: expected a dense tensor (contiguous per channel)");
+  const torch::Tensor g =
+      grad_output.strides() == x.strides() ? grad_output : same_layout(x).copy_(grad_output);
+  torch::Tensor result = same_layout(x);
   const float* in = x.data_ptr<float>();
   const float* go = g.data_ptr<float>();
   float* out = result.data_ptr<float>();

@@ -116,12 +116,14 @@ qat::QParams qparams_of(const SiteSettings& s, shrink::Site& site) {
   return p;
 }
 
-torch::Tensor float_input(const torch::Tensor& x, const shrink::Site& site) {
+// x as the kernels take it: float32, dense in any layout (channels-last activations stay so), and
+// contiguous for per-channel ranges, whose channels must be outermost in memory.
+torch::Tensor float_input(const torch::Tensor& x, const shrink::Site& site, bool per_channel) {
   if (x.scalar_type() != torch::kFloat) {
     throw shrink::Unsupported("qat: " + site.module_name() + "." + site.target() +
                               " is not float32; qat quantizes float32 models");
   }
-  return x.contiguous();
+  return per_channel || !x.is_non_overlapping_and_dense() ? x.contiguous() : x;
 }
 
 // What the plugin keeps per site besides its declared state: the settings, parsed once in
@@ -159,7 +161,7 @@ class QatGrad : public shrink::QuantGrad {
     // quant_start_step), or whose forwards clipped nothing, passes the gradient through.
     const SiteRuntime& r = sites_.at(site);
     if (!flag(site, "active") || !r.clipped) return grad_output;
-    return qat::fake_quantize_grad(float_input(tensor, site), grad_output, qparams_of(r.settings, site));
+    return qat::fake_quantize_grad(float_input(tensor, site, r.settings.per_channel), grad_output, qparams_of(r.settings, site));
   }
 
  private:
@@ -175,6 +177,7 @@ class QatQuantizer : public shrink::Quantizer {
       throw shrink::InvalidArgument("ema_decay must be in [0, 1), got " + options.get("ema_decay", ""));
     }
     quant_grad = std::make_unique<QatGrad>(sites_);
+    any_dense_layout = true;  // element-wise kernels; results take their input's layout
   }
 
   void setup_site(shrink::Site& site) override {
@@ -206,7 +209,7 @@ class QatQuantizer : public shrink::Quantizer {
     const SiteSettings& s = r.settings;
     const bool training = shrink::is_training();
     if (training && steps_ < s.quant_start_step) return deactivate(site, weight);
-    torch::Tensor w = float_input(weight, site);
+    torch::Tensor w = float_input(weight, site, s.per_channel);
     // Weights: the current range, in training and whenever no step has recorded one (so that
     // evaluation before any training step is well defined).
     if (training || !flag(site, "observed")) {
@@ -254,7 +257,7 @@ class QatQuantizer : public shrink::Quantizer {
   torch::Tensor quantize_activation(const torch::Tensor& input, shrink::Site& site) {
     SiteRuntime& r = sites_.at(site);
     const SiteSettings& s = r.settings;
-    torch::Tensor x = float_input(input, site);
+    torch::Tensor x = float_input(input, site, false);
     if (shrink::is_training()) {
       std::vector<float> rmin, rmax;
       min_max(x, false, rmin, rmax);

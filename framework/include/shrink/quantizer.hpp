@@ -76,6 +76,8 @@ class QuantizerInstance {
   Calibration export_site(int site);
 
   bool has_quant_grad() const;
+  // Whether the plugin takes tensors in any dense layout (SHRINK_INSTANCE_ANY_DENSE_LAYOUT).
+  bool any_dense_layout() const;
   const AlgorithmInfo& algorithm() const { return *algorithm_; }
 
   // Process-wide id, for graphs that call this instance (the shrink::quantize op).

@@ -159,7 +159,8 @@ typedef struct shrink_host_api {
    * deleter. */
   shrink_status (*tensor_to_dlpack)(const shrink_tensor* tensor, void** out, shrink_error* error);
   /* Takes ownership of `dl_managed` (a DLManagedTensor*) and returns a new handle sharing its
-   * memory. On failure the deleter has still been called. */
+   * memory (a dense strided tensor keeps its layout; others are made contiguous). On failure the
+   * deleter has still been called. */
   shrink_status (*tensor_from_dlpack)(void* dl_managed, shrink_tensor** out, shrink_error* error);
 
   /* Non-zero while the quantize call in progress on this thread belongs to a training forward
@@ -255,7 +256,12 @@ typedef struct shrink_instance {
 } shrink_instance;
 
 enum {
-  SHRINK_INSTANCE_HAS_QUANT_GRAD = 1u << 0 /* quant_backward may be called for this instance */
+  SHRINK_INSTANCE_HAS_QUANT_GRAD = 1u << 0, /* quant_backward may be called for this instance */
+  /* Since ABI 1.1: quantize_* and quant_backward accept tensors in any non-overlapping dense
+   * layout (channels-last activations, say) and return results in the layout of their input, with
+   * quant_backward's grad_output in the layout of its tensor. Without it the host passes
+   * contiguous (row-major) tensors, copying where needed. */
+  SHRINK_INSTANCE_ANY_DENSE_LAYOUT = 1u << 1
 };
 
 /* Quantizer (NNI's Quantizer). `site` is the plugin's per-site context returned by setup_site.

@@ -179,7 +179,8 @@ inline shrink_tensor* to_handle(const torch::Tensor& tensor) {
   if (!tensor.defined()) return nullptr;
   shrink_error error = make_error();
   shrink_tensor* out = nullptr;
-  DLManagedTensor* dl = at::toDLPack(tensor.contiguous());
+  // A dense strided result (channels-last, say) keeps its layout; the host accepts it as it is.
+  DLManagedTensor* dl = at::toDLPack(tensor.is_non_overlapping_and_dense() ? tensor : tensor.contiguous());
   throw_if_failed(host_slot()->tensor_from_dlpack(dl, &out, &error), error);
   return out;
 }
@@ -377,6 +378,12 @@ class Quantizer {
 
   // NNI: `self.quant_grad = ClipGrad`. Left empty, the host uses the straight-through estimator.
   std::unique_ptr<QuantGrad> quant_grad;
+
+  // Set in the constructor when quantize_* and the QuantGrad work on tensors in any dense layout
+  // (element-wise work does) and return results in their input's layout (torch::empty_like does):
+  // the host then passes channels-last activations without a contiguous copy. Left false, every
+  // tensor arrives contiguous.
+  bool any_dense_layout = false;
 
  private:
   Config options_;
@@ -635,6 +642,7 @@ shrink_status create_instance(const shrink_options* options, shrink_instance* ou
     result.flags = 0;
     if constexpr (std::is_base_of<Quantizer, T>::value) {
       if (object->quant_grad) result.flags |= SHRINK_INSTANCE_HAS_QUANT_GRAD;
+      if (object->any_dense_layout) result.flags |= SHRINK_INSTANCE_ANY_DENSE_LAYOUT;
     }
     result.handle = static_cast<Base*>(object.release());
     *out = result;
