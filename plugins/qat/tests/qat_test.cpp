@@ -271,6 +271,26 @@ TEST(QatKernelTest, MinMaxMatchesAtenAminmax) {
   }
 }
 
+// qat takes tensors in any dense layout: a channels-last activation is quantized where it lies
+// (no contiguous copy) and comes back channels-last; a [N, 1, H, W] tensor keeps its exact strides
+// through the ABI, so that the next convolution sees what it would have seen unquantized.
+TEST_F(QatTest, ActivationsKeepTheirLayout) {
+  int s = site("_output_0", shrink::QuantType::kOutput, "int8");
+  torch::manual_seed(2);
+  const at::Tensor dense = torch::randn({4, 3, 5, 5});
+  q_->quantize(s, dense);  // records the range
+  q_->set_training(false);
+  at::Tensor x = dense.contiguous(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+  at::Tensor y = q_->quantize(s, x);
+  EXPECT_EQ(y.strides(), x.strides());
+  EXPECT_TRUE(torch::equal(y.contiguous(), q_->quantize(s, dense)));
+  y.backward(torch::ones_like(y));
+  EXPECT_TRUE(x.grad().defined());
+  const at::Tensor one_channel = torch::randn({2, 1, 6, 6});
+  ASSERT_EQ(one_channel.strides(), (std::vector<int64_t>{36, 36, 6, 1}));
+  EXPECT_EQ(q_->quantize(s, one_channel).strides(), one_channel.strides());
+}
+
 TEST_F(QatTest, RejectsWhatItCannotDo) {
   EXPECT_THROW(site("weight", shrink::QuantType::kWeight, "int16"), shrink::Error);
   EXPECT_THROW(site("_input_0", shrink::QuantType::kInput, "int8", "affine", "per_channel"),
