@@ -225,19 +225,26 @@ json checkpoint_meta(const Context& c, const std::string& phase) {
           {"baseline_accuracy", c.summary.baseline_accuracy}};
 }
 
-void save_checkpoint(Context& c, const std::string& phase, torch::optim::Optimizer& optimizer) {
-  Checkpoint k;
-  k.meta = checkpoint_meta(c, phase).dump();
-  for (const auto& p : c.model->module().named_parameters(true)) k.tensors["model/" + p.name] = p.value;
-  for (const auto& b : c.model->module().named_buffers(true)) k.tensors["model/" + b.name] = b.value;
+// Every tensor a checkpoint holds, by key: the model's parameters and buffers, then each
+// quantizer's per-site state.
+template <typename F>
+void for_each_checkpointed(Context& c, F f) {
+  for (const auto& p : c.model->module().named_parameters(true)) f("model/" + p.name, p.value);
+  for (const auto& b : c.model->module().named_buffers(true)) f("model/" + b.name, b.value);
   for (std::size_t i = 0; i < c.quantizers.size(); ++i) {
     QuantizerInstance& q = *c.quantizers[i];
     for (int site = 0; site < q.site_count(); ++site) {
       for (const auto& s : q.site_state(site)) {
-        k.tensors["quant/" + std::to_string(i) + "/" + std::to_string(site) + "/" + s.name] = s.value;
+        f("quant/" + std::to_string(i) + "/" + std::to_string(site) + "/" + s.name, s.value);
       }
     }
   }
+}
+
+void save_checkpoint(Context& c, const std::string& phase, torch::optim::Optimizer& optimizer) {
+  Checkpoint k;
+  k.meta = checkpoint_meta(c, phase).dump();
+  for_each_checkpointed(c, [&](const std::string& key, const at::Tensor& t) { k.tensors[key] = t; });
   k.tensors["rng"] = default_generator_state();
   fs::create_directories(c.out_dir);
   k.save(fs::path(c.out_dir) / "checkpoint.pt", &optimizer);
@@ -247,27 +254,17 @@ void save_checkpoint(Context& c, const std::string& phase, torch::optim::Optimiz
 void restore_state(Context& c) {
   const Checkpoint& k = *c.resume;
   torch::NoGradGuard no_grad;
-  auto restore = [&](const std::string& key, const at::Tensor& into) {
+  for_each_checkpointed(c, [&](const std::string& key, const at::Tensor& into) {
     auto it = k.tensors.find(key);
     SHRINK_CHECK(it != k.tensors.end() && it->second.sizes() == into.sizes(),
                  k.file << ": does not match the model (" << key << ")");
     into.copy_(it->second);
-  };
-  for (const auto& p : c.model->module().named_parameters(true)) restore("model/" + p.name, p.value);
-  for (const auto& b : c.model->module().named_buffers(true)) restore("model/" + b.name, b.value);
-  for (std::size_t i = 0; i < c.quantizers.size(); ++i) {
-    QuantizerInstance& q = *c.quantizers[i];
-    for (int site = 0; site < q.site_count(); ++site) {
-      for (auto& s : q.site_state(site)) {
-        restore("quant/" + std::to_string(i) + "/" + std::to_string(site) + "/" + s.name, s.value);
-      }
-    }
-  }
+  });
   set_default_generator_state(k.tensors.at("rng"));
 }
 
 // Trains for spec.epochs (or spec.steps), from where `progress` says, checkpointing after every
-// epoch. `optimizer_state`, when given, is the optimizer's state at that point.
+// epoch. `resumed`, when given, holds the optimizer's state at that point.
 void train(Context& c, const TrainSpec& spec, const std::string& phase, PhaseProgress& progress,
            const Checkpoint* resumed) {
   std::vector<at::Tensor> params;
