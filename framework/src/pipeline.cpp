@@ -172,7 +172,6 @@ struct PhaseProgress {
 // The context the passes share.
 struct Context {
   const Experiment* x = nullptr;
-  PluginRegistry* registry = nullptr;
   const RunOptions* options = nullptr;
   std::string out_dir;
   std::string staging;
@@ -446,7 +445,6 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
                           const RunOptions& options) {
   Context c;
   c.x = &experiment;
-  c.registry = &registry;
   c.options = &options;
   fs::path out = fs::path(options.out_dir.empty() ? experiment.export_dir : options.out_dir)
                      .lexically_normal();

@@ -292,9 +292,12 @@ std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tens
   Site& s = *sites_.at(site);
   const bool keep = any_dense_layout() && x.is_non_overlapping_and_dense();
   TensorHandle input = make_handle(x.detach(), keep);
-  // grad_output in the layout of the tensor, as the ABI promises.
+  // grad_output in the layout of the tensor, as the ABI promises: exactly x's strides (empty_like
+  // may choose others for size-1 dimensions).
   at::Tensor g = grad.detach();
-  if (keep && g.strides() != x.strides()) g = at::empty_like(x).copy_(g);
+  if (keep && g.strides() != x.strides()) {
+    g = at::empty_strided(x.sizes(), x.strides(), x.options()).copy_(g);
+  }
   TensorHandle grad_output = make_handle(g, keep);
   shrink_tensor* const* state = s.state_handles();
   std::vector<shrink_tensor*> state_grads(s.state.size(), nullptr);

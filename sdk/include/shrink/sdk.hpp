@@ -380,7 +380,9 @@ class Quantizer {
   std::unique_ptr<QuantGrad> quant_grad;
 
   // Set in the constructor when quantize_* and the QuantGrad work on tensors in any dense layout
-  // (element-wise work does) and return results in their input's layout (torch::empty_like does):
+  // (element-wise work does) and return results in their input's layout (allocate them with
+  // torch::empty_strided(x.sizes(), x.strides(), x.options()); empty_like may pick other strides
+  // for size-1 dimensions):
   // the host then passes channels-last activations without a contiguous copy. Left false, every
   // tensor arrives contiguous.
   bool any_dense_layout = false;
