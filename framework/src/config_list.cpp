@@ -19,7 +19,8 @@ const std::vector<std::string>& allowed_keys() {
       "op_names",       "op_names_re",      "op_types",      "exclude_op_names",
       "exclude_op_names_re", "exclude_op_types", "exclude",   "target_names",
       "target_settings", "quant_types",     "quant_bits",    "quant_dtype",
-      "quant_scheme",   "granularity",      "quant_start_step"};
+      "quant_scheme",   "granularity",      "quant_start_step",
+      "range_estimator"};
   return keys;
 }
 
@@ -114,7 +115,9 @@ Options canonical_settings(const Options& raw, const std::string& where) {
   Options out;
   std::string dtype = raw.find("quant_dtype") ? *raw.find("quant_dtype") : "";
   std::string bits = raw.find("quant_bits") ? *raw.find("quant_bits") : "";
-  std::string scheme = raw.find("quant_scheme") ? *raw.find("quant_scheme") : "affine";
+  // Unset scheme and granularity stay "default": the algorithm's own default (qat: affine per
+  // tensor; ptq: symmetric per channel for weights, affine per tensor for activations).
+  std::string scheme = raw.find("quant_scheme") ? *raw.find("quant_scheme") : "default";
   std::string granularity = raw.find("granularity") ? *raw.find("granularity") : "default";
 
   int nbits = 8;
@@ -151,9 +154,9 @@ Options canonical_settings(const Options& raw, const std::string& where) {
     if (scheme.rfind("per_channel", 0) == 0) granularity = "per_channel";
     scheme = scheme.substr(scheme.rfind('_') + 1);
   }
-  SHRINK_CHECK(scheme == "affine" || scheme == "symmetric",
+  SHRINK_CHECK(scheme == "affine" || scheme == "symmetric" || scheme == "default",
                where << ": quant_scheme is '" << scheme
-                     << "', expected affine or symmetric (or NNI 2.x per_tensor_affine, "
+                     << "', expected affine, symmetric or default (or NNI 2.x per_tensor_affine, "
                         "per_tensor_symmetric, per_channel_affine, per_channel_symmetric)");
   SHRINK_CHECK(granularity == "default" || granularity == "per_channel",
                where << ": granularity is '" << granularity << "', expected default or per_channel");

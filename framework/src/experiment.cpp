@@ -186,7 +186,7 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 
 TrainSpec read_train(const YAML::Node& node, const std::string& file, const std::string& name) {
   TrainSpec spec;
-  if (!node) return spec;
+  if (!node || node.IsNull()) return spec;  // absent, or `pretrain: null` / `--set pretrain=null`
   MapReader r(node, file, name, {"epochs", "steps", "optimizer", "scheduler"});
   spec.epochs = r.integer("epochs", 0, 0);
   spec.steps = r.integer("steps", 0, 0);
@@ -282,7 +282,7 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
     int i = 0;
     for (const auto& stage : stages) {
       const std::string name = "compress[" + std::to_string(i++) + "]";
-      MapReader s(stage, path, name, {"plugin", "options", "config_list"});
+      MapReader s(stage, path, name, {"plugin", "options", "calibration", "config_list"});
       StageSpec spec;
       spec.where = detail::yaml_mark(path, stage);
       SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name << ".plugin: required");
@@ -294,6 +294,15 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
         YAML::Emitter e;
         e << s.node("options");
         spec.options.text = e.c_str();
+      }
+      if (s.has("calibration") && !s.node("calibration").IsNull()) {
+        MapReader c(s.node("calibration"), path, name + ".calibration", {"batches", "batch_size"});
+        spec.calibration.where = s.where("calibration");
+        spec.calibration.batches = c.integer("batches", 0, 1);
+        SHRINK_CHECK(c.has("batches"), spec.calibration.where << ": " << name
+                                           << ".calibration.batches: required (how many batches "
+                                              "to calibrate on, at least 1)");
+        spec.calibration.batch_size = c.integer("batch_size", 0, 1);
       }
       SHRINK_CHECK(s.has("config_list"), spec.where << ": " << name << ".config_list: required");
       spec.config_list = ConfigList::parse(s.node("config_list"), path);

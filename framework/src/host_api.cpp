@@ -29,12 +29,21 @@ at::Tensor take_handle(shrink_tensor* handle) {
 
 namespace {
 thread_local bool t_training = false;
+thread_local bool t_calibrating = false;
 }  // namespace
 
-TrainingScope::TrainingScope(bool training) : previous_(t_training) { t_training = training; }
-TrainingScope::~TrainingScope() { t_training = previous_; }
+TrainingScope::TrainingScope(bool training, bool calibrating)
+    : previous_(t_training), previous_calibrating_(t_calibrating) {
+  t_training = training;
+  t_calibrating = calibrating;
+}
+TrainingScope::~TrainingScope() {
+  t_training = previous_;
+  t_calibrating = previous_calibrating_;
+}
 
 bool current_call_is_training() { return t_training; }
+bool current_call_is_calibrating() { return t_calibrating; }
 
 shrink_error make_error() {
   shrink_error error;
@@ -172,6 +181,7 @@ shrink_status tensor_from_dlpack(void* dl_managed, shrink_tensor** out, shrink_e
 }
 
 int32_t is_training() { return shrink::detail::current_call_is_training() ? 1 : 0; }
+int32_t is_calibrating() { return shrink::detail::current_call_is_calibrating() ? 1 : 0; }
 
 const shrink_host_api kHostApi = {
     sizeof(shrink_host_api),
@@ -191,6 +201,7 @@ const shrink_host_api kHostApi = {
     &tensor_from_dlpack,
     &is_training,
     SHRINK_HOST_STABLE_STATE_HANDLES,  // QuantizerInstance keeps one handle per state tensor
+    &is_calibrating,
 };
 
 }  // namespace

@@ -93,6 +93,16 @@ std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
                  where << ".plugin: '" << stage.plugin
                        << "' does not export calibration, so model_qat.pt cannot be written "
                           "(set export.model: false)");
+    const bool calibrates = (checked.algorithm->capabilities & SHRINK_CAP_CALIBRATION) != 0;
+    const bool trains = (checked.algorithm->capabilities & SHRINK_CAP_TRAINING) != 0;
+    SHRINK_CHECK(stage.calibration.batches == 0 || calibrates,
+                 stage.calibration.where << ": " << stage_name(i) << ".calibration: plugin '"
+                                         << stage.plugin << "' does not calibrate (capabilities: "
+                                         << checked.algorithm->capabilities_text() << ")");
+    SHRINK_CHECK(stage.calibration.batches > 0 || trains,
+                 where << ": plugin '" << stage.plugin
+                       << "' is post-training only and needs a calibration pass "
+                          "(add calibration: {batches: N})");
     checked.sites = plan_sites(stage.config_list, model.ops());
     try {
       probes.push_back(std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options));
@@ -186,6 +196,7 @@ struct Context {
   PhaseProgress finetune;
   std::unique_ptr<Checkpoint> resume;  // the checkpoint being resumed from, until it is used
   std::string resume_phase;            // "pretrain" or "finetune"
+  json calibration = json::array();    // one entry per calibration pass, for the report
 };
 
 int64_t batches_per_epoch(const Context& c) {
@@ -337,6 +348,45 @@ void train(Context& c, const TrainSpec& spec, const std::string& phase, PhasePro
   set_training(c, false);
 }
 
+int64_t calibration_batch_size(const Context& c, const CalibrationSpec& spec) {
+  return spec.batch_size > 0 ? spec.batch_size : c.x->batch_size;
+}
+
+// Stage `i`'s calibration pass: its quantizer records statistics over the asked batches of
+// training samples (a random choice fixed by the seed, without touching the training RNG), with
+// the model in eval mode and earlier stages quantizing as they would in inference; then each site
+// turns them into quantization parameters.
+void calibrate(Context& c, std::size_t i) {
+  const CalibrationSpec& spec = c.x->compress[i].calibration;
+  const int64_t batch = calibration_batch_size(c, spec);
+  const auto start = Clock::now();
+  torch::NoGradGuard no_grad;
+  set_training(c, false);
+  QuantizerInstance& q = *c.quantizers[i];
+  at::Generator generator = at::detail::createCPUGenerator(static_cast<uint64_t>(c.x->seed));
+  const at::Tensor order = at::randperm(c.train.size(), generator, at::TensorOptions(at::kLong));
+  q.set_calibrating(true);
+  try {
+    for (int64_t b = 0; b < spec.batches; ++b) {
+      // The data are finite (the loader checks); a site that sees NaN or inf says so itself.
+      c.model->module().forward({c.train.inputs.index_select(0, order.narrow(0, b * batch, batch))});
+    }
+  } catch (...) {
+    q.set_calibrating(false);
+    throw;
+  }
+  q.set_calibrating(false);
+  q.end_calibration();
+  const double seconds = seconds_since(start);
+  c.calibration.push_back({{"stage", static_cast<int64_t>(i)},
+                           {"batches", spec.batches},
+                           {"samples", spec.batches * batch},
+                           {"seconds", seconds}});
+  std::cout << "calibrate: " << c.x->compress[i].plugin << " on " << spec.batches * batch
+            << " samples (" << spec.batches << " batches), " << std::fixed << std::setprecision(2)
+            << seconds << " s" << std::defaultfloat << std::endl;
+}
+
 // Replaces every shrink::quantize call with ATen fake-quantize ops carrying the exported
 // calibration, so that plain LibTorch and Python load the model without Shrink.
 void bake_fake_quant(Model& model) {
@@ -404,6 +454,11 @@ void print_plan(const Experiment& x, const Model& model, const std::vector<Check
   for (std::size_t i = 0; i < stages.size(); ++i) {
     os << "  compress  [" << i << "] " << x.compress[i].plugin << " ("
        << stages[i].algorithm->plugin->file << "): " << stages[i].sites.size() << " sites\n";
+    if (x.compress[i].calibration.batches > 0) {
+      const CalibrationSpec& cal = x.compress[i].calibration;
+      os << "              calibration: " << cal.batches << " batches of "
+         << (cal.batch_size > 0 ? cal.batch_size : x.batch_size) << " training samples\n";
+    }
     for (const auto& s : stages[i].sites) {
       os << "              " << s.op_name << "." << s.target << " " << *s.config.find("quant_dtype")
          << " " << *s.config.find("quant_scheme") << " " << *s.config.find("granularity") << "\n";
@@ -480,6 +535,14 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          c.test = load_dataset(experiment.data, false);
          std::cout << "data: " << c.train.size() << " training, " << c.test.size()
                    << " test samples of shape " << c.train.inputs.sizes().slice(1) << std::endl;
+         for (std::size_t i = 0; i < experiment.compress.size(); ++i) {
+           const CalibrationSpec& cal = experiment.compress[i].calibration;
+           const int64_t wanted = cal.batches * calibration_batch_size(c, cal);
+           SHRINK_CHECK(wanted <= c.train.size(),
+                        cal.where << ": " << stage_name(i) << ".calibration: " << cal.batches
+                                  << " batches of " << calibration_batch_size(c, cal) << " need "
+                                  << wanted << " samples, the training set has " << c.train.size());
+         }
        }},
       {"pretrain",
        [&] {
@@ -517,6 +580,13 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
            for (int64_t s = 0; s < steps; ++s) {
              for (auto& q : c.quantizers) q->step();
            }
+         }
+       }},
+      {"calibrate",
+       [&] {
+         if (resume_in_finetune) return;  // the checkpoint holds the calibrated state
+         for (std::size_t i = 0; i < experiment.compress.size(); ++i) {
+           if (experiment.compress[i].calibration.batches > 0) calibrate(c, i);
          }
        }},
       {"finetune",
@@ -600,6 +670,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
                                                                    : json(nullptr)},
                {"pretrain", c.pretrain.to_json()},
                {"finetune", c.finetune.to_json()}}},
+             {"calibration", c.calibration},
              {"sites", sites}};
          write_json(fs::path(c.staging) / "report.json", report);
        }},

@@ -271,7 +271,7 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
   // takes any dense layout: a contiguous copy of them cost more than the quantization itself.
   TensorHandle input = make_handle(x.detach(), any_dense_layout());
   shrink_tensor* const* state = s.state_handles();
-  detail::TrainingScope training(training_);
+  detail::TrainingScope training(training_, calibrating_);
   shrink_tensor* out = nullptr;
   shrink_error error = make_error();
   shrink_status status = call(handle_, s.plugin_site, input.get(), state,
@@ -301,7 +301,7 @@ std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tens
   TensorHandle grad_output = make_handle(g, keep);
   shrink_tensor* const* state = s.state_handles();
   std::vector<shrink_tensor*> state_grads(s.state.size(), nullptr);
-  detail::TrainingScope training(training_);
+  detail::TrainingScope training(training_, calibrating_);
   shrink_tensor* grad_input = nullptr;
   shrink_error error = make_error();
   shrink_status status = algorithm_->descriptor->quant_grad->quant_backward(
@@ -343,6 +343,21 @@ void QuantizerInstance::update_epoch(int epoch) {
   SHRINK_CHECK(api->update_epoch(handle_, epoch, &error) == SHRINK_STATUS_OK,
                "plugin '" << algorithm_->name << "': update_epoch(" << epoch
                           << ") failed: " << error.message);
+}
+
+void QuantizerInstance::end_calibration() {
+  const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
+  if (!SHRINK_HAS_FIELD(api, shrink_quantizer_api, end_calibration) ||
+      api->end_calibration == nullptr) {
+    return;
+  }
+  for (int site = 0; site < site_count(); ++site) {
+    Site& s = *sites_[static_cast<std::size_t>(site)];
+    shrink_error error = make_error();
+    SHRINK_CHECK(api->end_calibration(handle_, s.plugin_site, s.state_handles(),
+                                      static_cast<uint32_t>(s.state.size()), &error) == SHRINK_STATUS_OK,
+                 where(site, "end_calibration") << " failed: " << error.message);
+  }
 }
 
 void QuantizerInstance::step() {

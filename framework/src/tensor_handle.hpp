@@ -29,18 +29,20 @@ at::Tensor take_handle(shrink_tensor* handle);
 shrink_error make_error();
 
 bool current_call_is_training();
+bool current_call_is_calibrating();
 
-// Sets what host->is_training() answers on this thread while a plugin call runs; restores the
-// previous value when it goes out of scope.
+// Sets what host->is_training() and host->is_calibrating() answer on this thread while a plugin
+// call runs; restores the previous values when it goes out of scope.
 class TrainingScope {
  public:
-  explicit TrainingScope(bool training);
+  explicit TrainingScope(bool training, bool calibrating = false);
   ~TrainingScope();
   TrainingScope(const TrainingScope&) = delete;
   TrainingScope& operator=(const TrainingScope&) = delete;
 
  private:
   bool previous_;
+  bool previous_calibrating_;
 };
 
 }  // namespace shrink::detail

@@ -55,10 +55,19 @@ struct TrainSpec {
   SchedulerSpec scheduler;
 };
 
+// A calibration pass (post-training statistics): `batches` forwards in eval mode over training
+// samples, `batch_size` each (0: the data's batch_size).
+struct CalibrationSpec {
+  int64_t batches = 0;  // 0: no calibration pass
+  int64_t batch_size = 0;
+  std::string where;  // file:line:column of the calibration key
+};
+
 struct StageSpec {
   std::string plugin;
   Options options;
   ConfigList config_list;
+  CalibrationSpec calibration;
   std::string where;  // file:line:column of the stage
 };
 

@@ -73,6 +73,12 @@ class QuantizerInstance {
   // Whether quantize calls belong to training (the plugin sees it as host->is_training()).
   void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
+  // Whether quantize calls belong to a calibration pass (host->is_calibrating()); the plugin
+  // records statistics. end_calibration() then lets it turn them into quantization parameters,
+  // site by site (a no-op for a plugin without that hook).
+  void set_calibrating(bool calibrating) { calibrating_ = calibrating; }
+  bool calibrating() const { return calibrating_; }
+  void end_calibration();
   Calibration export_site(int site);
 
   bool has_quant_grad() const;
@@ -98,6 +104,7 @@ class QuantizerInstance {
   uint32_t flags_ = 0;
   int id_ = -1;
   bool training_ = true;
+  bool calibrating_ = false;
   std::vector<std::unique_ptr<Site>> sites_;
 };
 

@@ -50,7 +50,7 @@ extern "C" {
 #endif
 
 #define SHRINK_ABI_VERSION_MAJOR 1
-#define SHRINK_ABI_VERSION_MINOR 1
+#define SHRINK_ABI_VERSION_MINOR 2
 
 /* Name of the one exported entry point. */
 #define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
@@ -170,6 +170,12 @@ typedef struct shrink_host_api {
 
   /* Since ABI 1.1: SHRINK_HOST_* properties of this host. */
   uint32_t flags;
+
+  /* Since ABI 1.2: non-zero while the quantize call in progress on this thread belongs to a
+   * calibration forward (post-training statistics: the model is in eval mode, nothing trains, the
+   * plugin records what it needs and usually returns its input). end_calibration follows the
+   * last such call. */
+  int32_t (*is_calibrating)(void);
 } shrink_host_api;
 
 /* The state handles a host passes to a site's calls are the same objects, for the same tensors,
@@ -290,6 +296,11 @@ typedef struct shrink_quantizer_api {
   shrink_status (*step)(void* self, shrink_error* error);
   shrink_status (*export_site)(void* self, void* site, shrink_tensor* const* state,
                                uint32_t state_count, shrink_calibration* out, shrink_error* error);
+  /* Since ABI 1.2, optional: the calibration forwards are over; turn what they recorded for `site`
+   * into its quantization parameters (written to its state). Called once per site, in site order,
+   * after each calibration pass. */
+  shrink_status (*end_calibration)(void* self, void* site, shrink_tensor* const* state,
+                                   uint32_t state_count, shrink_error* error);
 } shrink_quantizer_api;
 
 /* QuantGrad (NNI's QuantGrad): the backward of a quantize call. `tensor` is the input of the

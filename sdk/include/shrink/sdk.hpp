@@ -235,6 +235,14 @@ inline bool is_training() {
          host->is_training != nullptr && host->is_training() != 0;
 }
 
+// True while the current quantize call belongs to a calibration forward (post-training
+// statistics; the model is in eval mode). Hosts before ABI 1.2 never calibrate.
+inline bool is_calibrating() {
+  const shrink_host_api* host = detail::host_slot();
+  return host != nullptr && SHRINK_HAS_FIELD(host, shrink_host_api, is_calibrating) &&
+         host->is_calibrating != nullptr && host->is_calibrating() != 0;
+}
+
 inline void log_info(const std::string& message) { log(SHRINK_LOG_INFO, message); }
 inline void log_warn(const std::string& message) { log(SHRINK_LOG_WARN, message); }
 inline void log_debug(const std::string& message) { log(SHRINK_LOG_DEBUG, message); }
@@ -368,6 +376,9 @@ class Quantizer {
   }
   virtual void update_epoch(int epoch) { (void)epoch; }
   virtual void step() {}
+  // After the calibration forwards (is_calibrating() was true in them): turn what was recorded for
+  // `site` into its quantization parameters. Register with kCalibration to be calibrated.
+  virtual void end_calibration(Site& site) { (void)site; }
   // Register with kExport to have this called.
   virtual Calibration export_site(Site& site) {
     throw Unsupported("calibration export is not implemented for site " + site.module_name() +
@@ -551,6 +562,17 @@ inline shrink_status quantizer_step(void* self, shrink_error* error) {
   return guarded(error, [&] { static_cast<Quantizer*>(self)->step(); });
 }
 
+inline shrink_status quantizer_end_calibration(void* self, void* site_ptr,
+                                               shrink_tensor* const* state, uint32_t state_count,
+                                               shrink_error* error) {
+  return guarded(error, [&] {
+    torch::NoGradGuard no_grad;
+    Site& site = *static_cast<Site*>(site_ptr);
+    StateScope scope(site, state, state_count);
+    static_cast<Quantizer*>(self)->end_calibration(site);
+  });
+}
+
 inline void copy_text(char* dst, std::size_t capacity, const std::string& src) {
   std::snprintf(dst, capacity, "%s", src.c_str());
 }
@@ -695,6 +717,7 @@ class PluginBuilder {
         &detail::quantizer_update_epoch,
         &detail::quantizer_step,
         &detail::quantizer_export_site,
+        &detail::quantizer_end_calibration,
     };
     static const shrink_quant_grad_api grad_api = {sizeof(shrink_quant_grad_api),
                                                    &detail::quant_backward};

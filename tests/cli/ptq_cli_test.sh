@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Post-training quantization from YAML: a short fp32 pretraining on real Fashion-MNIST, a
+# calibration pass with the ptq plugin (each range estimator), its outputs, and the calibration
+# errors a user can make.
+# Usage: ptq_cli_test.sh SHRINK_EXE MODEL_DIR SOURCE_DIR
+set -euo pipefail
+shrink=$1
+model_dir=$2
+src=$3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+short=(--set "model=$model_dir/mnist.pt" --set data.train_limit=6400 --set data.test_limit=2000
+       --set pretrain.epochs=1)
+
+for estimator in minmax moving_average_minmax percentile mse entropy; do
+  echo "== ptq, activations by $estimator"
+  "$shrink" run "$src/configs/ptq_quickstart.yaml" --out "$work/$estimator" "${short[@]}" \
+    --set "compress.0.options.estimator=$estimator" > "$work/$estimator.log"
+  grep -q "^calibrate: ptq on 100 samples (10 batches)" "$work/$estimator.log" || fail "no calibration line"
+  /usr/bin/python3 - "$work/$estimator" "$estimator" <<'PY'
+import json, sys
+out, estimator = sys.argv[1], sys.argv[2]
+report = json.load(open(out + "/report.json"))
+cal = json.load(open(out + "/calibration.json"))
+m = report["metrics"]
+print(estimator, m)
+assert m["baseline_accuracy"] > 0.6, m
+# Post-training int8 stays close to fp32 (the quick-start target is 0.1 point on the full run).
+assert abs(m["compressed_accuracy"] - m["baseline_accuracy"]) < 0.02, m
+assert abs(m["exported_accuracy"] - m["compressed_accuracy"]) <= 0.001, m
+assert report["calibration"] == [{"stage": 0, "batches": 10, "samples": 100, "seconds": report["calibration"][0]["seconds"]}], report["calibration"]
+assert report["train"]["finetune"]["steps_done"] == 0, report["train"]
+for op, targets in cal.items():
+    for target, c in targets.items():
+        if target == "weight":   # ptq's default: symmetric per output channel
+            assert c["quant_scheme"] == "symmetric" and isinstance(c["scale"], list), (op, c)
+            assert all(z == 0 for z in c["zero_point"]), (op, c)
+        else:                    # activations: affine per tensor
+            assert c["quant_scheme"] == "affine" and c["scale"] > 0, (op, c)
+            assert c["tracked_min"] <= c["tracked_max"], (op, c)
+PY
+done
+/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/entropy/model_qat.pt" --limit 2000 > "$work/py.json"
+/usr/bin/python3 - "$work/entropy/report.json" "$work/py.json" <<'PY'
+import json, sys
+m, py = json.load(open(sys.argv[1]))["metrics"], json.load(open(sys.argv[2]))
+assert abs(py["accuracy"] - m["exported_accuracy"]) <= 0.001, (py, m)
+assert "aten::fake_quantize_per_channel_affine" in py["ops"], py
+PY
+
+echo "== calibration errors: one line naming the file, line and key; no output folder"
+expect_error() {  # expect_error NAME PATTERN ARGS...
+  local name=$1 pattern=$2
+  shift 2
+  if "$shrink" run "$@" --out "$work/err_$name" > "$work/err_$name.log" 2>&1; then
+    fail "$name: expected a failure"
+  fi
+  grep -q -- "$pattern" "$work/err_$name.log" || { cat "$work/err_$name.log"; fail "$name: no '$pattern'"; }
+  [ ! -e "$work/err_$name" ] || fail "$name: an output folder was left"
+}
+expect_error too_many "ptq_quickstart.yaml:23:.*compress\[0\].calibration: 700 batches of 10 need 7000 samples, the training set has 6400" \
+  "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.calibration.batches=700
+expect_error zero "compress\[0\].calibration.batches: 0 is below the minimum 1" \
+  "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.calibration.batches=0
+expect_error missing "plugin 'ptq' is post-training only and needs a calibration pass" \
+  "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.calibration=null
+expect_error qat "compress\[0\].calibration: plugin 'qat' does not calibrate" \
+  "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.plugin=qat --set compress.0.options={}
+expect_error estimator "estimator is 'magic' (allowed: minmax, moving_average_minmax, percentile, mse, entropy)" \
+  "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.options.estimator=magic
+
+# Data with NaN: the loader names the file before anything runs (no pretraining).
+/usr/bin/python3 - "$work/nan.pt" <<'PY'
+import sys, torch
+x = torch.rand(64, 1, 28, 28)
+x[:, 0, 3, 3] = float("nan")
+torch.save((x, torch.randint(0, 10, (64,))), sys.argv[1])
+PY
+expect_error nan "nan.pt: the inputs contain NaN or infinity" \
+  "$src/configs/ptq_quickstart.yaml" --set "model=$model_dir/mnist.pt" --set pretrain=null \
+  --set data.format=tensors --set "data.path=$work/nan.pt"
+echo "ptq cli: all good"
