@@ -150,7 +150,7 @@ TEST(ConfigListTest, ErrorsNameTheFileLineKeyAndWhatIsAllowed) {
                 .find("op 'relu1' (ReLU6) has no target 'weight'"),
             std::string::npos);
   EXPECT_NE(error_of("- op_names: [conv1]\n  quant_scheme: fancy\n")
-                .find("quant_scheme is 'fancy', expected affine or symmetric"),
+                .find("quant_scheme is 'fancy', expected affine, symmetric or default"),
             std::string::npos);
   EXPECT_NE(error_of("- op_names: [conv1]\n  quant_dtype: int8\n  quant_bits: 4\n")
                 .find("quant_dtype int8 and quant_bits 4 disagree"),

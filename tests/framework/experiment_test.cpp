@@ -179,8 +179,8 @@ TEST_F(ExperimentTest, PrintPlanListsTheResolvedPipeline) {
   const std::string plan = testing::internal::GetCapturedStdout();
   EXPECT_HAS(plan, "compress  [0] qat");
   EXPECT_HAS(plan, ": 6 sites");
-  EXPECT_HAS(plan, "conv1._input_0 int8 affine default");
-  EXPECT_HAS(plan, "fc2._output_0 int8 affine default");
+  EXPECT_HAS(plan, "conv1._input_0 int8 default default");  // scheme and granularity: the plugin's default
+  EXPECT_HAS(plan, "fc2._output_0 int8 default default");
   EXPECT_HAS(plan, "finetune  10 steps, adam lr 0.001");
   EXPECT_FALSE(fs::exists(dir_ / "out")) << "print-plan must not write results";
 }
