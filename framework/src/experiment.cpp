@@ -312,9 +312,13 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
   x.evaluate = r.boolean("evaluate", true);
   x.export_dir = resolve(fs::current_path().string(), "shrink-out");
   if (r.has("export")) {
-    MapReader e(r.node("export"), path, "export", {"dir", "model"});
+    MapReader e(r.node("export"), path, "export", {"dir", "model", "int8"});
     if (e.has("dir")) x.export_dir = resolve(base, e.str("dir", ""));
     x.export_model = e.boolean("model", true);
+    x.export_int8 = e.boolean("int8", false);
+    SHRINK_CHECK(!x.export_int8 || x.export_model,
+                 e.where("int8") << ": export.int8: needs export.model (the int8 model is lowered "
+                                    "from model_qat.pt)");
   }
   YAML::Emitter out;
   out << root;

@@ -1,4 +1,5 @@
 #include <shrink/error.hpp>
+#include <shrink/int8_export.hpp>
 #include <shrink/logging.hpp>
 #include <shrink/model.hpp>
 #include <shrink/pipeline.hpp>
@@ -23,6 +24,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -104,6 +106,14 @@ std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
                        << "' is post-training only and needs a calibration pass "
                           "(add calibration: {batches: N})");
     checked.sites = plan_sites(stage.config_list, model.ops());
+    if (x.export_int8) {
+      for (const PlannedSite& s : checked.sites) {
+        const std::string bits = s.config.find("quant_bits") ? *s.config.find("quant_bits") : "8";
+        SHRINK_CHECK(bits == "8", where << ": " << s.op_name << "." << s.target << " is a " << bits
+                                        << "-bit site; export.int8 needs 8-bit sites (LibTorch's "
+                                           "int8 kernels), or set export.int8: false");
+      }
+    }
     try {
       probes.push_back(std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options));
       wrapped.push_back(std::make_unique<QuantizedModel>(probe_model, *probes.back(), checked.sites));
@@ -387,6 +397,30 @@ void calibrate(Context& c, std::size_t i) {
             << seconds << " s" << std::defaultfloat << std::endl;
 }
 
+// Scores `int8` on `data` and compares its outputs with `reference`'s (the fake-quant model it
+// was lowered from): accuracy, and the signal-to-quantization-noise ratio of the outputs in dB.
+std::pair<double, double> score_int8(Context& c, torch::jit::Module& int8, torch::jit::Module& reference,
+                                     const Dataset& data) {
+  torch::NoGradGuard no_grad;
+  set_training(c, false);
+  int8.eval();
+  reference.eval();
+  int64_t correct = 0;
+  double signal = 0, noise = 0;
+  for (int64_t start = 0; start < data.size(); start += c.x->test_batch_size) {
+    const int64_t n = std::min(c.x->test_batch_size, data.size() - start);
+    const at::Tensor x = data.inputs.narrow(0, start, n);
+    const at::Tensor out = int8.forward({x}).toTensor();
+    const at::Tensor ref = reference.forward({x}).toTensor();
+    correct += out.argmax(1).eq(data.targets.narrow(0, start, n)).sum().item<int64_t>();
+    signal += ref.to(at::kDouble).pow(2).sum().item<double>();
+    noise += (ref.to(at::kDouble) - out.to(at::kDouble)).pow(2).sum().item<double>();
+  }
+  const double accuracy = data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
+  const double sqnr = noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+  return {accuracy, sqnr};
+}
+
 // Replaces every shrink::quantize call with ATen fake-quantize ops carrying the exported
 // calibration, so that plain LibTorch and Python load the model without Shrink.
 void bake_fake_quant(Model& model) {
@@ -650,6 +684,35 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              }
            }
          }
+         json int8 = nullptr;
+         if (experiment.export_int8) {
+           const fs::path qat_file = fs::path(c.staging) / "model_qat.pt";
+           const fs::path int8_file = fs::path(c.staging) / "model_int8.pt";
+           const Int8Export lowered = export_int8(qat_file.string(), int8_file.string());
+           use_int8_engine();
+           torch::jit::Module int8_model = torch::jit::load(int8_file.string());
+           torch::jit::Module reference = torch::jit::load(qat_file.string());
+           const auto scored = score_int8(c, int8_model, reference, c.test);
+           c.summary.int8_accuracy = scored.first;
+           const auto bytes = [](const fs::path& p) { return static_cast<int64_t>(fs::file_size(p)); };
+           int8 = {{"file", "model_int8.pt"},
+                   {"engine", "onednn"},
+                   {"accuracy", experiment.evaluate ? json(scored.first) : json(nullptr)},
+                   {"sqnr_db_vs_fake_quant", std::isfinite(scored.second) ? json(scored.second) : json(nullptr)},
+                   {"quantized_ops", lowered.quantized_ops},
+                   {"float_ops", lowered.float_ops},
+                   {"notes", lowered.notes},
+                   {"file_bytes", bytes(int8_file)},
+                   {"fp32_file_bytes", bytes(experiment.model)},
+                   {"size_ratio", static_cast<double>(bytes(int8_file)) / static_cast<double>(bytes(experiment.model))}};
+           std::cout << "model_int8.pt: " << lowered.quantized_ops << " int8 ops";
+           if (experiment.evaluate) std::cout << ", accuracy " << std::setprecision(4) << scored.first;
+           std::cout << ", output SQNR vs model_qat.pt " << std::setprecision(3) << scored.second
+                     << " dB, " << std::setprecision(2) << int8["size_ratio"].get<double>()
+                     << "x the fp32 file" << std::defaultfloat << std::endl;
+           for (const auto& line : lowered.float_ops) std::cout << "  float: " << line << std::endl;
+           for (const auto& line : lowered.notes) std::cout << "  note: " << line << std::endl;
+         }
          const double baseline_spe = c.pretrain.seconds_per_epoch(c.train.size());
          const double compressed_spe = c.finetune.seconds_per_epoch(c.train.size());
          c.summary.baseline_seconds_per_epoch = baseline_spe;
@@ -662,7 +725,8 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              {"metrics",
               {{"baseline_accuracy", accuracy(c.summary.baseline_accuracy)},
                {"compressed_accuracy", accuracy(c.summary.compressed_accuracy)},
-               {"exported_accuracy", accuracy(c.summary.exported_accuracy)}}},
+               {"exported_accuracy", accuracy(c.summary.exported_accuracy)},
+               {"int8_accuracy", accuracy(c.summary.int8_accuracy)}}},
              {"train",
               {{"baseline_seconds_per_epoch", baseline_spe},
                {"compressed_seconds_per_epoch", compressed_spe},
@@ -671,6 +735,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
                {"pretrain", c.pretrain.to_json()},
                {"finetune", c.finetune.to_json()}}},
              {"calibration", c.calibration},
+             {"int8", int8},
              {"sites", sites}};
          write_json(fs::path(c.staging) / "report.json", report);
        }},
@@ -688,7 +753,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
     // earlier run left there that this run did not write (model_qat.pt, with export.model off)
     // goes, so that nothing stale sits beside the new report.
     fs::create_directories(c.out_dir);
-    for (const char* name : {"report.json", "calibration.json", "model_qat.pt"}) {
+    for (const char* name : {"report.json", "calibration.json", "model_qat.pt", "model_int8.pt"}) {
       if (!fs::exists(fs::path(c.staging) / name)) fs::remove(fs::path(c.out_dir) / name, ec);
     }
     for (const auto& entry : fs::directory_iterator(c.staging)) {

@@ -19,6 +19,7 @@ for estimator in minmax moving_average_minmax percentile mse entropy; do
   "$shrink" run "$src/configs/ptq_quickstart.yaml" --out "$work/$estimator" "${short[@]}" \
     --set "compress.0.options.estimator=$estimator" > "$work/$estimator.log"
   grep -q "^calibrate: ptq on 100 samples (10 batches)" "$work/$estimator.log" || fail "no calibration line"
+  grep -q "^model_int8.pt: 4 int8 ops, accuracy" "$work/$estimator.log" || fail "no int8 line"
   /usr/bin/python3 - "$work/$estimator" "$estimator" <<'PY'
 import json, sys
 out, estimator = sys.argv[1], sys.argv[2]
@@ -32,6 +33,15 @@ assert abs(m["compressed_accuracy"] - m["baseline_accuracy"]) < 0.02, m
 assert abs(m["exported_accuracy"] - m["compressed_accuracy"]) <= 0.001, m
 assert report["calibration"] == [{"stage": 0, "batches": 10, "samples": 100, "seconds": report["calibration"][0]["seconds"]}], report["calibration"]
 assert report["train"]["finetune"]["steps_done"] == 0, report["train"]
+# model_int8.pt: the convolutions and linears run int8 kernels; it scores within 0.3 point of
+# the fake-quant model (the issue's target; 0.5 here on 2000 samples: 10 of them), its outputs
+# close to it; only log_softmax stays float; the file is about a quarter of the fp32 one.
+i8 = report["int8"]
+assert i8["quantized_ops"] == 4 and i8["engine"] == "onednn", i8
+assert abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
+assert i8["sqnr_db_vs_fake_quant"] > 20, i8
+assert [f.split(" ")[0] for f in i8["float_ops"]] == ["aten::log_softmax"], i8
+assert i8["size_ratio"] < 0.27, i8
 for op, targets in cal.items():
     for target, c in targets.items():
         if target == "weight":   # ptq's default: symmetric per output channel
@@ -43,11 +53,28 @@ for op, targets in cal.items():
 PY
 done
 /usr/bin/python3 "$src/tools/models/eval_model.py" "$work/entropy/model_qat.pt" --limit 2000 > "$work/py.json"
-/usr/bin/python3 - "$work/entropy/report.json" "$work/py.json" <<'PY'
+/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/entropy/model_int8.pt" --limit 2000 > "$work/py8.json"
+/usr/bin/python3 - "$work/entropy/report.json" "$work/py.json" "$work/py8.json" <<'PY'
 import json, sys
-m, py = json.load(open(sys.argv[1]))["metrics"], json.load(open(sys.argv[2]))
+m, py, py8 = json.load(open(sys.argv[1]))["metrics"], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
 assert abs(py["accuracy"] - m["exported_accuracy"]) <= 0.001, (py, m)
 assert "aten::fake_quantize_per_channel_affine" in py["ops"], py
+# Plain PyTorch runs the int8 model (oneDNN engine) to the same accuracy, on real int8 kernels.
+assert abs(py8["accuracy"] - m["int8_accuracy"]) <= 0.001, (py8, m)
+assert {"quantized::conv2d_relu", "quantized::linear_relu", "quantized::linear"} <= set(py8["ops"]), py8
+assert not any(op.startswith("aten::fake_quantize") for op in py8["ops"]), py8
+PY
+
+echo "== shrink export --int8 and shrink bench, as a user runs them"
+"$shrink" export "$work/minmax/model_qat.pt" --int8 -o "$work/again_int8.pt" | tee "$work/export.log"
+grep -q "^int8: 4 quantized ops" "$work/export.log" || fail "export --int8 summary"
+"$shrink" bench "$model_dir/mnist.pt" --int8 "$work/again_int8.pt" --shape 1,28,28 --batch 1,8 --runs 5 --json \
+  | tee "$work/bench.log"
+/usr/bin/python3 - "$work/bench.log" <<'PY'
+import json, sys
+rows = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["results"]
+assert [r["batch"] for r in rows] == [1, 8], rows
+assert all(r["fp32_ms"] > 0 and r["int8_ms"] > 0 and r["speedup"] > 0 for r in rows), rows
 PY
 
 echo "== calibration errors: one line naming the file, line and key; no output folder"
@@ -60,7 +87,8 @@ expect_error() {  # expect_error NAME PATTERN ARGS...
   grep -q -- "$pattern" "$work/err_$name.log" || { cat "$work/err_$name.log"; fail "$name: no '$pattern'"; }
   [ ! -e "$work/err_$name" ] || fail "$name: an output folder was left"
 }
-expect_error too_many "ptq_quickstart.yaml:23:.*compress\[0\].calibration: 700 batches of 10 need 7000 samples, the training set has 6400" \
+line=$(grep -n "calibration: {batches" "$src/configs/ptq_quickstart.yaml" | cut -d: -f1)
+expect_error too_many "ptq_quickstart.yaml:$line:.*compress\[0\].calibration: 700 batches of 10 need 7000 samples, the training set has 6400" \
   "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.calibration.batches=700
 expect_error zero "compress\[0\].calibration.batches: 0 is below the minimum 1" \
   "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.calibration.batches=0
@@ -81,4 +109,11 @@ PY
 expect_error nan "nan.pt: the inputs contain NaN or infinity" \
   "$src/configs/ptq_quickstart.yaml" --set "model=$model_dir/mnist.pt" --set pretrain=null \
   --set data.format=tensors --set "data.path=$work/nan.pt"
+# A 4-bit site cannot become int8: said before anything trains.
+expect_error four_bit "compress\[0\]: conv1._input_0 is a 4-bit site; export.int8 needs 8-bit sites" \
+  "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.config_list.0.quant_dtype=int4
+expect_error int8_needs_model "export.int8: needs export.model" \
+  "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set export.model=false
+"$shrink" export "$work/nowhere.pt" --int8 > "$work/export_err.log" 2>&1 && fail "export of a missing file succeeded"
+grep -q "nowhere.pt" "$work/export_err.log" || fail "export error does not name the file"
 echo "ptq cli: all good"

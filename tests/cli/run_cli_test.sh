@@ -16,7 +16,7 @@ short=(--set "model=$model_dir/mnist.pt" --set data.train_limit=6400 --set data.
 
 echo "== a short quick start: 2 x 100 steps fp32, 2 x 100 steps QAT"
 "$shrink" run "$src/configs/quickstart.yaml" --out "$work/a" "${short[@]}" | tee "$work/a.log"
-for f in report.json calibration.json model_qat.pt; do
+for f in report.json calibration.json model_qat.pt model_int8.pt; do
   [ -s "$work/a/$f" ] || fail "$f missing"
 done
 [ ! -e "$work/a/checkpoint.pt" ] || fail "the checkpoint was not removed after a complete run"
@@ -38,6 +38,13 @@ assert abs(m["exported_accuracy"] - m["compressed_accuracy"]) <= 0.001, m
 # Plain PyTorch scores the exported model as Shrink did.
 assert abs(py["accuracy"] - m["exported_accuracy"]) <= 0.001, (py, m)
 assert "aten::fake_quantize_per_tensor_affine" in py["ops"], py
+# The QAT model lowered to int8 kernels (export.int8 in the quick start) scores as its fake-quant
+# model within 0.5 point (10 of 2000 samples); QAT's affine weights are re-quantized symmetric.
+i8 = report["int8"]
+print("int8", m["int8_accuracy"], i8["sqnr_db_vs_fake_quant"], i8["notes"])
+assert i8["quantized_ops"] == 4, i8
+assert abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
+assert any("re-quantized symmetric" in n for n in i8["notes"]), i8
 assert t["baseline_seconds_per_epoch"] > 0 and t["compressed_seconds_per_epoch"] > 0, t
 assert report["experiment"]["resolved"]["finetune"]["epochs"] == 2, report["experiment"]
 # The seed's config_list: 4 ops x 3 targets + 3 relu outputs.
@@ -83,9 +90,10 @@ PY
 
 echo "== a later run into the same folder leaves no stale result beside its own"
 "$shrink" run "$src/configs/quickstart.yaml" --out "$work/a/" "${short[@]}" --set pretrain.epochs=0 \
-    --set finetune.epochs=0 --set export.model=false --set evaluate=false > /dev/null
+    --set finetune.epochs=0 --set export.model=false --set export.int8=false --set evaluate=false > /dev/null
 [ -s "$work/a/report.json" ] && [ -s "$work/a/calibration.json" ] || fail "results missing"
 [ ! -e "$work/a/model_qat.pt" ] || fail "a stale model_qat.pt was left beside the new report"
+[ ! -e "$work/a/model_int8.pt" ] || fail "a stale model_int8.pt was left beside the new report"
 [ ! -e "$work/a/.partial" ] && [ ! -e "$work/a.partial" ] || fail "staging left behind"
 
 echo "== bad input: one line naming file, line and key; non-zero exit; no output"

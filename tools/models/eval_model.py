@@ -7,7 +7,8 @@ Usage: eval_model.py MODEL.pt [--data /usr/share/datasets/fashion-mnist] [--mean
 
 Prints one JSON line: {"accuracy": ..., "samples": ..., "ops": [...]} where "ops" lists the
 quantization-related ATen ops in the model's forward graph (fake_quantize_*, quantize_*).
-Shrink's exported model_qat.pt must load and score here as it did in `shrink run`.
+Shrink's exported model_qat.pt and model_int8.pt must load and score here as they did in
+`shrink run` (int8 models run on the oneDNN quantized engine, which this selects).
 """
 import argparse
 import gzip
@@ -59,6 +60,7 @@ def main():
     x = ((images.unsqueeze(1) if images.dim() == 3 else images) - args.mean) / args.std
     y = labels
 
+    torch.backends.quantized.engine = "onednn"
     model = torch.jit.load(args.model)
     model.eval()
     correct = 0

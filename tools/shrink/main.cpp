@@ -2,6 +2,7 @@
 #include <shrink/config_list.hpp>
 #include <shrink/error.hpp>
 #include <shrink/experiment.hpp>
+#include <shrink/int8_export.hpp>
 #include <shrink/logging.hpp>
 #include <shrink/masker.hpp>
 #include <shrink/model.hpp>
@@ -12,9 +13,11 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -240,6 +243,7 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
     std::cout << "  accuracy   fp32 " << summary.baseline_accuracy;
     if (summary.compressed_accuracy >= 0) std::cout << ", compressed " << summary.compressed_accuracy;
     if (summary.exported_accuracy >= 0) std::cout << ", model_qat.pt " << summary.exported_accuracy;
+    if (summary.int8_accuracy >= 0) std::cout << ", model_int8.pt " << summary.int8_accuracy;
     std::cout << "\n";
   }
   if (summary.baseline_seconds_per_epoch > 0 && summary.compressed_seconds_per_epoch > 0) {
@@ -248,6 +252,104 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
               << summary.compressed_seconds_per_epoch / summary.baseline_seconds_per_epoch
               << "x)\n";
   }
+  return 0;
+}
+
+// `shrink export model_qat.pt --int8 -o model_int8.pt`: a fake-quant model to LibTorch's int8
+// kernels.
+int run_export(const std::string& model, bool int8, std::string out) {
+  SHRINK_CHECK(int8, "export: say what to export to (--int8)");
+  if (out.empty()) {
+    const std::string stem = model.size() > 3 && model.substr(model.size() - 3) == ".pt"
+                                 ? model.substr(0, model.size() - 3)
+                                 : model;
+    out = (stem.size() > 4 && stem.substr(stem.size() - 4) == "_qat" ? stem.substr(0, stem.size() - 4)
+                                                                      : stem) + "_int8.pt";
+  }
+  const shrink::Int8Export result = shrink::export_int8(model, out);
+  std::cout << "int8: " << result.quantized_ops << " quantized ops -> " << out << "\n";
+  for (const auto& line : result.float_ops) std::cout << "  float: " << line << "\n";
+  for (const auto& line : result.notes) std::cout << "  note: " << line << "\n";
+  return 0;
+}
+
+// `shrink bench model.pt [--int8 model_int8.pt] --shape 1,28,28 [--batch 1,64] [--threads 1]`:
+// median latency of each model, measured side by side (the models take turns, run by run, so
+// that a noisy neighbour slows both alike).
+struct BenchArgs {
+  std::string model;
+  std::string int8;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> batches = {1, 64};
+  int threads = 1;
+  int runs = 0;  // 0: enough for about a second per model and batch size
+  bool json = false;
+};
+
+int run_bench(const BenchArgs& args) {
+  SHRINK_CHECK(!args.shape.empty(), "bench: --shape is required (one sample's shape, e.g. 1,28,28)");
+  at::set_num_threads(args.threads);
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, torch::jit::Module>> models;
+  auto load = [](const std::string& file) {
+    try {
+      torch::jit::Module m = torch::jit::load(file);
+      m.eval();
+      return m;
+    } catch (const c10::Error& e) {
+      throw shrink::Error(file + ": cannot be loaded as TorchScript: " +
+                          std::string(e.what_without_backtrace()).substr(0, 200));
+    }
+  };
+  models.emplace_back("fp32", load(args.model));
+  if (!args.int8.empty()) {
+    shrink::use_int8_engine();
+    models.emplace_back("int8", load(args.int8));
+  }
+  using Clock = std::chrono::steady_clock;
+  nlohmann::json rows = nlohmann::json::array();
+  std::cout << "threads " << args.threads << "\n";
+  std::cout << std::left << std::setw(8) << "batch";
+  for (const auto& m : models) std::cout << std::setw(14) << (m.first + " ms");
+  if (models.size() == 2) std::cout << "speed-up";
+  std::cout << "\n";
+  for (int64_t batch : args.batches) {
+    std::vector<int64_t> sizes = {batch};
+    sizes.insert(sizes.end(), args.shape.begin(), args.shape.end());
+    const at::Tensor x = torch::randn(sizes);
+    std::vector<std::vector<double>> times(models.size());
+    auto once = [&](torch::jit::Module& m) {
+      const auto start = Clock::now();
+      m.forward({x});
+      return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    };
+    double first = 0;
+    for (auto& m : models) {
+      for (int i = 0; i < 3; ++i) first = std::max(first, once(m.second));  // warm-up (profiling)
+    }
+    const int runs = args.runs > 0 ? args.runs
+                                   : static_cast<int>(std::min(2000.0, std::max(20.0, 1000.0 / std::max(first, 0.01))));
+    for (int r = 0; r < runs; ++r) {
+      for (std::size_t k = 0; k < models.size(); ++k) times[k].push_back(once(models[k].second));
+    }
+    nlohmann::json row = {{"batch", batch}, {"runs", runs}};
+    std::cout << std::left << std::setw(8) << batch << std::fixed << std::setprecision(3);
+    std::vector<double> medians;
+    for (std::size_t k = 0; k < models.size(); ++k) {
+      auto& t = times[k];
+      std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
+      medians.push_back(t[t.size() / 2]);
+      row[models[k].first + "_ms"] = medians.back();
+      std::cout << std::setw(14) << medians.back();
+    }
+    if (medians.size() == 2) {
+      row["speedup"] = medians[0] / medians[1];
+      std::cout << std::setprecision(2) << medians[0] / medians[1] << "x";
+    }
+    std::cout << std::defaultfloat << "\n";
+    rows.push_back(row);
+  }
+  if (args.json) std::cout << nlohmann::json{{"threads", args.threads}, {"results", rows}}.dump() << "\n";
   return 0;
 }
 
@@ -304,6 +406,29 @@ int main(int argc, char** argv) {
                   "Stop after this many training epochs in all (resume later with --resume)")
       ->check(CLI::PositiveNumber);
 
+  auto* export_cmd = app.add_subcommand(
+      "export", "Turn a fake-quant model (model_qat.pt) into one that runs int8 kernels");
+  std::string export_model, export_out;
+  bool export_int8 = false;
+  export_cmd->add_option("model", export_model, "Fake-quant TorchScript model (model_qat.pt)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  export_cmd->add_flag("--int8", export_int8, "LibTorch's int8 kernels (oneDNN engine)");
+  export_cmd->add_option("-o,--out", export_out, "Output file (default: model_int8.pt beside it)");
+
+  auto* bench = app.add_subcommand(
+      "bench", "Median latency of a model, and of its int8 export beside it");
+  BenchArgs bench_args;
+  bench->add_option("model", bench_args.model, "fp32 TorchScript model")->required()->check(CLI::ExistingFile);
+  bench->add_option("--int8", bench_args.int8, "Its int8 export (model_int8.pt)")->check(CLI::ExistingFile);
+  bench->add_option("--shape", bench_args.shape, "One sample's shape, e.g. 1,28,28")
+      ->delimiter(',')
+      ->required();
+  bench->add_option("--batch", bench_args.batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  bench->add_option("--threads", bench_args.threads, "Intra-op threads")->capture_default_str();
+  bench->add_option("--runs", bench_args.runs, "Timed runs per model and batch size (default: about 1 s)");
+  bench->add_flag("--json", bench_args.json, "Also print the figures as one JSON line");
+
   auto* help = app.add_subcommand("help", "Show this help");
 
   try {
@@ -321,6 +446,8 @@ int main(int argc, char** argv) {
     if (*check) return run_check(global, check_name, check_options, sparsity);
     if (*inspect) return run_inspect(inspect_model, inspect_config, inspect_json);
     if (*run) return run_run(global, run_args);
+    if (*bench) return run_bench(bench_args);
+    if (*export_cmd) return run_export(export_model, export_int8, export_out);
   } catch (const shrink::Error& e) {
     std::fprintf(stderr, "shrink: error: %s\n", e.what());
     return 1;

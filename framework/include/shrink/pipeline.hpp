@@ -26,6 +26,7 @@ struct RunSummary {
   double baseline_accuracy = -1;
   double compressed_accuracy = -1;
   double exported_accuracy = -1;  // model_qat.pt reloaded and evaluated; -1 when not exported
+  double int8_accuracy = -1;      // model_int8.pt reloaded and evaluated; -1 when not exported
   double baseline_seconds_per_epoch = 0;
   double compressed_seconds_per_epoch = 0;
   bool stopped = false;  // stop_after_epochs was reached; no results were written

@@ -1,0 +1,28 @@
+// Lowering a fake-quant TorchScript model (model_qat.pt, as `shrink run` exports it) to one that
+// runs LibTorch's real int8 kernels (oneDNN engine): quantized::conv2d / conv2d_relu / linear /
+// linear_relu / add / add_relu / cat, pooling and reshapes on quantized tensors, BatchNorm folded
+// into the convolution before it. What has no int8 kernel stays float behind a dequantize, and
+// the result lists it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace shrink {
+
+struct Int8Export {
+  int quantized_ops = 0;                 // convolutions, linears, adds, ... now int8
+  std::vector<std::string> float_ops;    // "aten::log_softmax (output): no int8 kernel; runs in float"
+  std::vector<std::string> notes;        // e.g. weights re-quantized symmetric for oneDNN
+};
+
+// Reads `fake_quant_model` (a TorchScript file whose quantization is aten::fake_quantize_*
+// nodes), writes the int8 model to `out_file`. Throws shrink::Error (one line naming the file and
+// what is wrong) for a model it cannot lower: a fake-quant site of other than 8 bits, no
+// quantized op at all.
+Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file);
+
+// Selects LibTorch's oneDNN quantized engine (what int8 models from export_int8 run on).
+void use_int8_engine();
+
+}  // namespace shrink

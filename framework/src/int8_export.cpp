@@ -1,0 +1,555 @@
+// Lowers a fake-quant TorchScript model to LibTorch's int8 kernels. See int8_export.hpp.
+//
+// One walk over the inlined graph, in order, keeps for each float value that equals
+// dequantize(q) its quantized twin q and q's parameters. Each fake-quant of an activation becomes
+// quantize_per_tensor (quint8) + dequantize; a convolution or linear whose input has a twin and
+// whose weight is fake-quantized becomes quantized::conv2d / linear (with the ReLU after it fused
+// and the BatchNorm after it folded), with its output quantized as the fake-quant after it says;
+// pooling, reshapes and ReLUs run on the twin; residual adds and concatenations become quantized
+// ones. Everything else reads the dequantized value, stays float, and is reported. LibTorch's own
+// passes then finish the model: freezing (weights become constants, training branches go) and
+// FoldQuantizedPrepackingOps (the prepacked weights become attributes).
+#include <shrink/error.hpp>
+#include <shrink/int8_export.hpp>
+#include <shrink/logging.hpp>
+
+#include "graph_utils.hpp"
+
+#include <ATen/Context.h>
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/freeze_module.h>
+#include <torch/csrc/jit/passes/quantization/finalize.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+namespace shrink {
+namespace {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+c10::Symbol sym(const char* qualified) { return c10::Symbol::fromQualString(qualified); }
+bool is(const Node* n, const char* kind) { return n->kind() == sym(kind); }
+
+// quint8 parameters of a quantized activation.
+struct QParams {
+  double scale = 0;
+  int64_t zero_point = 0;
+  bool operator==(const QParams& o) const { return scale == o.scale && zero_point == o.zero_point; }
+};
+
+struct Twin {
+  Value* q;
+  QParams p;
+};
+
+// A fake-quant node's parameters, as constants of the graph.
+struct FakeQuant {
+  bool per_channel = false;
+  double scale = 0;
+  int64_t zero_point = 0;
+  at::Tensor scales, zero_points;  // per channel
+  int64_t axis = 0;
+  int64_t qmin = 0, qmax = 0;
+};
+
+std::optional<FakeQuant> fake_quant_of(const Node* n) {
+  using torch::jit::constant_as;
+  FakeQuant f;
+  if (is(n, "aten::fake_quantize_per_tensor_affine") && n->inputs().size() == 5) {
+    auto scale = constant_as<double>(n->input(1));
+    auto zp = constant_as<int64_t>(n->input(2));
+    auto lo = constant_as<int64_t>(n->input(3)), hi = constant_as<int64_t>(n->input(4));
+    if (!scale || !zp || !lo || !hi) return std::nullopt;
+    f.scale = *scale;
+    f.zero_point = *zp;
+    f.qmin = *lo;
+    f.qmax = *hi;
+    return f;
+  }
+  if (is(n, "aten::fake_quantize_per_channel_affine") && n->inputs().size() == 6) {
+    auto scales = constant_as<at::Tensor>(n->input(1));
+    auto zps = constant_as<at::Tensor>(n->input(2));
+    auto axis = constant_as<int64_t>(n->input(3));
+    auto lo = constant_as<int64_t>(n->input(4)), hi = constant_as<int64_t>(n->input(5));
+    if (!scales || !zps || !axis || !lo || !hi) return std::nullopt;
+    f.per_channel = true;
+    f.scales = *scales;
+    f.zero_points = *zps;
+    f.axis = *axis;
+    f.qmin = *lo;
+    f.qmax = *hi;
+    return f;
+  }
+  return std::nullopt;
+}
+
+// What a node is called in reports: its kind and where it comes from.
+std::string describe(const Node* n) {
+  std::string where = detail::scope_of(n);
+  if (where.empty() && n->outputs().size() == 1) where = "%" + n->output()->debugName();
+  return std::string(n->kind().toQualString()) + (where.empty() ? "" : " (" + where + ")");
+}
+
+// Uses that read data, not just the shape.
+std::vector<torch::jit::Use> data_uses(const Value* v) {
+  std::vector<torch::jit::Use> out;
+  for (const auto& u : v->uses()) {
+    if (!is(u.user, "aten::dim") && !is(u.user, "aten::size")) out.push_back(u);
+  }
+  return out;
+}
+
+// The single data use of `v` when it is a node of one of `kinds` taking v as input 0.
+Node* only_use(const Value* v, std::initializer_list<const char*> kinds) {
+  const auto uses = data_uses(v);
+  if (uses.size() != 1 || uses[0].offset != 0) return nullptr;
+  for (const char* k : kinds) {
+    if (is(uses[0].user, k)) return uses[0].user;
+  }
+  return nullptr;
+}
+
+class Lowering {
+ public:
+  Lowering(torch::jit::Module& module, const std::string& file) : module_(module), file_(file) {
+    graph_ = module_.get_method("forward").graph();
+    detail::inline_calls(*graph_);
+    // Evaluation only: `training` reads become false and their branches go.
+    for (Node* n : detail::all_nodes(graph_->block())) {
+      if (n->kind() == c10::prim::GetAttr && n->s(c10::attr::name) == "training") {
+        torch::jit::WithInsertPoint guard(n);
+        n->output()->replaceAllUsesWith(graph_->insertConstant(false));
+      }
+    }
+    torch::jit::ConstantPropagation(graph_);
+    torch::jit::EliminateDeadCode(graph_);
+    paths_ = detail::attribute_paths(*graph_);
+  }
+
+  Int8Export run() {
+    std::vector<Node*> order(graph_->nodes().begin(), graph_->nodes().end());
+    for (Node* n : order) {
+      if (dead_.count(n)) continue;
+      if (auto fq = fake_quant_of(n)) {
+        if (!is_weight(n->input(0))) activation_fake_quant(n, *fq);
+      } else if (is(n, "aten::conv2d") || is(n, "aten::linear")) {
+        weighted(n);
+      } else if (value_op(n)) {
+        // moved onto the twin
+      } else if (is(n, "aten::add") || is(n, "aten::add_")) {
+        add(n);
+      } else if (is(n, "aten::cat")) {
+        cat(n);
+      } else if (is(n, "aten::hardswish") || is(n, "aten::hardswish_")) {
+        hardswish(n);
+      }
+    }
+    for (auto it = dead_order_.rbegin(); it != dead_order_.rend(); ++it) {
+      for (Value* out : (*it)->outputs()) {
+        SHRINK_CHECK(!out->hasUses(), file_ << ": int8 export: internal error, "
+                                            << describe(*it) << " is still used");
+      }
+      (*it)->destroy();
+    }
+    // Shape queries, sub-blocks included (BatchNorm's input check), read the quantized tensor: a
+    // dequantize kept alive only for them cost as much as a convolution.
+    for (Node* n : detail::all_nodes(graph_->block())) {
+      if ((is(n, "aten::dim") || is(n, "aten::size")) && is(n->input(0)->node(), "aten::dequantize")) {
+        n->replaceInput(0, n->input(0)->node()->input(0));
+      }
+    }
+    torch::jit::EliminateDeadCode(graph_);
+    report_float_ops();
+    // A model with fake-quant sites left (weights of ops that stayed float, say) keeps them.
+    return result_;
+  }
+
+ private:
+  bool is_weight(const Value* v) const { return paths_.count(v) != 0; }
+
+  at::Tensor attribute(const Value* v) const {
+    const std::string& path = paths_.at(v);
+    torch::jit::Module m = module_;
+    std::string rest = path;
+    for (std::size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+      m = m.attr(rest.substr(0, dot)).toModule();
+    }
+    const c10::IValue value = m.attr(rest);
+    return value.isTensor() ? value.toTensor() : at::Tensor();
+  }
+
+  // quint8 parameters for an activation fake-quant: 8-bit sites only.
+  QParams activation_params(const Node* n, const FakeQuant& f) {
+    SHRINK_CHECK(!f.per_channel, file_ << ": int8 export: " << describe(n)
+                                       << " quantizes an activation per channel; int8 kernels "
+                                          "take per-tensor activations");
+    const int64_t levels = f.qmax - f.qmin;
+    SHRINK_CHECK(levels == 254 || levels == 255,
+                 file_ << ": int8 export: " << describe(n) << " is a " << std::llround(std::log2(levels + 1))
+                       << "-bit site (integer range [" << f.qmin << ", " << f.qmax
+                       << "]); LibTorch's int8 kernels need 8-bit sites");
+    // [-127, 127] and [-128, 127] shift into quint8's [0, 255]; [0, 255] is quint8 already.
+    const int64_t shift = f.qmin < 0 ? 128 : 0;
+    return {f.scale, f.zero_point + shift};
+  }
+
+  Value* dequantize_after(Value* q) {
+    Node* dq = graph_->create(sym("aten::dequantize"), {q});
+    dq->insertAfter(q->node());
+    return dq->output();
+  }
+
+  // Float value `replaced` (and its shape queries) is now dequantize(q); returns that value.
+  Value* set_twin(Value* replaced, Value* q, QParams p) {
+    Value* f = dequantize_after(q);
+    replaced->replaceAllUsesWith(f);
+    twins_[f] = {q, p};
+    return f;
+  }
+
+  void kill(Node* n) {
+    if (dead_.insert(n).second) dead_order_.push_back(n);
+  }
+
+  // `nodes` are replaced by one op whose float result is `f`: whatever outside them still reads
+  // their outputs (shape queries: the shape is the same) reads `f`, and they go.
+  void retire(const std::vector<Node*>& nodes, Value* f) {
+    const std::set<Node*> group(nodes.begin(), nodes.end());
+    for (Node* n : nodes) {
+      for (Value* out : n->outputs()) {
+        const auto uses = out->uses();
+        for (const auto& u : uses) {
+          if (!group.count(u.user)) u.user->replaceInput(u.offset, f);
+        }
+      }
+    }
+    for (Node* n : nodes) kill(n);
+  }
+
+  void activation_fake_quant(Node* n, const FakeQuant& f) {
+    const QParams p = activation_params(n, f);
+    Value* x = n->input(0);
+    auto it = twins_.find(x);
+    if (it != twins_.end() && it->second.p == p) {
+      n->output()->replaceAllUsesWith(x);  // already quantized so
+    } else {
+      torch::jit::WithInsertPoint guard(n);
+      Value* q = graph_->insert(sym("aten::quantize_per_tensor"),
+                                {x, p.scale, p.zero_point, static_cast<int64_t>(at::kQUInt8)});
+      set_twin(n->output(), q, p);
+    }
+    kill(n);
+  }
+
+  // conv2d / linear, with what follows it folded in: [fake-quant] [batch_norm] [fake-quant]
+  // [relu | hardtanh(0, 6)] [fake-quant]. The output takes the parameters of the last fake-quant.
+  void weighted(Node* n) {
+    const bool conv = is(n, "aten::conv2d");
+    auto in = twins_.find(n->input(0));
+    Node* weight_fq = n->input(1)->node();
+    auto wf = fake_quant_of(weight_fq);
+    if (in == twins_.end() || !wf || !is_weight(weight_fq->input(0))) return;  // stays float
+    // Name it by its module ("conv1") in what is reported.
+    std::string module = paths_.at(weight_fq->input(0));
+    module = module.substr(0, module.rfind('.'));
+    const std::string name = std::string(n->kind().toQualString()) + " (" + module + ")";
+    std::vector<Node*> chain;
+    Node* last_fq = nullptr;
+    Node* bn = nullptr;
+    Node* relu = nullptr;
+    Value* v = n->output();
+    auto take_fq = [&] {
+      if (Node* f = only_use(v, {"aten::fake_quantize_per_tensor_affine"})) {
+        chain.push_back(f);
+        last_fq = f;
+        v = f->output();
+      }
+    };
+    take_fq();
+    if (conv) {
+      if (Node* b = only_use(v, {"aten::batch_norm"})) {
+        bn = b;
+        chain.push_back(b);
+        v = b->output();
+        last_fq = nullptr;  // a fake-quant before the BatchNorm measured the wrong values
+        take_fq();
+      }
+    }
+    Node* before_relu_fq = last_fq;
+    const std::size_t before_relu = chain.size();
+    if (Node* r = only_use(v, {"aten::relu", "aten::relu_", "aten::hardtanh", "aten::hardtanh_"})) {
+      chain.push_back(r);
+      v = r->output();
+      last_fq = nullptr;
+      take_fq();
+      if (last_fq != nullptr && relu_like(r, *fake_quant_of(last_fq))) {
+        relu = r;
+      } else {  // the ReLU stays a separate op on the quantized output
+        chain.resize(before_relu);
+        last_fq = before_relu_fq;
+      }
+    }
+    if (last_fq == nullptr) {
+      result_.notes.push_back(name + " stays float: its output is not fake-quantized");
+      return;
+    }
+    const QParams out = activation_params(last_fq, *fake_quant_of(last_fq));
+
+    // The weight as the fake-quant model used it, with the BatchNorm folded in.
+    at::Tensor w = attribute(weight_fq->input(0)).detach().to(at::kFloat);
+    at::Tensor w_fq = wf->per_channel
+                          ? at::fake_quantize_per_channel_affine(w, wf->scales.to(at::kFloat),
+                                                                 wf->zero_points.to(at::kInt), wf->axis,
+                                                                 wf->qmin, wf->qmax)
+                          : at::fake_quantize_per_tensor_affine(w, wf->scale, wf->zero_point, wf->qmin,
+                                                                wf->qmax);
+    const int64_t channels = w.size(0);
+    at::Tensor scales = wf->per_channel ? wf->scales.to(at::kDouble).reshape({-1})
+                                        : at::full({channels}, wf->scale, at::kDouble);
+    at::Tensor zps = wf->per_channel ? wf->zero_points.to(at::kLong).reshape({-1})
+                                     : at::full({channels}, wf->zero_point, at::kLong);
+    auto bias_value = torch::jit::constant_as<at::Tensor>(n->input(2));
+    at::Tensor b = n->input(2)->type()->kind() == c10::TypeKind::NoneType ? at::zeros({channels})
+                   : is_weight(n->input(2)) ? attribute(n->input(2)).detach().to(at::kFloat)
+                   : bias_value ? bias_value->to(at::kFloat) : at::Tensor();
+    if (!b.defined()) {
+      result_.notes.push_back(name + " stays float: its bias is computed, not a parameter");
+      return;
+    }
+    if (bn != nullptr) {
+      at::Tensor gamma = bn_input(bn, 1, channels, 1.0), beta = bn_input(bn, 2, channels, 0.0);
+      at::Tensor mean = bn_input(bn, 3, channels, 0.0), var = bn_input(bn, 4, channels, 1.0);
+      auto eps = torch::jit::constant_as<double>(bn->input(7));
+      if (!gamma.defined() || !beta.defined() || !mean.defined() || !var.defined() || !eps) {
+        result_.notes.push_back(name + " stays float: its BatchNorm has computed parameters");
+        return;
+      }
+      const at::Tensor k = gamma / at::sqrt(var + *eps);
+      std::vector<int64_t> shape(static_cast<std::size_t>(w.dim()), 1);
+      shape[0] = channels;
+      w_fq = w_fq * k.reshape(shape);
+      b = (b - mean) * k + beta;
+      scales = scales * k.abs().to(at::kDouble);
+    }
+    // oneDNN takes symmetric int8 weights (zero point 0): an affine channel is re-quantized.
+    const at::Tensor affine = zps != 0;
+    if (affine.any().item<bool>()) {
+      const at::Tensor absmax = w_fq.abs().reshape({channels, -1}).amax(1).to(at::kDouble);
+      scales = at::where(affine, at::clamp_min(absmax / 127.0, 1e-12), scales);
+      result_.notes.push_back(name + ": affine weights re-quantized symmetric per channel "
+                                            "(oneDNN takes zero point 0)");
+    }
+    scales = at::clamp_min(scales, 1e-12);
+
+    torch::jit::WithInsertPoint guard(n);
+    Value* w_q = graph_->insert(sym("aten::quantize_per_channel"),
+                                {graph_->insertConstant(w_fq), graph_->insertConstant(scales),
+                                 graph_->insertConstant(at::zeros({channels}, at::kLong)), int64_t{0},
+                                 static_cast<int64_t>(at::kQInt8)});
+    Value* bias = graph_->insertConstant(b.contiguous());
+    Value* packed;
+    Value* q;
+    if (conv) {
+      packed = graph_->insert(sym("quantized::conv2d_prepack"),
+                              {w_q, bias, n->input(3), n->input(4), n->input(5), n->input(6)});
+      q = graph_->insert(sym(relu ? "quantized::conv2d_relu" : "quantized::conv2d"),
+                         {in->second.q, packed, out.scale, out.zero_point});
+    } else {
+      packed = graph_->insert(sym("quantized::linear_prepack"), {w_q, bias});
+      q = graph_->insert(sym(relu ? "quantized::linear_relu" : "quantized::linear"),
+                         {in->second.q, packed, out.scale, out.zero_point});
+    }
+    Value* f = set_twin(last_fq->output(), q, out);
+    chain.insert(chain.begin(), n);
+    retire(chain, f);
+    ++result_.quantized_ops;
+  }
+
+  // A BatchNorm parameter, as a constant or a module attribute; `fallback` where it is None.
+  at::Tensor bn_input(Node* bn, std::size_t i, int64_t channels, double fallback) {
+    Value* v = bn->input(i);
+    if (v->type()->kind() == c10::TypeKind::NoneType) return at::full({channels}, fallback);
+    if (is_weight(v)) return attribute(v).detach().to(at::kFloat);
+    auto c = torch::jit::constant_as<at::Tensor>(v);
+    return c ? c->to(at::kFloat) : at::Tensor();
+  }
+
+  // relu, or hardtanh(0, 6) where the quantized range after it ends at or below 6 (so that
+  // saturating at the top of the range is the clamp at 6).
+  static bool relu_like(const Node* r, const FakeQuant& after) {
+    if (is(r, "aten::relu") || is(r, "aten::relu_")) return true;
+    auto lo = torch::jit::constant_as<double>(r->input(1));
+    auto hi = torch::jit::constant_as<double>(r->input(2));
+    if (!lo || !hi || *lo != 0.0) return false;
+    const double top = (static_cast<double>(after.qmax) - static_cast<double>(after.zero_point)) * after.scale;
+    return top <= *hi * (1 + 1e-6);
+  }
+
+  // Ops that run on quantized tensors and keep their parameters: moved onto the twin.
+  bool value_op(Node* n) {
+    static const std::set<std::string> kinds = {
+        "aten::max_pool2d", "aten::adaptive_avg_pool2d", "aten::avg_pool2d", "aten::relu",
+        "aten::relu_",      "aten::hardtanh",            "aten::hardtanh_",  "aten::reshape",
+        "aten::view",       "aten::flatten",             "aten::dropout",    "aten::contiguous",
+        "aten::transpose",  "aten::permute",             "aten::squeeze",    "aten::unsqueeze"};
+    if (!kinds.count(n->kind().toQualString()) || n->outputs().size() != 1) return false;
+    auto in = twins_.find(n->input(0));
+    if (in == twins_.end()) return false;
+    Value* q;
+    if (is(n, "aten::dropout")) {
+      q = in->second.q;  // evaluation: identity
+    } else {
+      // In-place variants become out-of-place ones; view becomes reshape (int8 activations from
+      // oneDNN are channels-last, which view cannot flatten; reshape copies where it must).
+      std::string kind = n->kind().toQualString();
+      if (kind == "aten::view") kind = "aten::reshape";
+      if (kind.back() == '_') kind.pop_back();
+      std::vector<torch::jit::NamedValue> args;
+      args.emplace_back(in->second.q);
+      for (std::size_t i = 1; i < n->inputs().size(); ++i) args.emplace_back(n->input(i));
+      torch::jit::WithInsertPoint guard(n);
+      q = graph_->insert(sym(kind.c_str()), args);
+    }
+    set_twin(n->output(), q, in->second.p);
+    kill(n);
+    return true;
+  }
+
+  // add(a, b) [relu] fake-quant  ->  quantized::add[_relu](qa, qb, scale, zero_point)
+  void add(Node* n) {
+    if (n->inputs().size() != 3) return;
+    auto a = twins_.find(n->input(0)), b = twins_.find(n->input(1));
+    auto alpha = torch::jit::constant_as<int64_t>(n->input(2));
+    if (a == twins_.end() || b == twins_.end() || !alpha || *alpha != 1) return;
+    fuse_output(n, {a->second.q, b->second.q}, "quantized::add", "quantized::add_relu");
+  }
+
+  void cat(Node* n) {
+    Node* list = n->input(0)->node();
+    if (list->kind() != c10::prim::ListConstruct || n->input(0)->uses().size() != 1) return;
+    std::vector<Value*> qs;
+    for (Value* v : list->inputs()) {
+      auto it = twins_.find(v);
+      if (it == twins_.end()) return;
+      qs.push_back(it->second.q);
+    }
+    Node* f = only_use(n->output(), {"aten::fake_quantize_per_tensor_affine"});
+    if (f == nullptr) return;
+    const QParams p = activation_params(f, *fake_quant_of(f));
+    torch::jit::WithInsertPoint guard(n);
+    Value* qlist = graph_->insertNode(graph_->createList(qs[0]->type(), qs))->output();
+    Value* q = graph_->insert(sym("quantized::cat"), {qlist, n->input(1), p.scale, p.zero_point});
+    retire({n, f}, set_twin(f->output(), q, p));
+    ++result_.quantized_ops;
+  }
+
+  void hardswish(Node* n) {
+    auto a = twins_.find(n->input(0));
+    if (a == twins_.end()) return;
+    Node* f = only_use(n->output(), {"aten::fake_quantize_per_tensor_affine"});
+    if (f == nullptr) return;
+    const QParams p = activation_params(f, *fake_quant_of(f));
+    torch::jit::WithInsertPoint guard(n);
+    Value* q = graph_->insert(sym("quantized::hardswish"), {a->second.q, p.scale, p.zero_point});
+    retire({n, f}, set_twin(f->output(), q, p));
+    ++result_.quantized_ops;
+  }
+
+  // n (an add) followed by [relu] and a fake-quant: one quantized op with the fake-quant's
+  // parameters.
+  void fuse_output(Node* n, std::vector<Value*> inputs, const char* op, const char* op_relu) {
+    Value* v = n->output();
+    Node* relu = only_use(v, {"aten::relu", "aten::relu_"});
+    if (relu != nullptr) v = relu->output();
+    Node* f = only_use(v, {"aten::fake_quantize_per_tensor_affine"});
+    if (f == nullptr && relu != nullptr) {  // relu not followed by a fake-quant: fuse only the add
+      relu = nullptr;
+      f = only_use(n->output(), {"aten::fake_quantize_per_tensor_affine"});
+    }
+    if (f == nullptr) return;
+    const QParams p = activation_params(f, *fake_quant_of(f));
+    torch::jit::WithInsertPoint guard(n);
+    std::vector<torch::jit::NamedValue> args(inputs.begin(), inputs.end());
+    args.emplace_back(p.scale);
+    args.emplace_back(p.zero_point);
+    Value* q = graph_->insert(sym(relu ? op_relu : op), args);
+    Value* out = set_twin(f->output(), q, p);
+    if (relu) {
+      retire({n, relu, f}, out);
+    } else {
+      retire({n, f}, out);
+    }
+    ++result_.quantized_ops;
+  }
+
+  // Every op left reading a dequantized value runs in float: say which.
+  void report_float_ops() {
+    for (Node* n : graph_->nodes()) {
+      if (!n->kind().is_aten() || is(n, "aten::dequantize") || is(n, "aten::quantize_per_tensor") ||
+          is(n, "aten::quantize_per_channel")) {
+        continue;
+      }
+      for (Value* in : n->inputs()) {
+        if (in->node()->kind() == sym("aten::dequantize")) {
+          result_.float_ops.push_back(describe(n) + ": no int8 lowering for it; runs in float");
+          break;
+        }
+      }
+    }
+  }
+
+  torch::jit::Module& module_;
+  std::string file_;
+  std::shared_ptr<Graph> graph_;
+  std::map<const Value*, std::string> paths_;
+  std::unordered_map<Value*, Twin> twins_;
+  std::set<Node*> dead_;
+  std::vector<Node*> dead_order_;
+  Int8Export result_;
+};
+
+}  // namespace
+
+void use_int8_engine() {
+  const auto engines = at::globalContext().supportedQEngines();
+  SHRINK_CHECK(std::find(engines.begin(), engines.end(), at::QEngine::ONEDNN) != engines.end(),
+               "int8: this LibTorch has no oneDNN quantized engine");
+  at::globalContext().setQEngine(at::QEngine::ONEDNN);
+}
+
+Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file) {
+  use_int8_engine();
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(fake_quant_model);
+  } catch (const std::exception& e) {
+    throw Error(fake_quant_model + ": cannot be loaded as TorchScript: " +
+                std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
+  }
+  module.eval();
+  Lowering lowering(module, fake_quant_model);
+  Int8Export result = lowering.run();
+  SHRINK_CHECK(result.quantized_ops > 0,
+               fake_quant_model << ": int8 export: no convolution or linear could be lowered "
+                                   "(their inputs, weights and outputs need 8-bit fake-quant sites)");
+  torch::jit::Module frozen = torch::jit::freeze_module(module);
+  torch::jit::FoldQuantizedPrepackingOps(frozen);
+  const std::string partial = out_file + ".partial";
+  frozen.save(partial);
+  std::filesystem::rename(partial, out_file);
+  return result;
+}
+
+}  // namespace shrink
