@@ -2,6 +2,8 @@
 
 #include <shrink/error.hpp>
 
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
@@ -33,6 +35,33 @@ void inline_calls(torch::jit::Graph& graph) {
     ~OptimizeOn() { torch::jit::setGraphExecutorOptimize(before); }
   } on;
   torch::jit::Inline(graph);
+}
+
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module) {
+  std::map<const torch::jit::Value*, c10::IValue> values;
+  values[graph->inputs().at(0)] = module._ivalue();
+  bool folded = false;
+  for (torch::jit::Node* node : all_nodes(graph->block())) {
+    if (node->kind() != c10::prim::GetAttr) continue;
+    auto base = values.find(node->input(0));
+    if (base == values.end() || !base->second.isObject()) continue;
+    const auto& object = base->second.toObjectRef();
+    const std::string name = node->s(c10::attr::name);
+    const auto slot = object.type()->findAttributeSlot(name);
+    if (!slot) continue;
+    const c10::IValue value = object.getSlot(*slot);
+    values[node->output()] = value;
+    if (name == "training" || !(value.isBool() || value.isInt() || value.isDouble() || value.isString())) {
+      continue;
+    }
+    torch::jit::WithInsertPoint guard(node);
+    node->output()->replaceAllUsesWith(graph->insertConstant(value));
+    folded = true;
+  }
+  if (!folded) return;
+  // Resolves the branches (and computes whatever else now has constant inputs).
+  torch::jit::ConstantPropagation(graph, /*ignore_custom_classes=*/true);
+  torch::jit::EliminateDeadCode(graph);
 }
 
 std::string scope_of(const torch::jit::Node* node) {

@@ -3,6 +3,7 @@
 
 #include <shrink/model.hpp>
 
+#include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>
 
 #include <map>
@@ -31,6 +32,12 @@ const std::vector<std::string>& anchor_kinds(const std::string& module_type);
 // inlined only while the graph executor's optimisation is on (the pipeline turns it off for
 // training), so this turns it on for the call.
 void inline_calls(torch::jit::Graph& graph);
+
+// Replaces reads of plain module attributes (bool, int, float, string: configuration such as
+// mobilenet_v2's `use_res_connect`; never `training`) with their values and resolves the branches
+// they choose, so that the ops of such a branch lie in the top-level block, where op discovery and
+// site insertion look. The attributes are taken as constants of the model, as freezing does.
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module);
 
 // Every node, sub-blocks included, in order.
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);

@@ -126,13 +126,15 @@ class Lowering {
   Lowering(torch::jit::Module& module, const std::string& file) : module_(module), file_(file) {
     graph_ = module_.get_method("forward").graph();
     detail::inline_calls(*graph_);
-    // Evaluation only: `training` reads become false and their branches go.
+    // Evaluation only: `training` reads become false and their branches go (with those of the
+    // model's other flags).
     for (Node* n : detail::all_nodes(graph_->block())) {
       if (n->kind() == c10::prim::GetAttr && n->s(c10::attr::name) == "training") {
         torch::jit::WithInsertPoint guard(n);
         n->output()->replaceAllUsesWith(graph_->insertConstant(false));
       }
     }
+    detail::fold_flag_attributes(graph_, module_);
     torch::jit::ConstantPropagation(graph_);
     torch::jit::EliminateDeadCode(graph_);
     paths_ = detail::attribute_paths(*graph_);
@@ -320,10 +322,16 @@ class Lowering {
                                         : at::full({channels}, wf->scale, at::kDouble);
     at::Tensor zps = wf->per_channel ? wf->zero_points.to(at::kLong).reshape({-1})
                                      : at::full({channels}, wf->zero_point, at::kLong);
-    auto bias_value = torch::jit::constant_as<at::Tensor>(n->input(2));
-    at::Tensor b = n->input(2)->type()->kind() == c10::TypeKind::NoneType ? at::zeros({channels})
-                   : is_weight(n->input(2)) ? attribute(n->input(2)).detach().to(at::kFloat)
-                   : bias_value ? bias_value->to(at::kFloat) : at::Tensor();
+    // The bias: None (a constant, or an Optional attribute holding None), an attribute, a constant.
+    at::Tensor b;
+    if (n->input(2)->type()->kind() == c10::TypeKind::NoneType) {
+      b = at::zeros({channels});
+    } else if (is_weight(n->input(2))) {
+      b = attribute(n->input(2));
+      b = b.defined() ? b.detach().to(at::kFloat) : at::zeros({channels});
+    } else if (auto bias_value = torch::jit::constant_as<at::Tensor>(n->input(2))) {
+      b = bias_value->to(at::kFloat);
+    }
     if (!b.defined()) {
       result_.notes.push_back(name + " stays float: its bias is computed, not a parameter");
       return;
@@ -381,7 +389,10 @@ class Lowering {
   at::Tensor bn_input(Node* bn, std::size_t i, int64_t channels, double fallback) {
     Value* v = bn->input(i);
     if (v->type()->kind() == c10::TypeKind::NoneType) return at::full({channels}, fallback);
-    if (is_weight(v)) return attribute(v).detach().to(at::kFloat);
+    if (is_weight(v)) {
+      const at::Tensor a = attribute(v);
+      return a.defined() ? a.detach().to(at::kFloat) : at::full({channels}, fallback);
+    }
     auto c = torch::jit::constant_as<at::Tensor>(v);
     return c ? c->to(at::kFloat) : at::Tensor();
   }

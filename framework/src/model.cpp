@@ -70,6 +70,7 @@ Model Model::load(const std::string& path) {
   // Functional calls made in non-leaf modules' code (and the root's): "layer1.0.add".
   auto graph = impl->module.get_method("forward").graph()->copy();
   detail::inline_calls(*graph);
+  detail::fold_flag_attributes(graph, impl->module);
   for (const auto& f : detail::functional_ops(*graph, leaves)) impl->ops.push_back(f.op);
   return Model(std::move(impl));
 }

@@ -7,6 +7,7 @@
 #include <shrink/version.hpp>
 
 #include "checkpoint.hpp"
+#include "graph_utils.hpp"
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/jit/runtime/graph_executor.h>
@@ -427,7 +428,8 @@ void bake_fake_quant(Model& model) {
   auto graph = model.module().get_method("forward").graph();
   static const c10::Symbol kQuantize = c10::Symbol::fromQualString("shrink::quantize");
   std::vector<torch::jit::Node*> calls;
-  for (torch::jit::Node* node : graph->nodes()) {
+  // Sub-blocks too: a site may sit in a branch (mobilenet_v2's `if self.use_res_connect`).
+  for (torch::jit::Node* node : detail::all_nodes(graph->block())) {
     if (node->kind() == kQuantize) calls.push_back(node);
   }
   for (torch::jit::Node* node : calls) {

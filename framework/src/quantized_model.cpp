@@ -68,6 +68,7 @@ QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
   torch::jit::Module& module = model.module();
   std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
   detail::inline_calls(*graph);
+  detail::fold_flag_attributes(graph, module);
 
   std::set<std::string> leaves;
   for (const auto& op : model.ops()) {

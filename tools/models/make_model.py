@@ -7,6 +7,8 @@ NAME is one of:
   mnist         the seed's `Mnist` network (NNI quantization quick start), input 1x28x28
   resnet_small  a small ResNet for 1x28x28 inputs whose blocks share one TorchScript class type
   resnet18      torchvision's resnet18 (random weights), input 3x32x32 and up
+  mobilenet_v2, mobilenet_v3_small, shufflenet_v2_x0_5, squeezenet1_1
+                torchvision's (random weights, 10 classes), input 3x32x32 and up
 
 Weights are random with a fixed seed; training happens in Shrink. Run with Debian's /usr/bin/python3
 (python3-torch), not a virtual environment without torch.
@@ -84,11 +86,15 @@ def build(name):
         return Mnist(), torch.randn(2, 1, 28, 28)
     if name == "resnet_small":
         return ResNetSmall(), torch.randn(2, 1, 28, 28)
-    if name == "resnet18":
+    if name in TORCHVISION:
         import torchvision
 
-        return torchvision.models.resnet18(num_classes=10), torch.randn(2, 3, 32, 32)
-    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, resnet_small, resnet18)")
+        return getattr(torchvision.models, name)(num_classes=10), torch.randn(2, 3, 32, 32)
+    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, resnet_small, "
+                     + ", ".join(TORCHVISION) + ")")
+
+
+TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1")
 
 
 def main():
