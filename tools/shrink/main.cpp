@@ -323,12 +323,13 @@ int run_bench(const BenchArgs& args) {
       m.forward({x});
       return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     };
-    double first = 0;
+    double slowest = 0;  // per run of a warmed-up model
     for (auto& m : models) {
-      for (int i = 0; i < 3; ++i) first = std::max(first, once(m.second));  // warm-up (profiling)
+      for (int i = 0; i < 3; ++i) once(m.second);  // warm-up: the profiling executor settles
+      slowest = std::max(slowest, once(m.second));
     }
     const int runs = args.runs > 0 ? args.runs
-                                   : static_cast<int>(std::min(2000.0, std::max(20.0, 1000.0 / std::max(first, 0.01))));
+                                   : static_cast<int>(std::min(2000.0, std::max(20.0, 1000.0 / std::max(slowest, 0.01))));
     for (int r = 0; r < runs; ++r) {
       for (std::size_t k = 0; k < models.size(); ++k) times[k].push_back(once(models[k].second));
     }
