@@ -26,6 +26,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -444,7 +445,7 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     Value* q;
     if (is(n, "aten::dropout")) {
       q = in->second.q;  // evaluation: identity
-    } else {
+    } else if (is(n, "aten::view") || n->kind().toQualString()[std::strlen(n->kind().toQualString()) - 1] == '_') {
       // In-place variants become out-of-place ones; view becomes reshape (int8 activations from
       // oneDNN are channels-last, which view cannot flatten; reshape copies where it must).
       std::string kind = n->kind().toQualString();
@@ -455,6 +456,11 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
       for (std::size_t i = 1; i < n->inputs().size(); ++i) args.emplace_back(n->input(i));
       torch::jit::WithInsertPoint guard(n);
       q = graph_->insert(sym(kind.c_str()), args);
+    } else {  // the same call (keyword-only arguments included) on the quantized tensor
+      Node* copy = graph_->createClone(n, [](Value* v) { return v; });
+      copy->replaceInput(0, in->second.q);
+      copy->insertBefore(n);
+      q = copy->output();
     }
     set_twin(n->output(), q, in->second.p);
     kill(n);
