@@ -156,7 +156,7 @@ json tensor_json(const at::Tensor& t) {
   return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
 }
 
-json number_or_null(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 void write_json(const fs::path& file, const json& value) {
   std::ofstream out(file);
@@ -398,6 +398,29 @@ void calibrate(Context& c, std::size_t i) {
             << seconds << " s" << std::defaultfloat << std::endl;
 }
 
+// Per-site quantization SQNR, measured on the calibration samples (the first stage's that
+// calibrates; else 4 training batches), with the model in eval mode: which site hurts.
+void measure_sites(Context& c) {
+  int64_t batches = 4, batch = c.x->batch_size;
+  for (const StageSpec& stage : c.x->compress) {
+    if (stage.calibration.batches > 0) {
+      batches = stage.calibration.batches;
+      batch = calibration_batch_size(c, stage.calibration);
+      break;
+    }
+  }
+  batches = std::min(batches, c.train.size() / std::max<int64_t>(batch, 1));
+  torch::NoGradGuard no_grad;
+  set_training(c, false);
+  at::Generator generator = at::detail::createCPUGenerator(static_cast<uint64_t>(c.x->seed));
+  const at::Tensor order = at::randperm(c.train.size(), generator, at::TensorOptions(at::kLong));
+  for (auto& q : c.quantizers) q->set_measuring(true);
+  for (int64_t b = 0; b < batches; ++b) {
+    c.model->module().forward({c.train.inputs.index_select(0, order.narrow(0, b * batch, batch))});
+  }
+  for (auto& q : c.quantizers) q->set_measuring(false);
+}
+
 // Scores `int8` on `data` and compares its outputs with `reference`'s (the fake-quant model it
 // was lowered from): accuracy, and the signal-to-quantization-noise ratio of the outputs in dB.
 std::pair<double, double> score_int8(Context& c, torch::jit::Module& int8, torch::jit::Module& reference,
@@ -631,6 +654,26 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          train(c, experiment.finetune, "finetune", c.finetune, c.resume.get());
          c.resume.reset();
        }},
+      {"measure",
+       [&] {
+         if (c.quantizers.empty()) return;
+         measure_sites(c);
+         std::vector<std::pair<double, std::string>> worst;
+         for (const auto& w : c.wrapped) {
+           for (std::size_t k = 0; k < w->sites().size(); ++k) {
+             const double db = w->quantizer().sqnr_db(w->site_ids()[k]);
+             if (std::isfinite(db)) worst.emplace_back(db, w->sites()[k].op_name + "." + w->sites()[k].target);
+           }
+         }
+         std::sort(worst.begin(), worst.end());
+         if (worst.empty()) return;
+         std::cout << "lowest site SQNR:";
+         for (std::size_t k = 0; k < std::min<std::size_t>(3, worst.size()); ++k) {
+           std::cout << (k ? ", " : " ") << worst[k].second << " " << std::fixed << std::setprecision(1)
+                     << worst[k].first << " dB" << std::defaultfloat;
+         }
+         std::cout << std::endl;
+       }},
       {"evaluate-compressed",
        [&] {
          if (!experiment.evaluate) return;
@@ -661,6 +704,9 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              site["plugin"] = w->quantizer().algorithm().name;
              site["quant_min"] = cal.quant_min;
              site["quant_max"] = cal.quant_max;
+             // Quantization SQNR of the site on the calibration samples (null: saw nothing, or
+             // changed nothing).
+             site["sqnr_db"] = number_or_null(w->quantizer().sqnr_db(w->site_ids()[k]));
              sites.push_back(site);
            }
          }

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 namespace shrink {
@@ -28,6 +29,8 @@ struct QuantizerInstance::Site {
   SiteSpec spec;
   std::vector<SiteState> state;
   void* plugin_site = nullptr;
+  double signal = 0;  // while measuring: sum of x^2 and of (quantize(x) - x)^2 over the calls
+  double noise = 0;
   // One handle per state tensor for the life of the site (the ABI's stable state handles), and
   // the tensor each was made for.
   std::vector<detail::TensorHandle> handles;
@@ -281,6 +284,11 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
   SHRINK_CHECK(y.defined() && y.sizes() == x.sizes(),
                where(site, name) << " returned a tensor of shape " << (y.defined() ? y.sizes() : at::IntArrayRef{})
                                  << ", expected " << x.sizes());
+  if (measuring_) {
+    const at::Tensor xd = x.detach().to(at::kDouble);
+    s.signal += xd.pow(2).sum().item<double>();
+    s.noise += (y.to(at::kDouble) - xd).pow(2).sum().item<double>();
+  }
   // An identity result shares memory with the input; autograd must not see an alias of it.
   if (y.data_ptr() == x.data_ptr()) y = y.clone();
   return y;
@@ -343,6 +351,20 @@ void QuantizerInstance::update_epoch(int epoch) {
   SHRINK_CHECK(api->update_epoch(handle_, epoch, &error) == SHRINK_STATUS_OK,
                "plugin '" << algorithm_->name << "': update_epoch(" << epoch
                           << ") failed: " << error.message);
+}
+
+void QuantizerInstance::set_measuring(bool measuring) {
+  if (measuring && !measuring_) {
+    for (auto& s : sites_) s->signal = s->noise = 0;
+  }
+  measuring_ = measuring;
+}
+
+double QuantizerInstance::sqnr_db(int site) const {
+  const Site& s = *sites_.at(static_cast<std::size_t>(site));
+  if (s.signal <= 0) return std::numeric_limits<double>::quiet_NaN();
+  if (s.noise <= 0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(s.signal / s.noise);
 }
 
 void QuantizerInstance::end_calibration() {

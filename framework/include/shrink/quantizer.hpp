@@ -79,6 +79,11 @@ class QuantizerInstance {
   void set_calibrating(bool calibrating) { calibrating_ = calibrating; }
   bool calibrating() const { return calibrating_; }
   void end_calibration();
+  // While measuring, every quantize call adds to its site's signal (x^2) and quantization noise
+  // ((quantize(x) - x)^2); sqnr_db(site) is then 10 log10(signal / noise): which site hurts. NaN
+  // when the site saw nothing, inf when it changed nothing. Turning it on starts from zero.
+  void set_measuring(bool measuring);
+  double sqnr_db(int site) const;
   Calibration export_site(int site);
 
   bool has_quant_grad() const;
@@ -105,6 +110,7 @@ class QuantizerInstance {
   int id_ = -1;
   bool training_ = true;
   bool calibrating_ = false;
+  bool measuring_ = false;
   std::vector<std::unique_ptr<Site>> sites_;
 };
 
