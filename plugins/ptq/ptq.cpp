@@ -16,6 +16,8 @@
 // `range_estimator` overrides the estimator for the sites it selects.
 #include "range_estimators.hpp"
 
+#include "../common/affine_range.hpp"
+
 #include <shrink/sdk.hpp>
 
 #include <algorithm>
@@ -37,12 +39,8 @@ std::string joined(const std::vector<std::string>& items) {
   return out;
 }
 
-struct Settings {
-  int bits = 8;
-  bool is_signed = true;
-  bool symmetric = false;
-  bool per_channel = false;
-  float qmin = 0, qmax = 0;
+// The shared range settings (bits, scheme, integer range), and the site's range estimator.
+struct Settings : shrink_builtin::RangeSettings {
   std::string estimator;
 };
 
@@ -99,13 +97,7 @@ class PtqQuantizer : public shrink::Quantizer {
         channels = site.sample().size(0);
       }
     }
-    const std::vector<int64_t> shape =
-        channels > 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
-    site.add_buffer("scale", torch::zeros(shape));
-    site.add_buffer("zero_point", torch::zeros(shape));
-    site.add_buffer("tracked_min", torch::zeros(shape));
-    site.add_buffer("tracked_max", torch::zeros(shape));
-    site.add_buffer("observed", torch::zeros({}));  // 1 once calibrated
+    shrink_builtin::declare_range_state(site, channels);  // `observed`: 1 once calibrated
   }
 
   torch::Tensor quantize_weight(torch::Tensor weight, const shrink::Config&,
@@ -148,40 +140,16 @@ class PtqQuantizer : public shrink::Quantizer {
     }
     std::copy(rmin.begin(), rmin.end(), site.state("tracked_min").data_ptr<float>());
     std::copy(rmax.begin(), rmax.end(), site.state("tracked_max").data_ptr<float>());
-    float* scale = site.state("scale").data_ptr<float>();
-    float* zero_point = site.state("zero_point").data_ptr<float>();
-    const float eps = std::numeric_limits<float>::epsilon();
-    for (std::size_t c = 0; c < rmin.size(); ++c) {
-      const float lo = std::min(rmin[c], 0.0f), hi = std::max(rmax[c], 0.0f);
-      if (s.symmetric) {
-        scale[c] = std::max(std::max(-lo, hi) / ((s.qmax - s.qmin) / 2.0f), eps);
-        zero_point[c] = s.is_signed ? 0.0f : std::floor((s.qmin + s.qmax) / 2.0f);
-      } else {
-        scale[c] = std::max((hi - lo) / (s.qmax - s.qmin), eps);
-        zero_point[c] = std::min(std::max(s.qmin - std::nearbyint(lo / scale[c]), s.qmin), s.qmax);
-      }
-    }
+    shrink_builtin::compute_qparams(s, rmin.data(), rmax.data(), static_cast<int64_t>(rmin.size()),
+                                    site.state("scale").data_ptr<float>(),
+                                    site.state("zero_point").data_ptr<float>());
     site.state("observed").fill_(1.0f);
     // Ready for another calibration pass.
     r = Record{r.settings};
   }
 
   shrink::Calibration export_site(shrink::Site& site) override {
-    const Record& r = record(site);
-    const Settings& s = r.settings;
-    shrink::Calibration c;
-    c.scale = site.state("scale").clone();
-    c.zero_point = site.state("zero_point").clone();
-    c.quant_bits = s.bits;
-    c.quant_dtype = (s.is_signed ? "int" : "uint") + std::to_string(s.bits);
-    c.quant_scheme = s.symmetric ? "symmetric" : "affine";
-    c.quant_min = static_cast<int64_t>(s.qmin);
-    c.quant_max = static_cast<int64_t>(s.qmax);
-    if (site.state("observed").item<float>() != 0.0f) {
-      c.tracked_min = site.state("tracked_min").min().item<double>();
-      c.tracked_max = site.state("tracked_max").max().item<double>();
-    }
-    return c;
+    return shrink_builtin::export_range_state(site, record(site).settings);
   }
 
  private:
@@ -198,22 +166,11 @@ class PtqQuantizer : public shrink::Quantizer {
     const shrink::Config& c = site.config();
     const bool weight = site.quant_type() == shrink::QuantType::kWeight;
     Settings s;
-    s.bits = static_cast<int>(c.get_int("quant_bits", 8));
-    s.is_signed = c.get("quant_dtype", "int8").rfind("uint", 0) != 0;
+    static_cast<shrink_builtin::RangeSettings&>(s) = shrink_builtin::range_settings(site, "ptq");
     const std::string scheme = c.get("quant_scheme", "default");
     const std::string granularity = c.get("granularity", "default");
     s.symmetric = scheme == "symmetric" || (scheme == "default" && weight);
     s.per_channel = granularity == "per_channel" || (granularity == "default" && weight);
-    if (s.bits < 2 || s.bits > 8) {
-      throw shrink::Unsupported("ptq supports 2 to 8 bits; " + name(site) + " asks for " +
-                                std::to_string(s.bits));
-    }
-    if (s.is_signed) {
-      s.qmax = static_cast<float>((1 << (s.bits - 1)) - 1);
-      s.qmin = -s.qmax;
-    } else {
-      s.qmax = static_cast<float>((1 << s.bits) - 1);
-    }
     s.estimator = c.get("range_estimator", weight ? weight_estimator_ : estimator_);
     check_choice(name(site) + ": range_estimator", s.estimator,
                  weight ? kWeightEstimators : kActivationEstimators);
@@ -334,7 +291,7 @@ class PtqQuantizer : public shrink::Quantizer {
   // Fake-quantization with the calibrated parameters (before calibration: the input as it is).
   static torch::Tensor fake_quantize(const torch::Tensor& x, shrink::Site& site, const Record& r) {
     // The state (restored from a checkpoint too) says whether the site was calibrated.
-    if (site.state("observed").item<float>() == 0.0f) return x;  // not calibrated (yet)
+    if (!shrink_builtin::observed(site)) return x;  // not calibrated (yet)
     const Settings& s = r.settings;
     const torch::Tensor& scale = site.state("scale");
     const torch::Tensor& zero_point = site.state("zero_point");

@@ -15,6 +15,8 @@
 // the element-wise work is one fused pass forward and one backward (fake_quant.hpp).
 #include "fake_quant.hpp"
 
+#include "../common/affine_range.hpp"
+
 #include <shrink/sdk.hpp>
 
 #include <algorithm>
@@ -26,39 +28,22 @@
 
 namespace {
 
-struct SiteSettings {
-  int bits = 8;
-  bool is_signed = true;
-  bool symmetric = false;
-  bool per_channel = false;
+// The shared range settings (bits, scheme, integer range), and quant_start_step.
+struct SiteSettings : shrink_builtin::RangeSettings {
   int64_t quant_start_step = 0;
-  double qmin = 0;
-  double qmax = 0;
 };
 
 SiteSettings settings_of(const shrink::Site& site) {
   const shrink::Config& c = site.config();
   SiteSettings s;
-  s.bits = static_cast<int>(c.get_int("quant_bits", 8));
-  const std::string dtype = c.get("quant_dtype", "int8");
-  s.is_signed = dtype.rfind("uint", 0) != 0;
+  static_cast<shrink_builtin::RangeSettings&>(s) = shrink_builtin::range_settings(site, "qat");
+  // `default` scheme and granularity: affine, per tensor.
   s.symmetric = c.get("quant_scheme", "affine") == "symmetric";
   s.per_channel = c.get("granularity", "default") == "per_channel";
   s.quant_start_step = c.get_int("quant_start_step", 0);
-  if (s.bits < 2 || s.bits > 8) {
-    throw shrink::Unsupported("qat supports 2 to 8 bits; " + site.module_name() + "." +
-                              site.target() + " asks for " + std::to_string(s.bits));
-  }
   if (s.quant_start_step < 0) {
     throw shrink::InvalidArgument("quant_start_step must be >= 0, got " +
                                   std::to_string(s.quant_start_step));
-  }
-  if (s.is_signed) {
-    s.qmax = std::pow(2.0, s.bits - 1) - 1;
-    s.qmin = -s.qmax;
-  } else {
-    s.qmin = 0;
-    s.qmax = std::pow(2.0, s.bits) - 1;
   }
   return s;
 }
@@ -84,25 +69,7 @@ float* values(torch::Tensor& state) { return state.data_ptr<float>(); }
 bool flag(shrink::Site& site, const char* name) { return values(site.state(name))[0] != 0.0f; }
 void set_flag(shrink::Site& site, const char* name, bool on) { values(site.state(name))[0] = on ? 1.0f : 0.0f; }
 
-// Scale and zero point for the range [rmin, rmax], channel by channel, in float32 as NNI's tensor
-// arithmetic does it.
-void compute_qparams(const SiteSettings& s, const float* rmin_in, const float* rmax_in, int64_t n,
-                     float* scale, float* zero_point) {
-  const float eps = std::numeric_limits<float>::epsilon();
-  const float qmin = static_cast<float>(s.qmin), qmax = static_cast<float>(s.qmax);
-  for (int64_t c = 0; c < n; ++c) {
-    const float rmin = std::min(rmin_in[c], 0.0f);
-    const float rmax = std::max(rmax_in[c], 0.0f);
-    if (s.symmetric) {
-      const float bound = std::max(std::abs(rmin), std::abs(rmax));
-      scale[c] = std::max(bound / ((qmax - qmin) / 2.0f), eps);
-      zero_point[c] = s.is_signed ? 0.0f : std::floor((qmin + qmax) / 2.0f);
-    } else {
-      scale[c] = std::max((rmax - rmin) / (qmax - qmin), eps);
-      zero_point[c] = std::min(std::max(qmin - std::nearbyint(rmin / scale[c]), qmin), qmax);
-    }
-  }
-}
+using shrink_builtin::compute_qparams;
 
 // The site's current scale and zero point, for the kernels.
 qat::QParams qparams_of(const SiteSettings& s, shrink::Site& site) {
@@ -111,8 +78,8 @@ qat::QParams qparams_of(const SiteSettings& s, shrink::Site& site) {
   torch::Tensor& zero_point = site.state("zero_point");
   p.scale.assign(values(scale), values(scale) + scale.numel());
   p.zero_point.assign(values(zero_point), values(zero_point) + zero_point.numel());
-  p.qmin = static_cast<float>(s.qmin);
-  p.qmax = static_cast<float>(s.qmax);
+  p.qmin = s.qmin;
+  p.qmax = s.qmax;
   return p;
 }
 
@@ -193,14 +160,8 @@ class QatQuantizer : public shrink::Quantizer {
       }
       channels = site.sample().size(0);
     }
-    const std::vector<int64_t> shape =
-        channels > 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
-    site.add_buffer("scale", torch::zeros(shape));
-    site.add_buffer("zero_point", torch::zeros(shape));
-    site.add_buffer("tracked_min", torch::zeros(shape));
-    site.add_buffer("tracked_max", torch::zeros(shape));
-    site.add_buffer("observed", torch::zeros({}));  // 1 once a range has been recorded
-    site.add_buffer("active", torch::zeros({}));    // 1 when the last forward quantized
+    shrink_builtin::declare_range_state(site, channels);
+    site.add_buffer("active", torch::zeros({}));  // 1 when the last forward quantized
   }
 
   torch::Tensor quantize_weight(torch::Tensor weight, const shrink::Config&,
@@ -237,20 +198,7 @@ class QatQuantizer : public shrink::Quantizer {
   }
 
   shrink::Calibration export_site(shrink::Site& site) override {
-    const SiteSettings& s = sites_.at(site).settings;
-    shrink::Calibration c;
-    c.scale = site.state("scale").clone();
-    c.zero_point = site.state("zero_point").clone();
-    c.quant_bits = s.bits;
-    c.quant_dtype = (s.is_signed ? "int" : "uint") + std::to_string(s.bits);
-    c.quant_scheme = s.symmetric ? "symmetric" : "affine";
-    c.quant_min = static_cast<int64_t>(s.qmin);
-    c.quant_max = static_cast<int64_t>(s.qmax);
-    if (flag(site, "observed")) {
-      c.tracked_min = site.state("tracked_min").min().item<double>();
-      c.tracked_max = site.state("tracked_max").max().item<double>();
-    }
-    return c;
+    return shrink_builtin::export_range_state(site, sites_.at(site).settings);
   }
 
  private:
