@@ -37,7 +37,8 @@ void inline_calls(torch::jit::Graph& graph) {
   torch::jit::Inline(graph);
 }
 
-void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module) {
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
+                          bool for_evaluation) {
   std::map<const torch::jit::Value*, c10::IValue> values;
   values[graph->inputs().at(0)] = module._ivalue();
   bool folded = false;
@@ -51,11 +52,12 @@ void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch
     if (!slot) continue;
     const c10::IValue value = object.getSlot(*slot);
     values[node->output()] = value;
-    if (name == "training" || !(value.isBool() || value.isInt() || value.isDouble() || value.isString())) {
-      continue;
-    }
+    const bool flag = name == "training" ? for_evaluation
+                                         : value.isBool() || value.isInt() || value.isDouble() || value.isString();
+    if (!flag) continue;
     torch::jit::WithInsertPoint guard(node);
-    node->output()->replaceAllUsesWith(graph->insertConstant(value));
+    node->output()->replaceAllUsesWith(
+        graph->insertConstant(name == "training" ? c10::IValue(false) : value));
     folded = true;
   }
   if (!folded) return;

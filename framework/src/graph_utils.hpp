@@ -37,7 +37,9 @@ void inline_calls(torch::jit::Graph& graph);
 // mobilenet_v2's `use_res_connect`; never `training`) with their values and resolves the branches
 // they choose, so that the ops of such a branch lie in the top-level block, where op discovery and
 // site insertion look. The attributes are taken as constants of the model, as freezing does.
-void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module);
+// `for_evaluation` also folds `training` to false (export: training branches go).
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
+                          bool for_evaluation = false);
 
 // Every node, sub-blocks included, in order.
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);

@@ -18,7 +18,6 @@
 #include <ATen/Context.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
-#include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/freeze_module.h>
 #include <torch/csrc/jit/passes/quantization/finalize.h>
@@ -26,7 +25,6 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -129,15 +127,7 @@ class Lowering {
     detail::inline_calls(*graph_);
     // Evaluation only: `training` reads become false and their branches go (with those of the
     // model's other flags).
-    for (Node* n : detail::all_nodes(graph_->block())) {
-      if (n->kind() == c10::prim::GetAttr && n->s(c10::attr::name) == "training") {
-        torch::jit::WithInsertPoint guard(n);
-        n->output()->replaceAllUsesWith(graph_->insertConstant(false));
-      }
-    }
-    detail::fold_flag_attributes(graph_, module_);
-    torch::jit::ConstantPropagation(graph_);
-    torch::jit::EliminateDeadCode(graph_);
+    detail::fold_flag_attributes(graph_, module_, /*for_evaluation=*/true);
     paths_ = detail::attribute_paths(*graph_);
   }
 
@@ -443,12 +433,12 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     auto in = twins_.find(n->input(0));
     if (in == twins_.end()) return false;
     Value* q;
-    if (is(n, "aten::dropout")) {
+    std::string kind = n->kind().toQualString();
+    if (kind == "aten::dropout") {
       q = in->second.q;  // evaluation: identity
-    } else if (is(n, "aten::view") || n->kind().toQualString()[std::strlen(n->kind().toQualString()) - 1] == '_') {
+    } else if (kind == "aten::view" || kind.back() == '_') {
       // In-place variants become out-of-place ones; view becomes reshape (int8 activations from
       // oneDNN are channels-last, which view cannot flatten; reshape copies where it must).
-      std::string kind = n->kind().toQualString();
       if (kind == "aten::view") kind = "aten::reshape";
       if (kind.back() == '_') kind.pop_back();
       std::vector<torch::jit::NamedValue> args;
@@ -476,6 +466,7 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     fuse_output(n, {a->second.q, b->second.q}, "quantized::add", "quantized::add_relu");
   }
 
+  // cat([a, b, ...], dim) fake-quant  ->  quantized::cat([qa, qb, ...], dim, scale, zero_point)
   void cat(Node* n) {
     Node* list = n->input(0)->node();
     if (list->kind() != c10::prim::ListConstruct || n->input(0)->uses().size() != 1) return;
@@ -485,53 +476,41 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
       if (it == twins_.end()) return;
       qs.push_back(it->second.q);
     }
-    Node* f = only_use(n->output(), {"aten::fake_quantize_per_tensor_affine"});
-    if (f == nullptr) return;
-    const QParams p = activation_params(f, *fake_quant_of(f));
+    if (only_use(n->output(), {"aten::fake_quantize_per_tensor_affine"}) == nullptr) return;
     torch::jit::WithInsertPoint guard(n);
     Value* qlist = graph_->insertNode(graph_->createList(qs[0]->type(), qs))->output();
-    Value* q = graph_->insert(sym("quantized::cat"), {qlist, n->input(1), p.scale, p.zero_point});
-    retire({n, f}, set_twin(f->output(), q, p));
-    ++result_.quantized_ops;
+    fuse_output(n, {qlist, n->input(1)}, "quantized::cat");
   }
 
+  // hardswish(a) fake-quant  ->  quantized::hardswish(qa, scale, zero_point)
   void hardswish(Node* n) {
     auto a = twins_.find(n->input(0));
-    if (a == twins_.end()) return;
-    Node* f = only_use(n->output(), {"aten::fake_quantize_per_tensor_affine"});
-    if (f == nullptr) return;
-    const QParams p = activation_params(f, *fake_quant_of(f));
-    torch::jit::WithInsertPoint guard(n);
-    Value* q = graph_->insert(sym("quantized::hardswish"), {a->second.q, p.scale, p.zero_point});
-    retire({n, f}, set_twin(f->output(), q, p));
-    ++result_.quantized_ops;
+    if (a != twins_.end()) fuse_output(n, {a->second.q}, "quantized::hardswish");
   }
 
-  // n (an add) followed by [relu] and a fake-quant: one quantized op with the fake-quant's
-  // parameters.
-  void fuse_output(Node* n, std::vector<Value*> inputs, const char* op, const char* op_relu) {
-    Value* v = n->output();
-    Node* relu = only_use(v, {"aten::relu", "aten::relu_"});
-    if (relu != nullptr) v = relu->output();
-    Node* f = only_use(v, {"aten::fake_quantize_per_tensor_affine"});
-    if (f == nullptr && relu != nullptr) {  // relu not followed by a fake-quant: fuse only the add
+  // n followed by [relu, when `op_relu` is given] and a fake-quant: one quantized op `op(inputs...,
+  // scale, zero_point)` with the fake-quant's parameters. False (nothing changed) when no
+  // fake-quant follows.
+  bool fuse_output(Node* n, std::vector<Value*> inputs, const char* op,
+                   const char* op_relu = nullptr) {
+    Node* relu = op_relu ? only_use(n->output(), {"aten::relu", "aten::relu_"}) : nullptr;
+    Node* f = relu ? only_use(relu->output(), {"aten::fake_quantize_per_tensor_affine"}) : nullptr;
+    if (f == nullptr) {  // no relu, or one not followed by a fake-quant: the op alone
       relu = nullptr;
       f = only_use(n->output(), {"aten::fake_quantize_per_tensor_affine"});
     }
-    if (f == nullptr) return;
+    if (f == nullptr) return false;
     const QParams p = activation_params(f, *fake_quant_of(f));
     torch::jit::WithInsertPoint guard(n);
     std::vector<torch::jit::NamedValue> args(inputs.begin(), inputs.end());
     args.emplace_back(p.scale);
     args.emplace_back(p.zero_point);
     Value* q = graph_->insert(sym(relu ? op_relu : op), args);
-    Value* out = set_twin(f->output(), q, p);
-    if (relu) {
-      retire({n, relu, f}, out);
-    } else {
-      retire({n, f}, out);
-    }
+    std::vector<Node*> replaced = {n, f};
+    if (relu) replaced.insert(replaced.begin() + 1, relu);
+    retire(replaced, set_twin(f->output(), q, p));
     ++result_.quantized_ops;
+    return true;
   }
 
   // Every op left reading a dequantized value runs in float: say which.

@@ -26,6 +26,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -224,15 +225,30 @@ void set_training(Context& c, bool on) {
   for (auto& q : c.quantizers) q->set_training(on);
 }
 
-double evaluate(Context& c, torch::jit::Module& module, const Dataset& data) {
+// Top-1 accuracy of `module` on `data`. With `reference`, also the signal-to-noise ratio in dB of
+// module's outputs against reference's (an int8 model against the fake-quant one it came from),
+// into *sqnr_db (inf when they are equal).
+double evaluate(Context& c, torch::jit::Module& module, const Dataset& data,
+                torch::jit::Module* reference = nullptr, double* sqnr_db = nullptr) {
   torch::NoGradGuard no_grad;
   set_training(c, false);
   module.eval();
+  if (reference != nullptr) reference->eval();
   int64_t correct = 0;
+  double signal = 0, noise = 0;
   for (int64_t start = 0; start < data.size(); start += c.x->test_batch_size) {
     const int64_t n = std::min(c.x->test_batch_size, data.size() - start);
-    at::Tensor out = module.forward({data.inputs.narrow(0, start, n)}).toTensor();
+    const at::Tensor x = data.inputs.narrow(0, start, n);
+    at::Tensor out = module.forward({x}).toTensor();
     correct += out.argmax(1).eq(data.targets.narrow(0, start, n)).sum().item<int64_t>();
+    if (reference != nullptr) {
+      const at::Tensor ref = reference->forward({x}).toTensor().to(at::kDouble);
+      signal += ref.pow(2).sum().item<double>();
+      noise += (ref - out.to(at::kDouble)).pow(2).sum().item<double>();
+    }
+  }
+  if (sqnr_db != nullptr) {
+    *sqnr_db = noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
   }
   return data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
 }
@@ -359,6 +375,13 @@ void train(Context& c, const TrainSpec& spec, const std::string& phase, PhasePro
   set_training(c, false);
 }
 
+// The training samples in a random order fixed by the seed, drawn from a generator of its own so
+// that the training RNG is untouched: calibration and measurement take their batches from it.
+at::Tensor seeded_order(const Context& c) {
+  at::Generator generator = at::detail::createCPUGenerator(static_cast<uint64_t>(c.x->seed));
+  return at::randperm(c.train.size(), generator, at::TensorOptions(at::kLong));
+}
+
 int64_t calibration_batch_size(const Context& c, const CalibrationSpec& spec) {
   return spec.batch_size > 0 ? spec.batch_size : c.x->batch_size;
 }
@@ -374,8 +397,7 @@ void calibrate(Context& c, std::size_t i) {
   torch::NoGradGuard no_grad;
   set_training(c, false);
   QuantizerInstance& q = *c.quantizers[i];
-  at::Generator generator = at::detail::createCPUGenerator(static_cast<uint64_t>(c.x->seed));
-  const at::Tensor order = at::randperm(c.train.size(), generator, at::TensorOptions(at::kLong));
+  const at::Tensor order = seeded_order(c);
   q.set_calibrating(true);
   try {
     for (int64_t b = 0; b < spec.batches; ++b) {
@@ -412,37 +434,12 @@ void measure_sites(Context& c) {
   batches = std::min(batches, c.train.size() / std::max<int64_t>(batch, 1));
   torch::NoGradGuard no_grad;
   set_training(c, false);
-  at::Generator generator = at::detail::createCPUGenerator(static_cast<uint64_t>(c.x->seed));
-  const at::Tensor order = at::randperm(c.train.size(), generator, at::TensorOptions(at::kLong));
+  const at::Tensor order = seeded_order(c);
   for (auto& q : c.quantizers) q->set_measuring(true);
   for (int64_t b = 0; b < batches; ++b) {
     c.model->module().forward({c.train.inputs.index_select(0, order.narrow(0, b * batch, batch))});
   }
   for (auto& q : c.quantizers) q->set_measuring(false);
-}
-
-// Scores `int8` on `data` and compares its outputs with `reference`'s (the fake-quant model it
-// was lowered from): accuracy, and the signal-to-quantization-noise ratio of the outputs in dB.
-std::pair<double, double> score_int8(Context& c, torch::jit::Module& int8, torch::jit::Module& reference,
-                                     const Dataset& data) {
-  torch::NoGradGuard no_grad;
-  set_training(c, false);
-  int8.eval();
-  reference.eval();
-  int64_t correct = 0;
-  double signal = 0, noise = 0;
-  for (int64_t start = 0; start < data.size(); start += c.x->test_batch_size) {
-    const int64_t n = std::min(c.x->test_batch_size, data.size() - start);
-    const at::Tensor x = data.inputs.narrow(0, start, n);
-    const at::Tensor out = int8.forward({x}).toTensor();
-    const at::Tensor ref = reference.forward({x}).toTensor();
-    correct += out.argmax(1).eq(data.targets.narrow(0, start, n)).sum().item<int64_t>();
-    signal += ref.to(at::kDouble).pow(2).sum().item<double>();
-    noise += (ref.to(at::kDouble) - out.to(at::kDouble)).pow(2).sum().item<double>();
-  }
-  const double accuracy = data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
-  const double sqnr = noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
-  return {accuracy, sqnr};
 }
 
 // Replaces every shrink::quantize call with ATen fake-quantize ops carrying the exported
@@ -712,14 +709,15 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          }
          fs::create_directories(c.staging);
          write_json(fs::path(c.staging) / "calibration.json", calibration);
+         std::optional<Model> exported;  // model_qat.pt as a user loads it
          if (experiment.export_model && !c.quantizers.empty()) {
            bake_fake_quant(*c.model);
            const fs::path file = fs::path(c.staging) / "model_qat.pt";
            c.model->module().save(file.string());
            // Check what was written: reload it as a user would and score it.
-           Model exported = Model::load(file.string());
+           exported = Model::load(file.string());
            if (experiment.evaluate) {
-             c.summary.exported_accuracy = evaluate(c, exported.module(), c.test);
+             c.summary.exported_accuracy = evaluate(c, exported->module(), c.test);
              std::cout << "model_qat.pt accuracy " << std::setprecision(4)
                        << c.summary.exported_accuracy << std::endl;
              // ATen's fake-quant rounds to nearest; a plugin that quantizes otherwise (naive
@@ -734,13 +732,14 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          }
          json int8 = nullptr;
          if (experiment.export_int8) {
-           const fs::path qat_file = fs::path(c.staging) / "model_qat.pt";
+           SHRINK_CHECK(exported.has_value(), "export.int8: there is no model_qat.pt to lower "
+                                              "(the experiment has no compress stage)");
            const fs::path int8_file = fs::path(c.staging) / "model_int8.pt";
-           const Int8Export lowered = export_int8(qat_file.string(), int8_file.string());
+           const Int8Export lowered = export_int8(exported->path(), int8_file.string());
            use_int8_engine();
            torch::jit::Module int8_model = torch::jit::load(int8_file.string());
-           torch::jit::Module reference = torch::jit::load(qat_file.string());
-           const auto scored = score_int8(c, int8_model, reference, c.test);
+           std::pair<double, double> scored;  // accuracy, output SQNR against model_qat.pt
+           scored.first = evaluate(c, int8_model, c.test, &exported->module(), &scored.second);
            c.summary.int8_accuracy = scored.first;
            const auto bytes = [](const fs::path& p) { return static_cast<int64_t>(fs::file_size(p)); };
            int8 = {{"file", "model_int8.pt"},
