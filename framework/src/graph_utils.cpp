@@ -7,6 +7,8 @@
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
+#include <ATen/ATen.h>
+
 namespace shrink::detail {
 namespace {
 
@@ -151,6 +153,17 @@ std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Grap
     paths[node->output()] = base->second.empty() ? name : base->second + "." + name;
   }
   return paths;
+}
+
+at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
+                               const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
+                               double eps) {
+  const at::Tensor k = gamma / at::sqrt(var + eps);
+  std::vector<int64_t> shape(static_cast<std::size_t>(weight.dim()), 1);
+  shape[0] = weight.size(0);
+  weight = weight * k.reshape(shape);
+  bias = (bias - mean) * k + beta;
+  return k;
 }
 
 }  // namespace shrink::detail

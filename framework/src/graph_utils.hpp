@@ -48,4 +48,11 @@ std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
 // ("conv1.weight", "layer1.0.conv1").
 std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Graph& graph);
 
+// BatchNorm (inference: running statistics) folded into the convolution before it, in place:
+// k = gamma / sqrt(var + eps), weight *= k (per output channel), bias = (bias - mean) * k + beta.
+// Returns k (a per-channel scale of the weight also scales by |k|). All float32.
+at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
+                               const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
+                               double eps);
+
 }  // namespace shrink::detail

@@ -199,17 +199,19 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     return value.isTensor() ? value.toTensor() : at::Tensor();
   }
 
-  // quint8 parameters for an activation fake-quant: 8-bit sites only.
+  // quint8 parameters for an activation fake-quant: 8-bit sites only (or 7-bit ones, what
+  // `reduce_range` gives: the kernels then saturate at quint8's limits rather than the site's).
   QParams activation_params(const Node* n, const FakeQuant& f) {
     SHRINK_CHECK(!f.per_channel, file_ << ": int8 export: " << describe(n)
                                        << " quantizes an activation per channel; int8 kernels "
                                           "take per-tensor activations");
     const int64_t levels = f.qmax - f.qmin;
-    SHRINK_CHECK(levels == 254 || levels == 255,
+    SHRINK_CHECK(levels == 254 || levels == 255 || levels == 126 || levels == 127,
                  file_ << ": int8 export: " << describe(n) << " is a " << std::llround(std::log2(levels + 1))
                        << "-bit site (integer range [" << f.qmin << ", " << f.qmax
                        << "]); LibTorch's int8 kernels need 8-bit sites");
-    // [-127, 127] and [-128, 127] shift into quint8's [0, 255]; [0, 255] is quint8 already.
+    // [-127, 127] and [-128, 127] (and reduced [-63, 63]) shift into quint8's [0, 255]; [0, 255]
+    // (and [0, 127]) is quint8 already.
     const int64_t shift = f.qmin < 0 ? 128 : 0;
     return {f.scale, f.zero_point + shift};
   }
@@ -358,11 +360,7 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
         result_.notes.push_back(name + " stays float: its BatchNorm has computed parameters");
         return;
       }
-      const at::Tensor k = gamma / at::sqrt(var + *eps);
-      std::vector<int64_t> shape(static_cast<std::size_t>(w.dim()), 1);
-      shape[0] = channels;
-      w_fq = w_fq * k.reshape(shape);
-      b = (b - mean) * k + beta;
+      const at::Tensor k = detail::fold_batchnorm_into(w_fq, b, gamma, beta, mean, var, *eps);
       scales = scales * k.abs().to(at::kDouble);
     }
     // oneDNN takes symmetric int8 weights (zero point 0): an affine channel is re-quantized.
@@ -540,7 +538,65 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
   Int8Export result_;
 };
 
+// A tensor constant of the frozen graph, as float32; undefined when `v` is not one.
+at::Tensor float_constant(const Value* v) {
+  auto t = torch::jit::constant_as<at::Tensor>(v);
+  return t ? t->to(at::kFloat) : at::Tensor();
+}
+
+// conv2d -> batch_norm pairs of a frozen graph (every parameter a constant): the BatchNorm goes,
+// the convolution takes the folded weight and bias. Returns how many were folded.
+int fold_frozen_batchnorms(Graph& graph) {
+  int folded = 0;
+  for (Node* conv : detail::all_nodes(graph.block())) {
+    if (!is(conv, "aten::conv2d")) continue;
+    Node* bn = only_use(conv->output(), {"aten::batch_norm"});
+    if (bn == nullptr || torch::jit::constant_as<bool>(bn->input(5)) != false) continue;
+    at::Tensor w = float_constant(conv->input(1));
+    if (!w.defined()) continue;
+    const int64_t channels = w.size(0);
+    auto param = [&](std::size_t i, double fallback) {
+      return bn->input(i)->type()->kind() == c10::TypeKind::NoneType ? at::full({channels}, fallback)
+                                                                      : float_constant(bn->input(i));
+    };
+    at::Tensor b = conv->input(2)->type()->kind() == c10::TypeKind::NoneType
+                       ? at::zeros({channels})
+                       : float_constant(conv->input(2));
+    const at::Tensor gamma = param(1, 1.0), beta = param(2, 0.0), mean = param(3, 0.0), var = param(4, 1.0);
+    const auto eps = torch::jit::constant_as<double>(bn->input(7));
+    if (!b.defined() || !gamma.defined() || !beta.defined() || !mean.defined() || !var.defined() || !eps) {
+      continue;
+    }
+    detail::fold_batchnorm_into(w, b, gamma, beta, mean, var, *eps);
+    torch::jit::WithInsertPoint guard(conv);
+    conv->replaceInput(1, graph.insertConstant(w.contiguous()));
+    conv->replaceInput(2, graph.insertConstant(b.contiguous()));
+    bn->output()->replaceAllUsesWith(conv->output());
+    bn->destroy();
+    ++folded;
+  }
+  torch::jit::EliminateDeadCode(graph.block());
+  return folded;
+}
+
 }  // namespace
+
+int fold_batchnorm(const std::string& model, const std::string& out_file) {
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(model);
+  } catch (const std::exception& e) {
+    throw Error(model + ": cannot be loaded as TorchScript: " +
+                std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
+  }
+  module.eval();
+  torch::jit::Module frozen = torch::jit::freeze_module(module);
+  const int folded = fold_frozen_batchnorms(*frozen.get_method("forward").graph());
+  const std::string partial = out_file + ".partial";
+  frozen.save(partial);
+  std::filesystem::rename(partial, out_file);
+  return folded;
+}
 
 void use_int8_engine() {
   const auto engines = at::globalContext().supportedQEngines();

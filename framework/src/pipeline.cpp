@@ -421,7 +421,9 @@ void calibrate(Context& c, std::size_t i) {
 }
 
 // Per-site quantization SQNR, measured on the calibration samples (the first stage's that
-// calibrates; else 4 training batches), with the model in eval mode: which site hurts.
+// calibrates; else 4 training batches), with the model in eval mode: each batch runs once in
+// float (every site passes its input through) and once quantized, and each site's output is
+// compared with the float model's value at the same point and with its own input.
 void measure_sites(Context& c) {
   int64_t batches = 4, batch = c.x->batch_size;
   for (const StageSpec& stage : c.x->compress) {
@@ -435,11 +437,23 @@ void measure_sites(Context& c) {
   torch::NoGradGuard no_grad;
   set_training(c, false);
   const at::Tensor order = seeded_order(c);
-  for (auto& q : c.quantizers) q->set_measuring(true);
-  for (int64_t b = 0; b < batches; ++b) {
-    c.model->module().forward({c.train.inputs.index_select(0, order.narrow(0, b * batch, batch))});
+  using Measure = QuantizerInstance::Measure;
+  auto set = [&](Measure mode) {
+    for (auto& q : c.quantizers) q->set_measuring(mode);
+  };
+  try {
+    for (int64_t b = 0; b < batches; ++b) {
+      const at::Tensor x = c.train.inputs.index_select(0, order.narrow(0, b * batch, batch));
+      set(Measure::kReference);
+      c.model->module().forward({x});
+      set(Measure::kCompare);
+      c.model->module().forward({x});
+    }
+  } catch (...) {
+    set(Measure::kOff);
+    throw;
   }
-  for (auto& q : c.quantizers) q->set_measuring(false);
+  set(Measure::kOff);
 }
 
 // Replaces every shrink::quantize call with ATen fake-quantize ops carrying the exported
@@ -664,7 +678,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          }
          std::sort(worst.begin(), worst.end());
          if (worst.empty()) return;
-         std::cout << "lowest site SQNR:";
+         std::cout << "lowest site SQNR vs float:";
          for (std::size_t k = 0; k < std::min<std::size_t>(3, worst.size()); ++k) {
            std::cout << (k ? ", " : " ") << worst[k].second << " " << std::fixed << std::setprecision(1)
                      << worst[k].first << " dB" << std::defaultfloat;
@@ -701,9 +715,11 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              site["plugin"] = w->quantizer().algorithm().name;
              site["quant_min"] = cal.quant_min;
              site["quant_max"] = cal.quant_max;
-             // Quantization SQNR of the site on the calibration samples (null: saw nothing, or
+             // Quantization SQNR of the site's output on the calibration samples, against the
+             // float model's value there and against its own input (null: saw nothing, or
              // changed nothing).
              site["sqnr_db"] = number_or_null(w->quantizer().sqnr_db(w->site_ids()[k]));
+             site["local_sqnr_db"] = number_or_null(w->quantizer().local_sqnr_db(w->site_ids()[k]));
              sites.push_back(site);
            }
          }

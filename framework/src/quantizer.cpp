@@ -29,8 +29,11 @@ struct QuantizerInstance::Site {
   SiteSpec spec;
   std::vector<SiteState> state;
   void* plugin_site = nullptr;
-  double signal = 0;  // while measuring: sum of x^2 and of (quantize(x) - x)^2 over the calls
-  double noise = 0;
+  // While measuring: the float inputs of this batch's calls (kReference), the next one to compare
+  // with, and sums of ref^2, (quantize(x) - ref)^2, x^2 and (quantize(x) - x)^2 over the calls.
+  std::vector<at::Tensor> reference;
+  std::size_t next_reference = 0;
+  double signal = 0, noise = 0, local_signal = 0, local_noise = 0;
   // One handle per state tensor for the life of the site (the ABI's stable state handles), and
   // the tensor each was made for.
   std::vector<detail::TensorHandle> handles;
@@ -253,6 +256,10 @@ const SiteSpec& QuantizerInstance::site_spec(int site) const { return sites_.at(
 std::vector<SiteState>& QuantizerInstance::site_state(int site) { return sites_.at(site)->state; }
 
 at::Tensor QuantizerInstance::quantize(int site, const at::Tensor& x) {
+  if (measuring_ == Measure::kReference) {
+    sites_.at(site)->reference.push_back(x.detach().clone());
+    return x;
+  }
   std::vector<at::Tensor> params;
   for (const auto& s : sites_.at(site)->state) {
     if (s.learnable) params.push_back(s.value);
@@ -284,10 +291,16 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
   SHRINK_CHECK(y.defined() && y.sizes() == x.sizes(),
                where(site, name) << " returned a tensor of shape " << (y.defined() ? y.sizes() : at::IntArrayRef{})
                                  << ", expected " << x.sizes());
-  if (measuring_) {
-    const at::Tensor xd = x.detach().to(at::kDouble);
-    s.signal += xd.pow(2).sum().item<double>();
-    s.noise += (y.to(at::kDouble) - xd).pow(2).sum().item<double>();
+  if (measuring_ == Measure::kCompare) {
+    const at::Tensor xd = x.detach().to(at::kDouble), yd = y.to(at::kDouble);
+    s.local_signal += xd.pow(2).sum().item<double>();
+    s.local_noise += (yd - xd).pow(2).sum().item<double>();
+    if (s.next_reference < s.reference.size() && s.reference[s.next_reference].sizes() == x.sizes()) {
+      const at::Tensor ref = s.reference[s.next_reference].to(at::kDouble);
+      s.signal += ref.pow(2).sum().item<double>();
+      s.noise += (yd - ref).pow(2).sum().item<double>();
+    }
+    ++s.next_reference;
   }
   // An identity result shares memory with the input; autograd must not see an alias of it.
   if (y.data_ptr() == x.data_ptr()) y = y.clone();
@@ -353,18 +366,34 @@ void QuantizerInstance::update_epoch(int epoch) {
                           << ") failed: " << error.message);
 }
 
-void QuantizerInstance::set_measuring(bool measuring) {
-  if (measuring && !measuring_) {
-    for (auto& s : sites_) s->signal = s->noise = 0;
+void QuantizerInstance::set_measuring(Measure mode) {
+  for (auto& s : sites_) {
+    if (measuring_ == Measure::kOff && mode != Measure::kOff) {
+      s->signal = s->noise = s->local_signal = s->local_noise = 0;
+    }
+    if (mode == Measure::kReference) s->reference.clear();
+    if (mode == Measure::kOff) s->reference.clear();
+    s->next_reference = 0;
   }
-  measuring_ = measuring;
+  measuring_ = mode;
 }
+
+namespace {
+double decibels(double signal, double noise) {
+  if (signal <= 0) return std::numeric_limits<double>::quiet_NaN();
+  if (noise <= 0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(signal / noise);
+}
+}  // namespace
 
 double QuantizerInstance::sqnr_db(int site) const {
   const Site& s = *sites_.at(static_cast<std::size_t>(site));
-  if (s.signal <= 0) return std::numeric_limits<double>::quiet_NaN();
-  if (s.noise <= 0) return std::numeric_limits<double>::infinity();
-  return 10.0 * std::log10(s.signal / s.noise);
+  return decibels(s.signal, s.noise);
+}
+
+double QuantizerInstance::local_sqnr_db(int site) const {
+  const Site& s = *sites_.at(static_cast<std::size_t>(site));
+  return decibels(s.local_signal, s.local_noise);
 }
 
 void QuantizerInstance::end_calibration() {

@@ -3,6 +3,8 @@
 // Header-only: each plugin is its own shared library.
 //
 //   int  (NNI's restricted range): [-(2^(b-1) - 1), 2^(b-1) - 1];  uint: [0, 2^b - 1]
+//   reduce_range (activations; torch.ao's option for backends whose int8 products accumulate in
+//   16 bits, fbgemm without VNNI): one bit fewer, so uint8 is [0, 127] and int8 [-63, 63]
 //   range     rmin = min(rmin, 0), rmax = max(rmax, 0)          (the range always contains 0)
 //   affine    scale = (rmax - rmin) / (qmax - qmin),  zp = qmin - round(rmin / scale)
 //   symmetric scale = max(|rmin|, |rmax|) / ((qmax - qmin) / 2), zp = 0 (int) or middle (uint)
@@ -29,9 +31,10 @@ struct RangeSettings {
   float qmax = 0;
 };
 
-// bits and signedness from the site's config (2 to 8 bits), and the integer range they give.
-// `plugin` names the caller in errors.
-inline RangeSettings range_settings(const shrink::Site& site, const std::string& plugin) {
+// bits and signedness from the site's config (2 to 8 bits), and the integer range they give
+// (one bit narrower for an activation with `reduce_range`). `plugin` names the caller in errors.
+inline RangeSettings range_settings(const shrink::Site& site, const std::string& plugin,
+                                    bool reduce_range = false) {
   const shrink::Config& c = site.config();
   RangeSettings s;
   s.bits = static_cast<int>(c.get_int("quant_bits", 8));
@@ -40,11 +43,13 @@ inline RangeSettings range_settings(const shrink::Site& site, const std::string&
     throw shrink::Unsupported(plugin + " supports 2 to 8 bits; " + site.module_name() + "." +
                               site.target() + " asks for " + std::to_string(s.bits));
   }
+  const int range_bits =
+      reduce_range && site.quant_type() != shrink::QuantType::kWeight ? s.bits - 1 : s.bits;
   if (s.is_signed) {
-    s.qmax = static_cast<float>((1 << (s.bits - 1)) - 1);
+    s.qmax = static_cast<float>((1 << (range_bits - 1)) - 1);
     s.qmin = -s.qmax;
   } else {
-    s.qmax = static_cast<float>((1 << s.bits) - 1);
+    s.qmax = static_cast<float>((1 << range_bits) - 1);
   }
   return s;
 }

@@ -12,7 +12,8 @@
 //
 // Options (the stage's `options`): estimator (activations: minmax, moving_average_minmax,
 // percentile, mse, entropy; default minmax), weight_estimator (minmax, percentile, mse; default
-// minmax), percentile (default 99.99), averaging_constant (0.01), bins (2048). A config_list entry's
+// minmax), percentile (default 99.99), averaging_constant (0.01), bins (2048), reduce_range
+// (activations on one bit fewer, as torch.ao offers for fbgemm; default false). A config_list entry's
 // `range_estimator` overrides the estimator for the sites it selects.
 #include "range_estimators.hpp"
 
@@ -59,7 +60,8 @@ class PtqQuantizer : public shrink::Quantizer {
  public:
   explicit PtqQuantizer(const shrink::Config& options) : Quantizer(options) {
     options.require_known_keys(
-        {"estimator", "weight_estimator", "percentile", "averaging_constant", "bins"});
+        {"estimator", "weight_estimator", "percentile", "averaging_constant", "bins", "reduce_range"});
+    reduce_range_ = options.get_bool("reduce_range", false);
     estimator_ = options.get("estimator", "minmax");
     weight_estimator_ = options.get("weight_estimator", "minmax");
     check_choice("estimator", estimator_, kActivationEstimators);
@@ -166,7 +168,7 @@ class PtqQuantizer : public shrink::Quantizer {
     const shrink::Config& c = site.config();
     const bool weight = site.quant_type() == shrink::QuantType::kWeight;
     Settings s;
-    static_cast<shrink_builtin::RangeSettings&>(s) = shrink_builtin::range_settings(site, "ptq");
+    static_cast<shrink_builtin::RangeSettings&>(s) = shrink_builtin::range_settings(site, "ptq", reduce_range_);
     const std::string scheme = c.get("quant_scheme", "default");
     const std::string granularity = c.get("granularity", "default");
     s.symmetric = scheme == "symmetric" || (scheme == "default" && weight);
@@ -309,6 +311,7 @@ class PtqQuantizer : public shrink::Quantizer {
   double percentile_ = 99.99;
   double averaging_constant_ = 0.01;
   int64_t bins_ = 2048;
+  bool reduce_range_ = false;
 };
 
 }  // namespace

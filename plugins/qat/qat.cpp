@@ -33,10 +33,11 @@ struct SiteSettings : shrink_builtin::RangeSettings {
   int64_t quant_start_step = 0;
 };
 
-SiteSettings settings_of(const shrink::Site& site) {
+SiteSettings settings_of(const shrink::Site& site, bool reduce_range) {
   const shrink::Config& c = site.config();
   SiteSettings s;
-  static_cast<shrink_builtin::RangeSettings&>(s) = shrink_builtin::range_settings(site, "qat");
+  static_cast<shrink_builtin::RangeSettings&>(s) =
+      shrink_builtin::range_settings(site, "qat", reduce_range);
   // `default` scheme and granularity: affine, per tensor.
   s.symmetric = c.get("quant_scheme", "affine") == "symmetric";
   s.per_channel = c.get("granularity", "default") == "per_channel";
@@ -103,7 +104,9 @@ struct SiteRuntime {
 
 class SiteTable {
  public:
-  SiteRuntime& add(const shrink::Site& site) { return table_[&site] = SiteRuntime{settings_of(site)}; }
+  SiteRuntime& add(const shrink::Site& site, bool reduce_range) {
+    return table_[&site] = SiteRuntime{settings_of(site, reduce_range)};
+  }
   SiteRuntime& at(const shrink::Site& site) {
     auto it = table_.find(&site);
     if (it == table_.end()) throw shrink::InvalidArgument("qat: a site that was never set up");
@@ -138,7 +141,8 @@ class QatGrad : public shrink::QuantGrad {
 class QatQuantizer : public shrink::Quantizer {
  public:
   explicit QatQuantizer(const shrink::Config& options) : Quantizer(options) {
-    options.require_known_keys({"ema_decay"});
+    options.require_known_keys({"ema_decay", "reduce_range"});
+    reduce_range_ = options.get_bool("reduce_range", false);
     ema_decay_ = options.get_double("ema_decay", 0.99);
     if (!(ema_decay_ >= 0.0 && ema_decay_ < 1.0)) {
       throw shrink::InvalidArgument("ema_decay must be in [0, 1), got " + options.get("ema_decay", ""));
@@ -148,7 +152,7 @@ class QatQuantizer : public shrink::Quantizer {
   }
 
   void setup_site(shrink::Site& site) override {
-    const SiteSettings& s = sites_.add(site).settings;
+    const SiteSettings& s = sites_.add(site, reduce_range_).settings;
     int64_t channels = 0;
     if (s.per_channel) {
       if (site.quant_type() != shrink::QuantType::kWeight) {
@@ -259,6 +263,7 @@ class QatQuantizer : public shrink::Quantizer {
 
   SiteTable sites_;
   double ema_decay_ = 0.99;
+  bool reduce_range_ = false;
   int64_t steps_ = 1;  // NNI counts optimizer steps from 1
 };
 

@@ -256,15 +256,22 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
 }
 
 // `shrink export model_qat.pt --int8 -o model_int8.pt`: a fake-quant model to LibTorch's int8
-// kernels.
-int run_export(const std::string& model, bool int8, std::string out) {
-  SHRINK_CHECK(int8, "export: say what to export to (--int8)");
+// kernels. `shrink export model.pt --fold-bn -o model_folded.pt`: a float model frozen for
+// inference, BatchNorms folded into the convolutions before them.
+int run_export(const std::string& model, bool int8, bool fold_bn, std::string out) {
+  SHRINK_CHECK(int8 != fold_bn, "export: say what to export to: --int8 or --fold-bn (one of them)");
   if (out.empty()) {
     const std::string stem = model.size() > 3 && model.substr(model.size() - 3) == ".pt"
                                  ? model.substr(0, model.size() - 3)
                                  : model;
     out = (stem.size() > 4 && stem.substr(stem.size() - 4) == "_qat" ? stem.substr(0, stem.size() - 4)
-                                                                      : stem) + "_int8.pt";
+                                                                      : stem) +
+          (int8 ? "_int8.pt" : "_folded.pt");
+  }
+  if (fold_bn) {
+    const int folded = shrink::fold_batchnorm(model, out);
+    std::cout << "fold-bn: " << folded << " BatchNorm" << (folded == 1 ? "" : "s") << " folded -> " << out << "\n";
+    return 0;
   }
   const shrink::Int8Export result = shrink::export_int8(model, out);
   std::cout << "int8: " << result.quantized_ops << " quantized ops -> " << out << "\n";
@@ -408,14 +415,19 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
 
   auto* export_cmd = app.add_subcommand(
-      "export", "Turn a fake-quant model (model_qat.pt) into one that runs int8 kernels");
+      "export",
+      "Turn a fake-quant model (model_qat.pt) into one that runs int8 kernels, or fold a float "
+      "model's BatchNorms for inference");
   std::string export_model, export_out;
-  bool export_int8 = false;
-  export_cmd->add_option("model", export_model, "Fake-quant TorchScript model (model_qat.pt)")
+  bool export_int8 = false, export_fold_bn = false;
+  export_cmd->add_option("model", export_model, "TorchScript model (model_qat.pt for --int8)")
       ->required()
       ->check(CLI::ExistingFile);
   export_cmd->add_flag("--int8", export_int8, "LibTorch's int8 kernels (oneDNN engine)");
-  export_cmd->add_option("-o,--out", export_out, "Output file (default: model_int8.pt beside it)");
+  export_cmd->add_flag("--fold-bn", export_fold_bn,
+                       "Frozen for inference, each BatchNorm after a convolution folded into it");
+  export_cmd->add_option("-o,--out", export_out,
+                         "Output file (default: beside the model, *_int8.pt or *_folded.pt)");
 
   auto* bench = app.add_subcommand(
       "bench", "Median latency of a model, and of its int8 export beside it");
@@ -448,7 +460,7 @@ int main(int argc, char** argv) {
     if (*inspect) return run_inspect(inspect_model, inspect_config, inspect_json);
     if (*run) return run_run(global, run_args);
     if (*bench) return run_bench(bench_args);
-    if (*export_cmd) return run_export(export_model, export_int8, export_out);
+    if (*export_cmd) return run_export(export_model, export_int8, export_fold_bn, export_out);
   } catch (const shrink::Error& e) {
     std::fprintf(stderr, "shrink: error: %s\n", e.what());
     return 1;

@@ -22,6 +22,11 @@ struct Int8Export {
 // quantized op at all.
 Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file);
 
+// Reads a float TorchScript model, writes it frozen for inference with each BatchNorm that follows
+// a convolution folded into it (weight * k, (bias - mean) * k + beta, k = gamma / sqrt(var + eps):
+// the arithmetic export_int8 uses). Returns how many were folded.
+int fold_batchnorm(const std::string& model, const std::string& out_file);
+
 // Selects LibTorch's oneDNN quantized engine (what int8 models from export_int8 run on).
 void use_int8_engine();
 

@@ -79,11 +79,17 @@ class QuantizerInstance {
   void set_calibrating(bool calibrating) { calibrating_ = calibrating; }
   bool calibrating() const { return calibrating_; }
   void end_calibration();
-  // While measuring, every quantize call adds to its site's signal (x^2) and quantization noise
-  // ((quantize(x) - x)^2); sqnr_db(site) is then 10 log10(signal / noise): which site hurts. NaN
-  // when the site saw nothing, inf when it changed nothing. Turning it on starts from zero.
-  void set_measuring(bool measuring);
+  // Per-site quantization SQNR, one batch at a time: under kReference every quantize call returns
+  // its input untouched (the whole model runs in float) and keeps it; under kCompare the same batch
+  // runs quantized and each call adds to its site's signal and noise, both against the float
+  // reference of the same call (the error the network has accumulated up to and through the site:
+  // sqnr_db) and against its own input (the site's own quantization noise: local_sqnr_db).
+  // 10 log10(signal / noise); NaN when the site saw nothing, inf when it changed nothing. Leaving
+  // kOff starts from zero.
+  enum class Measure { kOff, kReference, kCompare };
+  void set_measuring(Measure mode);
   double sqnr_db(int site) const;
+  double local_sqnr_db(int site) const;
   Calibration export_site(int site);
 
   bool has_quant_grad() const;
@@ -110,7 +116,7 @@ class QuantizerInstance {
   int id_ = -1;
   bool training_ = true;
   bool calibrating_ = false;
-  bool measuring_ = false;
+  Measure measuring_ = Measure::kOff;
   std::vector<std::unique_ptr<Site>> sites_;
 };
 
