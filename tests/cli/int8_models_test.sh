@@ -29,8 +29,8 @@ compress:
 export: {dir: out, int8: true}
 YAML
 
-# model, int8 ops expected (convolutions + linear + residual adds)
-for spec in "resnet18 29" "mobilenet_v2 63"; do
+# model, int8 ops expected (convolutions + residual adds; the small classifier runs in float)
+for spec in "resnet18 28" "mobilenet_v2 62"; do
   set -- $spec
   name=$1 ops=$2
   echo "== $name"
@@ -48,7 +48,8 @@ torch.backends.quantized.engine = "onednn"
 int8 = torch.jit.load(out + "/model_int8.pt").eval()
 fq = torch.jit.load(out + "/model_qat.pt").eval()
 kinds = {n.kind() for n in int8.graph.nodes()}
-assert {"quantized::conv2d_relu", "quantized::conv2d", "quantized::linear"} <= kinds, kinds
+assert {"quantized::conv2d_relu", "quantized::conv2d"} <= kinds, kinds
+assert any("aten::linear" in f and "faster than oneDNN's int8 linear" in f for f in i8["float_ops"]), i8
 assert "quantized::add_relu" in kinds or "quantized::add" in kinds, kinds
 assert not any(k.startswith("aten::fake_quantize") or k == "aten::batch_norm" for k in kinds), kinds
 torch.manual_seed(0)

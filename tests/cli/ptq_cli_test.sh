@@ -19,7 +19,7 @@ for estimator in minmax moving_average_minmax percentile mse entropy; do
   "$shrink" run "$src/configs/ptq_quickstart.yaml" --out "$work/$estimator" "${short[@]}" \
     --set "compress.0.options.estimator=$estimator" > "$work/$estimator.log"
   grep -q "^calibrate: ptq on 100 samples (10 batches)" "$work/$estimator.log" || fail "no calibration line"
-  grep -q "^model_int8.pt: 4 int8 ops, accuracy" "$work/$estimator.log" || fail "no int8 line"
+  grep -q "^model_int8.pt: 3 int8 ops, accuracy" "$work/$estimator.log" || fail "no int8 line"
   grep -q "^lowest site SQNR vs float: .* dB" "$work/$estimator.log" || fail "no per-site SQNR line"
   /usr/bin/python3 - "$work/$estimator" "$estimator" <<'PY'
 import json, sys
@@ -38,10 +38,11 @@ assert report["train"]["finetune"]["steps_done"] == 0, report["train"]
 # the fake-quant model (the issue's target; 0.5 here on 2000 samples: 10 of them), its outputs
 # close to it; only log_softmax stays float; the file is about a quarter of the fp32 one.
 i8 = report["int8"]
-assert i8["quantized_ops"] == 4 and i8["engine"] == "onednn", i8
+assert i8["quantized_ops"] == 3 and i8["engine"] == "onednn", i8
 assert abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
 assert i8["sqnr_db_vs_fake_quant"] > 20, i8
-assert [f.split(" ")[0] for f in i8["float_ops"]] == ["aten::log_softmax"], i8
+# fc2 (500 -> 10) is faster in float than oneDNN's int8 linear, on its fake-quantized weights.
+assert [f.split(" ")[:2] for f in i8["float_ops"]] == [["aten::linear", "(fc2):"], ["aten::log_softmax", "(%ret.1):"]], i8
 assert i8["size_ratio"] < 0.27, i8
 # Per-site quantization SQNR on the calibration samples. Its own noise (local_sqnr_db): with minmax
 # ranges (nothing clips on those samples) every int8 site is above 20 dB; estimators that clip lose
@@ -81,13 +82,13 @@ assert abs(py["accuracy"] - m["exported_accuracy"]) <= 0.001, (py, m)
 assert "aten::fake_quantize_per_channel_affine" in py["ops"], py
 # Plain PyTorch runs the int8 model (oneDNN engine) to the same accuracy, on real int8 kernels.
 assert abs(py8["accuracy"] - m["int8_accuracy"]) <= 0.001, (py8, m)
-assert {"quantized::conv2d_relu", "quantized::linear_relu", "quantized::linear"} <= set(py8["ops"]), py8
+assert {"quantized::conv2d_relu", "quantized::linear_relu"} <= set(py8["ops"]), py8
 assert not any(op.startswith("aten::fake_quantize") for op in py8["ops"]), py8
 PY
 
 echo "== shrink export --int8 and shrink bench, as a user runs them"
 "$shrink" export "$work/minmax/model_qat.pt" --int8 -o "$work/again_int8.pt" | tee "$work/export.log"
-grep -q "^int8: 4 quantized ops" "$work/export.log" || fail "export --int8 summary"
+grep -q "^int8: 3 quantized ops" "$work/export.log" || fail "export --int8 summary"
 "$shrink" bench "$model_dir/mnist.pt" --int8 "$work/again_int8.pt" --shape 1,28,28 --batch 1,8 --runs 5 --json \
   | tee "$work/bench.log"
 /usr/bin/python3 - "$work/bench.log" <<'PY'
@@ -112,7 +113,7 @@ scale = {(s["op"], s["target"]): s["scale"] for s in r["sites"]}
 scale_full = {(s["op"], s["target"]): s["scale"] for s in full["sites"]}
 ratio = scale[("conv1", "_output_0")] / scale_full[("conv1", "_output_0")]
 assert 1.9 < ratio < 2.1, ratio
-assert r["int8"]["quantized_ops"] == 4, r["int8"]
+assert r["int8"]["quantized_ops"] == 3, r["int8"]
 assert abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
 assert abs(m["compressed_accuracy"] - mf["compressed_accuracy"]) <= 0.02, (m, mf)
 PY
