@@ -537,7 +537,7 @@ void print_plan(const Experiment& x, const Model& model, const std::vector<Check
   train_line("finetune", x.finetune);
   os << "  evaluate  " << (x.evaluate ? "top-1 accuracy" : "no") << "\n";
   os << "  export    " << x.export_dir << " (calibration.json, report.json"
-     << (x.export_model && !stages.empty() ? ", model_qat.pt" : "") << ")\n";
+     << (x.export_model ? (stages.empty() ? ", model_fp32.pt" : ", model_qat.pt") : "") << ")\n";
 }
 
 // Opens the checkpoint to resume from and checks that it belongs to this experiment.
@@ -726,25 +726,30 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          fs::create_directories(c.staging);
          write_json(fs::path(c.staging) / "calibration.json", calibration);
          std::optional<Model> exported;  // model_qat.pt as a user loads it
-         if (experiment.export_model && !c.quantizers.empty()) {
-           bake_fake_quant(*c.model);
-           const fs::path file = fs::path(c.staging) / "model_qat.pt";
+         if (experiment.export_model) {
+           // Without a compress stage the result is the trained float model, model_fp32.pt: one
+           // fp32 training that several experiments then start from (their `model:`).
+           const bool quantized = !c.quantizers.empty();
+           c.summary.exported_file = quantized ? "model_qat.pt" : "model_fp32.pt";
+           if (quantized) bake_fake_quant(*c.model);
+           const fs::path file = fs::path(c.staging) / c.summary.exported_file;
            c.model->module().save(file.string());
            // Check what was written: reload it as a user would and score it.
-           exported = Model::load(file.string());
+           Model reloaded = Model::load(file.string());
            if (experiment.evaluate) {
-             c.summary.exported_accuracy = evaluate(c, exported->module(), c.test);
-             std::cout << "model_qat.pt accuracy " << std::setprecision(4)
+             c.summary.exported_accuracy = evaluate(c, reloaded.module(), c.test);
+             std::cout << c.summary.exported_file << " accuracy " << std::setprecision(4)
                        << c.summary.exported_accuracy << std::endl;
              // ATen's fake-quant rounds to nearest; a plugin that quantizes otherwise (naive
              // truncates, as NNI's does) is only approximated by the exported model.
-             if (c.summary.compressed_accuracy >= 0 &&
+             if (quantized && c.summary.compressed_accuracy >= 0 &&
                  std::abs(c.summary.exported_accuracy - c.summary.compressed_accuracy) > 0.005) {
                log_warn("model_qat.pt scores " + std::to_string(c.summary.exported_accuracy) +
                         " where the run scored " + std::to_string(c.summary.compressed_accuracy) +
                         ": a plugin's fake-quant differs from ATen's round-to-nearest");
              }
            }
+           if (quantized) exported = std::move(reloaded);
          }
          json int8 = nullptr;
          if (experiment.export_int8) {
@@ -816,7 +821,8 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
     // earlier run left there that this run did not write (model_qat.pt, with export.model off)
     // goes, so that nothing stale sits beside the new report.
     fs::create_directories(c.out_dir);
-    for (const char* name : {"report.json", "calibration.json", "model_qat.pt", "model_int8.pt"}) {
+    for (const char* name :
+         {"report.json", "calibration.json", "model_fp32.pt", "model_qat.pt", "model_int8.pt"}) {
       if (!fs::exists(fs::path(c.staging) / name)) fs::remove(fs::path(c.out_dir) / name, ec);
     }
     for (const auto& entry : fs::directory_iterator(c.staging)) {

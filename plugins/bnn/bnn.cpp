@@ -5,7 +5,7 @@
 //             the paper's saturation, a QuantGrad)
 //   step      after each optimizer step the real-valued weights are clamped to [-1, 1] (the paper's
 //             clip; past it a weight's gradient would be zero for good)
-// quant_bits must be 1 (or unset). Made for Hardtanh activations (whose output is in [-1, 1]), as
+// quant_bits must be 1 (`quant_bits: 1` in its config_list entries). Made for Hardtanh activations (whose output is in [-1, 1]), as
 // the paper's networks have. Nothing to export: +-1 is not an 8-bit affine grid, so model_qat.pt
 // and int8 export are not written for it (set export.model: false).
 //
@@ -38,9 +38,11 @@ class BnnQuantizer : public shrink::Quantizer {
   }
 
   void setup_site(shrink::Site& site) override {
-    if (site.config().has("quant_bits") && site.config().get_int("quant_bits", 1) != 1) {
-      throw shrink::Unsupported("bnn binarizes to 1 bit; " + site.module_name() + "." + site.target() +
-                                " asks for quant_bits " + site.config().get("quant_bits", ""));
+    // The host resolves an unset quant_bits to 8, so 1 has to be asked for.
+    if (site.config().get_int("quant_bits", 8) != 1) {
+      throw shrink::Unsupported("bnn binarizes to 1 bit: set quant_bits: 1 in the config_list entry for " +
+                                site.module_name() + "." + site.target() + " (it has quant_bits " +
+                                site.config().get("quant_bits", "8") + ")");
     }
   }
 

@@ -10,7 +10,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-for f in bin/shrink lib/shrink/plugins/naive.so include/shrink/plugin_api.h include/shrink/sdk.hpp \
+for f in bin/shrink lib/shrink/plugins/naive.so lib/shrink/plugins/lsq.so lib/shrink/plugins/dorefa.so \
+         lib/shrink/plugins/bnn.so include/shrink/plugin_api.h include/shrink/sdk.hpp \
          lib/cmake/Shrink/ShrinkConfig.cmake lib/cmake/Shrink/ShrinkPlugin.cmake; do
   [ -e "$tmp/prefix/$f" ] || { echo "FAIL: install lacks $f"; exit 1; }
 done
@@ -35,6 +36,8 @@ import json, sys
 data = json.load(open(sys.argv[1]))
 names = {a["name"]: a for a in data["algorithms"]}
 assert "ternary" in names and "naive" in names, names.keys()
+# The built-in plugins load from the installed plugin folder like any third-party one.
+assert {"qat", "ptq", "lsq", "dorefa", "bnn"} <= names.keys(), names.keys()
 want = "clang" if "clang" in sys.argv[2] else "gcc"
 assert "compiler=" + want in names["ternary"]["build"], names["ternary"]["build"]
 PY
@@ -42,4 +45,8 @@ out=$(env -u SHRINK_PLUGIN_PATH "$shrink" --plugin-path "$plugin" check ternary 
   || { cat "$tmp/err"; exit 1; }
 echo "$out"
 grep -q 'ternary: quantize_weight ok' <<<"$out"
+for algo in lsq dorefa bnn; do
+  env -u SHRINK_PLUGIN_PATH "$shrink" check "$algo" >"$tmp/check_$algo" 2>&1 || { cat "$tmp/check_$algo"; exit 1; }
+  grep -q "$algo: quantize_weight ok" "$tmp/check_$algo" || { cat "$tmp/check_$algo"; exit 1; }
+done
 echo "out-of-tree plugin built with $cxx: loaded and ran"

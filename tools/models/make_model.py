@@ -5,6 +5,8 @@ Usage: make_model.py NAME OUT.pt [--trace]
 
 NAME is one of:
   mnist         the seed's `Mnist` network (NNI quantization quick start), input 1x28x28
+  mnist_hardtanh  the same network with Hardtanh activations (same module names relu1..relu3),
+                for binarized (BNN) experiments, whose activations live in [-1, 1]
   resnet_small  a small ResNet for 1x28x28 inputs whose blocks share one TorchScript class type
   resnet18      torchvision's resnet18 (random weights), input 3x32x32 and up
   mobilenet_v2, mobilenet_v3_small, shufflenet_v2_x0_5, squeezenet1_1
@@ -49,6 +51,17 @@ class Mnist(torch.nn.Module):
         return F.log_softmax(x, dim=1)
 
 
+class MnistHardtanh(Mnist):
+    """The seed's `Mnist` with its three activations Hardtanh: a BNN binarizes them to +1/-1,
+    which a ReLU6's [0, 6] cannot carry. The names stay relu1..relu3, so config_lists are shared."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu1 = torch.nn.Hardtanh()
+        self.relu2 = torch.nn.Hardtanh()
+        self.relu3 = torch.nn.Hardtanh()
+
+
 class BasicBlock(torch.nn.Module):
     def __init__(self, channels):
         super().__init__()
@@ -84,13 +97,15 @@ class ResNetSmall(torch.nn.Module):
 def build(name):
     if name == "mnist":
         return Mnist(), torch.randn(2, 1, 28, 28)
+    if name == "mnist_hardtanh":
+        return MnistHardtanh(), torch.randn(2, 1, 28, 28)
     if name == "resnet_small":
         return ResNetSmall(), torch.randn(2, 1, 28, 28)
     if name in TORCHVISION:
         import torchvision
 
         return getattr(torchvision.models, name)(num_classes=10), torch.randn(2, 3, 32, 32)
-    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, resnet_small, "
+    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, mnist_hardtanh, resnet_small, "
                      + ", ".join(TORCHVISION) + ")")
 
 

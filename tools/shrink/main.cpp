@@ -242,7 +242,9 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
   if (summary.baseline_accuracy >= 0) {
     std::cout << "  accuracy   fp32 " << summary.baseline_accuracy;
     if (summary.compressed_accuracy >= 0) std::cout << ", compressed " << summary.compressed_accuracy;
-    if (summary.exported_accuracy >= 0) std::cout << ", model_qat.pt " << summary.exported_accuracy;
+    if (summary.exported_accuracy >= 0) {
+      std::cout << ", " << summary.exported_file << " " << summary.exported_accuracy;
+    }
     if (summary.int8_accuracy >= 0) std::cout << ", model_int8.pt " << summary.int8_accuracy;
     std::cout << "\n";
   }

@@ -25,10 +25,11 @@ struct RunOptions {
 struct RunSummary {
   double baseline_accuracy = -1;
   double compressed_accuracy = -1;
-  double exported_accuracy = -1;  // model_qat.pt reloaded and evaluated; -1 when not exported
+  double exported_accuracy = -1;  // exported_file reloaded and evaluated; -1 when not exported
   double int8_accuracy = -1;      // model_int8.pt reloaded and evaluated; -1 when not exported
   double baseline_seconds_per_epoch = 0;
   double compressed_seconds_per_epoch = 0;
+  std::string exported_file;  // model_qat.pt; model_fp32.pt without compress stages; "" if none
   bool stopped = false;  // stop_after_epochs was reached; no results were written
   std::string out_dir;
 };

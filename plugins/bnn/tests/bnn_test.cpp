@@ -17,7 +17,7 @@ class BnnTest : public ::testing::Test {
         q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("bnn"), shrink::Options{})) {
     q_->set_training(true);
   }
-  int site(shrink::QuantType type, const std::string& bits = "") {
+  int site(shrink::QuantType type, const std::string& bits = "1") {
     shrink::SiteSpec spec;
     spec.module_name = "fc1";
     spec.module_type = "Linear";
@@ -68,6 +68,7 @@ TEST_F(BnnTest, StepClampsTheWeightsTheOptimizerMoved) {
 
 TEST_F(BnnTest, RefusesMoreThanOneBit) {
   EXPECT_THROW(site(shrink::QuantType::kWeight, "2"), shrink::Error);
+  EXPECT_THROW(site(shrink::QuantType::kWeight, "8"), shrink::Error);  // what unset resolves to
 }
 
 // A binary linear classifier (sign(W) sign(x), a float gain) on separable data: the loss falls.

@@ -92,6 +92,32 @@ TEST_F(DorefaTest, BackwardIsStraightThroughTheRounding) {
   EXPECT_TRUE(torch::equal(a.grad(), torch::tensor({0.0f, 1.0f, 1.0f, 0.0f})));
 }
 
+TEST(DorefaOptions, MaxAbsKeepsTheLayersRange) {
+  auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
+  shrink::Options options;
+  options.set("weight_scale", "max_abs");
+  shrink::QuantizerInstance q(registry->require("dorefa"), options);
+  q.set_training(true);
+  shrink::SiteSpec spec;
+  spec.module_name = "fc1";
+  spec.target = "weight";
+  spec.config.set("quant_bits", "4");
+  const int s = q.add_site(spec);
+  torch::manual_seed(2);
+  const at::Tensor w = (torch::randn({6, 9}) * 0.05).requires_grad_(true);
+  const at::Tensor y = q.quantize(s, w);
+  const at::Tensor t = torch::tanh(w.detach());
+  const at::Tensor m = t.abs().max();
+  const at::Tensor paper = 2 * ((t / (2 * m) + 0.5) * 15).round() / 15 - 1;
+  EXPECT_TRUE(torch::allclose(y, paper * w.detach().abs().max(), 1e-5, 1e-7));
+  EXPECT_NEAR(y.abs().max().item<float>(), w.detach().abs().max().item<float>(), 1e-6);
+  y.sum().backward();
+  EXPECT_TRUE(torch::allclose(w.grad(), (1 - t * t) / m * w.detach().abs().max(), 1e-5, 1e-7));
+
+  options.set("weight_scale", "mean");
+  EXPECT_THROW(shrink::QuantizerInstance(registry->require("dorefa"), options), shrink::Error);
+}
+
 TEST_F(DorefaTest, RefusesNineBits) {
   shrink::SiteSpec spec;
   spec.module_name = "conv2";
