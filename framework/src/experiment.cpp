@@ -282,7 +282,7 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
     int i = 0;
     for (const auto& stage : stages) {
       const std::string name = "compress[" + std::to_string(i++) + "]";
-      MapReader s(stage, path, name, {"plugin", "options", "calibration", "config_list"});
+      MapReader s(stage, path, name, {"plugin", "options", "calibration", "config_list", "fold_bn"});
       StageSpec spec;
       spec.where = detail::yaml_mark(path, stage);
       SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name << ".plugin: required");
@@ -304,6 +304,7 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
                                               "to calibrate on, at least 1)");
         spec.calibration.batch_size = c.integer("batch_size", 0, 1);
       }
+      spec.fold_bn = s.boolean("fold_bn", false);
       SHRINK_CHECK(s.has("config_list"), spec.where << ": " << name << ".config_list: required");
       spec.config_list = ConfigList::parse(s.node("config_list"), path);
       x.compress.push_back(std::move(spec));

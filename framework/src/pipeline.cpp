@@ -118,7 +118,8 @@ std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
     }
     try {
       probes.push_back(std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options));
-      wrapped.push_back(std::make_unique<QuantizedModel>(probe_model, *probes.back(), checked.sites));
+      wrapped.push_back(
+          std::make_unique<QuantizedModel>(probe_model, *probes.back(), checked.sites, stage.fold_bn));
     } catch (const Error& e) {
       throw Error(where + ": " + e.what());
     }
@@ -209,6 +210,7 @@ struct Context {
   std::unique_ptr<Checkpoint> resume;  // the checkpoint being resumed from, until it is used
   std::string resume_phase;            // "pretrain" or "finetune"
   json calibration = json::array();    // one entry per calibration pass, for the report
+  json folded_batchnorms = json::array();  // per stage: "conv + bn" of each pair folded (fold_bn)
 };
 
 int64_t batches_per_epoch(const Context& c) {
@@ -634,9 +636,18 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          for (std::size_t i = 0; i < experiment.compress.size(); ++i) {
            const StageSpec& stage = experiment.compress[i];
            auto q = std::make_unique<QuantizerInstance>(*c.stages[i].algorithm, stage.options);
-           c.wrapped.push_back(std::make_unique<QuantizedModel>(*c.model, *q, c.stages[i].sites));
-           std::cout << "compress: " << stage.plugin << " on " << c.stages[i].sites.size()
-                     << " sites" << std::endl;
+           c.wrapped.push_back(
+               std::make_unique<QuantizedModel>(*c.model, *q, c.stages[i].sites, stage.fold_bn));
+           std::cout << "compress: " << stage.plugin << " on " << c.stages[i].sites.size() << " sites";
+           const auto folded = c.wrapped.back()->folded_batchnorms();
+           if (stage.fold_bn) {
+             std::cout << ", " << folded.size() << " BatchNorm" << (folded.size() == 1 ? "" : "s")
+                       << " folded";
+             for (std::size_t k = 0; k < folded.size(); ++k) std::cout << (k ? ", " : " (") << folded[k];
+             if (!folded.empty()) std::cout << ")";
+           }
+           std::cout << std::endl;
+           c.folded_batchnorms.push_back(folded);
            c.quantizers.push_back(std::move(q));
          }
          if (!resume_in_finetune) return;
@@ -731,7 +742,10 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
            // fp32 training that several experiments then start from (their `model:`).
            const bool quantized = !c.quantizers.empty();
            c.summary.exported_file = quantized ? "model_qat.pt" : "model_fp32.pt";
-           if (quantized) bake_fake_quant(*c.model);
+           if (quantized) {
+             for (auto& w : c.wrapped) w->bake_folded_batchnorms();
+             bake_fake_quant(*c.model);
+           }
            const fs::path file = fs::path(c.staging) / c.summary.exported_file;
            c.model->module().save(file.string());
            // Check what was written: reload it as a user would and score it.
@@ -803,6 +817,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
                {"pretrain", c.pretrain.to_json()},
                {"finetune", c.finetune.to_json()}}},
              {"calibration", c.calibration},
+             {"folded_batchnorms", c.folded_batchnorms},
              {"int8", int8},
              {"sites", sites}};
          write_json(fs::path(c.staging) / "report.json", report);

@@ -3,6 +3,10 @@
 
 #include "graph_utils.hpp"
 
+#include <shrink/logging.hpp>
+
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/library.h>
 #include <torch/script.h>
 
@@ -57,10 +61,57 @@ int target_index(const std::string& target) {
   return std::stoi(target.substr(target.rfind('_') + 1));
 }
 
+c10::Symbol sym(const char* qualified) { return c10::Symbol::fromQualString(qualified); }
+bool is(const torch::jit::Node* n, const char* kind) { return n->kind() == sym(kind); }
+
+// A read of the attribute at `path` ("layer1.0.bn1.running_var") from `self`, at the insert point.
+torch::jit::Value* read_path(torch::jit::Graph& graph, torch::jit::Value* self, const std::string& path) {
+  torch::jit::Value* v = self;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = path.find('.', start);
+    v = graph.insertGetAttr(v, path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) return v;
+    start = dot + 1;
+  }
+}
+
+// The one use of `v` that reads its data (shape queries aside), or nullptr.
+torch::jit::Node* single_data_use(const torch::jit::Value* v) {
+  torch::jit::Node* found = nullptr;
+  for (const auto& u : v->uses()) {
+    if (is(u.user, "aten::dim") || is(u.user, "aten::size")) continue;
+    if (found != nullptr || u.offset != 0) return nullptr;
+    found = u.user;
+  }
+  return found;
+}
+
+std::string parent_of(const std::string& path) { return path.substr(0, path.rfind('.')); }
+
 }  // namespace
 
+struct QuantizedModel::FoldedPair {
+  std::string conv, bn;      // module paths
+  std::string bias;          // the conv's bias attribute path; empty when it has none
+  double eps = 1e-5;
+  torch::jit::Node* conv_node = nullptr;
+  torch::jit::Node* bn_node = nullptr;
+  torch::jit::Value* folded_weight = nullptr;  // W * sf
+  torch::jit::Value* bias_value = nullptr;     // the conv's bias read, when it has one
+  torch::jit::Value* unfolded = nullptr;       // conv(...) / sf + b, what the BatchNorm reads
+};
+
+QuantizedModel::~QuantizedModel() = default;
+
+std::vector<std::string> QuantizedModel::folded_batchnorms() const {
+  std::vector<std::string> out;
+  for (const auto& p : folded_) out.push_back(p->conv + " + " + p->bn);
+  return out;
+}
+
 QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
-                               const std::vector<PlannedSite>& sites)
+                               const std::vector<PlannedSite>& sites, bool fold_bn)
     : model_(&model), quantizer_(&quantizer), sites_(sites) {
   // A method that has run keeps the execution plan it compiled, and editing its graph afterwards
   // changes nothing that runs. The rewrite therefore goes into a clone, whose methods are new.
@@ -150,7 +201,147 @@ QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
       }
     }
   }
+  if (fold_bn) fold_batchnorms(*graph);
   graph->lint();
+}
+
+// Conv2d -> [its output site] -> BatchNorm2d pairs, rewritten for simulated folding (see the
+// header). Pairs whose parts are not plain module attributes are left as they are, with a warning.
+void QuantizedModel::fold_batchnorms(torch::jit::Graph& graph) {
+  const auto paths = detail::attribute_paths(graph);
+  auto path_of = [&](const torch::jit::Value* v) -> std::string {
+    auto it = paths.find(v);
+    return it == paths.end() ? std::string() : it->second;
+  };
+  static const c10::Symbol kQuantize = sym("shrink::quantize");
+  std::vector<torch::jit::Node*> convs;
+  for (torch::jit::Node* n : graph.nodes()) {
+    if (is(n, "aten::conv2d")) convs.push_back(n);
+  }
+  for (torch::jit::Node* conv : convs) {
+    torch::jit::Node* out_site = nullptr;
+    torch::jit::Node* bn = single_data_use(conv->output());
+    if (bn != nullptr && bn->kind() == kQuantize) {
+      out_site = bn;
+      bn = single_data_use(out_site->output());
+    }
+    if (bn == nullptr || !is(bn, "aten::batch_norm")) continue;
+    auto pair = std::make_unique<FoldedPair>();
+    torch::jit::Node* weight_site = conv->input(1)->node()->kind() == kQuantize ? conv->input(1)->node() : nullptr;
+    torch::jit::Value* weight = weight_site ? weight_site->input(0) : conv->input(1);
+    const std::string weight_path = path_of(weight);
+    const std::string gamma = path_of(bn->input(1)), beta = path_of(bn->input(2));
+    const std::string mean = path_of(bn->input(3)), var = path_of(bn->input(4));
+    const auto eps = torch::jit::constant_as<double>(bn->input(7));
+    const std::string where = weight_path.empty() ? detail::scope_of(conv) : parent_of(weight_path);
+    torch::jit::Value* bias = conv->input(2);
+    // Conv2d declares its bias Optional[Tensor]: what the attribute holds decides.
+    bool no_bias = bias->type()->kind() == c10::TypeKind::NoneType;
+    bool optional_bias = false;
+    if (!no_bias && bias->type()->kind() == c10::TypeKind::OptionalType && !path_of(bias).empty()) {
+      no_bias = attribute_at(model_->module(), path_of(bias)).isNone();
+      optional_bias = !no_bias;
+    }
+    std::string missing = weight_path.empty() ? "the convolution's weight"
+                          : gamma.empty()       ? "the BatchNorm's weight"
+                          : beta.empty()        ? "the BatchNorm's bias"
+                          : mean.empty()        ? "the BatchNorm's running_mean"
+                          : var.empty()         ? "the BatchNorm's running_var"
+                          : !eps                ? "the BatchNorm's eps"
+                          : (!no_bias && (path_of(bias).empty() ||
+                                          (!optional_bias && !bias->type()->cast<c10::TensorType>())))
+                              ? "the convolution's bias"
+                              : "";
+    if (!missing.empty()) {
+      log_warn("fold_bn: " + where + " and the BatchNorm after it are left unfolded: " + missing +
+               " is not a plain module attribute (or constant)");
+      continue;
+    }
+    pair->conv = parent_of(weight_path);
+    pair->bn = parent_of(var);
+    pair->bias = no_bias ? "" : path_of(bias);
+    pair->eps = *eps;
+    pair->conv_node = conv;
+    pair->bn_node = bn;
+    pair->bias_value = no_bias ? nullptr : bias;
+
+    torch::jit::Value* self = graph.inputs().at(0);
+    torch::jit::Value* sf;
+    {
+      // sf = gamma / sqrt(running_var + eps); the weight site sees W * sf.
+      torch::jit::WithInsertPoint guard(weight_site ? weight_site : conv);
+      torch::jit::Value* std_dev = graph.insert(
+          sym("aten::sqrt"), {graph.insert(sym("aten::add"), {read_path(graph, self, var), *eps})});
+      sf = graph.insert(sym("aten::div"), {read_path(graph, self, gamma), std_dev});
+      std::vector<int64_t> shape(4, 1);
+      shape[0] = -1;
+      pair->folded_weight = graph.insert(sym("aten::mul"), {weight, graph.insert(sym("aten::reshape"), {sf, shape})});
+      if (weight_site) {
+        weight_site->replaceInput(0, pair->folded_weight);
+      } else {
+        conv->replaceInput(1, pair->folded_weight);
+      }
+    }
+    {
+      // y = conv(x, Q(W * sf), None) / sf + b: the BatchNorm then normalises what the unfolded
+      // convolution computed.
+      torch::jit::WithInsertPoint guard(conv->next());
+      const std::vector<int64_t> per_channel = {1, -1, 1, 1};
+      torch::jit::Node* div = graph.insert(sym("aten::div"), {conv->output(), graph.insert(sym("aten::reshape"), {sf, per_channel})})->node();
+      torch::jit::Value* y = div->output();
+      if (!no_bias) {
+        torch::jit::Value* b = optional_bias ? graph.insertUncheckedCast(bias, c10::TensorType::get()) : bias;
+        y = graph.insert(sym("aten::add"), {y, graph.insert(sym("aten::reshape"), {b, per_channel})});
+        torch::jit::WithInsertPoint before(conv);
+        conv->replaceInput(2, graph.insertConstant(c10::IValue()));
+      }
+      conv->output()->replaceAllUsesWith(y);
+      div->replaceInput(0, conv->output());
+      pair->unfolded = y;
+    }
+    if (out_site != nullptr) {
+      // The conv's output site quantizes the pair's output: after the BatchNorm.
+      // Its uses (the BatchNorm, and shape checks before it) read the folded value instead.
+      out_site->output()->replaceAllUsesWith(out_site->input(0));
+      out_site->moveAfter(bn);
+      bn->output()->replaceAllUsesWith(out_site->output());
+      out_site->replaceInput(0, bn->output());
+    }
+    folded_.push_back(std::move(pair));
+  }
+}
+
+void QuantizedModel::bake_folded_batchnorms() {
+  if (folded_.empty()) return;
+  torch::jit::Module& module = model_->module();
+  auto graph = module.get_method("forward").graph();
+  auto tensor = [&](const std::string& path) { return attribute_at(module, path).toTensor(); };
+  torch::NoGradGuard no_grad;
+  for (const auto& p : folded_) {
+    at::Tensor w = tensor(p->conv + ".weight").to(at::kFloat);
+    at::Tensor b = p->bias.empty() ? at::zeros({w.size(0)}) : tensor(p->bias).to(at::kFloat);
+    detail::fold_batchnorm_into(w, b, tensor(p->bn + ".weight").to(at::kFloat),
+                                tensor(p->bn + ".bias").to(at::kFloat),
+                                tensor(p->bn + ".running_mean").to(at::kFloat),
+                                tensor(p->bn + ".running_var").to(at::kFloat), p->eps);
+    // The convolution's own parameters take the folded values (model_qat.pt carries them, and the
+    // int8 export reads them as it reads any weight); the weight site reads them directly again.
+    tensor(p->conv + ".weight").copy_(w);
+    p->folded_weight->replaceAllUsesWith(p->folded_weight->node()->input(0));
+    if (p->bias_value != nullptr) {
+      tensor(p->bias).copy_(b);
+      p->conv_node->replaceInput(2, p->bias_value);
+    } else {
+      torch::jit::WithInsertPoint guard(p->conv_node);
+      p->conv_node->replaceInput(2, graph->insertConstant(b.contiguous()));
+    }
+    p->bn_node->output()->replaceAllUsesWith(p->conv_node->output());
+    p->unfolded->replaceAllUsesWith(p->conv_node->output());  // the BatchNorm's shape checks
+    // Dead code elimination keeps batch_norm (its running statistics may be written): it goes here.
+    p->bn_node->destroy();
+  }
+  folded_.clear();  // the nodes they point at go now
+  torch::jit::EliminateDeadCode(graph);
 }
 
 void QuantizedModel::train(bool on) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The low-bit plugins from YAML on real Fashion-MNIST (a few hundred steps each): lsq with mixed
 # bit widths (first and last layer 8 bits, the rest 4), whose calibration and report say which
-# site got what and whose model_qat.pt plain PyTorch scores alike; dorefa; bnn on the Hardtanh net.
+# site got what and whose model_qat.pt plain PyTorch scores alike; dorefa; bnn on the Hardtanh net;
+# qat with simulated BatchNorm folding (compress[].fold_bn).
 # Usage: lowbit_cli_test.sh SHRINK_EXE MODEL_DIR SOURCE_DIR
 set -euo pipefail
 shrink=$1
@@ -124,4 +125,20 @@ if "$shrink" run "$work/bnn.yaml" --out "$work/bnn2" "${short[@]}" \
 fi
 grep -q "bnn binarizes to 1 bit: set quant_bits: 1 in the config_list entry for conv2.weight (it has quant_bits 2)" "$work/bnn2.log" || { cat "$work/bnn2.log"; fail "no clear error"; }
 [ ! -e "$work/bnn2" ] || fail "an output folder was left"
+echo "== qat with simulated BatchNorm folding: conv1 + batchnorm1 exported as one folded conv"
+"$shrink" run "$src/configs/quickstart.yaml" --out "$work/fold" --set "model=$model_dir/mnist.pt" "${short[@]}" \
+  --set compress.0.fold_bn=true | tee "$work/fold.log"
+grep -q "^compress: qat on 15 sites, 1 BatchNorm folded (conv1 + batchnorm1)" "$work/fold.log" || fail "no fold line"
+/usr/bin/python3 - "$work/fold" <<'PY'
+import json, sys, torch
+out = sys.argv[1]
+report = json.load(open(out + "/report.json"))
+m = report["metrics"]
+print(m, report["folded_batchnorms"])
+assert report["folded_batchnorms"] == [["conv1 + batchnorm1"]], report["folded_batchnorms"]
+assert abs(m["exported_accuracy"] - m["compressed_accuracy"]) <= 0.002, m
+assert report["int8"]["quantized_ops"] == 3 and abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
+qat = torch.jit.load(out + "/model_qat.pt")
+assert "aten::batch_norm" not in str(qat.graph), "model_qat.pt still runs the BatchNorm"
+PY
 echo "low-bit cli: all good"

@@ -4,6 +4,8 @@
 #include <shrink/quantized_model.hpp>
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -197,4 +199,71 @@ TEST(QuantizedModelTest, WrapsAModelWhoseForwardHasAlreadyRun) {
   EXPECT_TRUE(torch::allclose(before, after, 1e-5, 1e-6));
   EXPECT_TRUE(model.module().attr("fc2").toModule().attr("weight").toTensor().is_same(fc2_weight));
   torch::jit::setGraphExecutorOptimize(true);
+}
+
+// Simulated BatchNorm folding (fold_bn): with an identity quantizer the rewritten model computes
+// what the original does, in training (batch statistics) and in evaluation, with and without a
+// conv bias (mnist's conv1 has one, resnet_small's convolutions none); once baked for export the
+// BatchNorm is gone, the conv carries W * gamma / sqrt(var + eps), and the outputs stay the same.
+TEST(QuantizedModelTest, FoldedBatchNormsComputeWhatTheOriginalDoes) {
+  for (const std::string name : {"mnist", "resnet_small"}) {
+    auto registry = registry_of({test_plugins("counting")});
+    shrink::Model model = shrink::Model::load(model_path(name));
+    torch::jit::Module original = torch::jit::load(model_path(name));
+    {  // Statistics and affine parameters far from the identity, the same in both copies.
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(7);
+      for (auto* m : {&model.module(), &original}) {
+        torch::manual_seed(7);
+        for (const auto& sub : m->named_modules()) {
+          if (!sub.value.type()->name() || sub.value.type()->name()->name() != "BatchNorm2d") continue;
+          const int64_t c = sub.value.attr("running_mean").toTensor().size(0);
+          sub.value.attr("running_mean").toTensor().copy_(torch::randn({c}) * 0.3);
+          sub.value.attr("running_var").toTensor().copy_(torch::rand({c}) + 0.5);
+          sub.value.attr("weight").toTensor().copy_(torch::randn({c}));
+          sub.value.attr("bias").toTensor().copy_(torch::randn({c}) * 0.2);
+        }
+      }
+    }
+    shrink::QuantizerInstance q(registry->require("counting"), {});
+    const char* config = R"(
+- op_types: [Conv2d]
+  target_names: [_input_, weight, _output_]
+)";
+    auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(config, "fold"), model.ops());
+    shrink::QuantizedModel wrapped(model, q, sites, /*fold_bn=*/true);
+    const auto folded = wrapped.folded_batchnorms();
+    ASSERT_FALSE(folded.empty()) << name;
+    if (name == "mnist") EXPECT_EQ(folded, std::vector<std::string>{"conv1 + batchnorm1"});
+
+    torch::manual_seed(1);
+    const at::Tensor x = torch::randn({8, 1, 28, 28});
+    torch::NoGradGuard no_grad;
+    // Training: batch statistics (the running ones move alike in both copies).
+    wrapped.train(true);
+    original.train(true);
+    EXPECT_TRUE(torch::allclose(wrapped.forward(x), original.forward({x}).toTensor(), 1e-4, 1e-5)) << name;
+    wrapped.train(false);
+    original.eval();
+    const at::Tensor expected = original.forward({x}).toTensor();
+    EXPECT_TRUE(torch::allclose(wrapped.forward(x), expected, 1e-4, 1e-5)) << name;
+
+    wrapped.bake_folded_batchnorms();
+    const std::string graph = model.module().get_method("forward").graph()->toString();
+    EXPECT_EQ(graph.find("aten::batch_norm"), std::string::npos) << name;
+    // A method that has run keeps its plan: the baked graph runs once saved and loaded (export).
+    const std::string file = (std::filesystem::temp_directory_path() / ("shrink_fold_" + name + ".pt")).string();
+    model.module().save(file);
+    torch::jit::Module baked = torch::jit::load(file);
+    baked.eval();
+    std::filesystem::remove(file);
+    EXPECT_TRUE(torch::allclose(baked.forward({x}).toTensor(), expected, 1e-4, 1e-5)) << name;
+    if (name == "mnist") {
+      const at::Tensor gamma = original.attr("batchnorm1").toModule().attr("weight").toTensor();
+      const at::Tensor var = original.attr("batchnorm1").toModule().attr("running_var").toTensor();
+      const at::Tensor w0 = original.attr("conv1").toModule().attr("weight").toTensor();
+      const at::Tensor w = model.module().attr("conv1").toModule().attr("weight").toTensor();
+      EXPECT_TRUE(torch::allclose(w, w0 * (gamma / (var + 1e-5).sqrt()).reshape({-1, 1, 1, 1}), 1e-5, 1e-7));
+    }
+  }
 }

@@ -45,7 +45,8 @@ out=$(env -u SHRINK_PLUGIN_PATH "$shrink" --plugin-path "$plugin" check ternary 
   || { cat "$tmp/err"; exit 1; }
 echo "$out"
 grep -q 'ternary: quantize_weight ok' <<<"$out"
-for algo in lsq dorefa bnn; do
+# (bnn refuses check's default 8-bit site: it is listed above and run by cli.lowbit.)
+for algo in lsq dorefa; do
   env -u SHRINK_PLUGIN_PATH "$shrink" check "$algo" >"$tmp/check_$algo" 2>&1 || { cat "$tmp/check_$algo"; exit 1; }
   grep -q "$algo: quantize_weight ok" "$tmp/check_$algo" || { cat "$tmp/check_$algo"; exit 1; }
 done

@@ -68,6 +68,9 @@ struct StageSpec {
   Options options;
   ConfigList config_list;
   CalibrationSpec calibration;
+  // Simulated BatchNorm folding (Jacob et al.) for the Conv2d -> BatchNorm2d pairs of the graph:
+  // the weight sites see the folded weight, and the export carries it.
+  bool fold_bn = false;
   std::string where;  // file:line:column of the stage
 };
 

@@ -13,6 +13,12 @@
 
 #include <ATen/core/Tensor.h>
 
+namespace torch::jit {
+struct Graph;
+}
+
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace shrink {
@@ -24,7 +30,17 @@ class QuantizedModel {
   // per planned site. Throws
   // shrink::Error for a site whose op cannot be found in the graph or whose type has no known
   // input/output. `model` and `quantizer` must outlive this object.
-  QuantizedModel(Model& model, QuantizerInstance& quantizer, const std::vector<PlannedSite>& sites);
+  //
+  // With `fold_bn`, each Conv2d whose output goes only to a BatchNorm2d (possibly through the
+  // conv's own output site) is rewritten for simulated folding, as torch.ao's ConvBn2d does it:
+  //   sf = gamma / sqrt(running_var + eps)
+  //   y  = conv(x, quantize(W * sf), None) / sf + b,   then the BatchNorm (batch statistics in
+  //   training, running ones in evaluation), then the conv's output site if it has one
+  // so that the weight site quantizes the folded weight, and evaluation computes exactly
+  // conv(x, quantize(W * sf)) + (b - mean) * sf + beta. folded_batchnorms() names the pairs.
+  QuantizedModel(Model& model, QuantizerInstance& quantizer, const std::vector<PlannedSite>& sites,
+                 bool fold_bn = false);
+  ~QuantizedModel();
 
   at::Tensor forward(const at::Tensor& input);
   // Train or eval mode for the module and the quantizer together.
@@ -34,12 +50,21 @@ class QuantizedModel {
   // The quantizer's site index of each planned site, in the same order.
   const std::vector<int>& site_ids() const { return site_ids_; }
   const std::vector<PlannedSite>& sites() const { return sites_; }
+  // "conv1 + batchnorm1" for each pair folded.
+  std::vector<std::string> folded_batchnorms() const;
+  // For export, after training: each folded pair becomes one convolution whose weight is the
+  // constant W * sf (still through its weight site) and whose bias is (b - mean) * sf + beta, from
+  // the current parameters and running statistics; the BatchNorm goes.
+  void bake_folded_batchnorms();
 
  private:
+  struct FoldedPair;
+  void fold_batchnorms(torch::jit::Graph& graph);
   Model* model_;
   QuantizerInstance* quantizer_;
   std::vector<PlannedSite> sites_;
   std::vector<int> site_ids_;
+  std::vector<std::unique_ptr<FoldedPair>> folded_;
 };
 
 }  // namespace shrink
