@@ -155,6 +155,18 @@ std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Grap
   return paths;
 }
 
+torch::jit::Node* single_data_use(const torch::jit::Value* v) {
+  static const c10::Symbol dim = c10::Symbol::fromQualString("aten::dim");
+  static const c10::Symbol size = c10::Symbol::fromQualString("aten::size");
+  torch::jit::Node* found = nullptr;
+  for (const auto& u : v->uses()) {
+    if (u.user->kind() == dim || u.user->kind() == size) continue;
+    if (found != nullptr || u.offset != 0) return nullptr;
+    found = u.user;
+  }
+  return found;
+}
+
 at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
                                const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
                                double eps) {

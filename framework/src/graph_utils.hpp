@@ -48,6 +48,10 @@ std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
 // ("conv1.weight", "layer1.0.conv1").
 std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Graph& graph);
 
+// The one use of `v` that reads its data (shape queries, aten::dim and aten::size, aside), when
+// it takes `v` as its input 0; nullptr otherwise.
+torch::jit::Node* single_data_use(const torch::jit::Value* v);
+
 // BatchNorm (inference: running statistics) folded into the convolution before it, in place:
 // k = gamma / sqrt(var + eps), weight *= k (per output channel), bias = (bias - mean) * k + beta.
 // Returns k (a per-channel scale of the weight also scales by |k|). All float32.

@@ -101,21 +101,12 @@ std::string describe(const Node* n) {
   return std::string(n->kind().toQualString()) + (where.empty() ? "" : " (" + where + ")");
 }
 
-// Uses that read data, not just the shape.
-std::vector<torch::jit::Use> data_uses(const Value* v) {
-  std::vector<torch::jit::Use> out;
-  for (const auto& u : v->uses()) {
-    if (!is(u.user, "aten::dim") && !is(u.user, "aten::size")) out.push_back(u);
-  }
-  return out;
-}
-
 // The single data use of `v` when it is a node of one of `kinds` taking v as input 0.
 Node* only_use(const Value* v, std::initializer_list<const char*> kinds) {
-  const auto uses = data_uses(v);
-  if (uses.size() != 1 || uses[0].offset != 0) return nullptr;
+  Node* user = detail::single_data_use(v);
+  if (user == nullptr) return nullptr;
   for (const char* k : kinds) {
-    if (is(uses[0].user, k)) return uses[0].user;
+    if (is(user, k)) return user;
   }
   return nullptr;
 }
@@ -153,10 +144,7 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     for (Node* n : order) {
       if (dead_.count(n)) continue;
       if (auto fq = fake_quant_of(n)) {
-        // Weights (attributes, or constants where a BatchNorm was folded) go with their op.
-        if (!is_weight(n->input(0)) && n->input(0)->node()->kind() != c10::prim::Constant) {
-          activation_fake_quant(n, *fq);
-        }
+        if (!is_weight(n->input(0))) activation_fake_quant(n, *fq);
       } else if (is(n, "aten::conv2d") || is(n, "aten::linear")) {
         weighted(n);
       } else if (value_op(n)) {
@@ -202,12 +190,6 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     }
     const c10::IValue value = m.attr(rest);
     return value.isTensor() ? value.toTensor() : at::Tensor();
-  }
-
-  at::Tensor weight_value(const Value* v) const {
-    if (is_weight(v)) return attribute(v);
-    auto c = torch::jit::constant_as<at::Tensor>(v);
-    return c ? *c : at::Tensor();
   }
 
   // quint8 parameters for an activation fake-quant: 8-bit sites only (or 7-bit ones, what
@@ -289,20 +271,19 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     auto in = twins_.find(n->input(0));
     Node* weight_fq = n->input(1)->node();
     auto wf = fake_quant_of(weight_fq);
-    if (in == twins_.end() || !wf) return;  // stays float
-    // The weight: a module attribute, or a constant (a BatchNorm folded in training, fold_bn).
-    const at::Tensor weight = weight_value(weight_fq->input(0));
+    if (in == twins_.end() || !wf || !is_weight(weight_fq->input(0))) return;  // stays float
+    const at::Tensor weight = attribute(weight_fq->input(0));
     if (!weight.defined()) return;
     // Name it by its module ("conv1") in what is reported.
-    std::string module = is_weight(weight_fq->input(0)) ? paths_.at(weight_fq->input(0)) : detail::scope_of(n);
-    if (is_weight(weight_fq->input(0))) module = module.substr(0, module.rfind('.'));
+    std::string module = paths_.at(weight_fq->input(0));
+    module = module.substr(0, module.rfind('.'));
     const std::string name = std::string(n->kind().toQualString()) + " (" + module + ")";
     if (!conv) {
       // oneDNN's int8 linear costs some 20 us a call whatever its size (a 500 -> 10 classifier:
       // 28 us, against 6.5 us in fp32, at batch 1 and at 64 alike): a small one runs in float, on
       // the weights as the fake-quant model quantized them, so that it computes the same.
       const at::Tensor& w = weight;
-      if (w.defined() && w.numel() < kSmallLinearWeights) {
+      if (w.numel() < kSmallLinearWeights) {
         torch::jit::WithInsertPoint guard(n);
         n->replaceInput(1, graph_->insertConstant(fake_quantized(w.detach().to(at::kFloat), *wf)));
         float_reasons_[n] = name + ": runs in float, faster than oneDNN's int8 linear at " +

@@ -76,17 +76,6 @@ torch::jit::Value* read_path(torch::jit::Graph& graph, torch::jit::Value* self, 
   }
 }
 
-// The one use of `v` that reads its data (shape queries aside), or nullptr.
-torch::jit::Node* single_data_use(const torch::jit::Value* v) {
-  torch::jit::Node* found = nullptr;
-  for (const auto& u : v->uses()) {
-    if (is(u.user, "aten::dim") || is(u.user, "aten::size")) continue;
-    if (found != nullptr || u.offset != 0) return nullptr;
-    found = u.user;
-  }
-  return found;
-}
-
 std::string parent_of(const std::string& path) { return path.substr(0, path.rfind('.')); }
 
 }  // namespace
@@ -220,10 +209,10 @@ void QuantizedModel::fold_batchnorms(torch::jit::Graph& graph) {
   }
   for (torch::jit::Node* conv : convs) {
     torch::jit::Node* out_site = nullptr;
-    torch::jit::Node* bn = single_data_use(conv->output());
+    torch::jit::Node* bn = detail::single_data_use(conv->output());
     if (bn != nullptr && bn->kind() == kQuantize) {
       out_site = bn;
-      bn = single_data_use(out_site->output());
+      bn = detail::single_data_use(out_site->output());
     }
     if (bn == nullptr || !is(bn, "aten::batch_norm")) continue;
     auto pair = std::make_unique<FoldedPair>();
