@@ -172,8 +172,22 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
       }
     }
     torch::jit::EliminateDeadCode(graph_);
-    detail::inline_calls(*graph_);  // the quantize method
     report_float_ops();
+    // A quantize whose only reader is a dequantize (the output site of an op that stays float,
+    // the last classifier say) is one fake-quant: one kernel instead of two and a branch.
+    for (Node* dq : detail::all_nodes(graph_->block())) {
+      Node* call = dq->inputs().empty() ? nullptr : dq->input(0)->node();
+      if (!is(dq, "aten::dequantize") || call->kind() != c10::prim::CallMethod ||
+          call->s(c10::attr::name) != kQuantizeMethod || call->output()->uses().size() != 1) {
+        continue;
+      }
+      torch::jit::WithInsertPoint guard(dq);
+      Value* fq = graph_->insert(sym("aten::fake_quantize_per_tensor_affine"),
+                                 {call->input(1), call->input(2), call->input(4), int64_t{0}, int64_t{255}});
+      dq->output()->replaceAllUsesWith(fq);
+    }
+    torch::jit::EliminateDeadCode(graph_);
+    detail::inline_calls(*graph_);  // the quantize method
     // A model with fake-quant sites left (weights of ops that stayed float, say) keeps them.
     return result_;
   }
@@ -221,6 +235,13 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     replaced->replaceAllUsesWith(f);
     twins_[f] = {q, p};
     return f;
+  }
+
+  // Uses of `v` by nodes not yet replaced.
+  std::size_t live_uses(const Value* v) const {
+    std::size_t count = 0;
+    for (const auto& u : v->uses()) count += dead_.count(u.user) == 0 ? 1 : 0;
+    return count;
   }
 
   void kill(Node* n) {
@@ -336,6 +357,16 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
 
     // The weight as the fake-quant model used it, with the BatchNorm folded in.
     at::Tensor w = weight.detach().to(at::kFloat);
+    Value* x = in->second.q;
+    if (!conv) {
+      if (auto reordered = flatten_channels_last(n->input(0), w.size(1), *wf)) {
+        x = reordered->first;
+        const int64_t c = reordered->second;
+        w = w.reshape({w.size(0), c, -1}).transpose(1, 2).reshape({w.size(0), -1}).contiguous();
+        result_.notes.push_back(name + ": flattens its channels-last input without a copy (" +
+                                std::to_string(c) + " channels innermost; weight columns reordered to match)");
+      }
+    }
     at::Tensor w_fq = fake_quantized(w, *wf);
     const int64_t channels = w.size(0);
     at::Tensor scales = wf->per_channel ? wf->scales.to(at::kDouble).reshape({-1})
@@ -389,16 +420,56 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
       packed = graph_->insert(sym("quantized::conv2d_prepack"),
                               {w_q, bias, n->input(3), n->input(4), n->input(5), n->input(6)});
       q = graph_->insert(sym(relu ? "quantized::conv2d_relu" : "quantized::conv2d"),
-                         {in->second.q, packed, out.scale, out.zero_point});
+                         {x, packed, out.scale, out.zero_point});
     } else {
       packed = graph_->insert(sym("quantized::linear_prepack"), {w_q, bias});
       q = graph_->insert(sym(relu ? "quantized::linear_relu" : "quantized::linear"),
-                         {in->second.q, packed, out.scale, out.zero_point});
+                         {x, packed, out.scale, out.zero_point});
     }
+    if (conv) channels_[q] = channels;
     Value* f = set_twin(last_fq->output(), q, out);
     chain.insert(chain.begin(), n);
     retire(chain, f);
     ++result_.quantized_ops;
+  }
+
+  // A linear's input `f` that flattens a quantized NCHW activation with C channels to rows of
+  // K: oneDNN's activations are channels-last, so flattening them in (c, h, w) order copies.
+  // reshape(x, [-1, C, K / C]).transpose(1, 2).reshape([-1, K]) flattens in (h, w, c) order
+  // instead, a view of a channels-last x, and the linear's weight columns are reordered the same
+  // way: exact whatever x's layout (it reorders any K-wide rows alike), copy-free on
+  // channels-last. Returns that flattened value and C, or nothing when the pattern is not there.
+  std::optional<std::pair<Value*, int64_t>> flatten_channels_last(Value* f, int64_t k,
+                                                                  const FakeQuant& weight_fq) {
+    auto t = twins_.find(f);
+    if ((weight_fq.per_channel && weight_fq.axis != 0) || t == twins_.end() || live_uses(f) != 1 ||
+        live_uses(t->second.q) != 1) {
+      return std::nullopt;  // a per-input-channel weight, or the flattened value read elsewhere
+    }
+    Node* flat = t->second.q->node();
+    bool rows = false;  // the flattened value is 2-D
+    if (is(flat, "aten::reshape")) {
+      const Node* list = flat->input(1)->node();
+      auto shape = torch::jit::toIValue(flat->input(1));
+      rows = shape ? shape->isIntList() && shape->toIntList().size() == 2
+                   : list->kind() == c10::prim::ListConstruct && list->inputs().size() == 2;
+    } else if (is(flat, "aten::flatten")) {
+      rows = torch::jit::constant_as<int64_t>(flat->input(1)) == int64_t{1} &&
+             torch::jit::constant_as<int64_t>(flat->input(2)) == int64_t{-1};
+    }
+    auto c = channels_.find(flat->input(0));
+    if (!rows || c == channels_.end() || c->second < 1 || k % c->second != 0 || k / c->second < 2) {
+      return std::nullopt;
+    }
+    const int64_t channels = c->second;
+    torch::jit::WithInsertPoint guard(flat);
+    Value* grouped = graph_->insert(
+        sym("aten::reshape"),
+        {flat->input(0), graph_->insertConstant(std::vector<int64_t>{-1, channels, k / channels})});
+    Value* inner = graph_->insert(sym("aten::transpose"), {grouped, int64_t{1}, int64_t{2}});
+    Value* rows_value =
+        graph_->insert(sym("aten::reshape"), {inner, graph_->insertConstant(std::vector<int64_t>{-1, k})});
+    return std::make_pair(rows_value, channels);
   }
 
   static at::Tensor fake_quantized(const at::Tensor& w, const FakeQuant& f) {
@@ -461,6 +532,11 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
       copy->insertBefore(n);
       q = copy->output();
     }
+    static const std::set<std::string> keep_channels = {
+        "aten::max_pool2d", "aten::adaptive_avg_pool2d", "aten::avg_pool2d", "aten::relu",
+        "aten::hardtanh",   "aten::dropout",             "aten::contiguous"};
+    auto c = channels_.find(in->second.q);
+    if (c != channels_.end() && keep_channels.count(kind)) channels_[q] = c->second;
     set_twin(n->output(), q, in->second.p);
     kill(n);
     return true;
@@ -549,6 +625,7 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
   std::shared_ptr<Graph> graph_;
   std::map<const Value*, std::string> paths_;
   std::unordered_map<Value*, Twin> twins_;
+  std::unordered_map<const Value*, int64_t> channels_;  // of quantized NCHW tensors, where known
   std::set<Node*> dead_;
   std::vector<Node*> dead_order_;
   std::map<const Node*, std::string> float_reasons_;  // float on purpose, and why

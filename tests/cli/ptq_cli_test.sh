@@ -44,6 +44,12 @@ assert i8["sqnr_db_vs_fake_quant"] > 20, i8
 # fc2 (500 -> 10) is faster in float than oneDNN's int8 linear, on its fake-quantized weights.
 assert [f.split(" ")[:2] for f in i8["float_ops"]] == [["aten::linear", "(fc2):"], ["aten::log_softmax", "(%ret.1):"]], i8
 assert i8["size_ratio"] < 0.27, i8
+# fc1 reads the channels-last int8 activation flattened in (h, w, c) order, a view, with its
+# weight columns reordered (the outputs' closeness above checks the reordering). Where fc1's input
+# site has ranges of its own (clipping estimators), a re-quantize comes between and the flatten
+# stays as it was.
+assert estimator != "minmax" or any(n.startswith("aten::linear (fc1): flattens its channels-last input without a copy (50 channels")
+           for n in i8["notes"]), i8["notes"]
 # Per-site quantization SQNR on the calibration samples. Its own noise (local_sqnr_db): with minmax
 # ranges (nothing clips on those samples) every int8 site is above 20 dB; estimators that clip lose
 # more (moving averages lag the largest batches: relu2 about 15 dB) but stay above 10; a site that
@@ -83,7 +89,9 @@ assert "aten::fake_quantize_per_channel_affine" in py["ops"], py
 # Plain PyTorch runs the int8 model (oneDNN engine) to the same accuracy, on real int8 kernels.
 assert abs(py8["accuracy"] - m["int8_accuracy"]) <= 0.001, (py8, m)
 assert {"quantized::conv2d_relu", "quantized::linear_relu"} <= set(py8["ops"]), py8
-assert not any(op.startswith("aten::fake_quantize") for op in py8["ops"]), py8
+# No fake-quantized weights left; the one fake-quant is fc2's output site (fc2 runs in float).
+assert [op for op in py8["ops"] if op.startswith("aten::fake_quantize")] == \
+    ["aten::fake_quantize_per_tensor_affine"], py8
 PY
 
 echo "== shrink export --int8 and shrink bench, as a user runs them"
