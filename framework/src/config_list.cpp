@@ -20,7 +20,8 @@ const std::vector<std::string>& allowed_keys() {
       "exclude_op_names_re", "exclude_op_types", "exclude",   "target_names",
       "target_settings", "quant_types",     "quant_bits",    "quant_dtype",
       "quant_scheme",   "granularity",      "quant_start_step",
-      "range_estimator"};
+      "range_estimator", "sparse_ratio",    "sparsity",      "sparsity_per_layer",
+      "total_sparsity", "max_sparsity_per_layer"};
   return keys;
 }
 
@@ -352,6 +353,99 @@ std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<
     }
   }
   return sites;
+}
+
+namespace {
+
+const std::vector<std::string>& pruning_keys() {
+  static const std::vector<std::string> keys = {"sparse_ratio", "sparsity", "sparsity_per_layer",
+                                                "total_sparsity", "max_sparsity_per_layer"};
+  return keys;
+}
+
+// A ratio in [0, 1) (or [0, 1] for a cap), named in the message.
+double ratio(const Options& settings, const std::string& key, const std::string& where, bool cap) {
+  const std::string text = *settings.find(key);
+  double v = 0;
+  try {
+    std::size_t used = 0;
+    v = std::stod(text, &used);
+    SHRINK_CHECK(used == text.size(), "");
+  } catch (const std::exception&) {
+    throw Error(where + ": " + key + " is '" + text + "', expected a number in [0, 1)");
+  }
+  SHRINK_CHECK(v >= 0 && (cap ? v <= 1 : v < 1),
+               where << ": " << key << " is " << text << ", expected a value in [0, " << (cap ? "1]" : "1)"));
+  return v;
+}
+
+}  // namespace
+
+std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vector<OpInstance>& ops) {
+  std::vector<std::string> op_list;
+  for (const auto& op : ops) op_list.push_back(op.name);
+  for (const auto& e : config.entries) {
+    for (const auto& name : e.op_names) {
+      SHRINK_CHECK(contains(op_list, name),
+                   e.where << ": op_names: the model has no op '" << name << "' (ops: " << join(op_list) << ")");
+    }
+  }
+  std::set<std::string> excluded;
+  for (const auto& e : config.entries) {
+    if (!e.exclude) continue;
+    for (const auto& op : ops) {
+      if (selects(e, op)) excluded.insert(op.name);
+    }
+  }
+  std::vector<PruneTarget> out;
+  std::set<std::string> configured;
+  for (const auto& e : config.entries) {
+    if (e.exclude) continue;
+    const std::string where = e.where + ": config_list[" + std::to_string(e.index) + "]";
+    for (const auto& kv : e.settings.entries) {
+      SHRINK_CHECK(contains(pruning_keys(), kv.first),
+                   where << ": " << kv.first << " is not a pruning key (pruning takes: "
+                         << join(pruning_keys()) << ")");
+    }
+    SHRINK_CHECK(e.targets.empty() && e.target_settings.empty(),
+                 where << ": target_names / target_settings: pruning masks each op's weight (and "
+                          "its bias with it); leave them out");
+    const Options& st = e.settings;
+    int given = 0;
+    for (const char* k : {"sparse_ratio", "sparsity", "sparsity_per_layer", "total_sparsity"}) {
+      given += st.find(k) ? 1 : 0;
+    }
+    SHRINK_CHECK(given == 1, where << ": give exactly one of sparse_ratio (or its NNI aliases sparsity, "
+                                      "sparsity_per_layer) and total_sparsity (a global ranking)");
+    PruneTarget base;
+    base.global = st.find("total_sparsity") != nullptr;
+    for (const char* k : {"sparse_ratio", "sparsity", "sparsity_per_layer", "total_sparsity"}) {
+      if (st.find(k)) base.sparsity = ratio(st, k, where, false);
+    }
+    if (st.find("max_sparsity_per_layer")) {
+      base.max_sparsity = ratio(st, "max_sparsity_per_layer", where, true);
+    }
+    base.entry_index = e.index;
+    base.where = e.where;
+    bool selected_any = false;
+    for (const auto& op : ops) {
+      if (!selects(e, op) || excluded.count(op.name)) continue;
+      selected_any = true;
+      if (!op.has_weight) {
+        SHRINK_CHECK(!contains(e.op_names, op.name),
+                     where << ": op '" << op.name << "' (" << op.type << ") has no weight to prune");
+        continue;
+      }
+      if (!configured.insert(op.name).second) continue;  // the first entry wins
+      PruneTarget t = base;
+      t.op_name = op.name;
+      t.op_type = op.type;
+      t.has_bias = op.has_bias;
+      out.push_back(std::move(t));
+    }
+    SHRINK_CHECK(selected_any, where << " selects no op of the model (ops: " << join(op_list) << ")");
+  }
+  return out;
 }
 
 }  // namespace shrink

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace shrink {
 
 using detail::make_error;
@@ -29,21 +31,37 @@ MaskerInstance::~MaskerInstance() {
   if (handle_ != nullptr) algorithm_->descriptor->destroy(handle_);
 }
 
+namespace {
+
+// The C view of a wrapper, borrowed for one call.
+struct WrapperView {
+  explicit WrapperView(const WrapperSpec& w)
+      : config(w.config),
+        weight(make_handle(w.weight.detach())),
+        bias(w.bias.defined() ? make_handle(w.bias.detach()) : nullptr),
+        weight_grad(w.weight_grad.defined() ? make_handle(w.weight_grad.detach()) : nullptr) {
+    info.struct_size = sizeof(info);
+    info.module_name = w.module_name.c_str();
+    info.module_type = w.module_type.c_str();
+    info.config = config.get();
+    info.weight = weight.get();
+    info.bias = bias.get();
+    info.weight_grad = weight_grad.get();
+  }
+  OptionsView config;
+  TensorHandle weight, bias, weight_grad;
+  shrink_wrapper_info info{};
+};
+
+}  // namespace
+
 Masks MaskerInstance::calc_mask(double sparsity, const WrapperSpec& wrapper, int wrapper_idx) {
   SHRINK_CHECK(sparsity >= 0.0 && sparsity < 1.0,
                "sparsity for " << wrapper.module_name << " is " << sparsity
                                << ", expected a value in [0, 1)");
   at::NoGradGuard no_grad;
-  OptionsView config(wrapper.config);
-  TensorHandle weight = make_handle(wrapper.weight.detach());
-  TensorHandle bias = wrapper.bias.defined() ? make_handle(wrapper.bias.detach()) : nullptr;
-  shrink_wrapper_info info;
-  info.struct_size = sizeof(info);
-  info.module_name = wrapper.module_name.c_str();
-  info.module_type = wrapper.module_type.c_str();
-  info.config = config.get();
-  info.weight = weight.get();
-  info.bias = bias.get();
+  WrapperView view(wrapper);
+  const shrink_wrapper_info& info = view.info;
   shrink_tensor* weight_mask = nullptr;
   shrink_tensor* bias_mask = nullptr;
   shrink_error error = make_error();
@@ -77,6 +95,25 @@ const shrink_pruner_api* pruner_api(const AlgorithmInfo& algorithm) {
 
 }  // namespace
 
+at::Tensor MaskerInstance::importance(const WrapperSpec& wrapper, int wrapper_idx) {
+  const auto* api = algorithm_->descriptor->masker;
+  if (!SHRINK_HAS_FIELD(api, shrink_masker_api, importance) || api->importance == nullptr) return {};
+  at::NoGradGuard no_grad;
+  WrapperView view(wrapper);
+  shrink_tensor* scores = nullptr;
+  shrink_error error = make_error();
+  SHRINK_CHECK(api->importance(handle_, &view.info, wrapper_idx, &scores, &error) == SHRINK_STATUS_OK,
+               "plugin '" << algorithm_->name << "': importance of " << wrapper.module_name
+                          << " failed: " << error.message);
+  at::Tensor s = take_handle(scores);
+  SHRINK_CHECK(!s.defined() || s.sizes() == wrapper.weight.sizes() ||
+                   (s.dim() == 1 && s.size(0) == wrapper.weight.size(0)),
+               "plugin '" << algorithm_->name << "': importance of " << wrapper.module_name
+                          << " has shape " << s.sizes() << ", expected " << wrapper.weight.sizes()
+                          << " or [" << wrapper.weight.size(0) << "]");
+  return s;
+}
+
 bool MaskerInstance::one_shot() const {
   const shrink_pruner_api* p = pruner_api(*algorithm_);
   return p == nullptr || p->one_shot != 0;
@@ -97,6 +134,36 @@ void MaskerInstance::step() {
   shrink_error error = make_error();
   SHRINK_CHECK(p->step(handle_, &error) == SHRINK_STATUS_OK,
                "plugin '" << algorithm_->name << "': step failed: " << error.message);
+}
+
+}  // namespace shrink
+
+namespace shrink {
+
+void MaskerInstance::observe(const WrapperSpec& wrapper, int wrapper_idx) {
+  const shrink_pruner_api* p = pruner_api(*algorithm_);
+  if (p == nullptr || !SHRINK_HAS_FIELD(p, shrink_pruner_api, observe) || p->observe == nullptr) return;
+  at::NoGradGuard no_grad;
+  WrapperView view(wrapper);
+  shrink_error error = make_error();
+  SHRINK_CHECK(p->observe(handle_, &view.info, wrapper_idx, &error) == SHRINK_STATUS_OK,
+               "plugin '" << algorithm_->name << "': observe on " << wrapper.module_name
+                          << " failed: " << error.message);
+}
+
+double MaskerInstance::l1_penalty() {
+  const shrink_pruner_api* p = pruner_api(*algorithm_);
+  if (p == nullptr || !SHRINK_HAS_FIELD(p, shrink_pruner_api, l1_penalty) || p->l1_penalty == nullptr) {
+    return 0.0;
+  }
+  double coefficient = 0.0;
+  shrink_error error = make_error();
+  SHRINK_CHECK(p->l1_penalty(handle_, &coefficient, &error) == SHRINK_STATUS_OK,
+               "plugin '" << algorithm_->name << "': l1_penalty failed: " << error.message);
+  SHRINK_CHECK(std::isfinite(coefficient) && coefficient >= 0.0,
+               "plugin '" << algorithm_->name << "': l1_penalty returned " << coefficient
+                          << ", expected a finite value >= 0");
+  return coefficient;
 }
 
 }  // namespace shrink

@@ -70,6 +70,25 @@ struct PlannedSite {
 // that selects nothing, an op name the model lacks, or a setting that is out of range.
 std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<OpInstance>& ops);
 
+// One op a pruning config_list selects. Keys: sparse_ratio (NNI 3.0; NNI 2.x sparsity,
+// sparsity_per_layer) in [0, 1), each op pruned to it; or total_sparsity, the entry's ops ranked
+// together (a global ranking); max_sparsity_per_layer caps any op (global ranking).
+struct PruneTarget {
+  std::string op_name;
+  std::string op_type;
+  bool has_bias = false;
+  double sparsity = 0;
+  bool global = false;        // total_sparsity: ranked across the entry's ops
+  double max_sparsity = 1.0;  // max_sparsity_per_layer
+  int entry_index = 0;
+  std::string where;
+};
+
+// Resolves a pruning config_list against a model's ops, in op order. Throws shrink::Error for a
+// quantization key, a ratio outside [0, 1), an op without a weight asked for by name, an entry
+// that selects nothing.
+std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vector<OpInstance>& ops);
+
 // NNI's `default` op type: the weighted module types.
 const std::vector<std::string>& default_op_types();
 

@@ -17,6 +17,7 @@ struct WrapperSpec {
   Options config;
   at::Tensor weight;
   at::Tensor bias;  // undefined when the module has no bias
+  at::Tensor weight_grad;  // set for observe() only
 };
 
 struct Masks {
@@ -35,10 +36,17 @@ class MaskerInstance {
   // or returns a mask whose shape differs from the weight's.
   Masks calc_mask(double sparsity, const WrapperSpec& wrapper, int wrapper_idx);
 
+  // The plugin's score per prunable unit (per output channel, or per weight), higher kept
+  // longer; undefined when the plugin cannot rank (then no global sparsity). Throws
+  // shrink::Error when the plugin fails or the scores fit neither shape.
+  at::Tensor importance(const WrapperSpec& wrapper, int wrapper_idx);
+
   // Pruner hooks; no-ops for a plain masker.
   bool one_shot() const;
   void update_epoch(int epoch);
   void step();
+  void observe(const WrapperSpec& wrapper, int wrapper_idx);  // wrapper.weight_grad set
+  double l1_penalty();  // 0: none
 
   const AlgorithmInfo& algorithm() const { return *algorithm_; }
 

@@ -50,7 +50,7 @@ extern "C" {
 #endif
 
 #define SHRINK_ABI_VERSION_MAJOR 1
-#define SHRINK_ABI_VERSION_MINOR 2
+#define SHRINK_ABI_VERSION_MINOR 3
 
 /* Name of the one exported entry point. */
 #define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
@@ -325,6 +325,9 @@ typedef struct shrink_wrapper_info {
   const shrink_options* config;
   const shrink_tensor* weight;
   const shrink_tensor* bias; /* NULL when the module has no bias */
+  /* Since ABI 1.3: the weight's gradient of the latest training step, in `observe` only; NULL
+   * elsewhere. */
+  const shrink_tensor* weight_grad;
 } shrink_wrapper_info;
 
 /* WeightMasker (NNI's WeightMasker.calc_mask). `*out_weight_mask` receives a new reference with the
@@ -334,6 +337,12 @@ typedef struct shrink_masker_api {
   shrink_status (*calc_mask)(void* self, double sparsity, const shrink_wrapper_info* wrapper,
                              int32_t wrapper_idx, shrink_tensor** out_weight_mask,
                              shrink_tensor** out_bias_mask, shrink_error* error);
+  /* Since ABI 1.3, optional: how much each prunable unit of the wrapper's weight matters (higher
+   * is kept longer), `*out_scores` a new reference: one score per output channel for a filter
+   * masker, or the weight's shape for an unstructured one. The host ranks these across layers
+   * for a global sparsity, then asks calc_mask for each layer's share. */
+  shrink_status (*importance)(void* self, const shrink_wrapper_info* wrapper, int32_t wrapper_idx,
+                              shrink_tensor** out_scores, shrink_error* error);
 } shrink_masker_api;
 
 /* Pruner hooks (NNI's Pruner around its masker). */
@@ -343,6 +352,13 @@ typedef struct shrink_pruner_api {
   int32_t one_shot;
   shrink_status (*update_epoch)(void* self, int32_t epoch, shrink_error* error);
   shrink_status (*step)(void* self, shrink_error* error);
+  /* Since ABI 1.3, optional: after each training step's backward (before the optimizer steps),
+   * once per wrapper, with `wrapper->weight_grad` set (first-order Taylor statistics). */
+  shrink_status (*observe)(void* self, const shrink_wrapper_info* wrapper, int32_t wrapper_idx,
+                           shrink_error* error);
+  /* Since ABI 1.3, optional: the coefficient of an L1 penalty on the wrapped weights that the host
+   * adds to the training loss while the pruner's stage trains (network slimming); 0 for none. */
+  shrink_status (*l1_penalty)(void* self, double* out_coefficient, shrink_error* error);
 } shrink_pruner_api;
 
 typedef struct shrink_algorithm_descriptor {

@@ -409,6 +409,7 @@ struct Wrapper {
   Config config;
   torch::Tensor weight;
   torch::Tensor bias;  // undefined when the module has no bias
+  torch::Tensor weight_grad;  // the latest step's gradient, in Pruner::observe only
 };
 
 struct Masks {
@@ -422,6 +423,14 @@ class WeightMasker {
   explicit WeightMasker(const Config& options) : options_(options) {}
   virtual ~WeightMasker() = default;
   virtual Masks calc_mask(double sparsity, const Wrapper& wrapper, int wrapper_idx) = 0;
+  // Optional: a score per prunable unit (per output channel for filter pruning, the weight's
+  // shape for unstructured), higher kept longer; lets the host rank units across layers (a
+  // global sparsity). Undefined: this masker ranks within a layer only.
+  virtual torch::Tensor importance(const Wrapper& wrapper, int wrapper_idx) {
+    (void)wrapper;
+    (void)wrapper_idx;
+    return {};
+  }
   const Config& options() const { return options_; }
 
  private:
@@ -440,8 +449,19 @@ class Pruner {
     if (!masker) throw std::runtime_error("pruner has no masker");
     return masker->calc_mask(sparsity, wrapper, wrapper_idx);
   }
+  virtual torch::Tensor importance(const Wrapper& wrapper, int wrapper_idx) {
+    return masker ? masker->importance(wrapper, wrapper_idx) : torch::Tensor();
+  }
   virtual void update_epoch(int epoch) { (void)epoch; }
   virtual void step() {}
+  // After each training step's backward, once per wrapper; wrapper.weight_grad is set.
+  virtual void observe(const Wrapper& wrapper, int wrapper_idx) {
+    (void)wrapper;
+    (void)wrapper_idx;
+  }
+  // The coefficient of an L1 penalty on the wrapped weights added to the loss while this
+  // pruner's stage trains (0: none).
+  virtual double l1_penalty() const { return 0.0; }
   const Config& options() const { return options_; }
 
   std::unique_ptr<WeightMasker> masker;
@@ -631,6 +651,7 @@ inline Wrapper make_wrapper(const shrink_wrapper_info* info) {
   w.config = Config(info->config);
   w.weight = from_handle(info->weight);
   w.bias = from_handle(info->bias);
+  if (SHRINK_HAS_FIELD(info, shrink_wrapper_info, weight_grad)) w.weight_grad = from_handle(info->weight_grad);
   return w;
 }
 
@@ -647,6 +668,26 @@ shrink_status masker_calc_mask(void* self, double sparsity, const shrink_wrapper
     *out_weight_mask = to_handle(masks.weight_mask);
     *out_bias_mask = bias;
   });
+}
+
+template <typename Object>
+shrink_status masker_importance(void* self, const shrink_wrapper_info* wrapper, int32_t wrapper_idx,
+                                shrink_tensor** out_scores, shrink_error* error) {
+  return guarded(error, [&] {
+    torch::NoGradGuard no_grad;
+    *out_scores = to_handle(static_cast<Object*>(self)->importance(make_wrapper(wrapper), wrapper_idx));
+  });
+}
+
+inline shrink_status pruner_observe(void* self, const shrink_wrapper_info* wrapper,
+                                    int32_t wrapper_idx, shrink_error* error) {
+  return guarded(error, [&] {
+    torch::NoGradGuard no_grad;
+    static_cast<Pruner*>(self)->observe(make_wrapper(wrapper), wrapper_idx);
+  });
+}
+inline shrink_status pruner_l1_penalty(void* self, double* out, shrink_error* error) {
+  return guarded(error, [&] { *out = static_cast<Pruner*>(self)->l1_penalty(); });
 }
 
 inline shrink_status pruner_update_epoch(void* self, int32_t epoch, shrink_error* error) {
@@ -738,7 +779,8 @@ class PluginBuilder {
     static_assert(std::is_base_of<WeightMasker, T>::value,
                   "T must derive from shrink::WeightMasker");
     static const shrink_masker_api api = {sizeof(shrink_masker_api),
-                                          &detail::masker_calc_mask<WeightMasker>};
+                                          &detail::masker_calc_mask<WeightMasker>,
+                                          &detail::masker_importance<WeightMasker>};
     shrink_algorithm_descriptor& d = add(name, description, supported_op_types);
     d.kinds = SHRINK_KIND_WEIGHT_MASKER;
     d.create = &detail::create_instance<T, WeightMasker>;
@@ -753,10 +795,11 @@ class PluginBuilder {
                         const std::string& supported_op_types = "") {
     static_assert(std::is_base_of<Pruner, T>::value, "T must derive from shrink::Pruner");
     static const shrink_masker_api api = {sizeof(shrink_masker_api),
-                                          &detail::masker_calc_mask<Pruner>};
-    static const shrink_pruner_api pruner_api = {sizeof(shrink_pruner_api), T::kOneShot ? 1 : 0,
-                                                 &detail::pruner_update_epoch,
-                                                 &detail::pruner_step};
+                                          &detail::masker_calc_mask<Pruner>,
+                                          &detail::masker_importance<Pruner>};
+    static const shrink_pruner_api pruner_api = {
+        sizeof(shrink_pruner_api), T::kOneShot ? 1 : 0,  &detail::pruner_update_epoch,
+        &detail::pruner_step,      &detail::pruner_observe, &detail::pruner_l1_penalty};
     shrink_algorithm_descriptor& d = add(name, description, supported_op_types);
     d.kinds = SHRINK_KIND_WEIGHT_MASKER | SHRINK_KIND_PRUNER;
     d.create = &detail::create_instance<T, Pruner>;

@@ -1,0 +1,84 @@
+// The host side of pruning: a compress stage whose plugin is a weight masker or pruner. It masks
+// the weights of the ops its config_list selects, on a schedule (one-shot, linear, AGP), keeps
+// the masks applied through every later training step (weights and gradients), and reports what
+// it pruned.
+#pragma once
+
+#include <shrink/config_list.hpp>
+#include <shrink/masker.hpp>
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace shrink {
+
+// How the sparsity rises over a stage's mask updates u = 1..n towards a target s:
+//   one_shot: s at the only update;  linear: s * u / n;
+//   agp:      s * (1 - (1 - u / n)^3)   (Zhu and Gupta 2017, initial sparsity 0).
+enum class Schedule { kOneShot, kLinear, kAgp };
+Schedule schedule_from_name(const std::string& name, const std::string& where);
+double scheduled_sparsity(Schedule kind, double target, int64_t update, int64_t updates);
+
+// A global ranking across layers (NNI's total_sparsity / global_sort): each layer's importance
+// scores (one per prunable unit: an output channel, or a weight), how many weights a unit holds,
+// and how many units it may lose at most. Units are pruned lowest score first (ties: earlier
+// layer, lower index) while the pruned weights stay within `sparsity` of all the weights.
+// Returns the units pruned per layer.
+struct RankedLayer {
+  at::Tensor scores;
+  int64_t elements_per_unit = 1;
+  int64_t max_prune = 0;
+};
+std::vector<int64_t> allocate_global(const std::vector<RankedLayer>& layers, double sparsity);
+
+// One pruned op: its parameters (shared with the model) and current masks.
+struct MaskedOp {
+  PruneTarget target;
+  at::Tensor weight;  // the module's parameter
+  at::Tensor bias;    // undefined without a bias
+  at::Tensor weight_mask;
+  at::Tensor bias_mask;  // undefined when the masker gave none
+};
+
+class PruningStage {
+ public:
+  // Checks that every target's op type is one the plugin handles and that the model has the
+  // parameters; throws shrink::Error naming the op otherwise.
+  PruningStage(const AlgorithmInfo& algorithm, const Options& options, std::vector<PruneTarget> targets,
+               torch::jit::Module& module, std::string name);
+
+  // Computes every target's mask at the given fraction of the schedule (update u of n) and
+  // applies it.
+  void update(Schedule kind, int64_t update, int64_t updates);
+  // Weights (and biases) times their masks, in place; gradients likewise.
+  void apply_masks();
+  void mask_gradients();
+  // Training hooks of the plugin: observe (after backward), the L1 penalty it asks for (a
+  // differentiable scalar, undefined when none), update_epoch and step.
+  void observe();
+  at::Tensor penalty();
+  void update_epoch(int epoch) { masker_->update_epoch(epoch); }
+  void step() { masker_->step(); }
+
+  const std::vector<MaskedOp>& ops() const { return ops_; }
+  const std::string& name() const { return name_; }
+  const AlgorithmInfo& algorithm() const { return masker_->algorithm(); }
+
+ private:
+  WrapperSpec wrapper(const MaskedOp& op) const;
+
+  std::unique_ptr<MaskerInstance> masker_;
+  std::vector<MaskedOp> ops_;
+  std::string name_;
+  double penalty_ = 0;
+};
+
+}  // namespace shrink
