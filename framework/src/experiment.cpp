@@ -282,7 +282,8 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
     int i = 0;
     for (const auto& stage : stages) {
       const std::string name = "compress[" + std::to_string(i++) + "]";
-      MapReader s(stage, path, name, {"plugin", "options", "calibration", "config_list", "fold_bn"});
+      MapReader s(stage, path, name,
+                  {"plugin", "options", "calibration", "config_list", "fold_bn", "schedule", "train"});
       StageSpec spec;
       spec.where = detail::yaml_mark(path, stage);
       SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name << ".plugin: required");
@@ -305,6 +306,16 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
         spec.calibration.batch_size = c.integer("batch_size", 0, 1);
       }
       spec.fold_bn = s.boolean("fold_bn", false);
+      if (s.has("schedule") && !s.node("schedule").IsNull()) {
+        MapReader k(s.node("schedule"), path, name + ".schedule", {"kind", "updates"});
+        spec.schedule.where = s.where("schedule");
+        spec.schedule.kind = k.choice("kind", "one_shot", {"one_shot", "linear", "agp"});
+        spec.schedule.updates = k.integer("updates", spec.schedule.kind == "one_shot" ? 1 : 4, 1);
+        SHRINK_CHECK(spec.schedule.kind != "one_shot" || spec.schedule.updates == 1,
+                     k.where("updates") << ": " << name << ".schedule.updates: a one_shot schedule "
+                                            "updates the masks once");
+      }
+      spec.train = read_train(s.node("train"), path, name + ".train");
       SHRINK_CHECK(s.has("config_list"), spec.where << ": " << name << ".config_list: required");
       spec.config_list = ConfigList::parse(s.node("config_list"), path);
       x.compress.push_back(std::move(spec));

@@ -3,6 +3,7 @@
 #include <shrink/logging.hpp>
 #include <shrink/model.hpp>
 #include <shrink/pipeline.hpp>
+#include <shrink/pruning.hpp>
 #include <shrink/quantized_model.hpp>
 #include <shrink/version.hpp>
 
@@ -18,6 +19,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -26,6 +28,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <optional>
 
 namespace fs = std::filesystem;
@@ -70,8 +73,40 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSpec& spe
 // site it plans (the plugin's setup_site sees each one, on a throwaway copy of the model).
 struct CheckedStage {
   const AlgorithmInfo* algorithm = nullptr;
-  std::vector<PlannedSite> sites;
+  std::vector<PlannedSite> sites;          // a quantizer's
+  bool prunes = false;                     // a weight masker or pruner
+  std::vector<PruneTarget> prune_targets;  // a pruner's
 };
+
+const char* const kPruningKeys[] = {"sparse_ratio", "sparsity", "sparsity_per_layer", "total_sparsity",
+                                    "max_sparsity_per_layer"};
+
+// A pruner that ranks by what it observes in training (taylor): its masks come at the end of
+// each stretch of training, not the start.
+bool learns_in_training(const AlgorithmInfo& a) {
+  return a.is_pruner() && SHRINK_HAS_FIELD(a.descriptor, shrink_algorithm_descriptor, pruner) &&
+         a.descriptor->pruner != nullptr && a.descriptor->pruner->one_shot == 0;
+}
+
+// A pruning stage checked without training: its config_list against the model, its schedule,
+// its training, every op type against the plugin (on a throwaway copy of the model).
+void check_pruning_stage(const StageSpec& stage, const std::string& where, const Model& model,
+                         Model& probe_model, CheckedStage& checked) {
+  SHRINK_CHECK(stage.calibration.batches == 0,
+               stage.calibration.where << ": calibration: '" << stage.plugin
+                                       << "' prunes; calibration is for post-training quantizers");
+  SHRINK_CHECK(!stage.fold_bn, where << ".fold_bn: '" << stage.plugin << "' prunes; fold_bn is for quantizers");
+  SHRINK_CHECK(stage.schedule.kind == "one_shot" || stage.train.enabled,
+               stage.schedule.where << ": " << where << ".schedule: a " << stage.schedule.kind
+                                    << " schedule spreads its updates over the stage's training; "
+                                       "add train: {epochs: N} (or steps)");
+  SHRINK_CHECK(!learns_in_training(*checked.algorithm) || stage.train.enabled,
+               where << ": '" << stage.plugin << "' ranks by what it observes in training; add "
+                                                 "train: {epochs: N} (or steps) to the stage");
+  checked.prunes = true;
+  checked.prune_targets = plan_pruning(stage.config_list, model.ops());
+  PruningStage probe(*checked.algorithm, stage.options, checked.prune_targets, probe_model.module(), where);
+}
 
 std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
 
@@ -90,9 +125,30 @@ std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
     } catch (const Error& e) {
       throw Error(where + ".plugin: " + e.what());
     }
+    if (checked.algorithm->is_masker() && !checked.algorithm->is_quantizer()) {
+      try {
+        check_pruning_stage(stage, where, model, probe_model, checked);
+      } catch (const Error& e) {
+        const std::string what = e.what();
+        // Messages that already name the stage keep their own prefix.
+        throw Error(what.find(stage_name(i)) != std::string::npos ? what : where + ": " + what);
+      }
+      out.push_back(std::move(checked));
+      continue;
+    }
     SHRINK_CHECK(checked.algorithm->is_quantizer(),
                  where << ".plugin: '" << stage.plugin << "' is a " << checked.algorithm->kinds_text()
-                       << "; compress stages take quantizers for now");
+                       << ", neither a quantizer nor a weight masker");
+    SHRINK_CHECK(stage.schedule.where.empty() && !stage.train.enabled,
+                 where << ": schedule and train are for pruning stages; '" << stage.plugin
+                       << "' quantizes (it trains in finetune)");
+    for (const ConfigEntry& e : stage.config_list.entries) {
+      for (const char* key : kPruningKeys) {
+        SHRINK_CHECK(!e.settings.find(key), e.where << ": config_list[" << e.index << "]: " << key
+                                                    << " is a pruning key; '" << stage.plugin
+                                                    << "' quantizes");
+      }
+    }
     SHRINK_CHECK(!x.export_model || (checked.algorithm->capabilities & SHRINK_CAP_EXPORT),
                  where << ".plugin: '" << stage.plugin
                        << "' does not export calibration, so model_qat.pt cannot be written "
@@ -204,6 +260,8 @@ struct Context {
   Dataset test;
   std::vector<std::unique_ptr<QuantizerInstance>> quantizers;
   std::vector<std::unique_ptr<QuantizedModel>> wrapped;
+  std::vector<std::unique_ptr<PruningStage>> pruners;  // their masks hold in every later step
+  json pruning = json::array();                        // per pruning stage, for the report
   RunSummary summary;
   PhaseProgress pretrain;
   PhaseProgress finetune;
@@ -270,6 +328,12 @@ template <typename F>
 void for_each_checkpointed(Context& c, F f) {
   for (const auto& p : c.model->module().named_parameters(true)) f("model/" + p.name, p.value);
   for (const auto& b : c.model->module().named_buffers(true)) f("model/" + b.name, b.value);
+  for (std::size_t i = 0; i < c.pruners.size(); ++i) {
+    for (const MaskedOp& op : c.pruners[i]->ops()) {
+      f("mask/" + std::to_string(i) + "/" + op.target.op_name + "/weight_mask", op.weight_mask);
+      if (op.bias_mask.defined()) f("mask/" + std::to_string(i) + "/" + op.target.op_name + "/bias_mask", op.bias_mask);
+    }
+  }
   for (std::size_t i = 0; i < c.quantizers.size(); ++i) {
     QuantizerInstance& q = *c.quantizers[i];
     for (int site = 0; site < q.site_count(); ++site) {
@@ -302,10 +366,38 @@ void restore_state(Context& c) {
   set_default_generator_state(k.tensors.at("rng"));
 }
 
+// A pruning stage training itself: its mask updates spread over the stage's steps, its plugin's
+// hooks and L1 penalty.
+struct PruningRun {
+  PruningStage* stage = nullptr;
+  Schedule kind = Schedule::kOneShot;
+  int64_t updates = 1;
+  bool at_end = false;  // updates close each stretch of training (learns_in_training)
+  int64_t total_steps = 0;
+  int64_t done = 0;     // updates made
+  std::function<void(int64_t)> on_update;  // after update u (1-based)
+};
+
+// Mask update u (1-based) falls before step floor((u - 1) T / U) (the first before any training),
+// or, at_end, after step ceil(u T / U) - 1 (the last after the last step).
+void pruning_step(PruningRun& run, int64_t step, bool after) {
+  while (run.done < run.updates) {
+    const int64_t u = run.done + 1;
+    const int64_t due = run.at_end ? (u * run.total_steps + run.updates - 1) / run.updates - 1
+                                   : (u - 1) * run.total_steps / run.updates;
+    if (due != step || after != run.at_end) return;
+    run.stage->update(run.kind, u, run.updates);
+    run.done = u;
+    if (run.on_update) run.on_update(u);
+  }
+}
+
 // Trains for spec.epochs (or spec.steps), from where `progress` says, checkpointing after every
-// epoch. `resumed`, when given, holds the optimizer's state at that point.
+// epoch (not in a pruning stage's own training). `resumed`, when given, holds the optimizer's
+// state at that point. Every pruning stage's masks hold: gradients are masked before the
+// optimizer steps, weights after.
 void train(Context& c, const TrainSpec& spec, const std::string& phase, PhaseProgress& progress,
-           const Checkpoint* resumed) {
+           const Checkpoint* resumed, PruningRun* pruning = nullptr) {
   std::vector<at::Tensor> params;
   for (const auto& p : c.model->module().parameters()) params.push_back(p);
   for (auto& q : c.quantizers) {
@@ -322,6 +414,7 @@ void train(Context& c, const TrainSpec& spec, const std::string& phase, PhasePro
     const double lr = spec.scheduler.lr_at(spec.optimizer.lr, epoch, epochs);
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
     for (auto& q : c.quantizers) q->update_epoch(static_cast<int>(epoch));
+    if (pruning) pruning->stage->update_epoch(static_cast<int>(epoch));
     set_training(c, true);
     at::Tensor order = torch::randperm(n, torch::kLong);
     const auto start = Clock::now();
@@ -333,6 +426,7 @@ void train(Context& c, const TrainSpec& spec, const std::string& phase, PhasePro
                                       std::min(c.x->batch_size, n - b * c.x->batch_size));
       at::Tensor x = c.train.inputs.index_select(0, index);
       at::Tensor y = c.train.targets.index_select(0, index);
+      if (pruning) pruning_step(*pruning, progress.steps_done, false);
       optimizer->zero_grad();
       at::Tensor out = c.model->module().forward({x}).toTensor();
       at::Tensor loss = torch::cross_entropy_loss(out, y);
@@ -340,9 +434,20 @@ void train(Context& c, const TrainSpec& spec, const std::string& phase, PhasePro
       SHRINK_CHECK(std::isfinite(loss_value),
                    phase << " epoch " << epoch + 1 << ", batch " << b + 1
                          << ": the loss is not finite; lower the learning rate");
+      if (pruning) {
+        at::Tensor penalty = pruning->stage->penalty();
+        if (penalty.defined()) loss = loss + penalty;
+      }
       loss.backward();
+      if (pruning) pruning->stage->observe();
+      for (auto& p : c.pruners) p->mask_gradients();
       optimizer->step();
+      for (auto& p : c.pruners) p->apply_masks();
       for (auto& q : c.quantizers) q->step();
+      if (pruning) {
+        pruning->stage->step();
+        pruning_step(*pruning, progress.steps_done, true);
+      }
       ++progress.steps_done;
       loss_sum += loss_value * static_cast<double>(x.size(0));
       correct += out.argmax(1).eq(y).sum().item<int64_t>();
@@ -368,6 +473,7 @@ void train(Context& c, const TrainSpec& spec, const std::string& phase, PhasePro
               << std::defaultfloat << lr << ", " << std::fixed << std::setprecision(0)
               << static_cast<double>(seen) / seconds << " images/s, " << std::setprecision(1)
               << seconds << " s" << std::defaultfloat << std::endl;
+    if (pruning) continue;  // a pruning stage's training is not resumable on its own
     save_checkpoint(c, phase, *optimizer);
     const int64_t total = c.pretrain.epochs_done + c.finetune.epochs_done;
     if (c.options->stop_after_epochs > 0 && total >= c.options->stop_after_epochs) {
@@ -375,6 +481,103 @@ void train(Context& c, const TrainSpec& spec, const std::string& phase, PhasePro
     }
   }
   set_training(c, false);
+}
+
+// Sparsity of each pruned op's weight mask now, and how many of its output channels are gone
+// (every weight of the channel masked).
+json pruning_table(const PruningStage& stage) {
+  json ops = json::array();
+  int64_t zeros = 0, total = 0;
+  for (const MaskedOp& op : stage.ops()) {
+    const at::Tensor m = op.weight_mask;
+    const int64_t n = m.numel(), kept = m.ne(0).sum().item<int64_t>();
+    const int64_t channels = m.dim() > 0 ? m.size(0) : 1;
+    const int64_t gone = m.dim() > 0 ? m.reshape({channels, -1}).ne(0).any(1).logical_not().sum().item<int64_t>() : 0;
+    zeros += n - kept;
+    total += n;
+    ops.push_back({{"op", op.target.op_name},
+                   {"type", op.target.op_type},
+                   {"target_sparsity", op.target.sparsity},
+                   {"global", op.target.global},
+                   {"weight_sparsity", static_cast<double>(n - kept) / static_cast<double>(n)},
+                   {"channels", channels},
+                   {"channels_pruned", gone}});
+  }
+  return {{"ops", ops}, {"weight_sparsity", total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0}};
+}
+
+// Pruning stage `i`: its masks, on its schedule, over its own training (or at once without one).
+void prune(Context& c, std::size_t i, bool resumed) {
+  const StageSpec& stage = c.x->compress[i];
+  const std::string name = stage_name(i);
+  c.pruners.push_back(std::make_unique<PruningStage>(*c.stages[i].algorithm, stage.options,
+                                                     c.stages[i].prune_targets, c.model->module(), name));
+  PruningStage& pruner = *c.pruners.back();
+  std::cout << name << ": " << stage.plugin << " on " << pruner.ops().size() << " ops, "
+            << stage.schedule.kind << " schedule over " << stage.schedule.updates << " mask update"
+            << (stage.schedule.updates == 1 ? "" : "s") << std::endl;
+  if (resumed) return;  // the checkpoint holds the masks and the pruned weights
+  auto report_update = [&](int64_t u) {
+    const json t = pruning_table(pruner);
+    std::cout << name << " masks " << u << "/" << stage.schedule.updates << ": weight sparsity "
+              << std::fixed << std::setprecision(3) << t["weight_sparsity"].get<double>() << " (";
+    for (std::size_t k = 0; k < t["ops"].size(); ++k) {
+      const json& op = t["ops"][k];
+      std::cout << (k ? ", " : "") << op["op"].get<std::string>() << " "
+                << op["weight_sparsity"].get<double>();
+    }
+    std::cout << ")" << std::defaultfloat << std::endl;
+  };
+  PruningRun run;
+  run.stage = &pruner;
+  run.kind = schedule_from_name(stage.schedule.kind, stage.schedule.where);
+  run.updates = stage.schedule.updates;
+  run.at_end = learns_in_training(*c.stages[i].algorithm);
+  run.on_update = report_update;
+  if (stage.train.enabled) {
+    const int64_t per_epoch = batches_per_epoch(c);
+    run.total_steps = stage.train.steps > 0 ? stage.train.steps : stage.train.epochs * per_epoch;
+    PhaseProgress progress;
+    train(c, stage.train, name, progress, nullptr, &run);
+  }
+  while (run.done < run.updates) {  // no training, or it ended early
+    pruner.update(run.kind, run.done + 1, run.updates);
+    report_update(++run.done);
+  }
+  json entry = pruning_table(pruner);
+  entry["stage"] = i;
+  entry["plugin"] = stage.plugin;
+  entry["schedule"] = {{"kind", stage.schedule.kind}, {"updates", stage.schedule.updates}};
+  if (c.x->evaluate) {
+    const double accuracy = evaluate(c, c.model->module(), c.test);
+    entry["accuracy"] = accuracy;
+    std::cout << name << " accuracy " << std::setprecision(4) << accuracy << std::endl;
+  }
+  c.pruning.push_back(entry);
+}
+
+// masks.pt: {op: {weight_mask, bias_mask}} of every pruning stage (a later stage's mask of the
+// same op multiplied in), readable by torch.load.
+void save_masks(const Context& c, const fs::path& file) {
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> merged;
+  for (const auto& p : c.pruners) {
+    for (const MaskedOp& op : p->ops()) {
+      auto& m = merged[op.target.op_name];
+      m.first = m.first.defined() ? m.first * op.weight_mask : op.weight_mask.clone();
+      if (op.bias_mask.defined()) m.second = m.second.defined() ? m.second * op.bias_mask : op.bias_mask.clone();
+    }
+  }
+  c10::impl::GenericDict all(c10::StringType::get(), c10::AnyType::get());
+  for (const auto& kv : merged) {
+    c10::impl::GenericDict masks(c10::StringType::get(), c10::TensorType::get());
+    masks.insert("weight_mask", kv.second.first);
+    if (kv.second.second.defined()) masks.insert("bias_mask", kv.second.second);
+    all.insert(kv.first, masks);
+  }
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(all));
+  std::ofstream out(file, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  SHRINK_CHECK(out.good(), file.string() << ": cannot be written");
 }
 
 // The training samples in a random order fixed by the seed, drawn from a generator of its own so
@@ -524,6 +727,20 @@ void print_plan(const Experiment& x, const Model& model, const std::vector<Check
   };
   train_line("pretrain", x.pretrain);
   for (std::size_t i = 0; i < stages.size(); ++i) {
+    if (stages[i].prunes) {
+      const StageSpec& st = x.compress[i];
+      os << "  compress  [" << i << "] " << st.plugin << " (" << stages[i].algorithm->plugin->file
+         << "): prunes " << stages[i].prune_targets.size() << " ops, " << st.schedule.kind << " schedule, "
+         << st.schedule.updates << " mask update" << (st.schedule.updates == 1 ? "" : "s") << "\n";
+      if (st.train.enabled) train_line("  train", st.train);
+      for (const auto& t : stages[i].prune_targets) {
+        os << "              " << t.op_name << " (" << t.op_type << ") "
+           << (t.global ? "total_sparsity " : "sparse_ratio ") << t.sparsity;
+        if (t.max_sparsity < 1.0) os << ", at most " << t.max_sparsity;
+        os << "\n";
+      }
+      continue;
+    }
     os << "  compress  [" << i << "] " << x.compress[i].plugin << " ("
        << stages[i].algorithm->plugin->file << "): " << stages[i].sites.size() << " sites\n";
     if (x.compress[i].calibration.batches > 0) {
@@ -539,7 +756,11 @@ void print_plan(const Experiment& x, const Model& model, const std::vector<Check
   train_line("finetune", x.finetune);
   os << "  evaluate  " << (x.evaluate ? "top-1 accuracy" : "no") << "\n";
   os << "  export    " << x.export_dir << " (calibration.json, report.json"
-     << (x.export_model ? (stages.empty() ? ", model_fp32.pt" : ", model_qat.pt") : "") << ")\n";
+     << (std::any_of(stages.begin(), stages.end(), [](const CheckedStage& s) { return s.prunes; }) ? ", masks.pt" : "");
+  bool quantizes = false, prunes = false;
+  for (const CheckedStage& s : stages) (s.prunes ? prunes : quantizes) = true;
+  os << (x.export_model ? (quantizes ? ", model_qat.pt" : prunes ? ", model_pruned.pt" : ", model_fp32.pt") : "")
+     << ")\n";
 }
 
 // Opens the checkpoint to resume from and checks that it belongs to this experiment.
@@ -635,6 +856,10 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
        [&] {
          for (std::size_t i = 0; i < experiment.compress.size(); ++i) {
            const StageSpec& stage = experiment.compress[i];
+           if (c.stages[i].prunes) {
+             prune(c, i, resume_in_finetune);
+             continue;
+           }
            auto q = std::make_unique<QuantizerInstance>(*c.stages[i].algorithm, stage.options);
            c.wrapped.push_back(
                std::make_unique<QuantizedModel>(*c.model, *q, c.stages[i].sites, stage.fold_bn));
@@ -736,12 +961,13 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
          }
          fs::create_directories(c.staging);
          write_json(fs::path(c.staging) / "calibration.json", calibration);
+         if (!c.pruners.empty()) save_masks(c, fs::path(c.staging) / "masks.pt");
          std::optional<Model> exported;  // model_qat.pt as a user loads it
          if (experiment.export_model) {
            // Without a compress stage the result is the trained float model, model_fp32.pt: one
            // fp32 training that several experiments then start from (their `model:`).
            const bool quantized = !c.quantizers.empty();
-           c.summary.exported_file = quantized ? "model_qat.pt" : "model_fp32.pt";
+           c.summary.exported_file = quantized ? "model_qat.pt" : c.pruners.empty() ? "model_fp32.pt" : "model_pruned.pt";
            if (quantized) {
              for (auto& w : c.wrapped) w->bake_folded_batchnorms();
              bake_fake_quant(*c.model);
@@ -818,6 +1044,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
                {"finetune", c.finetune.to_json()}}},
              {"calibration", c.calibration},
              {"folded_batchnorms", c.folded_batchnorms},
+             {"pruning", c.pruning},
              {"int8", int8},
              {"sites", sites}};
          write_json(fs::path(c.staging) / "report.json", report);
@@ -837,7 +1064,8 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
     // goes, so that nothing stale sits beside the new report.
     fs::create_directories(c.out_dir);
     for (const char* name :
-         {"report.json", "calibration.json", "model_fp32.pt", "model_qat.pt", "model_int8.pt"}) {
+         {"report.json", "calibration.json", "masks.pt", "model_fp32.pt", "model_pruned.pt", "model_qat.pt",
+          "model_int8.pt"}) {
       if (!fs::exists(fs::path(c.staging) / name)) fs::remove(fs::path(c.out_dir) / name, ec);
     }
     for (const auto& entry : fs::directory_iterator(c.staging)) {

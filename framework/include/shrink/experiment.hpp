@@ -11,6 +11,10 @@
 //   pretrain: {epochs: 5, optimizer: {name: sgd, lr: 0.01, momentum: 0.9, weight_decay: 5e-4},
 //              scheduler: {name: step, step_size: 2, gamma: 0.5}}   # or cosine {eta_min}
 //   compress:
+//     - plugin: l1_norm              # pruning: masks on a schedule, trained by the stage itself
+//       config_list: [{op_types: [Conv2d], sparse_ratio: 0.5}]
+//       schedule: {kind: agp, updates: 4}
+//       train: {epochs: 2, optimizer: {...}}
 //     - plugin: qat
 //       options: {}
 //       config_list: [...]
@@ -63,6 +67,15 @@ struct CalibrationSpec {
   std::string where;  // file:line:column of the calibration key
 };
 
+// How a pruning stage's masks reach their sparsity: `updates` mask computations spread evenly
+// over the stage's training (the first before any step), the sparsity rising as `kind` says
+// (one_shot: once, at the target; linear; agp: Zhu and Gupta's cubic).
+struct PruneScheduleSpec {
+  std::string kind = "one_shot";
+  int64_t updates = 1;
+  std::string where;
+};
+
 struct StageSpec {
   std::string plugin;
   Options options;
@@ -71,6 +84,10 @@ struct StageSpec {
   // Simulated BatchNorm folding (Jacob et al.) for the Conv2d -> BatchNorm2d pairs of the graph:
   // the weight sites see the folded weight, and the export carries it.
   bool fold_bn = false;
+  // Pruning stages (the plugin is a weight masker or pruner): the schedule, and the training the
+  // stage runs itself (its masks rise during it), before later stages.
+  PruneScheduleSpec schedule;
+  TrainSpec train;
   std::string where;  // file:line:column of the stage
 };
 
