@@ -282,11 +282,24 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
     int i = 0;
     for (const auto& stage : stages) {
       const std::string name = "compress[" + std::to_string(i++) + "]";
+      if (stage.IsMap() && stage["remove_channels"]) {
+        MapReader rc(stage, path, name, {"remove_channels"});
+        StageSpec spec;
+        spec.where = detail::yaml_mark(path, stage);
+        spec.remove_channels = rc.boolean("remove_channels", false);
+        SHRINK_CHECK(spec.remove_channels, rc.where("remove_channels")
+                                               << ": " << name << ".remove_channels: only true makes a stage "
+                                                  "(leave the stage out instead)");
+        x.compress.push_back(std::move(spec));
+        continue;
+      }
       MapReader s(stage, path, name,
                   {"plugin", "options", "calibration", "config_list", "fold_bn", "schedule", "train"});
       StageSpec spec;
       spec.where = detail::yaml_mark(path, stage);
-      SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name << ".plugin: required");
+      SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name
+                                              << ".plugin: required (or remove_channels: true, a stage "
+                                                 "that removes the pruned channels)");
       spec.plugin = s.str("plugin", "");
       if (s.has("options")) {
         SHRINK_CHECK(s.node("options").IsMap() || s.node("options").IsNull(),

@@ -1,3 +1,4 @@
+#include <shrink/channel_removal.hpp>
 #include <shrink/error.hpp>
 #include <shrink/int8_export.hpp>
 #include <shrink/logging.hpp>
@@ -30,6 +31,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <sstream>
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -76,6 +78,8 @@ struct CheckedStage {
   std::vector<PlannedSite> sites;          // a quantizer's
   bool prunes = false;                     // a weight masker or pruner
   std::vector<PruneTarget> prune_targets;  // a pruner's
+  bool removes_channels = false;           // `remove_channels: true`
+  int quantizer = -1;                      // index in Context::quantizers, once created
 };
 
 const char* const kPruningKeys[] = {"sparse_ratio", "sparsity", "sparsity_per_layer", "total_sparsity",
@@ -120,12 +124,29 @@ std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
     const StageSpec& stage = x.compress[i];
     const std::string where = stage.where + ": " + stage_name(i);
     CheckedStage checked;
+    auto any_before = [&](bool CheckedStage::*flag) {
+      return std::any_of(out.begin(), out.end(), [&](const CheckedStage& s) { return s.*flag; });
+    };
+    const bool quantizer_before =
+        std::any_of(out.begin(), out.end(), [](const CheckedStage& s) { return s.algorithm && !s.prunes; });
+    if (stage.remove_channels) {
+      SHRINK_CHECK(any_before(&CheckedStage::prunes),
+                   where << ".remove_channels: no pruning stage before it (nothing to remove)");
+      SHRINK_CHECK(!quantizer_before, where << ".remove_channels: put it before the quantization stages "
+                                               "(their sites are set up for the model's shapes)");
+      SHRINK_CHECK(!any_before(&CheckedStage::removes_channels), where << ".remove_channels: only once per experiment");
+      checked.removes_channels = true;
+      out.push_back(std::move(checked));
+      continue;
+    }
     try {
       checked.algorithm = &registry.require(stage.plugin);
     } catch (const Error& e) {
       throw Error(where + ".plugin: " + e.what());
     }
     if (checked.algorithm->is_masker() && !checked.algorithm->is_quantizer()) {
+      SHRINK_CHECK(!any_before(&CheckedStage::removes_channels),
+                   where << ": pruning after remove_channels is not supported; prune before it");
       try {
         check_pruning_stage(stage, where, model, probe_model, checked);
       } catch (const Error& e) {
@@ -269,6 +290,8 @@ struct Context {
   std::string resume_phase;            // "pretrain" or "finetune"
   json calibration = json::array();    // one entry per calibration pass, for the report
   json folded_batchnorms = json::array();  // per stage: "conv + bn" of each pair folded (fold_bn)
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> masks_before_removal;
+  json channel_removal = nullptr;  // what remove_channels did, for the report
 };
 
 int64_t batches_per_epoch(const Context& c) {
@@ -333,6 +356,7 @@ void for_each_checkpointed(Context& c, F f) {
       f("mask/" + std::to_string(i) + "/" + op.target.op_name + "/weight_mask", op.weight_mask);
       if (op.bias_mask.defined()) f("mask/" + std::to_string(i) + "/" + op.target.op_name + "/bias_mask", op.bias_mask);
     }
+    for (const auto& fo : c.pruners[i]->followers()) f("mask/" + std::to_string(i) + "/" + fo.op_name + "/mask", fo.mask);
   }
   for (std::size_t i = 0; i < c.quantizers.size(); ++i) {
     QuantizerInstance& q = *c.quantizers[i];
@@ -503,7 +527,13 @@ json pruning_table(const PruningStage& stage) {
                    {"channels", channels},
                    {"channels_pruned", gone}});
   }
-  return {{"ops", ops}, {"weight_sparsity", total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0}};
+  json followers = json::array();
+  for (const auto& f : stage.followers()) {
+    followers.push_back({{"op", f.op_name}, {"follows", stage.ops()[f.leader].target.op_name}});
+  }
+  return {{"ops", ops},
+          {"batchnorms_following", followers},
+          {"weight_sparsity", total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0}};
 }
 
 // Pruning stage `i`: its masks, on its schedule, over its own training (or at once without one).
@@ -557,16 +587,29 @@ void prune(Context& c, std::size_t i, bool resumed) {
 }
 
 // masks.pt: {op: {weight_mask, bias_mask}} of every pruning stage (a later stage's mask of the
-// same op multiplied in), readable by torch.load.
-void save_masks(const Context& c, const fs::path& file) {
-  std::map<std::string, std::pair<at::Tensor, at::Tensor>> merged;
+// same op multiplied in; BatchNorms that follow a pruned convolution included), in the shapes of
+// the model before any channel removal, readable by torch.load.
+using MaskSet = std::map<std::string, std::pair<at::Tensor, at::Tensor>>;
+
+MaskSet merged_masks(const Context& c) {
+  MaskSet merged;
   for (const auto& p : c.pruners) {
     for (const MaskedOp& op : p->ops()) {
       auto& m = merged[op.target.op_name];
       m.first = m.first.defined() ? m.first * op.weight_mask : op.weight_mask.clone();
       if (op.bias_mask.defined()) m.second = m.second.defined() ? m.second * op.bias_mask : op.bias_mask.clone();
     }
+    for (const PruningStage::Follower& f : p->followers()) {
+      auto& m = merged[f.op_name];
+      m.first = m.first.defined() ? m.first * f.mask : f.mask.clone();
+      m.second = m.second.defined() ? m.second * f.mask : f.mask.clone();
+    }
   }
+  return merged;
+}
+
+void save_masks(const Context& c, const fs::path& file) {
+  const MaskSet merged = c.masks_before_removal.empty() ? merged_masks(c) : c.masks_before_removal;
   c10::impl::GenericDict all(c10::StringType::get(), c10::AnyType::get());
   for (const auto& kv : merged) {
     c10::impl::GenericDict masks(c10::StringType::get(), c10::TensorType::get());
@@ -578,6 +621,103 @@ void save_masks(const Context& c, const fs::path& file) {
   std::ofstream out(file, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   SHRINK_CHECK(out.good(), file.string() << ": cannot be written");
+}
+
+// Multiply-accumulates per sample of every convolution and linear on input `x` (their output
+// elements times the weights each one reads).
+int64_t count_macs(torch::jit::Module& module, const at::Tensor& x) {
+  auto graph = module.get_method("forward").graph()->copy();
+  detail::inline_calls(*graph);
+  std::vector<torch::jit::Value*> outputs;
+  for (torch::jit::Node* n : graph->nodes()) {
+    if (n->kind() == c10::Symbol::fromQualString("aten::conv2d") ||
+        n->kind() == c10::Symbol::fromQualString("aten::linear")) {
+      outputs.push_back(n->output());
+      outputs.push_back(n->input(1));
+    }
+  }
+  outputs.push_back(graph->outputs().at(0));
+  torch::jit::Node* tuple = graph->createTuple(outputs);
+  graph->appendNode(tuple);
+  graph->eraseOutput(0);
+  graph->registerOutput(tuple->output());
+  torch::jit::GraphFunction fn("count_macs", graph, nullptr);
+  torch::jit::Stack stack{module._ivalue(), x};
+  fn.run(stack);
+  const auto items = stack.back().toTupleRef().elements();
+  int64_t macs = 0;
+  for (std::size_t k = 0; k + 1 < items.size(); k += 2) {
+    const at::Tensor out = items[k].toTensor(), w = items[k + 1].toTensor();
+    macs += out.numel() / x.size(0) * (w.numel() / w.size(0));
+  }
+  return macs;
+}
+
+// Median milliseconds of a forward on `x` for each module, run in turns.
+std::vector<double> median_latency(std::vector<torch::jit::Module*> modules, const at::Tensor& x, int runs) {
+  std::vector<std::vector<double>> times(modules.size());
+  for (auto* m : modules) m->forward({x});
+  for (int r = 0; r < runs; ++r) {
+    for (std::size_t k = 0; k < modules.size(); ++k) {
+      const auto start = Clock::now();
+      modules[k]->forward({x});
+      times[k].push_back(seconds_since(start) * 1000.0);
+    }
+  }
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
+}
+
+// Stage `i`, remove_channels: the channels the pruning stages zeroed go for real. The model's
+// outputs on test samples must not change (checked); the report gets parameters, MACs and
+// latency before and after.
+void remove_channels(Context& c, std::size_t i) {
+  torch::NoGradGuard no_grad;
+  const std::string name = stage_name(i);
+  set_training(c, false);
+  torch::jit::Module& module = c.model->module();
+  const at::Tensor x = c.test.inputs.narrow(0, 0, std::min<int64_t>(64, c.test.size()));
+  const at::Tensor before = module.forward({x}).toTensor();
+  torch::jit::Module masked = module.clone();
+  const int64_t macs_before = count_macs(module, x);
+  c.masks_before_removal = merged_masks(c);
+  const ChannelRemoval removal = remove_pruned_channels(module);
+  const at::Tensor after = module.forward({x}).toTensor();
+  const double scale = before.abs().max().item<double>();
+  const double diff = (after - before).abs().max().item<double>() / std::max(scale, 1e-30);
+  SHRINK_CHECK(after.sizes() == before.sizes() && diff <= 1e-4,
+               name << ": remove_channels changed the model's outputs (max difference " << diff
+                    << " of their largest value); the pruned model is kept as it was");
+  for (auto& p : c.pruners) p->rebind(module, removal);
+  const int64_t macs_after = count_macs(module, x);
+  const auto latency = median_latency({&masked, &module}, x, 30);
+  json modules = json::array();
+  std::ostringstream list;
+  for (const ResizedModule& r : removal.modules) {
+    modules.push_back({{"op", r.name}, {"type", r.type}, {"out_before", r.out_before}, {"out_after", r.out_after},
+                       {"in_before", r.in_before}, {"in_after", r.in_after}});
+    list << (list.tellp() > 0 ? ", " : "") << r.name << " " << r.out_before << "->" << r.out_after;
+  }
+  c.channel_removal = {{"stage", static_cast<int64_t>(i)},
+                       {"modules", modules},
+                       {"channels_removed", removal.channels_removed},
+                       {"parameters_before", removal.parameters_before},
+                       {"parameters_after", removal.parameters_after},
+                       {"macs_before", macs_before},
+                       {"macs_after", macs_after},
+                       {"latency_batch", x.size(0)},
+                       {"latency_ms_before", latency[0]},
+                       {"latency_ms_after", latency[1]},
+                       {"max_output_difference", diff}};
+  std::cout << name << ": removed " << removal.channels_removed << " channels (" << list.str() << "); parameters "
+            << removal.parameters_before << " -> " << removal.parameters_after << ", MACs per sample "
+            << macs_before << " -> " << macs_after << ", batch " << x.size(0) << " " << std::fixed
+            << std::setprecision(3) << latency[0] << " -> " << latency[1] << " ms; outputs as before (max difference "
+            << std::scientific << std::setprecision(1) << diff << ")" << std::defaultfloat << std::endl;
 }
 
 // The training samples in a random order fixed by the seed, drawn from a generator of its own so
@@ -601,7 +741,7 @@ void calibrate(Context& c, std::size_t i) {
   const auto start = Clock::now();
   torch::NoGradGuard no_grad;
   set_training(c, false);
-  QuantizerInstance& q = *c.quantizers[i];
+  QuantizerInstance& q = *c.quantizers[static_cast<std::size_t>(c.stages[i].quantizer)];
   const at::Tensor order = seeded_order(c);
   q.set_calibrating(true);
   try {
@@ -727,6 +867,10 @@ void print_plan(const Experiment& x, const Model& model, const std::vector<Check
   };
   train_line("pretrain", x.pretrain);
   for (std::size_t i = 0; i < stages.size(); ++i) {
+    if (stages[i].removes_channels) {
+      os << "  compress  [" << i << "] remove_channels: the pruned channels removed from the model\n";
+      continue;
+    }
     if (stages[i].prunes) {
       const StageSpec& st = x.compress[i];
       os << "  compress  [" << i << "] " << st.plugin << " (" << stages[i].algorithm->plugin->file
@@ -807,7 +951,12 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
     print_plan(experiment, *c.model, c.stages, std::cout);
     return c.summary;
   }
-  if (options.resume) open_resume(c);
+  if (options.resume) {
+    SHRINK_CHECK(std::none_of(c.stages.begin(), c.stages.end(), [](const CheckedStage& s) { return s.removes_channels; }),
+                 "--resume: an experiment with remove_channels cannot resume (the checkpoint holds the "
+                 "smaller model); run it again without --resume");
+    open_resume(c);
+  }
 
   struct Pass {
     const char* name;
@@ -860,6 +1009,11 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              prune(c, i, resume_in_finetune);
              continue;
            }
+           if (c.stages[i].removes_channels) {
+             remove_channels(c, i);
+             continue;
+           }
+           c.stages[i].quantizer = static_cast<int>(c.quantizers.size());
            auto q = std::make_unique<QuantizerInstance>(*c.stages[i].algorithm, stage.options);
            c.wrapped.push_back(
                std::make_unique<QuantizedModel>(*c.model, *q, c.stages[i].sites, stage.fold_bn));
@@ -1045,6 +1199,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              {"calibration", c.calibration},
              {"folded_batchnorms", c.folded_batchnorms},
              {"pruning", c.pruning},
+             {"channel_removal", c.channel_removal},
              {"int8", int8},
              {"sites", sites}};
          write_json(fs::path(c.staging) / "report.json", report);

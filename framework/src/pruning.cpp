@@ -1,6 +1,8 @@
 #include <shrink/error.hpp>
 #include <shrink/pruning.hpp>
 
+#include "graph_utils.hpp"
+
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -101,6 +103,33 @@ PruningStage::PruningStage(const AlgorithmInfo& algorithm, const Options& option
     ops_.push_back(std::move(op));
   }
   penalty_ = masker_->l1_penalty();
+
+  // Convolutions whose output goes only to a BatchNorm: that BatchNorm follows their masks.
+  auto graph = module.get_method("forward").graph()->copy();
+  detail::inline_calls(*graph);
+  detail::fold_flag_attributes(graph, module);
+  const auto paths = detail::attribute_paths(*graph);
+  auto path_of = [&](const torch::jit::Value* v) {
+    auto it = paths.find(v);
+    return it == paths.end() ? std::string() : it->second;
+  };
+  for (torch::jit::Node* n : detail::all_nodes(graph->block())) {
+    if (n->kind() != c10::Symbol::fromQualString("aten::conv2d")) continue;
+    torch::jit::Node* bn = detail::single_data_use(n->output());
+    if (bn == nullptr || bn->kind() != c10::Symbol::fromQualString("aten::batch_norm")) continue;
+    const std::string conv_weight = path_of(n->input(1)), bn_weight = path_of(bn->input(1));
+    const std::string bn_bias = path_of(bn->input(2));
+    if (conv_weight.empty() || bn_weight.empty() || bn_bias.empty()) continue;
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      if (ops_[i].target.op_name + ".weight" != conv_weight) continue;
+      const std::string bn_name = bn_weight.substr(0, bn_weight.rfind('.'));
+      torch::jit::Module b = submodule(module, bn_name);
+      Follower f{i, bn_name, b.attr("weight").toTensor(), b.attr("bias").toTensor(), {}};
+      if (f.weight.numel() != ops_[i].weight.size(0)) continue;
+      f.mask = torch::ones({f.weight.numel()}, f.weight.options());
+      followers_.push_back(std::move(f));
+    }
+  }
 }
 
 WrapperSpec PruningStage::wrapper(const MaskedOp& op) const {
@@ -165,6 +194,13 @@ void PruningStage::apply_masks() {
     op.weight.mul_(op.weight_mask);
     if (op.bias_mask.defined()) op.bias.mul_(op.bias_mask);
   }
+  for (Follower& f : followers_) {
+    // A channel whose whole filter is masked.
+    const at::Tensor& m = ops_[f.leader].weight_mask;
+    f.mask = m.reshape({m.size(0), -1}).ne(0).any(1).to(f.weight.scalar_type());
+    f.weight.mul_(f.mask);
+    f.bias.mul_(f.mask);
+  }
 }
 
 void PruningStage::mask_gradients() {
@@ -173,6 +209,40 @@ void PruningStage::mask_gradients() {
     if (op.weight.grad().defined()) op.weight.mutable_grad().mul_(op.weight_mask);
     if (op.bias_mask.defined() && op.bias.grad().defined()) op.bias.mutable_grad().mul_(op.bias_mask);
   }
+  for (Follower& f : followers_) {
+    if (f.weight.grad().defined()) f.weight.mutable_grad().mul_(f.mask);
+    if (f.bias.grad().defined()) f.bias.mutable_grad().mul_(f.mask);
+  }
+}
+
+void PruningStage::rebind(torch::jit::Module& module, const ChannelRemoval& removal) {
+  torch::NoGradGuard no_grad;
+  auto resized = [&](const std::string& name) -> const ResizedModule* {
+    for (const auto& r : removal.modules) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  };
+  for (MaskedOp& op : ops_) {
+    torch::jit::Module m = submodule(module, op.target.op_name);
+    op.weight = m.attr("weight").toTensor();
+    if (op.bias.defined()) op.bias = m.attr("bias").toTensor();
+    const ResizedModule* r = resized(op.target.op_name);
+    if (r == nullptr) continue;
+    const at::Tensor out = torch::tensor(r->kept_out, at::kLong);
+    op.weight_mask = op.weight_mask.index_select(0, out);
+    if (!r->kept_in.empty() && op.weight_mask.dim() > 1) {
+      op.weight_mask = op.weight_mask.index_select(1, torch::tensor(r->kept_in, at::kLong));
+    }
+    if (op.bias_mask.defined()) op.bias_mask = op.bias_mask.index_select(0, out);
+    op.weight_mask = op.weight_mask.contiguous();
+  }
+  for (Follower& f : followers_) {
+    torch::jit::Module m = submodule(module, f.op_name);
+    f.weight = m.attr("weight").toTensor();
+    f.bias = m.attr("bias").toTensor();
+  }
+  apply_masks();
 }
 
 void PruningStage::observe() {

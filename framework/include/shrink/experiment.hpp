@@ -15,6 +15,7 @@
 //       config_list: [{op_types: [Conv2d], sparse_ratio: 0.5}]
 //       schedule: {kind: agp, updates: 4}
 //       train: {epochs: 2, optimizer: {...}}
+//     - remove_channels: true        # the pruned channels removed for real
 //     - plugin: qat
 //       options: {}
 //       config_list: [...]
@@ -88,6 +89,9 @@ struct StageSpec {
   // stage runs itself (its masks rise during it), before later stages.
   PruneScheduleSpec schedule;
   TrainSpec train;
+  // A stage of its own (`- remove_channels: true`, no plugin): the channels the pruning stages
+  // before it zeroed are removed from the model for real.
+  bool remove_channels = false;
   std::string where;  // file:line:column of the stage
 };
 

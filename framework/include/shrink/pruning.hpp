@@ -4,6 +4,7 @@
 // it pruned.
 #pragma once
 
+#include <shrink/channel_removal.hpp>
 #include <shrink/config_list.hpp>
 #include <shrink/masker.hpp>
 
@@ -65,10 +66,22 @@ class PruningStage {
   // differentiable scalar, undefined when none), update_epoch and step.
   void observe();
   at::Tensor penalty();
+  // After channel removal: the parameters are the module's new ones, the masks sliced alike.
+  void rebind(torch::jit::Module& module, const ChannelRemoval& removal);
   void update_epoch(int epoch) { masker_->update_epoch(epoch); }
   void step() { masker_->step(); }
 
   const std::vector<MaskedOp>& ops() const { return ops_; }
+  // BatchNorms that follow a pruned convolution alone: a filter pruned away takes the
+  // BatchNorm's channel with it (gamma and beta masked too), so that the channel is exactly zero
+  // after it and can be removed for real.
+  struct Follower {
+    std::size_t leader;  // index in ops()
+    std::string op_name;
+    at::Tensor weight, bias;
+    at::Tensor mask;  // per channel
+  };
+  const std::vector<Follower>& followers() const { return followers_; }
   const std::string& name() const { return name_; }
   const AlgorithmInfo& algorithm() const { return masker_->algorithm(); }
 
@@ -77,6 +90,7 @@ class PruningStage {
 
   std::unique_ptr<MaskerInstance> masker_;
   std::vector<MaskedOp> ops_;
+  std::vector<Follower> followers_;
   std::string name_;
   double penalty_ = 0;
 };
