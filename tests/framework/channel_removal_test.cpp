@@ -1,0 +1,191 @@
+// Channel removal on real TorchScript models: pruned channels go, the outputs stay, the smaller
+// model reloads in plain LibTorch; residual adds remove only what every joined producer prunes;
+// depthwise convolutions (mobilenet_v2) follow; an op it cannot follow is named.
+#include "plugin_fixtures.hpp"
+
+#include <shrink/channel_removal.hpp>
+#include <shrink/config_list.hpp>
+#include <shrink/error.hpp>
+#include <shrink/model.hpp>
+#include <shrink/pruning.hpp>
+
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+namespace {
+
+std::string model_file(const std::string& name) {
+  return std::string(shrink::test::kTestModelDir) + "/" + name + ".pt";
+}
+
+at::Tensor param(torch::jit::Module m, const std::string& path) {
+  std::string rest = path;
+  for (std::size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+    m = m.attr(rest.substr(0, dot)).toModule();
+  }
+  return m.attr(rest).toTensor();
+}
+
+// Zeroes output channels `channels` of a module's weight and bias (a pruned filter), and of a
+// BatchNorm's gamma and beta (a channel the BatchNorm zeroes).
+void zero_channels(torch::jit::Module& m, const std::string& name, const std::vector<int64_t>& channels) {
+  torch::NoGradGuard no_grad;
+  for (const char* p : {"weight", "bias"}) {
+    torch::jit::Module owner = m;
+    std::string rest = name;
+    for (std::size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+      owner = owner.attr(rest.substr(0, dot)).toModule();
+    }
+    owner = owner.attr(rest).toModule();
+    if (!owner.hasattr(p) || !owner.attr(p).isTensor()) continue;
+    at::Tensor t = owner.attr(p).toTensor();
+    for (int64_t c : channels) t[c].zero_();
+  }
+}
+
+double relative_difference(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+struct Outcome {
+  shrink::ChannelRemoval removal;
+  double difference;
+};
+
+// Removes channels from `m` in place; checks the outputs against the masked model's and that
+// the saved, reloaded model computes the same.
+Outcome remove_and_check(torch::jit::Module& m, const at::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  m.eval();
+  const at::Tensor before = m.forward({x}).toTensor();
+  Outcome o{shrink::remove_pruned_channels(m), 0};
+  const at::Tensor after = m.forward({x}).toTensor();
+  EXPECT_EQ(after.sizes(), before.sizes());
+  o.difference = relative_difference(after, before);
+  const std::string file = ::testing::TempDir() + "/removed.pt";
+  m.save(file);
+  torch::jit::Module reloaded = torch::jit::load(file);
+  reloaded.eval();
+  EXPECT_LT(relative_difference(reloaded.forward({x}).toTensor(), before), 1e-4);
+  std::filesystem::remove(file);
+  return o;
+}
+
+TEST(ChannelRemoval, MnistLosesPrunedFiltersAndTheirReaders) {
+  torch::manual_seed(0);
+  torch::jit::Module m = torch::jit::load(model_file("mnist"));
+  // conv1 -> batchnorm1 (both pruned) -> conv2 -> view(-1, 800) -> fc1 -> fc2.
+  zero_channels(m, "conv1", {0, 3, 7});
+  zero_channels(m, "batchnorm1", {0, 3, 7});
+  zero_channels(m, "conv2", {1, 2, 10, 49});
+  zero_channels(m, "fc1", {5, 6, 400});
+  const auto o = remove_and_check(m, torch::randn({8, 1, 28, 28}));
+  EXPECT_LT(o.difference, 1e-4);
+  EXPECT_EQ(param(m, "conv1.weight").sizes(), (std::vector<int64_t>{17, 1, 5, 5}));
+  EXPECT_EQ(param(m, "batchnorm1.running_mean").size(0), 17);
+  EXPECT_EQ(param(m, "conv2.weight").sizes(), (std::vector<int64_t>{46, 17, 5, 5}));
+  EXPECT_EQ(param(m, "fc1.weight").sizes(), (std::vector<int64_t>{497, 46 * 16}));
+  EXPECT_EQ(param(m, "fc2.weight").sizes(), (std::vector<int64_t>{10, 497}));
+  EXPECT_EQ(o.removal.channels_removed, 3 + 4 + 3);
+  EXPECT_LT(o.removal.parameters_after, o.removal.parameters_before);
+}
+
+TEST(ChannelRemoval, AZeroFilterBeforeANonZeroingBatchNormStays) {
+  // conv1's filter 0 is zero, but batchnorm1 maps it to beta - gamma * mean / std: not zero, so
+  // conv2 reads it and nothing may go.
+  torch::jit::Module m = torch::jit::load(model_file("mnist"));
+  {
+    torch::NoGradGuard no_grad;
+    param(m, "batchnorm1.bias").fill_(0.5);
+  }
+  zero_channels(m, "conv1", {0});
+  const auto o = remove_and_check(m, torch::randn({4, 1, 28, 28}));
+  EXPECT_LT(o.difference, 1e-6);
+  EXPECT_EQ(param(m, "conv1.weight").size(0), 20);
+  EXPECT_EQ(o.removal.channels_removed, 0);
+}
+
+TEST(ChannelRemoval, ResidualAddRemovesOnlyWhatEveryProducerPrunes) {
+  torch::jit::Module m = torch::jit::load(model_file("resnet_small"));
+  {
+    torch::NoGradGuard no_grad;  // BatchNorm statistics away from the identity
+    for (const auto& b : m.named_buffers()) {
+      if (b.name.find("running_var") != std::string::npos) b.value.uniform_(0.5, 2.0);
+      if (b.name.find("running_mean") != std::string::npos) b.value.uniform_(-0.5, 0.5);
+    }
+  }
+  // The residual group: stem, layer1.0.bn2, layer1.1.bn2 all feed the adds. Channel 1 is pruned
+  // by all three producers; channel 2 by the stem only (the blocks' bn2 still write it).
+  zero_channels(m, "stem", {1, 2});
+  for (const char* block : {"layer1.0", "layer1.1"}) {
+    zero_channels(m, std::string(block) + ".conv2", {1});
+    zero_channels(m, std::string(block) + ".bn2", {1});
+  }
+  // Inside block 0: conv1's filters 3 and 5 (and bn1's channels): conv1 out and conv2 in shrink.
+  zero_channels(m, "layer1.0.conv1", {3, 5});
+  zero_channels(m, "layer1.0.bn1", {3, 5});
+  const auto o = remove_and_check(m, torch::randn({4, 1, 28, 28}));
+  EXPECT_LT(o.difference, 1e-4);
+  EXPECT_EQ(param(m, "stem.weight").size(0), 7);
+  EXPECT_EQ(param(m, "layer1.1.conv2.weight").size(0), 7);
+  EXPECT_EQ(param(m, "layer1.1.bn2.running_var").size(0), 7);
+  EXPECT_EQ(param(m, "layer1.0.conv1.weight").sizes(), (std::vector<int64_t>{6, 7, 3, 3}));
+  EXPECT_EQ(param(m, "layer1.0.conv2.weight").sizes(), (std::vector<int64_t>{7, 6, 3, 3}));
+  EXPECT_EQ(param(m, "fc.weight").sizes(), (std::vector<int64_t>{10, 7}));
+}
+
+TEST(ChannelRemoval, MobileNetV2AfterL1FilterPruning) {
+  // A real architecture through the host's pruning: l1_norm at 0.5 on every convolution (their
+  // BatchNorms follow), then removal: depthwise convolutions lose the channels of the expansion
+  // before them; residual groups keep what any producer keeps.
+  auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
+  shrink::Model model = shrink::Model::load(model_file("mobilenet_v2"));
+  const auto targets = shrink::plan_pruning(
+      shrink::ConfigList::parse_text("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n", "t.yaml"), model.ops());
+  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(), "compress[0]");
+  EXPECT_GT(stage.followers().size(), 40u);
+  stage.update(shrink::Schedule::kOneShot, 1, 1);
+  const auto o = remove_and_check(model.module(), torch::randn({2, 3, 32, 32}));
+  EXPECT_LT(o.difference, 1e-4);
+  EXPECT_GT(o.removal.channels_removed, 1000);
+  EXPECT_LT(static_cast<double>(o.removal.parameters_after), 0.7 * static_cast<double>(o.removal.parameters_before));
+  bool depthwise_resized = false;
+  for (const auto& r : o.removal.modules) {
+    if (r.name == "features.2.conv.1.0") depthwise_resized = r.out_after < r.out_before;
+  }
+  EXPECT_TRUE(depthwise_resized);
+}
+
+TEST(ChannelRemoval, NamesAnOpItCannotFollow) {
+  // conv (pruned filter) -> sigmoid: sigmoid(0) = 0.5, so the channel is read as non-zero by an op
+  // the removal does not know.
+  torch::jit::Module conv("Conv");
+  conv.register_parameter("weight", torch::randn({4, 1, 3, 3}), false);
+  conv.register_parameter("bias", torch::randn({4}), false);
+  conv.define("def forward(self, x):\n  return torch.conv2d(x, self.weight, self.bias)\n");
+  torch::jit::Module fc("Fc");
+  fc.register_parameter("weight", torch::randn({3, 4}), false);
+  fc.register_parameter("bias", torch::randn({3}), false);
+  fc.define("def forward(self, x):\n  return torch.linear(x, self.weight, self.bias)\n");
+  torch::jit::Module root("Net");
+  root.register_module("conv", conv);
+  root.register_module("fc", fc);
+  root.define(
+      "def forward(self, x):\n"
+      "  y = torch.sigmoid(self.conv.forward(x))\n"
+      "  return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1))\n");
+  zero_channels(root, "conv", {2});
+  try {
+    shrink::remove_pruned_channels(root);
+    FAIL() << "removal across sigmoid must fail";
+  } catch (const shrink::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot follow aten::sigmoid"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pruned channels of conv"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(param(root, "conv.weight").size(0), 4);
+}
+
+}  // namespace
