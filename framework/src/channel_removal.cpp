@@ -52,14 +52,44 @@ struct ModuleUse {
 
 class Analysis {
  public:
-  Analysis(torch::jit::Module& module) : module_(module) {
-    // A method that has run keeps the plan it compiled; the rewrite goes into a clone (same
-    // parameter tensors), whose methods are new.
+  // The analysis works on a clone of `module` (same parameter tensors) that replaces it: a
+  // method that has run keeps the plan it compiled, so a rewrite must go into new methods.
+  explicit Analysis(torch::jit::Module& module) : module_(module) {
     module_ = module_.clone(/*inplace=*/true);
     graph_ = module_.get_method("forward").graph();
     detail::inline_calls(*graph_);
     detail::fold_flag_attributes(graph_, module_);
     paths_ = detail::attribute_paths(*graph_);
+  }
+
+  std::vector<std::vector<std::string>> groups() {
+    for (Node* n : graph_->nodes()) visit(n);
+    std::map<int, std::vector<std::string>> by_root;
+    std::vector<int> order;
+    for (const Node* n : graph_->nodes()) {
+      for (const auto& kv : uses_) {
+        const ModuleUse& u = kv.second;
+        if (u.node != n || u.position_wise || u.out_classes.empty()) continue;
+        const int root = find(u.out_classes.front());
+        // Joined only when every channel is joined with the same position of the others.
+        bool aligned = true;
+        for (const auto& other : by_root[root]) {
+          const ModuleUse& o = uses_.at(other);
+          aligned = aligned && o.out_classes.size() == u.out_classes.size();
+          for (std::size_t i = 0; aligned && i < u.out_classes.size(); ++i) {
+            aligned = find(o.out_classes[i]) == find(u.out_classes[i]);
+          }
+        }
+        if (!aligned) continue;
+        if (by_root[root].empty()) order.push_back(root);
+        by_root[root].push_back(kv.first);
+      }
+    }
+    std::vector<std::vector<std::string>> out;
+    for (int r : order) {
+      if (by_root[r].size() > 1) out.push_back(by_root[r]);
+    }
+    return out;
   }
 
   ChannelRemoval run() {
@@ -540,6 +570,12 @@ class Analysis {
 ChannelRemoval remove_pruned_channels(torch::jit::Module& module) {
   Analysis analysis(module);
   return analysis.run();
+}
+
+std::vector<std::vector<std::string>> channel_dependency_groups(const torch::jit::Module& module) {
+  torch::jit::Module copy = module;  // the analysis replaces this handle with a clone
+  Analysis analysis(copy);
+  return analysis.groups();
 }
 
 }  // namespace shrink

@@ -104,6 +104,17 @@ PruningStage::PruningStage(const AlgorithmInfo& algorithm, const Options& option
   }
   penalty_ = masker_->l1_penalty();
 
+  // Ops whose channels a residual add joins share one mask (ranked per layer only).
+  for (const auto& group : channel_dependency_groups(module)) {
+    std::vector<std::size_t> members;
+    for (const std::string& name : group) {
+      for (std::size_t i = 0; i < ops_.size(); ++i) {
+        if (ops_[i].target.op_name == name && !ops_[i].target.global) members.push_back(i);
+      }
+    }
+    if (members.size() > 1) shared_.push_back(members);
+  }
+
   // Convolutions whose output goes only to a BatchNorm: that BatchNorm follows their masks.
   auto graph = module.get_method("forward").graph()->copy();
   detail::inline_calls(*graph);
@@ -179,7 +190,40 @@ void PruningStage::update(Schedule kind, int64_t update, int64_t updates) {
       sparsity[group.second[k]] = pruned[k] == 0 ? 0.0 : (static_cast<double>(pruned[k]) + 0.5) / static_cast<double>(units);
     }
   }
+  // Joined ops: one channel mask from their summed scores, at the lowest sparsity any asks for.
+  std::vector<char> done(ops_.size(), 0);
+  for (const auto& group : shared_) {
+    at::Tensor scores;
+    double s = 1.0;
+    for (std::size_t i : group) {
+      at::Tensor own = masker_->importance(wrapper(ops_[i]), static_cast<int>(i));
+      if (!own.defined() || own.dim() != 1 || own.size(0) != ops_[i].weight.size(0) ||
+          (scores.defined() && scores.size(0) != own.size(0))) {
+        scores = at::Tensor();  // not filter scores: each op is pruned on its own
+        break;
+      }
+      scores = scores.defined() ? scores + own.to(at::kDouble) : own.to(at::kDouble);
+      s = std::min(s, sparsity[i]);
+    }
+    if (!scores.defined()) continue;
+    const int64_t channels = scores.size(0);
+    const int64_t prune = std::min<int64_t>(channels - 1, static_cast<int64_t>(std::floor(static_cast<double>(channels) * s + 1e-9)));
+    at::Tensor keep = at::ones({channels}, at::kFloat);
+    if (prune > 0) {
+      const at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/false));
+      keep.index_fill_(0, order.narrow(0, 0, prune), 0.0);
+    }
+    for (std::size_t i : group) {
+      MaskedOp& op = ops_[i];
+      std::vector<int64_t> shape(static_cast<std::size_t>(op.weight.dim()), 1);
+      shape[0] = channels;
+      op.weight_mask = keep.reshape(shape).expand(op.weight.sizes()).contiguous().to(op.weight.scalar_type());
+      op.bias_mask = op.bias.defined() ? keep.to(op.bias.scalar_type()) : at::Tensor();
+      done[i] = 1;
+    }
+  }
   for (std::size_t i = 0; i < ops_.size(); ++i) {
+    if (done[i]) continue;
     MaskedOp& op = ops_[i];
     Masks m = masker_->calc_mask(sparsity[i], wrapper(op), static_cast<int>(i));
     op.weight_mask = m.weight_mask.to(op.weight.scalar_type());

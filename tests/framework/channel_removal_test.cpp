@@ -159,6 +159,30 @@ TEST(ChannelRemoval, MobileNetV2AfterL1FilterPruning) {
   EXPECT_TRUE(depthwise_resized);
 }
 
+TEST(ChannelRemoval, JoinedConvolutionsShareOneMaskAndShrinkTogether) {
+  // l1_norm at 0.5 on every convolution of resnet_small: the stem and both blocks' conv2 feed the
+  // residual adds, so they get one mask (their scores summed) and half the residual channels go.
+  auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
+  shrink::Model model = shrink::Model::load(model_file("resnet_small"));
+  EXPECT_EQ(shrink::channel_dependency_groups(model.module()),
+            (std::vector<std::vector<std::string>>{{"stem", "layer1.0.conv2", "layer1.1.conv2"}}));
+  const auto targets = shrink::plan_pruning(
+      shrink::ConfigList::parse_text("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n", "t.yaml"), model.ops());
+  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(), "compress[0]");
+  ASSERT_EQ(stage.shared_masks().size(), 1u);
+  EXPECT_EQ(stage.shared_masks()[0].size(), 3u);
+  stage.update(shrink::Schedule::kOneShot, 1, 1);
+  const auto& ops = stage.ops();
+  for (std::size_t i : stage.shared_masks()[0]) {
+    EXPECT_TRUE(torch::equal(ops[i].weight_mask.reshape({8, -1}).amax(1), ops[stage.shared_masks()[0][0]].weight_mask.reshape({8, -1}).amax(1)));
+  }
+  const auto o = remove_and_check(model.module(), torch::randn({4, 1, 28, 28}));
+  EXPECT_LT(o.difference, 1e-4);
+  EXPECT_EQ(param(model.module(), "stem.weight").size(0), 4);
+  EXPECT_EQ(param(model.module(), "layer1.0.conv1.weight").sizes(), (std::vector<int64_t>{4, 4, 3, 3}));
+  EXPECT_EQ(param(model.module(), "fc.weight").sizes(), (std::vector<int64_t>{10, 4}));
+}
+
 TEST(ChannelRemoval, NamesAnOpItCannotFollow) {
   // conv (pruned filter) -> sigmoid: sigmoid(0) = 0.5, so the channel is read as non-zero by an op
   // the removal does not know.

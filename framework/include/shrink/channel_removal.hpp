@@ -42,4 +42,10 @@ struct ChannelRemoval {
 // op when a pruned channel flows into an op it cannot follow; no parameter has changed then.
 ChannelRemoval remove_pruned_channels(torch::jit::Module& module);
 
+// Convolutions and linears whose output channels are joined channel by channel (residual adds,
+// through BatchNorms, ReLUs, pooling, depthwise convolutions): a channel can only go from all of
+// them at once, so filter pruning gives them one mask. Groups of two or more module names, in
+// graph order. The module is not changed.
+std::vector<std::vector<std::string>> channel_dependency_groups(const torch::jit::Module& module);
+
 }  // namespace shrink

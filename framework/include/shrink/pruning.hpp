@@ -82,6 +82,9 @@ class PruningStage {
     at::Tensor mask;  // per channel
   };
   const std::vector<Follower>& followers() const { return followers_; }
+  // Ops whose channels are joined (residual adds): pruned with one mask, their importance scores
+  // summed, so that the channels can be removed for real. Indices into ops().
+  const std::vector<std::vector<std::size_t>>& shared_masks() const { return shared_; }
   const std::string& name() const { return name_; }
   const AlgorithmInfo& algorithm() const { return masker_->algorithm(); }
 
@@ -91,6 +94,7 @@ class PruningStage {
   std::unique_ptr<MaskerInstance> masker_;
   std::vector<MaskedOp> ops_;
   std::vector<Follower> followers_;
+  std::vector<std::vector<std::size_t>> shared_;
   std::string name_;
   double penalty_ = 0;
 };
