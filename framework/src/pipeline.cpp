@@ -700,7 +700,12 @@ void remove_channels(Context& c, std::size_t i) {
   for (const ResizedModule& r : removal.modules) {
     modules.push_back({{"op", r.name}, {"type", r.type}, {"out_before", r.out_before}, {"out_after", r.out_after},
                        {"in_before", r.in_before}, {"in_after", r.in_after}});
-    list << (list.tellp() > 0 ? ", " : "") << r.name << " " << r.out_before << "->" << r.out_after;
+    list << (list.tellp() > 0 ? ", " : "") << r.name << " ";
+    if (r.out_after != r.out_before) {
+      list << r.out_before << "->" << r.out_after;
+    } else {
+      list << "in " << r.in_before << "->" << r.in_after;
+    }
   }
   c.channel_removal = {{"stage", static_cast<int64_t>(i)},
                        {"modules", modules},

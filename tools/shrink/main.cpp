@@ -282,12 +282,13 @@ int run_export(const std::string& model, bool int8, bool fold_bn, std::string ou
   return 0;
 }
 
-// `shrink bench model.pt [--int8 model_int8.pt] --shape 1,28,28 [--batch 1,64] [--threads 1]`:
+// `shrink bench model.pt [--int8 model_int8.pt | --vs other.pt] --shape 1,28,28 [--batch 1,64] [--threads 1]`:
 // median latency of each model, measured side by side (the models take turns, run by run, so
 // that a noisy neighbour slows both alike).
 struct BenchArgs {
   std::string model;
   std::string int8;
+  std::string other;  // --vs
   std::vector<int64_t> shape;
   std::vector<int64_t> batches = {1, 64};
   int threads = 1;
@@ -298,6 +299,9 @@ struct BenchArgs {
 int run_bench(const BenchArgs& args) {
   SHRINK_CHECK(!args.shape.empty(), "bench: --shape is required (one sample's shape, e.g. 1,28,28)");
   at::set_num_threads(args.threads);
+  // Denormal floats (tiny weights and activations after training) run 10x slower on x86 and
+  // made timings swing with the weights' values; runs flush them, as training does.
+  at::globalContext().setFlushDenormal(true);
   torch::NoGradGuard no_grad;
   std::vector<std::pair<std::string, torch::jit::Module>> models;
   auto load = [](const std::string& file) {
@@ -315,6 +319,7 @@ int run_bench(const BenchArgs& args) {
     shrink::use_int8_engine();
     models.emplace_back("int8", load(args.int8));
   }
+  if (!args.other.empty()) models.emplace_back("other", load(args.other));
   using Clock = std::chrono::steady_clock;
   nlohmann::json rows = nlohmann::json::array();
   std::cout << "threads " << args.threads << "\n";
@@ -432,10 +437,14 @@ int main(int argc, char** argv) {
                          "Output file (default: beside the model, *_int8.pt or *_folded.pt)");
 
   auto* bench = app.add_subcommand(
-      "bench", "Median latency of a model, and of its int8 export beside it");
+      "bench", "Median latency of a model, and of its int8 export (or another model) beside it");
   BenchArgs bench_args;
   bench->add_option("model", bench_args.model, "fp32 TorchScript model")->required()->check(CLI::ExistingFile);
-  bench->add_option("--int8", bench_args.int8, "Its int8 export (model_int8.pt)")->check(CLI::ExistingFile);
+  auto* int8_opt = bench->add_option("--int8", bench_args.int8, "Its int8 export (model_int8.pt)")->check(CLI::ExistingFile);
+  bench->add_option("--vs", bench_args.other,
+                    "Another float model taking the same input (model_pruned.pt, say), column 'other'")
+      ->check(CLI::ExistingFile)
+      ->excludes(int8_opt);
   bench->add_option("--shape", bench_args.shape, "One sample's shape, e.g. 1,28,28")
       ->delimiter(',')
       ->required();
