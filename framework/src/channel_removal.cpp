@@ -198,6 +198,17 @@ class Analysis {
     if (is(n, "aten::add") || is(n, "aten::add_")) return add(n);
     if (is(n, "aten::cat")) return cat(n);
     if (is(n, "aten::flatten") || is(n, "aten::view") || is(n, "aten::reshape")) return flatten(n);
+    if (is(n, "aten::slice")) {  // of any dimension but the channels'
+      auto in = layouts_.find(n->input(0));
+      auto dim = torch::jit::constant_as<int64_t>(n->input(1));
+      if (in != layouts_.end() && dim) {
+        const int64_t d = *dim < 0 ? *dim + in->second.rank : *dim;
+        if (d != 1) {
+          layouts_[n->output()] = in->second;
+          return;
+        }
+      }
+    }
     if (keeps_zero(n)) {
       auto in = layouts_.find(n->input(0));
       if (in != layouts_.end() && n->outputs().size() == 1) {

@@ -111,6 +111,32 @@ QuantType quant_type_of(const std::string& target) {
   return target.rfind("_input_", 0) == 0 ? QuantType::kInput : QuantType::kOutput;
 }
 
+// The model's op names, after checking that every op an entry names exists (so that a typo is
+// an error rather than a silently smaller run).
+std::vector<std::string> checked_op_names(const ConfigList& config, const std::vector<OpInstance>& ops) {
+  std::vector<std::string> op_list;
+  for (const auto& op : ops) op_list.push_back(op.name);
+  for (const auto& e : config.entries) {
+    for (const auto& name : e.op_names) {
+      SHRINK_CHECK(contains(op_list, name),
+                   e.where << ": op_names: the model has no op '" << name << "' (ops: " << join(op_list) << ")");
+    }
+  }
+  return op_list;
+}
+
+// Ops an `exclude: true` entry selects: out of every entry, wherever it stands.
+std::set<std::string> excluded_ops(const ConfigList& config, const std::vector<OpInstance>& ops) {
+  std::set<std::string> excluded;
+  for (const auto& e : config.entries) {
+    if (!e.exclude) continue;
+    for (const auto& op : ops) {
+      if (selects(e, op)) excluded.insert(op.name);
+    }
+  }
+  return excluded;
+}
+
 // quant_dtype / quant_bits / quant_scheme / granularity in their canonical form.
 Options canonical_settings(const Options& raw, const std::string& where) {
   Options out;
@@ -287,23 +313,8 @@ ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {
 }
 
 std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<OpInstance>& ops) {
-  std::vector<std::string> op_list;
-  for (const auto& op : ops) op_list.push_back(op.name);
-  // Every op name must exist, so that a typo is an error rather than a silently smaller run.
-  for (const auto& e : config.entries) {
-    for (const auto& name : e.op_names) {
-      SHRINK_CHECK(contains(op_list, name),
-                   e.where << ": op_names: the model has no op '" << name
-                           << "' (ops: " << join(op_list) << ")");
-    }
-  }
-  std::set<std::string> excluded;
-  for (const auto& e : config.entries) {
-    if (!e.exclude) continue;
-    for (const auto& op : ops) {
-      if (selects(e, op)) excluded.insert(op.name);
-    }
-  }
+  const std::vector<std::string> op_list = checked_op_names(config, ops);
+  const std::set<std::string> excluded = excluded_ops(config, ops);
   std::vector<PlannedSite> sites;
   std::set<std::pair<std::string, std::string>> configured;
   for (const auto& e : config.entries) {
@@ -382,21 +393,8 @@ double ratio(const Options& settings, const std::string& key, const std::string&
 }  // namespace
 
 std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vector<OpInstance>& ops) {
-  std::vector<std::string> op_list;
-  for (const auto& op : ops) op_list.push_back(op.name);
-  for (const auto& e : config.entries) {
-    for (const auto& name : e.op_names) {
-      SHRINK_CHECK(contains(op_list, name),
-                   e.where << ": op_names: the model has no op '" << name << "' (ops: " << join(op_list) << ")");
-    }
-  }
-  std::set<std::string> excluded;
-  for (const auto& e : config.entries) {
-    if (!e.exclude) continue;
-    for (const auto& op : ops) {
-      if (selects(e, op)) excluded.insert(op.name);
-    }
-  }
+  const std::vector<std::string> op_list = checked_op_names(config, ops);
+  const std::set<std::string> excluded = excluded_ops(config, ops);
   std::vector<PruneTarget> out;
   std::set<std::string> configured;
   for (const auto& e : config.entries) {

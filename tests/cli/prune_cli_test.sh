@@ -99,6 +99,38 @@ for op, m in masks.items():
 print("pruned model reloaded; masks hold for", sorted(masks))
 PY
 
+echo "== pruning, then QAT fine-tuning interrupted and resumed: the same result, the masks held"
+cat > "$work/resume.yaml" <<YAML
+model: $model_dir/mnist.pt
+seed: 0
+threads: 2
+data: {path: /usr/share/datasets/fashion-mnist, batch_size: 64, train_limit: 1600, test_limit: 500,
+       normalize: {mean: [0.2860], std: [0.3530]}}
+pretrain: {epochs: 1, optimizer: {name: sgd, lr: 0.01, momentum: 0.9}}
+compress:
+  - plugin: l2_norm
+    config_list: [{op_names: [conv2, fc1], sparse_ratio: 0.5}]
+  - plugin: qat
+    config_list: [{op_names: [conv1, conv2, fc1, fc2], target_names: [weight], quant_dtype: int8}]
+finetune: {epochs: 2, optimizer: {name: sgd, lr: 0.01, momentum: 0.9}}
+export: {dir: out}
+YAML
+"$shrink" run "$work/resume.yaml" --out "$work/whole" > "$work/whole.log"
+"$shrink" run "$work/resume.yaml" --out "$work/parts" --stop-after-epochs 2 > "$work/parts1.log"
+"$shrink" run "$work/resume.yaml" --out "$work/parts" --resume > "$work/parts2.log"
+grep -q "resuming after finetune epoch 1" "$work/parts2.log" || { cat "$work/parts2.log"; fail "no resume"; }
+/usr/bin/python3 - "$work/whole" "$work/parts" <<'PY'
+import json, sys, torch
+a, b = (json.load(open(d + "/report.json")) for d in sys.argv[1:3])
+assert a["metrics"] == b["metrics"], (a["metrics"], b["metrics"])
+ma, mb = (torch.load(d + "/masks.pt") for d in sys.argv[1:3])
+assert all(torch.equal(ma[k]["weight_mask"], mb[k]["weight_mask"]) for k in ma), "masks differ"
+w = dict(torch.jit.load(sys.argv[2] + "/model_qat.pt").named_parameters())
+for op in ("conv2", "fc1"):
+    assert (w[op + ".weight"] * (1 - mb[op]["weight_mask"])).abs().max() == 0, op
+print("resumed run matches:", b["metrics"])
+PY
+
 echo "== errors: one line each, nothing written"
 expect_error() {  # expect_error NAME PATTERN YAML_FILE ARGS...
   local name=$1 pattern=$2

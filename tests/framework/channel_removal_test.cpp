@@ -183,6 +183,59 @@ TEST(ChannelRemoval, JoinedConvolutionsShareOneMaskAndShrinkTogether) {
   EXPECT_EQ(param(model.module(), "fc.weight").sizes(), (std::vector<int64_t>{10, 4}));
 }
 
+// A module `name` computing torch.conv2d with its own weight and bias.
+torch::jit::Module conv_module(int64_t out, int64_t in, int64_t k) {
+  torch::jit::Module conv("Conv");
+  conv.register_parameter("weight", torch::randn({out, in, k, k}), false);
+  conv.register_parameter("bias", torch::randn({out}), false);
+  conv.define("def forward(self, x):\n  return torch.conv2d(x, self.weight, self.bias)\n");
+  return conv;
+}
+
+TEST(ChannelRemoval, ConcatenationCarriesEachInputsChannels) {
+  // a (4 filters) and b (4 filters) concatenated into c (8 input channels), as a Fire module's
+  // expand convolutions: a's filter 1 and b's filter 2 go, so c loses input channels 1 and 6.
+  torch::manual_seed(0);
+  torch::jit::Module root("Net");
+  root.register_module("a", conv_module(4, 3, 1));
+  root.register_module("b", conv_module(4, 3, 3));
+  root.register_module("c", conv_module(5, 8, 3));
+  root.define(
+      "def forward(self, x):\n"
+      "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(torch.max_pool2d(self.b.forward(x), 1))], 1)\n"
+      "  return self.c.forward(torch.flip(y, [1])[:, :, 1:-1, 1:-1])\n");
+  // The flip of the channels above is an op the removal does not follow (the spatial slice it
+  // follows): first without it.
+  torch::jit::Module plain("Plain");
+  plain.register_module("a", conv_module(4, 3, 1));
+  plain.register_module("b", conv_module(4, 3, 1));
+  plain.register_module("c", conv_module(5, 8, 3));
+  plain.define(
+      "def forward(self, x):\n"
+      "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(self.b.forward(x))], 1)\n"
+      "  return self.c.forward(y)\n");
+  zero_channels(plain, "a", {1});
+  zero_channels(plain, "b", {2});
+  const auto o = remove_and_check(plain, torch::randn({2, 3, 9, 9}));
+  EXPECT_LT(o.difference, 1e-4);
+  EXPECT_EQ(param(plain, "a.weight").size(0), 3);
+  EXPECT_EQ(param(plain, "b.weight").size(0), 3);
+  EXPECT_EQ(param(plain, "c.weight").sizes(), (std::vector<int64_t>{5, 6, 3, 3}));
+  // The model's output keeps its channels: c's pruned filter stays (zeroed, not removed).
+  zero_channels(plain, "c", {0});
+  const auto kept = remove_and_check(plain, torch::randn({2, 3, 9, 9}));
+  EXPECT_EQ(param(plain, "c.weight").size(0), 5);
+  EXPECT_EQ(kept.removal.channels_removed, 0);
+  // Through the flip: named.
+  zero_channels(root, "a", {1});
+  try {
+    shrink::remove_pruned_channels(root);
+    FAIL() << "removal across a flip must fail";
+  } catch (const shrink::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot follow aten::flip"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ChannelRemoval, NamesAnOpItCannotFollow) {
   // conv (pruned filter) -> sigmoid: sigmoid(0) = 0.5, so the channel is read as non-zero by an op
   // the removal does not know.
