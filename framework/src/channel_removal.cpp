@@ -418,7 +418,7 @@ class Analysis {
       const Node* list = n->input(1)->node();
       rows = shape ? shape->isIntList() && shape->toIntList().size() == 2
                    : list->kind() == c10::prim::ListConstruct && list->inputs().size() == 2;
-      if (rows) reshapes_.push_back({n, static_cast<int64_t>(in->second.classes.size())});
+      if (rows) reshapes_.push_back(n);  // its size written in the code may change
     }
     if (!rows || in->second.rank != 4) return pin(n->input(0), describe(n));
     Layout out = in->second;
@@ -535,8 +535,7 @@ class Analysis {
       }
     }
     // Flatten sizes written into the graph (x.view(-1, 800)): the new width.
-    for (const auto& rs : reshapes_) {
-      Node* n = rs.node;
+    for (Node* n : reshapes_) {
       auto l = layouts_.find(n->output());
       if (l == layouts_.end()) continue;
       const int64_t before = static_cast<int64_t>(l->second.classes.size());
@@ -559,17 +558,12 @@ class Analysis {
     torch::jit::EliminateDeadCode(graph_);
   }
 
-  struct Reshape {
-    Node* node;
-    int64_t channels;
-  };
-
   torch::jit::Module& module_;
   std::shared_ptr<torch::jit::Graph> graph_;
   std::map<const Value*, std::string> paths_;
   std::unordered_map<const Value*, Layout> layouts_;
   std::map<std::string, ModuleUse> uses_;
-  std::vector<Reshape> reshapes_;
+  std::vector<Node*> reshapes_;
   std::vector<int> parent_;
   std::vector<char> needed_, read_, pruned_;
   std::vector<std::string> pinned_by_;

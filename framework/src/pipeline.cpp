@@ -546,7 +546,11 @@ void prune(Context& c, std::size_t i, bool resumed) {
   std::cout << name << ": " << stage.plugin << " on " << pruner.ops().size() << " ops, "
             << stage.schedule.kind << " schedule over " << stage.schedule.updates << " mask update"
             << (stage.schedule.updates == 1 ? "" : "s") << std::endl;
-  if (resumed) return;  // the checkpoint holds the masks and the pruned weights
+  if (resumed) {  // the checkpoint holds the masks and the pruned weights; the table comes at export
+    c.pruning.push_back({{"stage", i}, {"plugin", stage.plugin}, {"ops", nullptr},
+                         {"schedule", {{"kind", stage.schedule.kind}, {"updates", stage.schedule.updates}}}});
+    return;
+  }
   auto report_update = [&](int64_t u) {
     const json t = pruning_table(pruner);
     std::cout << name << " masks " << u << "/" << stage.schedule.updates << ": weight sparsity "
@@ -1117,6 +1121,10 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
              site["local_sqnr_db"] = number_or_null(w->quantizer().local_sqnr_db(w->site_ids()[k]));
              sites.push_back(site);
            }
+         }
+         // Stages resumed past: their tables from the restored masks.
+         for (std::size_t k = 0; k < c.pruning.size(); ++k) {
+           if (c.pruning[k]["ops"].is_null()) c.pruning[k].update(pruning_table(*c.pruners[k]));
          }
          fs::create_directories(c.staging);
          write_json(fs::path(c.staging) / "calibration.json", calibration);

@@ -123,6 +123,10 @@ grep -q "resuming after finetune epoch 1" "$work/parts2.log" || { cat "$work/par
 import json, sys, torch
 a, b = (json.load(open(d + "/report.json")) for d in sys.argv[1:3])
 assert a["metrics"] == b["metrics"], (a["metrics"], b["metrics"])
+# The resumed run's pruning table comes from the restored masks: the same, but for the accuracy
+# measured after the stage, which only the first run saw.
+pa, pb = a["pruning"][0], b["pruning"][0]
+assert pa["ops"] == pb["ops"] and pa["weight_sparsity"] == pb["weight_sparsity"] == 0.5, (pa, pb)
 ma, mb = (torch.load(d + "/masks.pt") for d in sys.argv[1:3])
 assert all(torch.equal(ma[k]["weight_mask"], mb[k]["weight_mask"]) for k in ma), "masks differ"
 w = dict(torch.jit.load(sys.argv[2] + "/model_qat.pt").named_parameters())
