@@ -48,6 +48,7 @@ struct ModuleUse {
   bool position_wise = false;    // BatchNorm, depthwise convolution: out channels = in channels
   std::optional<Layout> input;   // convolution or linear reading a tracked input
   int64_t in_features = 0;
+  bool shared = false;           // called more than once: left as it is
 };
 
 class Analysis {
@@ -257,6 +258,21 @@ class Analysis {
     return false;
   }
 
+  // A module called a second time (weights shared between two places) keeps its shape: what it
+  // reads and writes is kept, and the second call's output is not followed.
+  bool called_again(const std::string& name, Node* n) {
+    auto it = uses_.find(name);
+    if (it == uses_.end()) return false;
+    ModuleUse& first = it->second;
+    first.shared = true;
+    for (int c : first.out_classes) needed_[find(c)] = 1;
+    if (first.input) {
+      for (int c : first.input->classes) needed_[find(c)] = 1;
+    }
+    pin(n->input(0), describe(n) + ": a module called twice");
+    return true;
+  }
+
   void conv(Node* n) {
     const std::string w_path = path(n->input(1));
     auto groups = torch::jit::constant_as<int64_t>(n->input(6));
@@ -267,6 +283,7 @@ class Analysis {
     const at::Tensor w = tensor_attr(n->input(1));
     const at::Tensor b = none(n->input(2)) ? at::Tensor() : tensor_attr(n->input(2));
     const std::string name = owner(w_path);
+    if (called_again(name, n)) return;
     auto in = layouts_.find(n->input(0));
     ModuleUse& use = uses_[name];
     use.type = "Conv2d";
@@ -311,6 +328,7 @@ class Analysis {
     const at::Tensor w = tensor_attr(n->input(1));
     const at::Tensor b = none(n->input(2)) ? at::Tensor() : tensor_attr(n->input(2));
     const std::string name = owner(w_path);
+    if (called_again(name, n)) return;
     ModuleUse& use = uses_[name];
     use.type = "Linear";
     use.node = n;
@@ -338,6 +356,7 @@ class Analysis {
     if (in == layouts_.end()) return;
     if (mean_path.empty()) return pin(n->input(0), describe(n) + ": running statistics not module attributes");
     const std::string name = owner(mean_path);
+    if (called_again(name, n)) return;
     torch::jit::Module m = submodule(name);
     const auto channels = static_cast<int64_t>(in->second.classes.size());
     const at::Tensor gamma = w_path.empty() ? at::ones({channels}) : tensor_attr(n->input(1));
@@ -484,6 +503,7 @@ class Analysis {
     for (auto& kv : uses_) {
       const std::string& name = kv.first;
       const ModuleUse& u = kv.second;
+      if (u.shared) continue;
       torch::jit::Module m = submodule(name);
       ResizedModule r;
       r.name = name;

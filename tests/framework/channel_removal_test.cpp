@@ -236,6 +236,22 @@ TEST(ChannelRemoval, ConcatenationCarriesEachInputsChannels) {
   }
 }
 
+TEST(ChannelRemoval, AModuleCalledTwiceIsNamed) {
+  // The same convolution applied twice: its pruned filter feeds itself, which cannot shrink on
+  // one side only.
+  torch::jit::Module root("Twice");
+  root.register_module("conv", conv_module(4, 4, 3));
+  root.define("def forward(self, x):\n  return self.conv.forward(torch.relu(self.conv.forward(x)))\n");
+  zero_channels(root, "conv", {1});
+  try {
+    shrink::remove_pruned_channels(root);
+    FAIL() << "removal around a module called twice must fail";
+  } catch (const shrink::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a module called twice"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(param(root, "conv.weight").size(0), 4);
+}
+
 TEST(ChannelRemoval, NamesAnOpItCannotFollow) {
   // conv (pruned filter) -> sigmoid: sigmoid(0) = 0.5, so the channel is read as non-zero by an op
   // the removal does not know.
