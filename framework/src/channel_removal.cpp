@@ -357,7 +357,6 @@ class Analysis {
     if (mean_path.empty()) return pin(n->input(0), describe(n) + ": running statistics not module attributes");
     const std::string name = owner(mean_path);
     if (called_again(name, n)) return;
-    torch::jit::Module m = submodule(name);
     const auto channels = static_cast<int64_t>(in->second.classes.size());
     const at::Tensor gamma = w_path.empty() ? at::ones({channels}) : tensor_attr(n->input(1));
     const at::Tensor beta = none(n->input(2)) ? at::zeros({channels}) : tensor_attr(n->input(2));

@@ -136,10 +136,6 @@ void MaskerInstance::step() {
                "plugin '" << algorithm_->name << "': step failed: " << error.message);
 }
 
-}  // namespace shrink
-
-namespace shrink {
-
 void MaskerInstance::observe(const WrapperSpec& wrapper, int wrapper_idx) {
   const shrink_pruner_api* p = pruner_api(*algorithm_);
   if (p == nullptr || !SHRINK_HAS_FIELD(p, shrink_pruner_api, observe) || p->observe == nullptr) return;
