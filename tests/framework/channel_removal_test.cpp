@@ -15,6 +15,8 @@
 
 #include <filesystem>
 
+#include <unistd.h>
+
 namespace {
 
 std::string model_file(const std::string& name) {
@@ -65,7 +67,10 @@ Outcome remove_and_check(torch::jit::Module& m, const at::Tensor& x) {
   const at::Tensor after = m.forward({x}).toTensor();
   EXPECT_EQ(after.sizes(), before.sizes());
   o.difference = relative_difference(after, before);
-  const std::string file = ::testing::TempDir() + "/removed.pt";
+  // One file per test and process: ctest runs these tests in parallel.
+  const std::string file = ::testing::TempDir() + "/removed_" +
+                           ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                           std::to_string(::getpid()) + ".pt";
   m.save(file);
   torch::jit::Module reloaded = torch::jit::load(file);
   reloaded.eval();
