@@ -4,12 +4,11 @@
 # row then starts from it, prunes output channels by L1 norm to the row's sparsity on an AGP
 # schedule (4 mask updates over 2 epochs of training; residual groups share a mask), removes the
 # pruned channels (remove_channels), and fine-tunes 3 epochs (cosine learning rate from 0.01).
-# Per row: accuracy of the masked model
-# after pruning (the removed model's outputs equal it, checked by the run), accuracy after
-# fine-tuning, parameters, multiply-accumulates per sample, and the latency of the original model
-# (the masked model has its shapes, so its speed) against the channels-removed model, measured
-# side by side at batch 64 and 1, one thread (`shrink bench original.pt --vs model_pruned.pt`,
-# three times: medians, and the range of the speed-ups).
+# Per row: accuracy of the masked model after pruning (the removed model's outputs equal it,
+# checked by the run), accuracy after fine-tuning, parameters, multiply-accumulates per sample,
+# and the latency of the original model (the masked model has its shapes, so its speed) against
+# the channels-removed model, measured side by side at batch 64 and 1, one thread (`shrink bench
+# original.pt --vs model_pruned.pt`, three times: medians, and the range of the speed-ups).
 # The table replaces the section between `<!-- pruning-table:begin -->` and
 # `<!-- pruning-table:end -->` in docs/results.md.
 #
