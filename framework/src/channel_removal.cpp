@@ -131,17 +131,12 @@ class Analysis {
   }
   static std::string owner(const std::string& param) { return param.substr(0, param.rfind('.')); }
   torch::jit::Module submodule(const std::string& name) const {
-    torch::jit::Module m = module_;
-    std::string rest = name;
-    for (std::size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
-      m = m.attr(rest.substr(0, dot)).toModule();
-    }
-    return m.attr(rest).toModule();
+    return detail::attribute_at(module_, name).toModule();
   }
   at::Tensor tensor_attr(const Value* v) const {
     const std::string p = path(v);
     if (p.empty()) return {};
-    const c10::IValue value = submodule(owner(p)).attr(p.substr(p.rfind('.') + 1));
+    const c10::IValue value = detail::attribute_at(module_, p);
     return value.isTensor() ? value.toTensor().detach() : at::Tensor();
   }
   static bool none(const Value* v) { return v->type()->kind() == c10::TypeKind::NoneType; }

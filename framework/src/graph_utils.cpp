@@ -142,6 +142,18 @@ std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block) {
   return out;
 }
 
+c10::IValue attribute_at(const torch::jit::Module& root, const std::string& path) {
+  torch::jit::Module m = root;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = path.find('.', start);
+    const std::string name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (dot == std::string::npos) return m.attr(name);
+    m = m.attr(name).toModule();
+    start = dot + 1;
+  }
+}
+
 std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Graph& graph) {
   std::map<const torch::jit::Value*, std::string> paths;
   paths[graph.inputs().at(0)] = "";

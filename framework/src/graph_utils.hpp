@@ -44,6 +44,10 @@ void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch
 // Every node, sub-blocks included, in order.
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
 
+// The attribute at a dotted path below `root` ("layer1.0.conv1.weight", or a submodule's path
+// "layer1.0.conv1"): module.attr() takes one name, so the path is followed a component at a time.
+c10::IValue attribute_at(const torch::jit::Module& root, const std::string& path);
+
 // Attribute path of every prim::GetAttr output reachable from the graph's `self` input
 // ("conv1.weight", "layer1.0.conv1").
 std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Graph& graph);

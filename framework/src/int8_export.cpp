@@ -196,13 +196,7 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
   bool is_weight(const Value* v) const { return paths_.count(v) != 0; }
 
   at::Tensor attribute(const Value* v) const {
-    const std::string& path = paths_.at(v);
-    torch::jit::Module m = module_;
-    std::string rest = path;
-    for (std::size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
-      m = m.attr(rest.substr(0, dot)).toModule();
-    }
-    const c10::IValue value = m.attr(rest);
+    const c10::IValue value = detail::attribute_at(module_, paths_.at(v));
     return value.isTensor() ? value.toTensor() : at::Tensor();
   }
 

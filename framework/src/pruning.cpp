@@ -33,6 +33,15 @@ double scheduled_sparsity(Schedule kind, double target, int64_t update, int64_t 
   return target;
 }
 
+namespace {
+
+// floor(n * ratio), robust to 0.29 * 100 = 28.999999999999996 (the plugins count alike).
+int64_t share_of(int64_t n, double ratio) {
+  return static_cast<int64_t>(std::floor(static_cast<double>(n) * ratio + 1e-9));
+}
+
+}  // namespace
+
 std::vector<int64_t> allocate_global(const std::vector<RankedLayer>& layers, double sparsity) {
   struct Unit {
     double score;
@@ -50,7 +59,7 @@ std::vector<int64_t> allocate_global(const std::vector<RankedLayer>& layers, dou
   std::stable_sort(units.begin(), units.end(), [](const Unit& a, const Unit& b) {
     return a.score < b.score || (a.score == b.score && (a.layer < b.layer || (a.layer == b.layer && a.index < b.index)));
   });
-  const auto budget = static_cast<int64_t>(std::floor(static_cast<double>(total) * sparsity + 1e-9));
+  const int64_t budget = share_of(total, sparsity);
   std::vector<int64_t> pruned(layers.size(), 0);
   int64_t used = 0;
   for (const Unit& u : units) {
@@ -65,12 +74,8 @@ std::vector<int64_t> allocate_global(const std::vector<RankedLayer>& layers, dou
 
 namespace {
 
-torch::jit::Module submodule(torch::jit::Module module, const std::string& path) {
-  std::string rest = path;
-  for (std::size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
-    module = module.attr(rest.substr(0, dot)).toModule();
-  }
-  return module.attr(rest).toModule();
+torch::jit::Module submodule(const torch::jit::Module& module, const std::string& path) {
+  return detail::attribute_at(module, path).toModule();
 }
 
 bool listed(const char* csv, const std::string& type) {
@@ -177,8 +182,7 @@ void PruningStage::update(Schedule kind, int64_t update, int64_t updates) {
       RankedLayer layer;
       layer.elements_per_unit = op.weight.numel() / std::max<int64_t>(scores.numel(), 1);
       const int64_t units = scores.numel();
-      layer.max_prune = std::min<int64_t>(units - 1, static_cast<int64_t>(std::floor(
-                                                         static_cast<double>(units) * op.target.max_sparsity + 1e-9)));
+      layer.max_prune = std::min<int64_t>(units - 1, share_of(units, op.target.max_sparsity));
       layer.scores = std::move(scores);
       layers.push_back(std::move(layer));
     }
@@ -207,7 +211,7 @@ void PruningStage::update(Schedule kind, int64_t update, int64_t updates) {
     }
     if (!scores.defined()) continue;
     const int64_t channels = scores.size(0);
-    const int64_t prune = std::min<int64_t>(channels - 1, static_cast<int64_t>(std::floor(static_cast<double>(channels) * s + 1e-9)));
+    const int64_t prune = std::min<int64_t>(channels - 1, share_of(channels, s));
     at::Tensor keep = at::ones({channels}, at::kFloat);
     if (prune > 0) {
       const at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/false));

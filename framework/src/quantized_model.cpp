@@ -44,19 +44,6 @@ torch::jit::Value* insert_quantize(torch::jit::Graph& graph, torch::jit::Value* 
   return graph.insert(kQuantize, {x, static_cast<int64_t>(quantizer), static_cast<int64_t>(site)});
 }
 
-// module.attr() takes one name; follow "layer1.0.conv1.weight" a component at a time.
-c10::IValue attribute_at(const torch::jit::Module& root, const std::string& path) {
-  torch::jit::Module m = root;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t dot = path.find('.', start);
-    const std::string name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (dot == std::string::npos) return m.attr(name);
-    m = m.attr(name).toModule();
-    start = dot + 1;
-  }
-}
-
 int target_index(const std::string& target) {
   return std::stoi(target.substr(target.rfind('_') + 1));
 }
@@ -145,7 +132,7 @@ QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
     const OpInstance* op = model.find_op(planned.op_name);
     SHRINK_CHECK(op != nullptr, "op '" << planned.op_name << "' is not in the model");
     if (planned.target == "weight" || planned.target == "bias") {
-      spec.sample = attribute_at(module, planned.op_name + "." + planned.target).toTensor();
+      spec.sample = detail::attribute_at(module, planned.op_name + "." + planned.target).toTensor();
     }
     const int site = quantizer.add_site(spec);
     site_ids_.push_back(site);
@@ -228,7 +215,7 @@ void QuantizedModel::fold_batchnorms(torch::jit::Graph& graph) {
     bool no_bias = bias->type()->kind() == c10::TypeKind::NoneType;
     bool optional_bias = false;
     if (!no_bias && bias->type()->kind() == c10::TypeKind::OptionalType && !path_of(bias).empty()) {
-      no_bias = attribute_at(model_->module(), path_of(bias)).isNone();
+      no_bias = detail::attribute_at(model_->module(), path_of(bias)).isNone();
       optional_bias = !no_bias;
     }
     std::string missing = weight_path.empty() ? "the convolution's weight"
@@ -304,7 +291,7 @@ void QuantizedModel::bake_folded_batchnorms() {
   if (folded_.empty()) return;
   torch::jit::Module& module = model_->module();
   auto graph = module.get_method("forward").graph();
-  auto tensor = [&](const std::string& path) { return attribute_at(module, path).toTensor(); };
+  auto tensor = [&](const std::string& path) { return detail::attribute_at(module, path).toTensor(); };
   torch::NoGradGuard no_grad;
   for (const auto& p : folded_) {
     at::Tensor w = tensor(p->conv + ".weight").to(at::kFloat);
