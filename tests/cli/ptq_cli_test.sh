@@ -97,6 +97,35 @@ PY
 echo "== shrink export --int8 and shrink bench, as a user runs them"
 "$shrink" export "$work/minmax/model_qat.pt" --int8 -o "$work/again_int8.pt" | tee "$work/export.log"
 grep -q "^int8: 3 quantized ops" "$work/export.log" || fail "export --int8 summary"
+/usr/bin/python3 - "$work/again_int8.pt" "$work/minmax/model_qat.pt" "$work/minmax/report.json" <<'PY'
+import json, sys, torch
+torch.backends.quantized.engine = "onednn"
+int8, fq = torch.jit.load(sys.argv[1]).eval(), torch.jit.load(sys.argv[2]).eval()
+notes = json.load(open(sys.argv[3]))["int8"]["notes"]
+# Made when the model loads (plain PyTorch here): conv1's 20 filters padded with zero ones to 32
+# around the first max pool, conv2 reading 32 channels, fc1 also as a 1x1 convolution for small
+# batches. The file holds each weight once: its own int8 weights, not the padded ones.
+assert any(n.startswith("2 int8 convolution(s) get zero channels up to 32") for n in notes), notes
+assert any(n.startswith("1 int8 linear(s): inputs of at most 4 rows") for n in notes), notes
+unpack = torch.ops.quantized.conv2d_unpack
+w1, b1 = unpack(int8.int8_padded_conv_0.padded)
+w2, _ = unpack(int8.int8_padded_conv_1.padded)
+assert w1.shape == (32, 1, 5, 5) and w2.shape == (50, 32, 5, 5), (w1.shape, w2.shape)
+assert w1.int_repr()[20:].abs().sum() == 0 and b1[20:].abs().sum() == 0 and w2.int_repr()[:, 20:].abs().sum() == 0
+assert unpack(int8.int8_padded_conv_0.packed)[0].shape == (20, 1, 5, 5)
+assert unpack(int8.int8_linear_0.small)[0].shape == (500, 800, 1, 1)
+# Rows run through the convolution (batches up to 4) or the linear (larger): the same numbers.
+torch.manual_seed(0)
+x = torch.randn(9, 1, 28, 28)
+with torch.no_grad():
+    whole = int8(x)
+    rows = torch.cat([int8(x[i:i + 1]) for i in range(9)])
+    assert torch.equal(whole, rows), (whole - rows).abs().max()
+    assert torch.equal(int8(x[:4]), whole[:4]) and torch.equal(int8(x[4:9]), whole[4:9])
+    a, b = whole, fq(x)
+sqnr = 10 * torch.log10(b.pow(2).sum() / (a - b).pow(2).sum())
+assert sqnr > 20, float(sqnr)
+PY
 "$shrink" bench "$model_dir/mnist.pt" --int8 "$work/again_int8.pt" --shape 1,28,28 --batch 1,8 --runs 5 --json \
   | tee "$work/bench.log"
 /usr/bin/python3 - "$work/bench.log" <<'PY'

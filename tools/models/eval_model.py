@@ -68,7 +68,13 @@ def main():
         for start in range(0, len(y), args.batch_size):
             out = model(x[start: start + args.batch_size])
             correct += int((out.argmax(1) == y[start: start + args.batch_size]).sum())
-    ops = sorted({n.kind() for n in model.graph.nodes() if "quant" in n.kind()})
+    def nodes(block):  # with those of sub-blocks (the branches of an if)
+        for n in block.nodes():
+            yield n
+            for b in n.blocks():
+                yield from nodes(b)
+
+    ops = sorted({n.kind() for n in nodes(model.graph) if "quant" in n.kind()})
     print(json.dumps({"accuracy": correct / len(y), "samples": len(y), "ops": ops}))
     return 0
 

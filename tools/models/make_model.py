@@ -8,6 +8,7 @@ NAME is one of:
   mnist_hardtanh  the same network with Hardtanh activations (same module names relu1..relu3),
                 for binarized (BNN) experiments, whose activations live in [-1, 1]
   resnet_small  a small ResNet for 1x28x28 inputs whose blocks share one TorchScript class type
+  resnet_2stage a small ResNet of two stages (16 channels at 14x14, 32 at 7x7), input 1x28x28
   resnet18      torchvision's resnet18 (random weights), input 3x32x32 and up
   mobilenet_v2, mobilenet_v3_small, shufflenet_v2_x0_5, squeezenet1_1
                 torchvision's (random weights, 10 classes), input 3x32x32 and up
@@ -94,6 +95,45 @@ class ResNetSmall(torch.nn.Module):
         return self.fc(x)
 
 
+class DownBlock(torch.nn.Module):
+    """A BasicBlock that halves the resolution and widens: stride 2, a 1x1 convolution (and its
+    BatchNorm) on the shortcut."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, 2, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.downsample = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, 2, bias=False), torch.nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.downsample(x))
+
+
+class ResNet2Stage(torch.nn.Module):
+    """A small ResNet of two stages: a stride-2 stem to 16 channels at 14x14, a block, then a
+    downsampling block to 32 channels at 7x7 (about as many multiply-accumulates as resnet_small,
+    ten times its parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 16, 3, 2, 1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(16)
+        self.layer1 = BasicBlock(16)
+        self.layer2 = DownBlock(16, 32)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        x = self.layer2(self.layer1(x))
+        x = self.pool(x).flatten(1)
+        return self.fc(x)
+
+
 def build(name):
     if name == "mnist":
         return Mnist(), torch.randn(2, 1, 28, 28)
@@ -101,11 +141,13 @@ def build(name):
         return MnistHardtanh(), torch.randn(2, 1, 28, 28)
     if name == "resnet_small":
         return ResNetSmall(), torch.randn(2, 1, 28, 28)
+    if name == "resnet_2stage":
+        return ResNet2Stage(), torch.randn(2, 1, 28, 28)
     if name in TORCHVISION:
         import torchvision
 
         return getattr(torchvision.models, name)(num_classes=10), torch.randn(2, 3, 32, 32)
-    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, mnist_hardtanh, resnet_small, "
+    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, mnist_hardtanh, resnet_small, resnet_2stage, "
                      + ", ".join(TORCHVISION) + ")")
 
 
