@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Pruning with real channel removal (issue 6) on Fashion-MNIST: the seed's Mnist net and a small
-# ResNet (tools/models/make_model.py resnet_small) each train in fp32 once (model_fp32.pt); every
-# row then starts from it, prunes output channels by L1 norm to the row's sparsity on an AGP
-# schedule (4 mask updates over 2 epochs of training; residual groups share a mask), removes the
-# pruned channels (remove_channels), and fine-tunes 3 epochs (cosine learning rate from 0.01).
-# Per row: accuracy of the masked model after pruning (the removed model's outputs equal it,
-# checked by the run), accuracy after fine-tuning, parameters, multiply-accumulates per sample,
-# and the latency of the original model (the masked model has its shapes, so its speed) against
-# the channels-removed model, measured side by side at batch 64 and 1, one thread (`shrink bench
-# original.pt --vs model_pruned.pt`, three times: medians, and the range of the speed-ups).
+# Pruning with real channel removal (issue 6) on Fashion-MNIST: the seed's Mnist net and two small
+# ResNets (tools/models/make_model.py resnet_small: 8 channels at 28x28; resnet_2stage: 16 channels
+# at 14x14, then 32 at 7x7) each train in fp32 once (model_fp32.pt); every row then starts from it,
+# prunes output channels by L1 norm to the row's sparsity on an AGP schedule (4 mask updates over 2
+# epochs of training; residual groups share a mask), removes the pruned channels (remove_channels),
+# and fine-tunes 3 epochs (cosine learning rate from 0.01). Per row: accuracy of the masked model
+# after pruning (the removed model's outputs equal it, checked by the run), accuracy after
+# fine-tuning, parameters, multiply-accumulates per sample, and the latency of the original model
+# (the masked model has its shapes, so its speed) against the channels-removed model, measured side
+# by side at batch 64 and 1, one thread (`shrink bench original.pt --vs model_pruned.pt`, three
+# times: medians, and the range of the speed-ups).
 # The table replaces the section between `<!-- pruning-table:begin -->` and
 # `<!-- pruning-table:end -->` in docs/results.md.
 #
-#   bench/pruning_table.sh            # 5 fp32 epochs, then 2 + 3 per row (~12 minutes on 2 cores)
+#   bench/pruning_table.sh            # 5 fp32 epochs, then 2 + 3 per row (~15 minutes on 2 cores)
 #   bench/pruning_table.sh --quick    # 1 + 1 + 1 epochs on 6400 / 2000 samples; prints only
 #   bench/pruning_table.sh --results FILE
 set -euo pipefail
@@ -61,13 +62,18 @@ export: {dir: $2}
 YAML
 }
 
-for network in mnist resnet_small; do
+for network in mnist resnet_small resnet_2stage; do
   case "$network" in
     mnist) ops="op_names: [conv1, conv2, fc1]" ;;   # fc2 makes the 10 outputs
-    resnet_small) ops="op_types: [Conv2d]" ;;
+    *) ops="op_types: [Conv2d]" ;;
   esac
+  model="$(pwd)/build/models/$network.pt"
+  if [ ! -f "$model" ]; then   # the build makes the models the tests use; this one is made here
+    model="$out/$network.pt"
+    /usr/bin/python3 tools/models/make_model.py "$network" "$model"
+  fi
   base="$out/$network/fp32"
-  { header "$(pwd)/build/models/$network.pt" "$base"
+  { header "$model" "$base"
     echo "pretrain: {epochs: $pre_epochs, optimizer: $sgd}"; } > "$out/$network-fp32.yaml"
   echo "== $network: fp32 training"
   build/bin/shrink run "$out/$network-fp32.yaml" | grep -E "accuracy|epoch" | tail -2
