@@ -39,7 +39,9 @@ struct WrapperView {
       : config(w.config),
         weight(make_handle(w.weight.detach())),
         bias(w.bias.defined() ? make_handle(w.bias.detach()) : nullptr),
-        weight_grad(w.weight_grad.defined() ? make_handle(w.weight_grad.detach()) : nullptr) {
+        weight_grad(w.weight_grad.defined() ? make_handle(w.weight_grad.detach()) : nullptr),
+        output_grad_product(w.output_grad_product.defined() ? make_handle(w.output_grad_product.detach())
+                                                            : nullptr) {
     info.struct_size = sizeof(info);
     info.module_name = w.module_name.c_str();
     info.module_type = w.module_type.c_str();
@@ -47,9 +49,10 @@ struct WrapperView {
     info.weight = weight.get();
     info.bias = bias.get();
     info.weight_grad = weight_grad.get();
+    info.output_grad_product = output_grad_product.get();
   }
   OptionsView config;
-  TensorHandle weight, bias, weight_grad;
+  TensorHandle weight, bias, weight_grad, output_grad_product;
   shrink_wrapper_info info{};
 };
 
@@ -145,6 +148,18 @@ void MaskerInstance::observe(const WrapperSpec& wrapper, int wrapper_idx) {
   SHRINK_CHECK(p->observe(handle_, &view.info, wrapper_idx, &error) == SHRINK_STATUS_OK,
                "plugin '" << algorithm_->name << "': observe on " << wrapper.module_name
                           << " failed: " << error.message);
+}
+
+bool MaskerInstance::observes_outputs() {
+  const shrink_pruner_api* p = pruner_api(*algorithm_);
+  if (p == nullptr || !SHRINK_HAS_FIELD(p, shrink_pruner_api, observes_outputs) || p->observes_outputs == nullptr) {
+    return false;
+  }
+  int32_t out = 0;
+  shrink_error error = make_error();
+  SHRINK_CHECK(p->observes_outputs(handle_, &out, &error) == SHRINK_STATUS_OK,
+               "plugin '" << algorithm_->name << "': observes_outputs failed: " << error.message);
+  return out != 0;
 }
 
 double MaskerInstance::l1_penalty() {

@@ -95,7 +95,7 @@ bool learns_in_training(const AlgorithmInfo& a) {
 // A pruning stage checked without training: its config_list against the model, its schedule,
 // its training, every op type against the plugin (on a throwaway copy of the model).
 void check_pruning_stage(const StageSpec& stage, const std::string& where, const Model& model,
-                         Model& probe_model, CheckedStage& checked) {
+                         Model& probe_model, bool quantizer_before, CheckedStage& checked) {
   SHRINK_CHECK(stage.calibration.batches == 0,
                stage.calibration.where << ": calibration: '" << stage.plugin
                                        << "' prunes; calibration is for post-training quantizers");
@@ -110,6 +110,11 @@ void check_pruning_stage(const StageSpec& stage, const std::string& where, const
   checked.prunes = true;
   checked.prune_targets = plan_pruning(stage.config_list, model.ops());
   PruningStage probe(*checked.algorithm, stage.options, checked.prune_targets, probe_model.module(), where);
+  // Its outputs are tapped by rewriting the model's graph, which a quantization stage before it
+  // has already rewritten (and keeps pointers into).
+  SHRINK_CHECK(!(quantizer_before && stage.train.enabled && probe.observes_outputs()),
+               where << ": '" << stage.plugin << "' observes the pruned ops' outputs in training, which "
+                                                 "cannot come after a quantization stage; prune first");
 }
 
 std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
@@ -148,7 +153,7 @@ std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
       SHRINK_CHECK(!any_before(&CheckedStage::removes_channels),
                    where << ": pruning after remove_channels is not supported; prune before it");
       try {
-        check_pruning_stage(stage, where, model, probe_model, checked);
+        check_pruning_stage(stage, where, model, probe_model, quantizer_before, checked);
       } catch (const Error& e) {
         const std::string what = e.what();
         // Messages that already name the stage keep their own prefix.
@@ -572,7 +577,9 @@ void prune(Context& c, std::size_t i, bool resumed) {
     const int64_t per_epoch = batches_per_epoch(c);
     run.total_steps = stage.train.steps > 0 ? stage.train.steps : stage.train.epochs * per_epoch;
     PhaseProgress progress;
+    if (pruner.observes_outputs()) pruner.tap_outputs(c.model->module());
     train(c, stage.train, name, progress, nullptr, &run);
+    pruner.untap_outputs(c.model->module());
   }
   while (run.done < run.updates) {  // no training, or it ended early
     pruner.update(run.kind, run.done + 1, run.updates);

@@ -3,14 +3,77 @@
 
 #include "graph_utils.hpp"
 
+#include <torch/library.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <sstream>
+
+// shrink::tap(x, tap, channel_dim): x, and in training (x needs a gradient) a record, in backward,
+// of sum over positions of x * dLoss/dx per sample and channel ([N, C]), kept under `tap` for
+// PruningStage::observe. channel_dim: 1 (convolutions) or -1 (linears).
+namespace shrink {
+namespace {
+
+struct TapRecords {
+  std::mutex mutex;
+  std::map<int64_t, at::Tensor> products;  // tap -> [N, C] of the latest backward (summed over calls)
+  int64_t next = 1;
+};
+TapRecords& tap_records() {
+  static TapRecords records;
+  return records;
+}
+
+struct Tap : torch::autograd::Function<Tap> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, int64_t tap,
+                            int64_t channel_dim) {
+    ctx->saved_data["tap"] = tap;
+    ctx->saved_data["channel_dim"] = channel_dim;
+    ctx->save_for_backward({x});
+    return x.clone();  // a new tensor: what follows may modify it in place
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor& g = grads.at(0);
+    if (g.defined()) {
+      torch::NoGradGuard no_grad;
+      const at::Tensor x = ctx->get_saved_variables().at(0);
+      at::Tensor p = (x * g).to(at::kFloat);
+      if (ctx->saved_data["channel_dim"].toInt() == 1) {
+        p = p.dim() > 2 ? p.flatten(2).sum(2) : p.reshape({p.size(0), -1});
+      } else {
+        p = p.dim() == 1 ? p.unsqueeze(0) : p.reshape({p.size(0), -1, p.size(-1)}).sum(1);
+      }
+      TapRecords& records = tap_records();
+      std::lock_guard<std::mutex> lock(records.mutex);
+      auto it = records.products.find(ctx->saved_data["tap"].toInt());
+      if (it != records.products.end()) it->second = it->second.defined() ? it->second + p : p;
+    }
+    return {g, at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor tap_op(const at::Tensor& x, int64_t tap, int64_t channel_dim) {
+  if (!at::GradMode::is_enabled() || !x.requires_grad()) return x;
+  return Tap::apply(x, tap, channel_dim);
+}
+
+}  // namespace
+}  // namespace shrink
+
+TORCH_LIBRARY_FRAGMENT(shrink, m) {
+  m.def(torch::schema("shrink::tap(Tensor x, int tap, int channel_dim) -> Tensor",
+                      c10::AliasAnalysisKind::CONSERVATIVE));
+}
+TORCH_LIBRARY_IMPL(shrink, CompositeImplicitAutograd, m) {
+  m.impl("tap", &shrink::tap_op);
+}
 
 namespace shrink {
 
@@ -298,8 +361,72 @@ void PruningStage::observe() {
     WrapperSpec w = wrapper(ops_[i]);
     if (!ops_[i].weight.grad().defined()) continue;
     w.weight_grad = ops_[i].weight.grad().detach();
+    if (!taps_.empty()) {
+      TapRecords& records = tap_records();
+      std::lock_guard<std::mutex> lock(records.mutex);
+      at::Tensor& product = records.products[taps_[i]];
+      w.output_grad_product = product;
+      product = at::Tensor();  // the next step records afresh
+    }
     masker_->observe(w, static_cast<int>(i));
   }
+}
+
+void PruningStage::tap_outputs(torch::jit::Module& module) {
+  static const c10::Symbol kTap = c10::Symbol::fromQualString("shrink::tap");
+  // A method that has run keeps its plan: the taps go into a clone, whose methods are new.
+  module = module.clone(/*inplace=*/true);  // the same parameters
+  const auto graph = module.get_method("forward").graph();
+  detail::inline_calls(*graph);
+  TapRecords& records = tap_records();
+  std::map<std::string, std::size_t> by_name;
+  for (std::size_t i = 0; i < ops_.size(); ++i) {
+    std::lock_guard<std::mutex> lock(records.mutex);
+    taps_.push_back(records.next++);
+    records.products[taps_.back()] = at::Tensor();
+    by_name[ops_[i].target.op_name] = i;
+  }
+  std::vector<char> found(ops_.size(), 0);
+  for (torch::jit::Node* node : detail::all_nodes(graph->block())) {
+    auto it = by_name.find(detail::scope_of(node));
+    if (it == by_name.end()) continue;
+    const PruneTarget& t = ops_[it->second].target;
+    const auto& kinds = detail::anchor_kinds(t.op_type);
+    if (std::find(kinds.begin(), kinds.end(), node->kind().toQualString()) == kinds.end()) continue;
+    torch::jit::WithInsertPoint guard(node->next());
+    torch::jit::Value* tapped = graph->insert(
+        kTap, {node->output(), taps_[it->second], int64_t{t.op_type == "Linear" ? -1 : 1}});
+    node->output()->replaceAllUsesAfterNodeWith(tapped->node(), tapped);
+    found[it->second] = 1;
+  }
+  for (std::size_t i = 0; i < ops_.size(); ++i) {
+    SHRINK_CHECK(found[i], ops_[i].target.where << ": " << name_ << ": plugin '" << algorithm().name
+                                                << "' observes outputs, and the output of "
+                                                << ops_[i].target.op_name << " (" << ops_[i].target.op_type
+                                                << ") was not found in the model's graph");
+  }
+}
+
+void PruningStage::untap_outputs(torch::jit::Module& module) {
+  if (taps_.empty()) return;
+  static const c10::Symbol kTap = c10::Symbol::fromQualString("shrink::tap");
+  const auto graph = module.get_method("forward").graph();
+  for (torch::jit::Node* node : detail::all_nodes(graph->block())) {
+    if (node->kind() != kTap) continue;
+    node->output()->replaceAllUsesWith(node->input(0));
+    node->destroy();
+  }
+  module = module.clone(/*inplace=*/true);
+  TapRecords& records = tap_records();
+  std::lock_guard<std::mutex> lock(records.mutex);
+  for (int64_t tap : taps_) records.products.erase(tap);
+  taps_.clear();
+}
+
+PruningStage::~PruningStage() {
+  TapRecords& records = tap_records();
+  std::lock_guard<std::mutex> lock(records.mutex);
+  for (int64_t tap : taps_) records.products.erase(tap);
 }
 
 at::Tensor PruningStage::penalty() {

@@ -5,8 +5,9 @@
 //   fpgm      filters nearest the geometric median (smallest sum of distances to the others)
 //   slim      BatchNorm2d channels with the smallest |gamma|; asks the host for an L1 penalty on
 //             the scales while its stage trains (network slimming)
-//   taylor    filters with the smallest first-order Taylor importance, sum((w * dL/dw)^2) per
-//             filter, accumulated over the training steps it observes
+//   taylor    filters with the smallest first-order Taylor importance, accumulated over the
+//             training steps it observes: from each filter's output and its gradient
+//             (criterion: activation, the default) or sum((w * dL/dw)^2) (criterion: weight)
 // Each prunes exactly floor(units * sparsity) units (never all filters of a layer), the lowest
 // scores first; each gives its scores to the host for a global ranking across layers.
 #include <shrink/sdk.hpp>
@@ -138,11 +139,21 @@ class Slim : public Pruned<SlimMasker> {
   double scale_;
 };
 
-// First-order Taylor (Molchanov et al. 2019, NNI's TaylorFOWeightFilter): sum over a filter of
-// (w * dL/dw)^2, summed over the steps observed since that layer's last mask.
+// First-order Taylor importance, summed over the training steps observed since a layer's last
+// mask. criterion: activation (default; Molchanov et al. 2017): per output channel, the mean over
+// a step's samples of |sum over positions of output * dLoss/doutput|, the first-order estimate
+// of what zeroing that feature map would change in the loss; l2-normalised per layer (their
+// Eq. 10) so that layers rank together in a global sparsity. criterion: weight (Molchanov et al.
+// 2019, NNI's TaylorFOWeightFilter): sum over a filter of (w * dL/dw)^2.
 class TaylorMasker : public FilterMasker {
  public:
-  using FilterMasker::FilterMasker;
+  explicit TaylorMasker(const shrink::Config& options)
+      : FilterMasker(options), criterion_(options.get("criterion", "activation")) {
+    if (criterion_ != "activation" && criterion_ != "weight") {
+      throw std::runtime_error("taylor: option criterion is '" + criterion_ + "', expected activation or weight");
+    }
+  }
+  bool observes_outputs() const { return criterion_ == "activation"; }
   torch::Tensor filter_scores(const shrink::Wrapper& w, int wrapper_idx) override {
     auto it = contributions_.find(wrapper_idx);
     if (it == contributions_.end()) {
@@ -150,7 +161,9 @@ class TaylorMasker : public FilterMasker {
                                "; it ranks filters by gradients, so its stage must train "
                                "(a schedule over steps or epochs)");
     }
-    return it->second;
+    if (criterion_ == "weight") return it->second;
+    const torch::Tensor norm = it->second.norm();
+    return norm.item<double>() > 0 ? it->second / norm : it->second;
   }
   shrink::Masks calc_mask(double sparsity, const shrink::Wrapper& w, int wrapper_idx) override {
     shrink::Masks m = FilterMasker::calc_mask(sparsity, w, wrapper_idx);
@@ -158,8 +171,20 @@ class TaylorMasker : public FilterMasker {
     return m;
   }
   void observe(const shrink::Wrapper& w, int wrapper_idx) {
-    if (!w.weight_grad.defined()) return;
-    torch::Tensor c = (w.weight * w.weight_grad).pow(2).reshape({w.weight.size(0), -1}).sum(1).to(torch::kDouble);
+    torch::Tensor c;
+    if (criterion_ == "weight") {
+      if (!w.weight_grad.defined()) return;
+      c = (w.weight * w.weight_grad).pow(2).reshape({w.weight.size(0), -1}).sum(1);
+    } else {
+      if (!w.output_grad_product.defined()) return;  // the op did not run in this step
+      const torch::Tensor& p = w.output_grad_product;
+      if (p.dim() != 2 || p.size(1) != w.weight.size(0)) {
+        throw std::runtime_error("taylor: " + w.name + ": output_grad_product has shape " +
+                                 shape_of(p) + ", expected [samples, " + std::to_string(w.weight.size(0)) + "]");
+      }
+      c = p.abs().mean(0);
+    }
+    c = c.to(torch::kDouble);
     auto it = contributions_.find(wrapper_idx);
     if (it == contributions_.end()) {
       contributions_.emplace(wrapper_idx, c);
@@ -169,16 +194,23 @@ class TaylorMasker : public FilterMasker {
   }
 
  private:
+  static std::string shape_of(const torch::Tensor& t) {
+    std::string out = "[";
+    for (int64_t d = 0; d < t.dim(); ++d) out += (d ? ", " : "") + std::to_string(t.size(d));
+    return out + "]";
+  }
+  std::string criterion_;
   std::map<int, torch::Tensor> contributions_;
 };
 
 class Taylor : public Pruned<TaylorMasker> {
  public:
   static constexpr bool kOneShot = false;
-  explicit Taylor(const shrink::Config& options) : Pruned(options) {}
+  explicit Taylor(const shrink::Config& options) : Pruned(options, {"criterion"}) {}
   void observe(const shrink::Wrapper& w, int wrapper_idx) override {
     static_cast<TaylorMasker*>(masker.get())->observe(w, wrapper_idx);
   }
+  bool observes_outputs() const override { return static_cast<const TaylorMasker*>(masker.get())->observes_outputs(); }
 };
 
 }  // namespace
@@ -193,6 +225,6 @@ SHRINK_PLUGIN("pruning", "1.0.0") {
                               "Conv1d,Conv2d,Conv3d,Linear");
   plugin.pruner<Slim>("slim", "BatchNorm2d channels by |gamma|, L1 penalty on gamma in training (NNI's SlimPruner)",
                       "BatchNorm2d");
-  plugin.pruner<Taylor>("taylor", "Filters by first-order Taylor importance (NNI's TaylorFOWeightFilterPruner)",
+  plugin.pruner<Taylor>("taylor", "Filters by first-order Taylor importance of their outputs, or of their weights (NNI's TaylorFOWeightFilterPruner)",
                         "Conv1d,Conv2d,Conv3d,Linear");
 }

@@ -60,7 +60,7 @@ data: {path: /usr/share/datasets/fashion-mnist, batch_size: 64, train_limit: 320
        normalize: {mean: [0.2860], std: [0.3530]}}
 pretrain: {epochs: 1, optimizer: {name: sgd, lr: 0.01, momentum: 0.9}}
 compress:
-  - plugin: taylor                  # ranks by gradients: masks at the end of each stretch
+  - plugin: taylor                  # ranks by outputs x gradients: masks at the end of each stretch
     config_list: [{op_names: [conv2], sparse_ratio: 0.4}]
     schedule: {kind: linear, updates: 2}
     train: {steps: 20, optimizer: {name: sgd, lr: 0.01, momentum: 0.9}}
@@ -90,8 +90,10 @@ assert by["taylor"]["ops"][0]["channels_pruned"] == 20, by["taylor"]       # 50 
 assert by["slim"]["ops"][0]["channels_pruned"] == 5, by["slim"]            # 20 * 0.25
 assert by["fpgm"]["ops"][0]["channels_pruned"] == 100, by["fpgm"]          # 500 * 0.2
 assert by["level"]["ops"][0]["weight_sparsity"] == 0.5 and by["level"]["ops"][0]["channels_pruned"] == 0, by["level"]
-# Every stage's masks still hold in the exported model (later stages trained with them).
+# Every stage's masks still hold in the exported model (later stages trained with them). taylor's
+# taps on conv2's output (shrink::tap, which plain PyTorch could not load) are gone.
 model = torch.jit.load(out + "/model_pruned.pt")
+assert not [n.kind() for n in model.graph.nodes() if n.kind().startswith("shrink::")], model.graph
 w = dict(model.named_parameters())
 masks = torch.load(out + "/masks.pt")
 for op, m in masks.items():
@@ -153,6 +155,9 @@ expect_error schedule_needs_training "compress\[2\].schedule: a agp schedule spr
   "$y" --set 'compress.2.schedule={kind: agp}'
 expect_error taylor_needs_training "'taylor' ranks by what it observes in training" "$y" --set compress.0.train=null \
   --set 'compress.0.schedule=null'
+expect_error taylor_after_quantization "'taylor' observes the pruned ops' outputs in training, which cannot come after a quantization stage" \
+  "$y" --set 'compress.0={plugin: qat, config_list: [{op_names: [conv1], quant_dtype: int8}]}' \
+  --set 'compress.1={plugin: taylor, config_list: [{op_names: [conv2], sparse_ratio: 0.4}], train: {steps: 5, optimizer: {name: sgd, lr: 0.01}}}'
 expect_error kind "compress\[0\].schedule.kind: 'cubic' (allowed: one_shot, linear, agp)" "$y" --set 'compress.0.schedule.kind=cubic'
 expect_error quant_key "quant_bits is not a pruning key" "$y" --set 'compress.2.config_list.0.quant_bits=8'
 expect_error pruning_key_in_qat "sparse_ratio is a pruning key; 'qat' quantizes" "$src/configs/prune_then_quantize.yaml" \

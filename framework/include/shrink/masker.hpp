@@ -18,6 +18,7 @@ struct WrapperSpec {
   at::Tensor weight;
   at::Tensor bias;  // undefined when the module has no bias
   at::Tensor weight_grad;  // set for observe() only
+  at::Tensor output_grad_product;  // [N, C]; observe() only, when observes_outputs()
 };
 
 struct Masks {
@@ -46,6 +47,7 @@ class MaskerInstance {
   void update_epoch(int epoch);
   void step();
   void observe(const WrapperSpec& wrapper, int wrapper_idx);  // wrapper.weight_grad set
+  bool observes_outputs();  // the pruner wants output_grad_product in observe (ABI 1.4)
   double l1_penalty();  // 0: none
 
   const AlgorithmInfo& algorithm() const { return *algorithm_; }

@@ -55,6 +55,9 @@ class PruningStage {
   // parameters; throws shrink::Error naming the op otherwise.
   PruningStage(const AlgorithmInfo& algorithm, const Options& options, std::vector<PruneTarget> targets,
                torch::jit::Module& module, std::string name);
+  ~PruningStage();
+  PruningStage(const PruningStage&) = delete;
+  PruningStage& operator=(const PruningStage&) = delete;
 
   // Computes every target's mask at the given fraction of the schedule (update u of n) and
   // applies it.
@@ -68,10 +71,20 @@ class PruningStage {
   at::Tensor penalty();
   // After channel removal: the parameters are the module's new ones, the masks sliced alike.
   void rebind(torch::jit::Module& module, const ChannelRemoval& removal);
+  // For a pruner that observes outputs (ABI 1.4), while its stage trains: each pruned op's
+  // output passes through shrink::tap, which keeps it and, in backward, multiplies it by its
+  // gradient (summed over positions, per sample and channel) for observe(). tap_outputs rewrites
+  // `module` (a clone sharing the parameters); untap_outputs takes the taps out again.
+  bool observes_outputs() { return masker_->observes_outputs(); }
+  void tap_outputs(torch::jit::Module& module);
+  void untap_outputs(torch::jit::Module& module);
   void update_epoch(int epoch) { masker_->update_epoch(epoch); }
   void step() { masker_->step(); }
 
   const std::vector<MaskedOp>& ops() const { return ops_; }
+  // The plugin's importance scores for ops()[i] (what a global ranking sees); undefined when it
+  // gives none.
+  at::Tensor importance(std::size_t i) { return masker_->importance(wrapper(ops_.at(i)), static_cast<int>(i)); }
   // BatchNorms that follow a pruned convolution alone: a filter pruned away takes the
   // BatchNorm's channel with it (gamma and beta masked too), so that the channel is exactly zero
   // after it and can be removed for real.
@@ -95,6 +108,7 @@ class PruningStage {
   std::vector<MaskedOp> ops_;
   std::vector<Follower> followers_;
   std::vector<std::vector<std::size_t>> shared_;
+  std::vector<int64_t> taps_;  // per op: its shrink::tap id while tapped
   std::string name_;
   double penalty_ = 0;
 };

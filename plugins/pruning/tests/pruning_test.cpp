@@ -135,8 +135,11 @@ TEST_F(PruningPluginTest, TaylorAccumulatesWeightTimesGradient) {
   const auto g1 = filters(5, {1, 5, 5}, [](int64_t i) { return i % 2 ? 1.0 : -1.0; });
   const auto w2 = filters(10, {5, 5, 5}, [](int64_t i) { return static_cast<double>(10 - i); });
   const auto g2 = filters(10, {5, 5, 5}, [](int64_t i) { return i % 2 ? -1.0 : 1.0; });
+  shrink::Options weight;
+  weight.set("criterion", "weight");
   auto observed = [&] {
-    auto m = make("taylor");
+    auto m = make("taylor", weight);
+    EXPECT_FALSE(m->observes_outputs());
     EXPECT_FALSE(m->one_shot());
     shrink::WrapperSpec a = conv("conv1", w1), b = conv("conv2", w2);
     a.weight_grad = g1;
@@ -166,6 +169,41 @@ TEST_F(PruningPluginTest, TaylorAccumulatesWeightTimesGradient) {
   twice->observe(a, 0);
   EXPECT_TRUE(torch::allclose(twice->importance(conv("conv1", w1), 0),
                               2 * observed()->importance(conv("conv1", w1), 0)));
+}
+
+TEST_F(PruningPluginTest, TaylorRanksOutputsTimesGradients) {
+  // criterion: activation (the default): per channel, the mean over samples of |sum over
+  // positions of output * dL/doutput| (the host gives those sums per sample, [N, C]), summed over
+  // steps, l2-normalised per layer. Per-sample magnitudes first: summed before the abs, channel 0's
+  // two samples (1 and -3) would cancel to 2 instead of adding to 4.
+  auto m = make("taylor");
+  EXPECT_TRUE(m->observes_outputs());
+  EXPECT_FALSE(m->one_shot());
+  shrink::WrapperSpec c = conv("conv1", torch::ones({3, 1, 2, 2}));
+  c.output_grad_product = torch::tensor({{1.0, -2.0, 0.5}, {-3.0, 0.0, 0.5}});
+  m->observe(c, 0);
+  const at::Tensor scores = m->importance(conv("conv1", torch::ones({3, 1, 2, 2})), 0).to(at::kDouble);
+  const at::Tensor expected = torch::tensor({2.0, 1.0, 0.5}, at::kDouble) / std::sqrt(4.0 + 1.0 + 0.25);
+  EXPECT_TRUE(torch::allclose(scores, expected)) << scores;
+  m->observe(c, 0);  // a second step: doubled, and normalised alike
+  EXPECT_TRUE(torch::allclose(m->importance(conv("conv1", torch::ones({3, 1, 2, 2})), 0).to(at::kDouble), expected));
+  EXPECT_EQ(sums(m->calc_mask(0.4, conv("conv1", torch::ones({3, 1, 2, 2})), 0).weight_mask), (V{4, 4, 0}));
+  // A step without the product (the op did not run) adds nothing; a product of the wrong shape is
+  // named; so is an unknown criterion.
+  shrink::WrapperSpec none = conv("conv1", torch::ones({3, 1, 2, 2}));
+  none.weight_grad = torch::ones({3, 1, 2, 2});
+  m->observe(none, 0);
+  EXPECT_THROW(m->importance(none, 0), shrink::Error);
+  c.output_grad_product = torch::ones({2, 4});
+  try {
+    m->observe(c, 0);
+    FAIL() << "a product of the wrong shape must be rejected";
+  } catch (const shrink::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected [samples, 3]"), std::string::npos) << e.what();
+  }
+  shrink::Options o;
+  o.set("criterion", "gradient");
+  EXPECT_THROW(make("taylor", o), shrink::Error);
 }
 
 TEST_F(PruningPluginTest, UnknownOptionIsRejected) {

@@ -50,7 +50,7 @@ extern "C" {
 #endif
 
 #define SHRINK_ABI_VERSION_MAJOR 1
-#define SHRINK_ABI_VERSION_MINOR 3
+#define SHRINK_ABI_VERSION_MINOR 4
 
 /* Name of the one exported entry point. */
 #define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
@@ -328,6 +328,11 @@ typedef struct shrink_wrapper_info {
   /* Since ABI 1.3: the weight's gradient of the latest training step, in `observe` only; NULL
    * elsewhere. */
   const shrink_tensor* weight_grad;
+  /* Since ABI 1.4: in `observe` only, for a pruner whose `observes_outputs` says so (NULL
+   * elsewhere): [N, C], for each sample n of the latest training step and each output channel c
+   * of the wrapped op, the sum over the channel's positions of output * dLoss/doutput (first-order
+   * Taylor: the loss change if that channel of that sample were zeroed is about minus this). */
+  const shrink_tensor* output_grad_product;
 } shrink_wrapper_info;
 
 /* WeightMasker (NNI's WeightMasker.calc_mask). `*out_weight_mask` receives a new reference with the
@@ -359,6 +364,10 @@ typedef struct shrink_pruner_api {
   /* Since ABI 1.3, optional: the coefficient of an L1 penalty on the wrapped weights that the host
    * adds to the training loss while the pruner's stage trains (network slimming); 0 for none. */
   shrink_status (*l1_penalty)(void* self, double* out_coefficient, shrink_error* error);
+  /* Since ABI 1.4, optional: non-zero in `*out` asks the host to record each wrapped op's output
+   * and its gradient while the pruner's stage trains, and to pass `output_grad_product` to
+   * `observe` (costs a copy of each output per step; asked once, when the stage starts). */
+  shrink_status (*observes_outputs)(void* self, int32_t* out, shrink_error* error);
 } shrink_pruner_api;
 
 typedef struct shrink_algorithm_descriptor {

@@ -410,6 +410,9 @@ struct Wrapper {
   torch::Tensor weight;
   torch::Tensor bias;  // undefined when the module has no bias
   torch::Tensor weight_grad;  // the latest step's gradient, in Pruner::observe only
+  // [N, C]: per sample and output channel, sum over positions of output * dLoss/doutput at the
+  // latest step; in Pruner::observe only, when observes_outputs() says so (ABI 1.4).
+  torch::Tensor output_grad_product;
 };
 
 struct Masks {
@@ -454,7 +457,8 @@ class Pruner {
   }
   virtual void update_epoch(int epoch) { (void)epoch; }
   virtual void step() {}
-  // After each training step's backward, once per wrapper; wrapper.weight_grad is set.
+  // After each training step's backward, once per wrapper; wrapper.weight_grad is set, and
+  // wrapper.output_grad_product when observes_outputs() is true.
   virtual void observe(const Wrapper& wrapper, int wrapper_idx) {
     (void)wrapper;
     (void)wrapper_idx;
@@ -462,6 +466,9 @@ class Pruner {
   // The coefficient of an L1 penalty on the wrapped weights added to the loss while this
   // pruner's stage trains (0: none).
   virtual double l1_penalty() const { return 0.0; }
+  // True: the host records each wrapped op's output and its gradient while this pruner's stage
+  // trains, for observe (a copy of each output per step). Asked once, when the stage starts.
+  virtual bool observes_outputs() const { return false; }
   const Config& options() const { return options_; }
 
   std::unique_ptr<WeightMasker> masker;
@@ -652,6 +659,9 @@ inline Wrapper make_wrapper(const shrink_wrapper_info* info) {
   w.weight = from_handle(info->weight);
   w.bias = from_handle(info->bias);
   if (SHRINK_HAS_FIELD(info, shrink_wrapper_info, weight_grad)) w.weight_grad = from_handle(info->weight_grad);
+  if (SHRINK_HAS_FIELD(info, shrink_wrapper_info, output_grad_product)) {
+    w.output_grad_product = from_handle(info->output_grad_product);
+  }
   return w;
 }
 
@@ -688,6 +698,9 @@ inline shrink_status pruner_observe(void* self, const shrink_wrapper_info* wrapp
 }
 inline shrink_status pruner_l1_penalty(void* self, double* out, shrink_error* error) {
   return guarded(error, [&] { *out = static_cast<Pruner*>(self)->l1_penalty(); });
+}
+inline shrink_status pruner_observes_outputs(void* self, int32_t* out, shrink_error* error) {
+  return guarded(error, [&] { *out = static_cast<Pruner*>(self)->observes_outputs() ? 1 : 0; });
 }
 
 inline shrink_status pruner_update_epoch(void* self, int32_t epoch, shrink_error* error) {
@@ -799,7 +812,8 @@ class PluginBuilder {
                                           &detail::masker_importance<Pruner>};
     static const shrink_pruner_api pruner_api = {
         sizeof(shrink_pruner_api), T::kOneShot ? 1 : 0,  &detail::pruner_update_epoch,
-        &detail::pruner_step,      &detail::pruner_observe, &detail::pruner_l1_penalty};
+        &detail::pruner_step,      &detail::pruner_observe, &detail::pruner_l1_penalty,
+        &detail::pruner_observes_outputs};
     shrink_algorithm_descriptor& d = add(name, description, supported_op_types);
     d.kinds = SHRINK_KIND_WEIGHT_MASKER | SHRINK_KIND_PRUNER;
     d.create = &detail::create_instance<T, Pruner>;
