@@ -24,7 +24,10 @@ build/bin/shrink bench build/models/mnist.pt --int8 "$out/shrink/model_int8.pt" 
   --batch 1,64 --threads 1 --json | tee "$out/bench.txt"
 tail -1 "$out/bench.txt" > "$out/bench.json"
 echo "== torch.ao: bench/torch_ao_ptq.py ${py_args[*]}"
-OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_ao_ptq.py "${py_args[@]}" | tee "$out/torch_ao.json"
+# The allocator settings shrink sets for itself (mallopt in tools/shrink/main.cpp), so that both
+# sides keep freed memory alike.
+MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \
+  OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_ao_ptq.py "${py_args[@]}" | tee "$out/torch_ao.json"
 
 /usr/bin/python3 - "$out/shrink/report.json" "$out/bench.json" "$out/torch_ao.json" <<'PY'
 import json, sys

@@ -21,7 +21,10 @@ trap 'rm -rf "$out"' EXIT
 echo "== Shrink: shrink run configs/quickstart.yaml ${shrink_args[*]}"
 build/bin/shrink run configs/quickstart.yaml --out "$out/shrink" "${shrink_args[@]}"
 echo "== torch.ao: bench/torch_ao_qat.py ${py_args[*]}"
-OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_ao_qat.py "${py_args[@]}" | tee "$out/torch_ao.json"
+# The allocator settings shrink sets for itself (mallopt in tools/shrink/main.cpp), so that both
+# sides keep freed memory alike.
+MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \
+  OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_ao_qat.py "${py_args[@]}" | tee "$out/torch_ao.json"
 
 /usr/bin/python3 - "$out/shrink/report.json" "$out/torch_ao.json" <<'PY'
 import json, sys

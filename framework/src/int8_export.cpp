@@ -719,7 +719,7 @@ def __setstate__(self, state: )" + state + R"() -> None:
   for (const std::string op : {"linear", "linear_relu"}) {
     const std::string conv = op == "linear" ? "conv2d" : "conv2d_relu";
     src += "\ndef " + op + "(self, x: Tensor, scale: float, zero_point: int) -> Tensor:\n"
-           "    if x.dim() == 2 and x.size(0) <= " + std::to_string(kSmallRows) + ":\n"
+           "    if x.dim() == 2 and x.size(0) > 0 and x.size(0) <= " + std::to_string(kSmallRows) + ":\n"
            "        y = quantized." + conv + "(x.reshape([x.size(0), 1, 1, x.size(1)]).permute([0, 3, 1, 2]), "
            "self.small, scale, zero_point)\n"
            "        return y.reshape([x.size(0), y.size(1)])\n"
@@ -793,7 +793,8 @@ class LoadTimeKernels {
     for (Node* n : detail::all_nodes(graph_->block())) {
       if (!is_conv(n) || !packed_weight(n)) continue;
       const at::Tensor w = conv_weight(n);
-      if (w.size(0) >= kPoolLanes || w.qscheme() != at::kPerChannelAffine) continue;
+      // Grouped convolutions would read other input channels with more filters.
+      if (w.size(0) >= kPoolLanes || w.qscheme() != at::kPerChannelAffine || conv_groups(n) != 1) continue;
       // The output goes through one or more max pools (shape queries aside) into one convolution.
       Value* v = n->output();
       Node* next = nullptr;
@@ -863,6 +864,12 @@ class LoadTimeKernels {
     torch::jit::Stack stack{packed_weight(n).value()};
     c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_unpack", "").callBoxed(&stack);
     return stack.at(0).toTensor();
+  }
+
+  int64_t conv_groups(const Node* n) {
+    torch::jit::Stack stack{packed_weight(n).value()};
+    c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_groups", "").callBoxed(&stack);
+    return stack.at(0).toInt();
   }
 
   // The one node reading `v`, shape-rank queries aside; nullptr when there are several.

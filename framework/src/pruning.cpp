@@ -379,31 +379,39 @@ void PruningStage::tap_outputs(torch::jit::Module& module) {
   const auto graph = module.get_method("forward").graph();
   detail::inline_calls(*graph);
   TapRecords& records = tap_records();
-  std::map<std::string, std::size_t> by_name;
+  // Each op's output, or that of the BatchNorm that follows it alone: a pruned filter takes the
+  // BatchNorm's channel with it, so that is the feature map whose removal is estimated (and in
+  // training a BatchNorm makes the loss blind to its input channel's scale). For a ReLU after it,
+  // output * gradient is the same before and after the ReLU.
+  std::map<std::string, std::pair<std::size_t, bool>> by_name;  // module -> (op, a follower)
   for (std::size_t i = 0; i < ops_.size(); ++i) {
     std::lock_guard<std::mutex> lock(records.mutex);
     taps_.push_back(records.next++);
     records.products[taps_.back()] = at::Tensor();
-    by_name[ops_[i].target.op_name] = i;
+    by_name[ops_[i].target.op_name] = {i, false};
   }
-  std::vector<char> found(ops_.size(), 0);
+  for (const Follower& f : followers_) by_name[f.op_name] = {f.leader, true};
+  std::vector<std::vector<torch::jit::Node*>> own(ops_.size()), followed(ops_.size());
   for (torch::jit::Node* node : detail::all_nodes(graph->block())) {
     auto it = by_name.find(detail::scope_of(node));
     if (it == by_name.end()) continue;
-    const PruneTarget& t = ops_[it->second].target;
-    const auto& kinds = detail::anchor_kinds(t.op_type);
+    const auto [op, follower] = it->second;
+    const auto& kinds = detail::anchor_kinds(follower ? "BatchNorm2d" : ops_[op].target.op_type);
     if (std::find(kinds.begin(), kinds.end(), node->kind().toQualString()) == kinds.end()) continue;
-    torch::jit::WithInsertPoint guard(node->next());
-    torch::jit::Value* tapped = graph->insert(
-        kTap, {node->output(), taps_[it->second], int64_t{t.op_type == "Linear" ? -1 : 1}});
-    node->output()->replaceAllUsesAfterNodeWith(tapped->node(), tapped);
-    found[it->second] = 1;
+    (follower ? followed : own)[op].push_back(node);
   }
   for (std::size_t i = 0; i < ops_.size(); ++i) {
-    SHRINK_CHECK(found[i], ops_[i].target.where << ": " << name_ << ": plugin '" << algorithm().name
-                                                << "' observes outputs, and the output of "
-                                                << ops_[i].target.op_name << " (" << ops_[i].target.op_type
-                                                << ") was not found in the model's graph");
+    const std::vector<torch::jit::Node*>& nodes = followed[i].empty() ? own[i] : followed[i];
+    SHRINK_CHECK(!nodes.empty(), ops_[i].target.where << ": " << name_ << ": plugin '" << algorithm().name
+                                                      << "' observes outputs, and the output of "
+                                                      << ops_[i].target.op_name << " (" << ops_[i].target.op_type
+                                                      << ") was not found in the model's graph");
+    const int64_t channel_dim = followed[i].empty() && ops_[i].target.op_type == "Linear" ? -1 : 1;
+    for (torch::jit::Node* node : nodes) {
+      torch::jit::WithInsertPoint guard(node->next());
+      torch::jit::Value* tapped = graph->insert(kTap, {node->output(), taps_[i], channel_dim});
+      node->output()->replaceAllUsesAfterNodeWith(tapped->node(), tapped);
+    }
   }
 }
 

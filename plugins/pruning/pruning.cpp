@@ -159,7 +159,10 @@ class TaylorMasker : public FilterMasker {
     if (it == contributions_.end()) {
       throw std::runtime_error("taylor: no training step observed for " + w.name +
                                "; it ranks filters by gradients, so its stage must train "
-                               "(a schedule over steps or epochs)");
+                               "(a schedule over steps or epochs)" +
+                               (criterion_ == "activation" ? std::string(", and criterion activation needs a host "
+                                                                         "that passes outputs (plugin ABI 1.4)")
+                                                           : std::string()));
     }
     if (criterion_ == "weight") return it->second;
     const torch::Tensor norm = it->second.norm();

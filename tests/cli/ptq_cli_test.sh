@@ -114,7 +114,8 @@ assert w1.shape == (32, 1, 5, 5) and w2.shape == (50, 32, 5, 5), (w1.shape, w2.s
 assert w1.int_repr()[20:].abs().sum() == 0 and b1[20:].abs().sum() == 0 and w2.int_repr()[:, 20:].abs().sum() == 0
 assert unpack(int8.int8_padded_conv_0.packed)[0].shape == (20, 1, 5, 5)
 assert unpack(int8.int8_linear_0.small)[0].shape == (500, 800, 1, 1)
-# Rows run through the convolution (batches up to 4) or the linear (larger): the same numbers.
+# Rows run through the convolution (batches up to 4) or the linear (larger): the same numbers
+# (fc2 runs in float, but the fake-quant after it puts its outputs back on the int8 grid).
 torch.manual_seed(0)
 x = torch.randn(9, 1, 28, 28)
 with torch.no_grad():

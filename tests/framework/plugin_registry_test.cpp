@@ -60,7 +60,7 @@ TEST(PluginRegistryTest, RefusesDifferentAbiMajorNamingFileAndBothVersions) {
   const auto& failure = registry->failures()[0];
   EXPECT_TRUE(contains(failure.file, "wrong_abi.so"));
   EXPECT_TRUE(contains(failure.message, "plugin ABI 2.0")) << failure.message;
-  EXPECT_TRUE(contains(failure.message, "speaks ABI 1.3")) << failure.message;
+  EXPECT_TRUE(contains(failure.message, "speaks ABI 1.4")) << failure.message;
   EXPECT_TRUE(contains(failure.message, "rebuild")) << failure.message;
 }
 

@@ -73,9 +73,19 @@ TEST_F(PruningStageTest, MasksHoldThroughTraining) {
 
 TEST_F(PruningStageTest, TaylorRanksFiltersByOutputTimesGradient) {
   // taylor (criterion: activation) gets, per sample and output channel, the sum over positions
-  // of output * dLoss/doutput, which shrink::tap records while the stage trains. Over a filter
-  // that equals sum(w * dL/dw) + b * dL/db (the output is w . patch + b at every position), so
-  // with one sample its scores are |that|, l2-normalised: checked on a convolution and a linear.
+  // of output * dLoss/doutput, which shrink::tap records while the stage trains. For fc1 that
+  // equals sum(w * dL/dw) + b * dL/db (the output is w . x + b). conv1 is followed by
+  // batchnorm1, whose output is tapped instead (the feature map a pruned filter removes):
+  // y = gamma (a - mean) / sd + beta adds (beta - gamma mean / sd) * dL/dbeta to conv1's own sum.
+  // With one sample the scores are |that|, l2-normalised.
+  {
+    torch::NoGradGuard no_grad;  // BatchNorm statistics far from the identity
+    torch::manual_seed(1);
+    param("batchnorm1", "running_mean").copy_(torch::randn({20}));
+    param("batchnorm1", "running_var").copy_(torch::rand({20}) + 0.2);
+    param("batchnorm1", "weight").copy_(torch::randn({20}));
+    param("batchnorm1", "bias").copy_(torch::randn({20}));
+  }
   auto s = stage("taylor", "- op_names: [conv1, fc1]\n  sparse_ratio: 0.5\n");
   ASSERT_TRUE(s->observes_outputs());
   auto taps = [&] {
@@ -99,6 +109,11 @@ TEST_F(PruningStageTest, TaylorRanksFiltersByOutputTimesGradient) {
     const shrink::MaskedOp& op = s->ops()[i];
     at::Tensor expected = (op.weight * op.weight.grad()).reshape({op.weight.size(0), -1}).sum(1) +
                           op.bias * op.bias.grad();
+    if (i == 0) {
+      const at::Tensor gamma = param("batchnorm1", "weight"), beta = param("batchnorm1", "bias");
+      const at::Tensor sd = (param("batchnorm1", "running_var") + 1e-5).sqrt();
+      expected = expected + (beta - gamma * param("batchnorm1", "running_mean") / sd) * beta.grad();
+    }
     expected = expected.abs().to(at::kDouble);
     expected = expected / expected.norm();
     const at::Tensor got = s->importance(i).to(at::kDouble);
