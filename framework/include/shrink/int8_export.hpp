@@ -2,7 +2,9 @@
 // runs LibTorch's real int8 kernels (oneDNN engine): quantized::conv2d / conv2d_relu / linear /
 // linear_relu / add / add_relu / cat, pooling and reshapes on quantized tensors, BatchNorm folded
 // into the convolution before it. What has no int8 kernel stays float behind a dequantize, and
-// the result lists it.
+// the result lists it. Some kernels are made when the model loads (a submodule's __setstate__):
+// small batches of an int8 linear as a 1x1 convolution, narrow convolutions before a max pool
+// padded with zero channels; the result's notes say where.
 #pragma once
 
 #include <string>
