@@ -775,9 +775,7 @@ class LoadTimeKernels {
     for (Node* n : detail::all_nodes(graph_->block())) {
       if ((!is(n, "quantized::linear") && !is(n, "quantized::linear_relu")) || !packed_weight(n)) continue;
       const c10::IValue packed = packed_weight(n).value();
-      torch::jit::Module sub = submodule("Int8Linear", [&](torch::jit::Module& first) {
-        first.register_attribute("training", c10::BoolType::get(), false);
-        first.register_attribute("packed", packed.type(), packed);
+      torch::jit::Module sub = submodule("Int8Linear", packed, [&](torch::jit::Module& first) {
         first.register_attribute("small", conv_params, c10::IValue());
         first.define(small_batch_linear_source(), std::make_shared<QuantizedOpsResolver>());
       });
@@ -792,9 +790,12 @@ class LoadTimeKernels {
     std::map<Node*, std::pair<int64_t, int64_t>> pads;  // convolution -> (pad_out, pad_in)
     for (Node* n : detail::all_nodes(graph_->block())) {
       if (!is_conv(n) || !packed_weight(n)) continue;
-      const at::Tensor w = conv_weight(n);
+      const at::Tensor w = packed_op(n, "quantized::conv2d_unpack").toTensor();
       // Grouped convolutions would read other input channels with more filters.
-      if (w.size(0) >= kPoolLanes || w.qscheme() != at::kPerChannelAffine || conv_groups(n) != 1) continue;
+      if (w.size(0) >= kPoolLanes || w.qscheme() != at::kPerChannelAffine ||
+          packed_op(n, "quantized::conv2d_groups").toInt() != 1) {
+        continue;
+      }
       // The output goes through one or more max pools (shape queries aside) into one convolution.
       Value* v = n->output();
       Node* next = nullptr;
@@ -805,9 +806,9 @@ class LoadTimeKernels {
           v = user->output();
           continue;
         }
-        if (is_conv(user) && user->input(0) == v && packed_weight(user) && conv_weight(user).size(1) == w.size(0) &&
-            conv_weight(user).qscheme() == at::kPerChannelAffine) {
-          next = user;
+        if (is_conv(user) && user->input(0) == v && packed_weight(user)) {
+          const at::Tensor next_w = packed_op(user, "quantized::conv2d_unpack").toTensor();
+          if (next_w.size(1) == w.size(0) && next_w.qscheme() == at::kPerChannelAffine) next = user;
         }
         break;
       }
@@ -817,12 +818,11 @@ class LoadTimeKernels {
     }
     int padded = 0;
     for (Node* n : detail::all_nodes(graph_->block())) {
-      if (pads.count(n) == 0) continue;
-      const std::pair<int64_t, int64_t> pad = pads.at(n);
+      const auto found = pads.find(n);
+      if (found == pads.end()) continue;
+      const std::pair<int64_t, int64_t> pad = found->second;
       const c10::IValue packed = packed_weight(n).value();
-      torch::jit::Module sub = submodule("Int8PaddedConv", [&](torch::jit::Module& first) {
-        first.register_attribute("training", c10::BoolType::get(), false);
-        first.register_attribute("packed", packed.type(), packed);
+      torch::jit::Module sub = submodule("Int8PaddedConv", packed, [&](torch::jit::Module& first) {
         first.register_attribute("pad_out", c10::IntType::get(), 0);
         first.register_attribute("pad_in", c10::IntType::get(), 0);
         first.register_attribute("padded", packed.type(), c10::IValue());
@@ -860,16 +860,12 @@ class LoadTimeKernels {
     return module_.attr(get->s(c10::attr::name));
   }
 
-  at::Tensor conv_weight(const Node* n) {
+  // The first result of LibTorch's operator `op` (conv2d_unpack: the int8 weight; conv2d_groups)
+  // on the packed weight of `n`.
+  c10::IValue packed_op(const Node* n, const char* op) {
     torch::jit::Stack stack{packed_weight(n).value()};
-    c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_unpack", "").callBoxed(&stack);
-    return stack.at(0).toTensor();
-  }
-
-  int64_t conv_groups(const Node* n) {
-    torch::jit::Stack stack{packed_weight(n).value()};
-    c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_groups", "").callBoxed(&stack);
-    return stack.at(0).toInt();
+    c10::Dispatcher::singleton().findSchemaOrThrow(op, "").callBoxed(&stack);
+    return stack.at(0);
   }
 
   // The one node reading `v`, shape-rank queries aside; nullptr when there are several.
@@ -884,13 +880,16 @@ class LoadTimeKernels {
   }
 
   // A new submodule of class `cls`, its attributes uninitialised until its __setstate__ runs.
-  // The class is made once (by `define`, which registers its attributes and compiles its
-  // methods), and shared by every submodule of that kind.
-  torch::jit::Module submodule(const std::string& cls, const std::function<void(torch::jit::Module&)>& define) {
+  // The class is made once, with `training` and `packed` (of `packed`'s type) and what `define`
+  // adds (its other attributes and its methods), and shared by every submodule of that kind.
+  torch::jit::Module submodule(const std::string& cls, const c10::IValue& packed,
+                               const std::function<void(torch::jit::Module&)>& define) {
     auto type = classes_.find(cls);
     if (type == classes_.end()) {
       torch::jit::Module first(c10::QualifiedName("__torch__.shrink." + cls), module_._ivalue()->compilation_unit(),
                                /*shouldMangle=*/true);
+      first.register_attribute("training", c10::BoolType::get(), false);
+      first.register_attribute("packed", packed.type(), packed);
       define(first);
       type = classes_.emplace(cls, first.type()).first;
     }

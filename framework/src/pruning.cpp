@@ -25,6 +25,8 @@ struct TapRecords {
   std::map<int64_t, at::Tensor> products;  // tap -> [N, C] of the latest backward (summed over calls)
   int64_t next = 1;
 };
+const c10::Symbol kTap = c10::Symbol::fromQualString("shrink::tap");
+
 TapRecords& tap_records() {
   static TapRecords records;
   return records;
@@ -373,7 +375,6 @@ void PruningStage::observe() {
 }
 
 void PruningStage::tap_outputs(torch::jit::Module& module) {
-  static const c10::Symbol kTap = c10::Symbol::fromQualString("shrink::tap");
   // A method that has run keeps its plan: the taps go into a clone, whose methods are new.
   module = module.clone(/*inplace=*/true);  // the same parameters
   const auto graph = module.get_method("forward").graph();
@@ -384,11 +385,13 @@ void PruningStage::tap_outputs(torch::jit::Module& module) {
   // training a BatchNorm makes the loss blind to its input channel's scale). For a ReLU after it,
   // output * gradient is the same before and after the ReLU.
   std::map<std::string, std::pair<std::size_t, bool>> by_name;  // module -> (op, a follower)
-  for (std::size_t i = 0; i < ops_.size(); ++i) {
+  {
     std::lock_guard<std::mutex> lock(records.mutex);
-    taps_.push_back(records.next++);
-    records.products[taps_.back()] = at::Tensor();
-    by_name[ops_[i].target.op_name] = {i, false};
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      taps_.push_back(records.next++);
+      records.products[taps_.back()] = at::Tensor();
+      by_name[ops_[i].target.op_name] = {i, false};
+    }
   }
   for (const Follower& f : followers_) by_name[f.op_name] = {f.leader, true};
   std::vector<std::vector<torch::jit::Node*>> own(ops_.size()), followed(ops_.size());
@@ -417,7 +420,6 @@ void PruningStage::tap_outputs(torch::jit::Module& module) {
 
 void PruningStage::untap_outputs(torch::jit::Module& module) {
   if (taps_.empty()) return;
-  static const c10::Symbol kTap = c10::Symbol::fromQualString("shrink::tap");
   const auto graph = module.get_method("forward").graph();
   for (torch::jit::Node* node : detail::all_nodes(graph->block())) {
     if (node->kind() != kTap) continue;
@@ -425,17 +427,17 @@ void PruningStage::untap_outputs(torch::jit::Module& module) {
     node->destroy();
   }
   module = module.clone(/*inplace=*/true);
+  release_taps();
+}
+
+void PruningStage::release_taps() {
   TapRecords& records = tap_records();
   std::lock_guard<std::mutex> lock(records.mutex);
   for (int64_t tap : taps_) records.products.erase(tap);
   taps_.clear();
 }
 
-PruningStage::~PruningStage() {
-  TapRecords& records = tap_records();
-  std::lock_guard<std::mutex> lock(records.mutex);
-  for (int64_t tap : taps_) records.products.erase(tap);
-}
+PruningStage::~PruningStage() { release_taps(); }
 
 at::Tensor PruningStage::penalty() {
   if (penalty_ == 0.0 || ops_.empty()) return {};

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -148,23 +149,25 @@ class Slim : public Pruned<SlimMasker> {
 class TaylorMasker : public FilterMasker {
  public:
   explicit TaylorMasker(const shrink::Config& options)
-      : FilterMasker(options), criterion_(options.get("criterion", "activation")) {
-    if (criterion_ != "activation" && criterion_ != "weight") {
-      throw std::runtime_error("taylor: option criterion is '" + criterion_ + "', expected activation or weight");
+      : FilterMasker(options) {
+    const std::string criterion = options.get("criterion", "activation");
+    if (criterion != "activation" && criterion != "weight") {
+      throw std::runtime_error("taylor: option criterion is '" + criterion + "', expected activation or weight");
     }
+    by_outputs_ = criterion == "activation";
   }
-  bool observes_outputs() const { return criterion_ == "activation"; }
+  bool observes_outputs() const { return by_outputs_; }
   torch::Tensor filter_scores(const shrink::Wrapper& w, int wrapper_idx) override {
     auto it = contributions_.find(wrapper_idx);
     if (it == contributions_.end()) {
       throw std::runtime_error("taylor: no training step observed for " + w.name +
                                "; it ranks filters by gradients, so its stage must train "
                                "(a schedule over steps or epochs)" +
-                               (criterion_ == "activation" ? std::string(", and criterion activation needs a host "
+                               (by_outputs_ ? std::string(", and criterion activation needs a host "
                                                                          "that passes outputs (plugin ABI 1.4)")
                                                            : std::string()));
     }
-    if (criterion_ == "weight") return it->second;
+    if (!by_outputs_) return it->second;
     const torch::Tensor norm = it->second.norm();
     return norm.item<double>() > 0 ? it->second / norm : it->second;
   }
@@ -175,15 +178,17 @@ class TaylorMasker : public FilterMasker {
   }
   void observe(const shrink::Wrapper& w, int wrapper_idx) {
     torch::Tensor c;
-    if (criterion_ == "weight") {
+    if (!by_outputs_) {
       if (!w.weight_grad.defined()) return;
       c = (w.weight * w.weight_grad).pow(2).reshape({w.weight.size(0), -1}).sum(1);
     } else {
       if (!w.output_grad_product.defined()) return;  // the op did not run in this step
       const torch::Tensor& p = w.output_grad_product;
       if (p.dim() != 2 || p.size(1) != w.weight.size(0)) {
-        throw std::runtime_error("taylor: " + w.name + ": output_grad_product has shape " +
-                                 shape_of(p) + ", expected [samples, " + std::to_string(w.weight.size(0)) + "]");
+        std::ostringstream shape;
+        shape << p.sizes();
+        throw std::runtime_error("taylor: " + w.name + ": output_grad_product has shape " + shape.str() +
+                                 ", expected [samples, " + std::to_string(w.weight.size(0)) + "]");
       }
       c = p.abs().mean(0);
     }
@@ -197,12 +202,7 @@ class TaylorMasker : public FilterMasker {
   }
 
  private:
-  static std::string shape_of(const torch::Tensor& t) {
-    std::string out = "[";
-    for (int64_t d = 0; d < t.dim(); ++d) out += (d ? ", " : "") + std::to_string(t.size(d));
-    return out + "]";
-  }
-  std::string criterion_;
+  bool by_outputs_ = true;  // criterion: activation
   std::map<int, torch::Tensor> contributions_;
 };
 

@@ -197,28 +197,29 @@ torch::jit::Module conv_module(int64_t out, int64_t in, int64_t k) {
   return conv;
 }
 
+// a (4 filters, 1x1) and b (4 filters, b_kernel) read x; their outputs are concatenated into c
+// (8 input channels, 3x3) by `forward`, as a Fire module's expand convolutions.
+torch::jit::Module fire(const std::string& name, int64_t b_kernel, const std::string& forward) {
+  torch::jit::Module net(name);
+  net.register_module("a", conv_module(4, 3, 1));
+  net.register_module("b", conv_module(4, 3, b_kernel));
+  net.register_module("c", conv_module(5, 8, 3));
+  net.define("def forward(self, x):\n" + forward);
+  return net;
+}
+
 TEST(ChannelRemoval, ConcatenationCarriesEachInputsChannels) {
-  // a (4 filters) and b (4 filters) concatenated into c (8 input channels), as a Fire module's
-  // expand convolutions: a's filter 1 and b's filter 2 go, so c loses input channels 1 and 6.
+  // a's filter 1 and b's filter 2 go, so c loses input channels 1 and 6.
   torch::manual_seed(0);
-  torch::jit::Module root("Net");
-  root.register_module("a", conv_module(4, 3, 1));
-  root.register_module("b", conv_module(4, 3, 3));
-  root.register_module("c", conv_module(5, 8, 3));
-  root.define(
-      "def forward(self, x):\n"
+  torch::jit::Module root = fire(
+      "Net", 3,
       "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(torch.max_pool2d(self.b.forward(x), 1))], 1)\n"
       "  return self.c.forward(torch.flip(y, [1])[:, :, 1:-1, 1:-1])\n");
   // The flip of the channels above is an op the removal does not follow (the spatial slice it
   // follows): first without it.
-  torch::jit::Module plain("Plain");
-  plain.register_module("a", conv_module(4, 3, 1));
-  plain.register_module("b", conv_module(4, 3, 1));
-  plain.register_module("c", conv_module(5, 8, 3));
-  plain.define(
-      "def forward(self, x):\n"
-      "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(self.b.forward(x))], 1)\n"
-      "  return self.c.forward(y)\n");
+  torch::jit::Module plain = fire("Plain", 1,
+                                  "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(self.b.forward(x))], 1)\n"
+                                  "  return self.c.forward(y)\n");
   zero_channels(plain, "a", {1});
   zero_channels(plain, "b", {2});
   const auto o = remove_and_check(plain, torch::randn({2, 3, 9, 9}));

@@ -103,6 +103,7 @@ class PruningStage {
 
  private:
   WrapperSpec wrapper(const MaskedOp& op) const;
+  void release_taps();  // forgets the taps' records
 
   std::unique_ptr<MaskerInstance> masker_;
   std::vector<MaskedOp> ops_;
