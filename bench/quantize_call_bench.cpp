@@ -2,8 +2,8 @@
 // (the fixed cost per site) and on the quick-start net's largest activation, for the qat plugin.
 //
 //   cmake --build build --target quantize_call_bench && build/bin/quantize_call_bench
-#include <shrink/plugin_registry.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/host/plugin_registry.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>

@@ -3,7 +3,7 @@
 
 #include "test_paths.hpp"
 
-#include <shrink/plugin_registry.hpp>
+#include <shrink/host/plugin_registry.hpp>
 
 #include <memory>
 #include <string>

@@ -2,8 +2,8 @@
 // model computes what the unfolded one does, within float tolerance, with no BatchNorm left.
 #include "test_paths.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/int8_export.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/export/int8_export.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

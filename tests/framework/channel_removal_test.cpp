@@ -3,11 +3,11 @@
 // depthwise convolutions (mobilenet_v2) follow; an op it cannot follow is named.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/channel_removal.hpp>
-#include <shrink/config_list.hpp>
-#include <shrink/error.hpp>
-#include <shrink/model.hpp>
-#include <shrink/pruning.hpp>
+#include <shrink/graph/channel_removal.hpp>
+#include <shrink/config/config_list.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/prune/pruning_stage.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

@@ -1,7 +1,8 @@
 #include "test_paths.hpp"
 
-#include <shrink/config_list.hpp>
-#include <shrink/error.hpp>
+#include <shrink/config/config_list.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/graph/model.hpp>
 
 #include <gtest/gtest.h>
 

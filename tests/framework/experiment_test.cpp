@@ -1,9 +1,9 @@
 #include "plugin_fixtures.hpp"
 #include "test_paths.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/experiment.hpp>
-#include <shrink/pipeline.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/config/experiment.hpp>
+#include <shrink/run/pipeline.hpp>
 
 #include <gtest/gtest.h>
 

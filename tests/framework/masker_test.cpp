@@ -1,7 +1,7 @@
 #include "plugin_fixtures.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/masker.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/masker_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

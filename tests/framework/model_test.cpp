@@ -1,7 +1,7 @@
 #include "test_paths.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/model.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/graph/model.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 #include "plugin_fixtures.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -3,10 +3,10 @@
 // following their convolution, and the config_list's pruning keys and errors.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/config_list.hpp>
-#include <shrink/error.hpp>
-#include <shrink/model.hpp>
-#include <shrink/pruning.hpp>
+#include <shrink/config/config_list.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/prune/pruning_stage.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

@@ -1,7 +1,7 @@
 #include "plugin_fixtures.hpp"
 
-#include <shrink/config_list.hpp>
-#include <shrink/quantized_model.hpp>
+#include <shrink/config/config_list.hpp>
+#include <shrink/graph/quantized_model.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
 // The seeds' examples, translated in docs/examples, built as plugins and run through the host.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/masker.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/host/masker_instance.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

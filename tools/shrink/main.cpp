@@ -1,15 +1,15 @@
 // The `shrink` command line.
-#include <shrink/config_list.hpp>
-#include <shrink/error.hpp>
-#include <shrink/experiment.hpp>
-#include <shrink/int8_export.hpp>
-#include <shrink/logging.hpp>
-#include <shrink/masker.hpp>
-#include <shrink/model.hpp>
-#include <shrink/pipeline.hpp>
-#include <shrink/plugin_registry.hpp>
-#include <shrink/quantizer.hpp>
-#include <shrink/version.hpp>
+#include <shrink/config/config_list.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/config/experiment.hpp>
+#include <shrink/export/int8_export.hpp>
+#include <shrink/core/logging.hpp>
+#include <shrink/host/masker_instance.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/run/pipeline.hpp>
+#include <shrink/host/plugin_registry.hpp>
+#include <shrink/host/quantizer_instance.hpp>
+#include <shrink/core/version.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -80,7 +80,7 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
     try {
       registry->require(name);
     } catch (const shrink::Error& e) {
-      shrink::log_error(e.what());
+      shrink::logging::error(e.what());
       status = 1;
     }
   }
@@ -471,7 +471,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    shrink::set_log_level(global.log_level);
+    shrink::logging::set_level(global.log_level);
     if (*help) {
       std::cout << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
       return 0;

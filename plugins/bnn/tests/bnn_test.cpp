@@ -2,8 +2,8 @@
 // straight-through backward, the weight clip in its step hook, and a short training run.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -2,8 +2,8 @@
 // implementation of the paper's formulas, the straight-through backward, and a short training run.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -1,8 +1,8 @@
 // NNI's Naive quantizer numerics, run through the built plugin like any third-party plugin.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

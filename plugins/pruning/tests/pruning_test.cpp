@@ -3,9 +3,9 @@
 // importance scores for the host's global ranking, option errors.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/masker.hpp>
-#include <shrink/pruning.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/masker_instance.hpp>
+#include <shrink/prune/pruning_stage.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

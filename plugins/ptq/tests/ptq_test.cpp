@@ -3,8 +3,8 @@
 
 #include "../range_estimators.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -3,8 +3,8 @@
 
 #include "../fake_quant.hpp"
 
-#include <shrink/error.hpp>
-#include <shrink/quantizer.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/host/quantizer_instance.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -300,8 +300,8 @@ TEST_F(QatTest, RejectsWhatItCannotDo) {
   EXPECT_THROW(shrink::QuantizerInstance(registry_->require("qat"), bad), shrink::Error);
 }
 
-#include <shrink/config_list.hpp>
-#include <shrink/quantized_model.hpp>
+#include <shrink/config/config_list.hpp>
+#include <shrink/graph/quantized_model.hpp>
 
 TEST(QatTrainingTest, TrainsTheSeedNetWithItsQuickStartConfig) {
   auto registry = shrink::test::registry_of({shrink::test::kPluginDir});

@@ -26,6 +26,8 @@
 #pragma once
 
 #include <shrink/plugin_api.h>
+#include <shrink/quant_type.hpp>
+#include <shrink/results.hpp>
 
 #include <ATen/DLConvertor.h>
 #include <torch/torch.h>
@@ -48,12 +50,6 @@
 #endif
 
 namespace shrink {
-
-enum class QuantType : int32_t {
-  kInput = SHRINK_QUANT_INPUT,
-  kWeight = SHRINK_QUANT_WEIGHT,
-  kOutput = SHRINK_QUANT_OUTPUT,
-};
 
 // Capability flags, as in the ABI.
 constexpr shrink_capabilities kCalibration = SHRINK_CAP_CALIBRATION;
@@ -322,19 +318,6 @@ class Site {
   shrink_state_builder* builder_ = nullptr;
 };
 
-// Per-site calibration, as NNI's calibration_config reports it.
-struct Calibration {
-  torch::Tensor scale;
-  torch::Tensor zero_point;
-  int quant_bits = 0;
-  std::string quant_dtype;
-  std::string quant_scheme;
-  double tracked_min = std::numeric_limits<double>::quiet_NaN();
-  double tracked_max = std::numeric_limits<double>::quiet_NaN();
-  int64_t quant_min = 0;  // the integer range the fake-quant clamps to
-  int64_t quant_max = 0;
-};
-
 // NNI's QuantGrad: the backward of a quantize call. The default is the straight-through estimator.
 class QuantGrad {
  public:
@@ -413,11 +396,6 @@ struct Wrapper {
   // [N, C]: per sample and output channel, sum over positions of output * dLoss/doutput at the
   // latest step; in Pruner::observe only, when observes_outputs() says so (ABI 1.4).
   torch::Tensor output_grad_product;
-};
-
-struct Masks {
-  torch::Tensor weight_mask;
-  torch::Tensor bias_mask;  // may stay undefined
 };
 
 // NNI's WeightMasker.

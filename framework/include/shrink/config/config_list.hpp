@@ -1,0 +1,95 @@
+// NNI's config_list: which op instances and targets to compress, and with which settings.
+//
+// Both spellings are accepted:
+//  - NNI 3.0: op_names, op_names_re, op_types, exclude_op_names, exclude_op_names_re,
+//    exclude_op_types, target_names (_input_, weight, bias, _output_), target_settings, and the
+//    shortcut keys quant_dtype (int8, uint8, intN, uintN), quant_scheme (affine, symmetric),
+//    granularity (default, per_channel);
+//  - NNI 2.x: quant_types (input, weight, output), quant_bits (an int or a per-type map),
+//    quant_scheme (per_tensor_affine, per_tensor_symmetric, per_channel_affine,
+//    per_channel_symmetric; or a per-type map), quant_dtype (int, uint), exclude, op_types
+//    `default`, quant_start_step.
+//
+// Precedence (as NNI 3.0): an (op, target) pair is configured by the *first* entry that selects
+// it; later entries do not re-configure it. An entry with `exclude: true` removes the ops it
+// selects from every entry, wherever it stands.
+#pragma once
+
+#include <shrink/core/op_instance.hpp>
+#include <shrink/core/options.hpp>
+#include <shrink/quant_type.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace YAML {
+class Node;
+}
+
+namespace shrink {
+
+struct ConfigEntry {
+  int index = 0;
+  std::string where;  // "file:line:column" of the entry, for messages
+  std::vector<std::string> op_names;
+  std::vector<std::string> op_names_re;
+  std::vector<std::string> op_types;  // "default" already expanded
+  std::vector<std::string> exclude_op_names;
+  std::vector<std::string> exclude_op_names_re;
+  std::vector<std::string> exclude_op_types;
+  bool exclude = false;
+  std::vector<std::string> targets;  // canonical ("_input_0", "weight", "bias", "_output_0")
+  Options settings;                  // shortcut keys, as written
+  std::map<std::string, Options> target_settings;  // per canonical target
+};
+
+struct ConfigList {
+  std::vector<ConfigEntry> entries;
+
+  // Parses a YAML sequence of mappings. `file` names the source in messages. Throws shrink::Error
+  // with "file:line:column: key: what was expected".
+  static ConfigList parse(const YAML::Node& node, const std::string& file);
+  static ConfigList parse_text(const std::string& yaml, const std::string& file);
+  // Reads a YAML file that is a config_list, a mapping with a `config_list` key, or an experiment
+  // whose `compress` stages carry config_lists (one ConfigList per stage, in order).
+  static std::vector<ConfigList> load_file(const std::string& path);
+};
+
+// One site the config_list creates.
+struct PlannedSite {
+  std::string op_name;
+  std::string op_type;
+  std::string target;  // "_input_0", "weight", "bias", "_output_0"
+  QuantType quant_type = QuantType::kWeight;
+  Options config;      // canonical keys: quant_dtype, quant_bits, quant_scheme, granularity, + others
+  int entry_index = 0;
+};
+
+// Resolves the config_list against a model's ops, in op order. Throws shrink::Error for an entry
+// that selects nothing, an op name the model lacks, or a setting that is out of range.
+std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<OpInstance>& ops);
+
+// One op a pruning config_list selects. Keys: sparse_ratio (NNI 3.0; NNI 2.x sparsity,
+// sparsity_per_layer) in [0, 1), each op pruned to it; or total_sparsity, the entry's ops ranked
+// together (a global ranking); max_sparsity_per_layer caps any op (global ranking).
+struct PruneTarget {
+  std::string op_name;
+  std::string op_type;
+  bool has_bias = false;
+  double sparsity = 0;
+  bool global = false;        // total_sparsity: ranked across the entry's ops
+  double max_sparsity = 1.0;  // max_sparsity_per_layer
+  int entry_index = 0;
+  std::string where;
+};
+
+// Resolves a pruning config_list against a model's ops, in op order. Throws shrink::Error for a
+// quantization key, a ratio outside [0, 1), an op without a weight asked for by name, an entry
+// that selects nothing.
+std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vector<OpInstance>& ops);
+
+// NNI's `default` op type: the weighted module types.
+const std::vector<std::string>& default_op_types();
+
+}  // namespace shrink

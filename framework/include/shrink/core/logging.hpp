@@ -1,0 +1,17 @@
+// The host's logger. Everything goes to stderr so that stdout stays clean for tables and JSON.
+#pragma once
+
+#include <string>
+
+namespace shrink::logging {
+
+// Sets the level: "trace", "debug", "info", "warn", "error" or "off". Throws shrink::Error on an
+// unknown name.
+void set_level(const std::string& level);
+
+void debug(const std::string& message);
+void info(const std::string& message);
+void warn(const std::string& message);
+void error(const std::string& message);
+
+}  // namespace shrink::logging

@@ -1,0 +1,28 @@
+// Data sources for experiments, as DataOptions describe them: IDX files (MNIST, Fashion-MNIST; gzip or plain) and tensor files
+// written by Python's torch.save((inputs, targets)).
+#pragma once
+
+#include <shrink/config/data_options.hpp>
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace shrink {
+
+struct Dataset {
+  at::Tensor inputs;   // float32 [N, C, H, W], normalised
+  at::Tensor targets;  // int64 [N]
+  int64_t size() const { return inputs.defined() ? inputs.size(0) : 0; }
+};
+
+// Reads one IDX file (.gz or plain) as a uint8 tensor of its shape. Throws shrink::Error naming
+// the file and what is wrong with it.
+at::Tensor read_idx(const std::string& file);
+
+// The training (train = true) or test split, prepared as the options say.
+Dataset load_dataset(const DataOptions& options, bool train);
+
+}  // namespace shrink

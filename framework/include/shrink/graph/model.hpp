@@ -1,0 +1,44 @@
+// A TorchScript model as Shrink sees it: the module tree, and the op instances a config_list can
+// select (leaf modules such as `conv1`, and functional calls such as the residual `add` of
+// `layer1.0`).
+#pragma once
+
+#include <shrink/core/op_instance.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+struct Graph;
+}  // namespace torch::jit
+
+namespace shrink {
+
+class Model {
+ public:
+  // Loads a TorchScript file (torch.jit.script or torch.jit.trace). Throws shrink::Error naming
+  // the file and what is wrong.
+  static Model load(const std::string& path);
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const std::string& path() const;
+  torch::jit::Module& module();
+  // Op instances in module order, then functional ops in graph order.
+  const std::vector<OpInstance>& ops() const;
+  const OpInstance* find_op(const std::string& name) const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// "__torch__.torch.nn.modules.conv.___torch_mangle_0.Conv2d" -> "Conv2d".
+std::string op_type_from_qualified_name(const std::string& qualified_name);
+
+}  // namespace shrink

@@ -1,0 +1,354 @@
+#include <shrink/core/error.hpp>
+#include <shrink/config/experiment.hpp>
+
+#include "config/yaml_messages.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace shrink {
+namespace {
+
+using detail::join;
+
+// Typed access to one YAML mapping with its allowed keys; every error names file, line, key.
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string file, std::string path,
+            std::vector<std::string> allowed)
+      : node_(node), file_(std::move(file)), path_(std::move(path)), allowed_(std::move(allowed)) {
+    SHRINK_CHECK(node_.IsMap(), detail::yaml_mark(file_, node_) << ": " << path_ << ": expected a mapping");
+    for (const auto& kv : node_) {
+      const std::string key = kv.first.as<std::string>();
+      if (std::find(allowed_.begin(), allowed_.end(), key) == allowed_.end()) {
+        throw Error(detail::yaml_mark(file_, kv.first) + ": " + qualified(key) + ": unknown key (allowed: " +
+                    join(allowed_) + ")");
+      }
+    }
+  }
+
+  bool has(const std::string& key) const { return static_cast<bool>(node_[key]); }
+  YAML::Node node(const std::string& key) const { return node_[key]; }
+  std::string where(const std::string& key) const {
+    return has(key) ? detail::yaml_mark(file_, node_[key]) : detail::yaml_mark(file_, node_);
+  }
+  std::string qualified(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
+
+  std::string str(const std::string& key, const std::string& fallback) const {
+    if (!has(key)) return fallback;
+    SHRINK_CHECK(node_[key].IsScalar(), where(key) << ": " << qualified(key) << ": expected a string");
+    return node_[key].as<std::string>();
+  }
+  // A string that must be one of `allowed`.
+  std::string choice(const std::string& key, const std::string& fallback,
+                     const std::vector<std::string>& allowed) const {
+    const std::string v = str(key, fallback);
+    SHRINK_CHECK(std::find(allowed.begin(), allowed.end(), v) != allowed.end(),
+                 where(key) << ": " << qualified(key) << ": '" << v << "' (allowed: " << join(allowed)
+                            << ")");
+    return v;
+  }
+  int64_t integer(const std::string& key, int64_t fallback, int64_t min_value) const {
+    return scalar<int64_t>(key, fallback, min_value, "an integer");
+  }
+  double number(const std::string& key, double fallback, double min_value) const {
+    return scalar<double>(key, fallback, min_value, "a number");
+  }
+  bool boolean(const std::string& key, bool fallback) const {
+    if (!has(key)) return fallback;
+    try {
+      SHRINK_CHECK(node_[key].IsScalar(), "");
+      return node_[key].as<bool>();
+    } catch (const std::exception&) {
+      throw Error(where(key) + ": " + qualified(key) + ": expected true or false");
+    }
+  }
+  std::vector<double> numbers(const std::string& key) const {
+    std::vector<double> out;
+    if (!has(key)) return out;
+    SHRINK_CHECK(node_[key].IsSequence(), where(key) << ": " << qualified(key)
+                                                     << ": expected a list of numbers");
+    for (const auto& item : node_[key]) {
+      try {
+        out.push_back(item.as<double>());
+      } catch (const std::exception&) {
+        throw Error(detail::yaml_mark(file_, item) + ": " + qualified(key) + ": expected a number");
+      }
+    }
+    return out;
+  }
+  std::vector<std::string> strings(const std::string& key) const {
+    std::vector<std::string> out;
+    if (!has(key)) return out;
+    SHRINK_CHECK(node_[key].IsSequence(), where(key) << ": " << qualified(key)
+                                                     << ": expected a list of strings");
+    for (const auto& item : node_[key]) out.push_back(item.as<std::string>());
+    return out;
+  }
+
+ private:
+  template <typename T>
+  T scalar(const std::string& key, T fallback, T min_value, const char* what) const {
+    if (!has(key)) return fallback;
+    T v{};
+    try {
+      SHRINK_CHECK(node_[key].IsScalar(), "");
+      v = node_[key].as<T>();
+    } catch (const std::exception&) {
+      throw Error(where(key) + ": " + qualified(key) + ": expected " + what);
+    }
+    SHRINK_CHECK(v >= min_value, where(key) << ": " << qualified(key) << ": " << v
+                                            << " is below the minimum " << min_value);
+    return v;
+  }
+
+  YAML::Node node_;
+  std::string file_;
+  std::string path_;
+  std::vector<std::string> allowed_;
+};
+
+// Nested mapping -> flattened Options ("a.b" = "1"); sequences as flow YAML.
+void flatten(const YAML::Node& node, const std::string& prefix, Options& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+    }
+  } else if (node.IsScalar()) {
+    out.set(prefix, node.as<std::string>());
+  } else {
+    YAML::Emitter e;
+    e << YAML::Flow << node;
+    out.set(prefix, e.c_str());
+  }
+}
+
+std::string resolve(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (fs::path(base_dir) / path).lexically_normal().string();
+}
+
+// `--set a.b.0.c=value`: walks (and creates) mapping keys; numeric parts index sequences.
+void apply_override(YAML::Node& root, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  SHRINK_CHECK(eq != std::string::npos && eq > 0,
+               "--set '" << assignment << "': expected key.path=value");
+  const std::string path = assignment.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    throw Error("--set '" + assignment + "': the value is not valid YAML: " + e.msg);
+  }
+  std::vector<std::string> parts;
+  std::stringstream in(path);
+  std::string part;
+  while (std::getline(in, part, '.')) parts.push_back(part);
+  std::vector<YAML::Node> chain = {root};
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node current = chain.back();
+    const std::string& p = parts[i];
+    if (current.IsSequence()) {
+      std::size_t index = 0;
+      try {
+        index = std::stoul(p);
+      } catch (const std::exception&) {
+        throw Error("--set '" + assignment + "': '" + p + "' indexes a list, expected a number");
+      }
+      SHRINK_CHECK(index < current.size(), "--set '" << assignment << "': " << path
+                                                     << ": index " << index << " is out of range");
+      chain.push_back(current[index]);
+    } else {
+      SHRINK_CHECK(!current || current.IsMap() || current.IsNull(),
+                   "--set '" << assignment << "': '" << p << "' is not inside a mapping");
+      chain.push_back(current[p]);
+    }
+  }
+  YAML::Node parent = chain.back();
+  const std::string& last = parts.back();
+  if (parent.IsSequence()) {
+    std::size_t index = std::stoul(last);
+    SHRINK_CHECK(index < parent.size(), "--set '" << assignment << "': index out of range");
+    parent[index] = value;
+  } else {
+    parent[last] = value;
+  }
+}
+
+TrainSpec read_train(const YAML::Node& node, const std::string& file, const std::string& name) {
+  TrainSpec spec;
+  if (!node || node.IsNull()) return spec;  // absent, or `pretrain: null` / `--set pretrain=null`
+  MapReader r(node, file, name, {"epochs", "steps", "optimizer", "scheduler"});
+  spec.epochs = r.integer("epochs", 0, 0);
+  spec.steps = r.integer("steps", 0, 0);
+  spec.enabled = spec.epochs > 0 || spec.steps > 0;
+  if (r.has("optimizer")) {
+    MapReader o(r.node("optimizer"), file, name + ".optimizer",
+                {"name", "lr", "momentum", "weight_decay"});
+    spec.optimizer.name = o.choice("name", "sgd", {"sgd", "adam", "adamw"});
+    spec.optimizer.lr = o.number("lr", 0.01, 0.0);
+    spec.optimizer.momentum = o.number("momentum", 0.0, 0.0);
+    spec.optimizer.weight_decay = o.number("weight_decay", 0.0, 0.0);
+  }
+  if (r.has("scheduler")) {
+    MapReader s(r.node("scheduler"), file, name + ".scheduler",
+                {"name", "step_size", "gamma", "eta_min"});
+    spec.scheduler.name = s.choice("name", "none", {"none", "step", "cosine"});
+    spec.scheduler.step_size = s.integer("step_size", 1, 1);
+    spec.scheduler.gamma = s.number("gamma", 0.1, 0.0);
+    spec.scheduler.eta_min = s.number("eta_min", 0.0, 0.0);
+  }
+  return spec;
+}
+
+}  // namespace
+
+double SchedulerSpec::lr_at(double base_lr, int64_t epoch, int64_t epochs) const {
+  if (name == "step") return base_lr * std::pow(gamma, static_cast<double>(epoch / step_size));
+  if (name == "cosine" && epochs > 0) {
+    const double t = static_cast<double>(epoch) / static_cast<double>(epochs);
+    return eta_min + (base_lr - eta_min) * (1.0 + std::cos(M_PI * t)) / 2.0;
+  }
+  return base_lr;
+}
+
+Experiment Experiment::load(const std::string& path, const std::vector<std::string>& overrides) {
+  SHRINK_CHECK(fs::exists(path), path << ": no such experiment file");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw Error(detail::yaml_parse_error(path, e));
+  }
+  SHRINK_CHECK(root.IsMap(), path << ": expected a mapping with model, data, compress, ...");
+  for (const auto& o : overrides) apply_override(root, o);
+
+  Experiment x;
+  x.file = path;
+  const std::string base = fs::absolute(path).parent_path().string();
+  MapReader r(root, path, "", {"model", "seed", "threads", "plugin_paths", "data", "pretrain",
+                               "compress", "finetune", "evaluate", "export"});
+  SHRINK_CHECK(r.has("model"), path << ": model: required (a TorchScript file)");
+  x.model = resolve(base, r.str("model", ""));
+  SHRINK_CHECK(fs::exists(x.model), r.where("model") << ": model: no such file " << x.model);
+  x.seed = r.integer("seed", 0, 0);
+  x.threads = r.integer("threads", 0, 0);
+  for (const auto& p : r.strings("plugin_paths")) x.plugin_paths.push_back(resolve(base, p));
+
+  SHRINK_CHECK(r.has("data"), path << ": data: required");
+  MapReader d(r.node("data"), path, "data",
+              {"format", "path", "test_path", "batch_size", "test_batch_size", "normalize",
+               "resize", "channels", "train_limit", "test_limit"});
+  x.data.format = d.choice("format", "idx", {"idx", "tensors"});
+  SHRINK_CHECK(d.has("path"), d.where("path") << ": data.path: required");
+  x.data.path = resolve(base, d.str("path", ""));
+  SHRINK_CHECK(fs::exists(x.data.path), d.where("path") << ": data.path: no such file or folder "
+                                                        << x.data.path);
+  x.data.test_path = resolve(base, d.str("test_path", ""));
+  SHRINK_CHECK(x.data.test_path.empty() || fs::exists(x.data.test_path),
+               d.where("test_path") << ": data.test_path: no such file " << x.data.test_path);
+  x.batch_size = d.integer("batch_size", 64, 1);
+  x.test_batch_size = d.integer("test_batch_size", 1000, 1);
+  x.data.resize = d.integer("resize", 0, 0);
+  x.data.channels = d.integer("channels", 0, 0);
+  x.data.train_limit = d.integer("train_limit", 0, 0);
+  x.data.test_limit = d.integer("test_limit", 0, 0);
+  if (d.has("normalize")) {
+    MapReader n(d.node("normalize"), path, "data.normalize", {"mean", "std"});
+    x.data.mean = n.numbers("mean");
+    x.data.std = n.numbers("std");
+    SHRINK_CHECK(x.data.mean.size() == x.data.std.size() && !x.data.mean.empty(),
+                 n.where("std") << ": data.normalize: mean and std need the same, non-zero length");
+    for (double s : x.data.std) {
+      SHRINK_CHECK(s > 0, n.where("std") << ": data.normalize.std: every value must be > 0");
+    }
+  }
+
+  x.pretrain = read_train(r.node("pretrain"), path, "pretrain");
+  x.finetune = read_train(r.node("finetune"), path, "finetune");
+
+  if (r.has("compress")) {
+    const YAML::Node stages = r.node("compress");
+    SHRINK_CHECK(stages.IsSequence(), r.where("compress") << ": compress: expected a list of stages");
+    int i = 0;
+    for (const auto& stage : stages) {
+      const std::string name = "compress[" + std::to_string(i++) + "]";
+      if (stage.IsMap() && stage["remove_channels"]) {
+        MapReader rc(stage, path, name, {"remove_channels"});
+        StageSpec spec;
+        spec.where = detail::yaml_mark(path, stage);
+        spec.remove_channels = rc.boolean("remove_channels", false);
+        SHRINK_CHECK(spec.remove_channels, rc.where("remove_channels")
+                                               << ": " << name << ".remove_channels: only true makes a stage "
+                                                  "(leave the stage out instead)");
+        x.compress.push_back(std::move(spec));
+        continue;
+      }
+      MapReader s(stage, path, name,
+                  {"plugin", "options", "calibration", "config_list", "fold_bn", "schedule", "train"});
+      StageSpec spec;
+      spec.where = detail::yaml_mark(path, stage);
+      SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name
+                                              << ".plugin: required (or remove_channels: true, a stage "
+                                                 "that removes the pruned channels)");
+      spec.plugin = s.str("plugin", "");
+      if (s.has("options")) {
+        SHRINK_CHECK(s.node("options").IsMap() || s.node("options").IsNull(),
+                     s.where("options") << ": " << name << ".options: expected a mapping");
+        flatten(s.node("options"), "", spec.options);
+        YAML::Emitter e;
+        e << s.node("options");
+        spec.options.text = e.c_str();
+      }
+      if (s.has("calibration") && !s.node("calibration").IsNull()) {
+        MapReader c(s.node("calibration"), path, name + ".calibration", {"batches", "batch_size"});
+        spec.calibration.where = s.where("calibration");
+        spec.calibration.batches = c.integer("batches", 0, 1);
+        SHRINK_CHECK(c.has("batches"), spec.calibration.where << ": " << name
+                                           << ".calibration.batches: required (how many batches "
+                                              "to calibrate on, at least 1)");
+        spec.calibration.batch_size = c.integer("batch_size", 0, 1);
+      }
+      spec.fold_bn = s.boolean("fold_bn", false);
+      if (s.has("schedule") && !s.node("schedule").IsNull()) {
+        MapReader k(s.node("schedule"), path, name + ".schedule", {"kind", "updates"});
+        spec.schedule.where = s.where("schedule");
+        spec.schedule.kind = k.choice("kind", "one_shot", {"one_shot", "linear", "agp"});
+        spec.schedule.updates = k.integer("updates", spec.schedule.kind == "one_shot" ? 1 : 4, 1);
+        SHRINK_CHECK(spec.schedule.kind != "one_shot" || spec.schedule.updates == 1,
+                     k.where("updates") << ": " << name << ".schedule.updates: a one_shot schedule "
+                                            "updates the masks once");
+      }
+      spec.train = read_train(s.node("train"), path, name + ".train");
+      SHRINK_CHECK(s.has("config_list"), spec.where << ": " << name << ".config_list: required");
+      spec.config_list = ConfigList::parse(s.node("config_list"), path);
+      x.compress.push_back(std::move(spec));
+    }
+  }
+  x.evaluate = r.boolean("evaluate", true);
+  x.export_dir = resolve(fs::current_path().string(), "shrink-out");
+  if (r.has("export")) {
+    MapReader e(r.node("export"), path, "export", {"dir", "model", "int8"});
+    if (e.has("dir")) x.export_dir = resolve(base, e.str("dir", ""));
+    x.export_model = e.boolean("model", true);
+    x.export_int8 = e.boolean("int8", false);
+    SHRINK_CHECK(!x.export_int8 || x.export_model,
+                 e.where("int8") << ": export.int8: needs export.model (the int8 model is lowered "
+                                    "from model_qat.pt)");
+  }
+  YAML::Emitter out;
+  out << root;
+  x.resolved_yaml = out.c_str();
+  return x;
+}
+
+}  // namespace shrink

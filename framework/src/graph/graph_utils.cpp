@@ -1,0 +1,193 @@
+#include "graph/graph_utils.hpp"
+
+#include <shrink/core/error.hpp>
+
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
+#include <ATen/ATen.h>
+
+namespace shrink::detail {
+namespace {
+
+const std::map<std::string, std::string>& functional_kinds() {
+  static const std::map<std::string, std::string> kinds = {
+      {"aten::add", "add"},           {"aten::add_", "add"},
+      {"aten::mul", "mul"},           {"aten::mul_", "mul"},
+      {"aten::cat", "cat"},           {"aten::relu", "relu"},
+      {"aten::relu_", "relu"},        {"aten::relu6", "relu6"},
+      {"aten::hardtanh", "hardtanh"}, {"aten::hardtanh_", "hardtanh"},
+      {"aten::hardswish", "hardswish"}, {"aten::hardswish_", "hardswish"},
+      {"aten::sigmoid", "sigmoid"},   {"aten::matmul", "matmul"},
+      {"aten::adaptive_avg_pool2d", "adaptive_avg_pool2d"},
+      {"aten::max_pool2d", "max_pool2d"}, {"aten::avg_pool2d", "avg_pool2d"},
+      {"aten::flatten", "flatten"},   {"aten::mean", "mean"},
+  };
+  return kinds;
+}
+
+}  // namespace
+
+void inline_calls(torch::jit::Graph& graph) {
+  struct OptimizeOn {
+    bool before = torch::jit::getGraphExecutorOptimize();
+    OptimizeOn() { torch::jit::setGraphExecutorOptimize(true); }
+    ~OptimizeOn() { torch::jit::setGraphExecutorOptimize(before); }
+  } on;
+  torch::jit::Inline(graph);
+}
+
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
+                          bool for_evaluation) {
+  std::map<const torch::jit::Value*, c10::IValue> values;
+  values[graph->inputs().at(0)] = module._ivalue();
+  bool folded = false;
+  for (torch::jit::Node* node : all_nodes(graph->block())) {
+    if (node->kind() != c10::prim::GetAttr) continue;
+    auto base = values.find(node->input(0));
+    if (base == values.end() || !base->second.isObject()) continue;
+    const auto& object = base->second.toObjectRef();
+    const std::string name = node->s(c10::attr::name);
+    const auto slot = object.type()->findAttributeSlot(name);
+    if (!slot) continue;
+    const c10::IValue value = object.getSlot(*slot);
+    values[node->output()] = value;
+    const bool flag = name == "training" ? for_evaluation
+                                         : value.isBool() || value.isInt() || value.isDouble() || value.isString();
+    if (!flag) continue;
+    torch::jit::WithInsertPoint guard(node);
+    node->output()->replaceAllUsesWith(
+        graph->insertConstant(name == "training" ? c10::IValue(false) : value));
+    folded = true;
+  }
+  if (!folded) return;
+  // Resolves the branches (and computes whatever else now has constant inputs).
+  torch::jit::ConstantPropagation(graph, /*ignore_custom_classes=*/true);
+  torch::jit::EliminateDeadCode(graph);
+}
+
+std::string scope_of(const torch::jit::Node* node) {
+  auto cs = node->callstack();
+  if (!cs) return "";
+  std::string path;
+  for (const auto& entry : (*cs)->vec()) {
+    const auto& info = std::get<2>(entry);
+    if (!info) continue;
+    const std::string name = info->instance_name();
+    if (name == "SELF" || name.empty()) continue;  // a method called on the same module
+    path += (path.empty() ? "" : ".") + name;
+  }
+  return path;
+}
+
+std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph,
+                                         const std::set<std::string>& leaves) {
+  std::vector<FunctionalOp> out;
+  std::map<std::string, int> seen;
+  // Only the top-level block: calls inside control flow (BatchNorm's `num_batches_tracked += 1`
+  // under `if self.training`, say) are bookkeeping, not data-path ops, and carry no call stack.
+  for (torch::jit::Node* node : graph.block()->nodes()) {
+    auto it = functional_kinds().find(node->kind().toQualString());
+    if (it == functional_kinds().end()) continue;
+    if (node->outputs().size() != 1 || !node->output()->type()->cast<c10::TensorType>()) continue;
+    const std::string scope = scope_of(node);
+    if (leaves.count(scope)) continue;  // the body of a module op, not a functional call
+    const std::string base = (scope.empty() ? "" : scope + ".") + it->second;
+    const int index = seen[base]++;
+    FunctionalOp f;
+    f.op.name = index == 0 ? base : base + "_" + std::to_string(index);
+    f.op.type = it->second;
+    f.op.functional = true;
+    f.node = node;
+    out.push_back(f);
+  }
+  return out;
+}
+
+const std::vector<std::string>& anchor_kinds(const std::string& module_type) {
+  static const std::map<std::string, std::vector<std::string>> table = {
+      {"Conv1d", {"aten::conv1d", "aten::_convolution"}},
+      {"Conv2d", {"aten::conv2d", "aten::_convolution"}},
+      {"Conv3d", {"aten::conv3d", "aten::_convolution"}},
+      {"Linear", {"aten::linear"}},
+      {"ReLU", {"aten::relu", "aten::relu_"}},
+      {"ReLU6", {"aten::hardtanh", "aten::hardtanh_", "aten::relu6"}},
+      {"Hardtanh", {"aten::hardtanh", "aten::hardtanh_"}},
+      {"Hardswish", {"aten::hardswish", "aten::hardswish_"}},
+      {"Sigmoid", {"aten::sigmoid"}},
+      {"BatchNorm1d", {"aten::batch_norm"}},
+      {"BatchNorm2d", {"aten::batch_norm"}},
+      {"MaxPool2d", {"aten::max_pool2d"}},
+      {"AvgPool2d", {"aten::avg_pool2d"}},
+      {"AdaptiveAvgPool2d", {"aten::adaptive_avg_pool2d"}},
+      {"Flatten", {"aten::flatten"}},
+      {"Dropout", {"aten::dropout", "aten::dropout_"}},
+  };
+  static const std::vector<std::string> none;
+  auto it = table.find(module_type);
+  return it == table.end() ? none : it->second;
+}
+
+std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block) {
+  std::vector<torch::jit::Node*> out;
+  for (torch::jit::Node* node : block->nodes()) {
+    out.push_back(node);
+    for (torch::jit::Block* sub : node->blocks()) {
+      auto inner = all_nodes(sub);
+      out.insert(out.end(), inner.begin(), inner.end());
+    }
+  }
+  return out;
+}
+
+c10::IValue attribute_at(const torch::jit::Module& root, const std::string& path) {
+  torch::jit::Module m = root;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = path.find('.', start);
+    const std::string name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (dot == std::string::npos) return m.attr(name);
+    m = m.attr(name).toModule();
+    start = dot + 1;
+  }
+}
+
+std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Graph& graph) {
+  std::map<const torch::jit::Value*, std::string> paths;
+  paths[graph.inputs().at(0)] = "";
+  for (torch::jit::Node* node : all_nodes(graph.block())) {
+    if (node->kind() != c10::prim::GetAttr) continue;
+    auto base = paths.find(node->input(0));
+    if (base == paths.end()) continue;
+    const std::string name = node->s(c10::attr::name);
+    paths[node->output()] = base->second.empty() ? name : base->second + "." + name;
+  }
+  return paths;
+}
+
+torch::jit::Node* single_data_use(const torch::jit::Value* v) {
+  static const c10::Symbol dim = c10::Symbol::fromQualString("aten::dim");
+  static const c10::Symbol size = c10::Symbol::fromQualString("aten::size");
+  torch::jit::Node* found = nullptr;
+  for (const auto& u : v->uses()) {
+    if (u.user->kind() == dim || u.user->kind() == size) continue;
+    if (found != nullptr || u.offset != 0) return nullptr;
+    found = u.user;
+  }
+  return found;
+}
+
+at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
+                               const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
+                               double eps) {
+  const at::Tensor k = gamma / at::sqrt(var + eps);
+  std::vector<int64_t> shape(static_cast<std::size_t>(weight.dim()), 1);
+  shape[0] = weight.size(0);
+  weight = weight * k.reshape(shape);
+  bias = (bias - mean) * k + beta;
+  return k;
+}
+
+}  // namespace shrink::detail

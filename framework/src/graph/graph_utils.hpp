@@ -1,0 +1,66 @@
+// Helpers over inlined TorchScript graphs, shared by op discovery and graph rewriting.
+#pragma once
+
+#include <shrink/graph/model.hpp>
+
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace shrink::detail {
+
+// Module instance path of a node from its inlined call stack ("layer1.0.conv1"); "" for the root.
+std::string scope_of(const torch::jit::Node* node);
+
+// Functional calls that are op instances: top-level nodes of known functional kinds made outside
+// leaf modules, named "<scope>.<type>[_k]".
+struct FunctionalOp {
+  OpInstance op;
+  torch::jit::Node* node;
+};
+std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph, const std::set<std::string>& leaves);
+
+// The ATen kinds that implement a module type's forward ("Conv2d" -> aten::conv2d, ...); empty
+// when the type is unknown.
+const std::vector<std::string>& anchor_kinds(const std::string& module_type);
+
+// torch::jit::Inline, fully: the inliner splices in each callee's *optimized* graph, which is itself
+// inlined only while the graph executor's optimisation is on (the pipeline turns it off for
+// training), so this turns it on for the call.
+void inline_calls(torch::jit::Graph& graph);
+
+// Replaces reads of plain module attributes (bool, int, float, string: configuration such as
+// mobilenet_v2's `use_res_connect`; never `training`) with their values and resolves the branches
+// they choose, so that the ops of such a branch lie in the top-level block, where op discovery and
+// site insertion look. The attributes are taken as constants of the model, as freezing does.
+// `for_evaluation` also folds `training` to false (export: training branches go).
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
+                          bool for_evaluation = false);
+
+// Every node, sub-blocks included, in order.
+std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
+
+// The attribute at a dotted path below `root` ("layer1.0.conv1.weight", or a submodule's path
+// "layer1.0.conv1"): module.attr() takes one name, so the path is followed a component at a time.
+c10::IValue attribute_at(const torch::jit::Module& root, const std::string& path);
+
+// Attribute path of every prim::GetAttr output reachable from the graph's `self` input
+// ("conv1.weight", "layer1.0.conv1").
+std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Graph& graph);
+
+// The one use of `v` that reads its data (shape queries, aten::dim and aten::size, aside), when
+// it takes `v` as its input 0; nullptr otherwise.
+torch::jit::Node* single_data_use(const torch::jit::Value* v);
+
+// BatchNorm (inference: running statistics) folded into the convolution before it, in place:
+// k = gamma / sqrt(var + eps), weight *= k (per output channel), bias = (bias - mean) * k + beta.
+// Returns k (a per-channel scale of the weight also scales by |k|). All float32.
+at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
+                               const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
+                               double eps);
+
+}  // namespace shrink::detail

@@ -1,0 +1,403 @@
+#include <shrink/core/error.hpp>
+#include <shrink/host/host_api.hpp>
+#include <shrink/core/logging.hpp>
+#include <shrink/host/plugin_registry.hpp>
+#include <shrink/core/version.hpp>
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
+
+#include <elf.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace shrink {
+namespace {
+
+#if defined(__x86_64__)
+constexpr uint16_t kHostMachine = EM_X86_64;
+#elif defined(__aarch64__)
+constexpr uint16_t kHostMachine = EM_AARCH64;
+#else
+#error "Shrink's plugin loader knows x86_64 and aarch64 only"
+#endif
+
+// Libraries are never unloaded: dlclose of a library that links LibTorch crashes at exit
+// (pytorch#46171). The vector is leaked on purpose so no destructor runs at exit either.
+std::vector<boost::dll::shared_library>& keep_loaded() {
+  static auto* libraries = new std::vector<boost::dll::shared_library>();
+  return *libraries;
+}
+
+// Checks that `file` is a complete shared object for this machine before dlopen sees it: glibc
+// maps a truncated library and then dies of SIGBUS, so a corrupt file must be caught here.
+// Returns "" or what is wrong.
+std::string check_elf(const std::string& file) {
+  std::ifstream in(file, std::ios::binary | std::ios::ate);
+  if (!in) return "cannot be read";
+  const auto size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  Elf64_Ehdr header;
+  in.read(reinterpret_cast<char*>(&header), sizeof(header));
+  if (in.gcount() < 4 || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
+    return "not a shared library (no ELF header); skipped";
+  }
+  if (static_cast<std::size_t>(in.gcount()) < sizeof(header)) {
+    return "corrupt shared library: truncated ELF header";
+  }
+  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_machine != kHostMachine) {
+    return "shared library for another machine (ELF class " +
+           std::to_string(header.e_ident[EI_CLASS]) + ", machine " +
+           std::to_string(header.e_machine) + ")";
+  }
+  if (header.e_type != ET_DYN) return "an ELF file but not a shared library";
+  if (header.e_phoff + uint64_t{header.e_phnum} * header.e_phentsize > size ||
+      header.e_shoff + uint64_t{header.e_shnum} * header.e_shentsize > size) {
+    return "corrupt shared library: truncated (" + std::to_string(size) +
+           " bytes, its headers point past the end)";
+  }
+  for (uint16_t i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    in.seekg(static_cast<std::streamoff>(header.e_phoff + uint64_t{i} * header.e_phentsize));
+    in.read(reinterpret_cast<char*>(&ph), sizeof(ph));
+    if (static_cast<std::size_t>(in.gcount()) < sizeof(ph)) return "corrupt shared library: bad program header";
+    if (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > size) {
+      return "corrupt shared library: truncated (" + std::to_string(size) +
+             " bytes, a segment ends at " + std::to_string(ph.p_offset + ph.p_filesz) + ")";
+    }
+  }
+  return "";
+}
+
+// "torch=1.13.1;cxx11_abi=1;compiler=gcc 12.2" -> value of `key`, or "" when absent.
+std::string tag_value(const std::string& tag, const std::string& key) {
+  std::stringstream in(tag);
+  std::string item;
+  while (std::getline(in, item, ';')) {
+    auto eq = item.find('=');
+    if (eq != std::string::npos && item.substr(0, eq) == key) return item.substr(eq + 1);
+  }
+  return "";
+}
+
+std::string text_or(const char* text, const char* fallback) { return text ? text : fallback; }
+
+// Minimum sizes: everything up to and including the last field of ABI 1.0 that a reader needs.
+constexpr std::size_t kMinPluginDescriptor =
+    offsetof(shrink_plugin_descriptor, algorithms) + sizeof(void*);
+constexpr std::size_t kMinAlgorithmDescriptor =
+    offsetof(shrink_algorithm_descriptor, destroy) + sizeof(void*);
+
+// Checks one algorithm descriptor; returns "" or what is wrong.
+std::string check_algorithm(const shrink_algorithm_descriptor* a, uint32_t index) {
+  std::string where = "algorithm #" + std::to_string(index);
+  if (a == nullptr) return where + " is NULL";
+  if (a->struct_size < kMinAlgorithmDescriptor) {
+    return where + " has struct_size " + std::to_string(a->struct_size) + ", at least " +
+           std::to_string(kMinAlgorithmDescriptor) + " expected";
+  }
+  if (a->name == nullptr || a->name[0] == '\0') return where + " has no name";
+  where = "algorithm '" + std::string(a->name) + "'";
+  if (a->create == nullptr || a->destroy == nullptr) return where + " has no create/destroy";
+  if (a->kinds & SHRINK_KIND_QUANTIZER) {
+    const shrink_quantizer_api* q = SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, quantizer)
+                                        ? a->quantizer : nullptr;
+    if (q == nullptr || !SHRINK_HAS_FIELD(q, shrink_quantizer_api, quantize_output) ||
+        q->setup_site == nullptr || q->quantize_weight == nullptr ||
+        q->quantize_input == nullptr || q->quantize_output == nullptr) {
+      return where + " is declared a quantizer but its quantizer table is missing or incomplete";
+    }
+  }
+  if (a->kinds & (SHRINK_KIND_WEIGHT_MASKER | SHRINK_KIND_PRUNER)) {
+    const shrink_masker_api* m = SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, masker)
+                                     ? a->masker : nullptr;
+    if (m == nullptr || m->calc_mask == nullptr) {
+      return where + " is declared a masker but has no calc_mask";
+    }
+  }
+  if (a->kinds == 0) return where + " declares no kind (quantizer, masker or pruner)";
+  return "";
+}
+
+std::string executable_dir() {
+  try {
+    return boost::dll::program_location().parent_path().string();
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+}  // namespace
+
+const char* to_string(PathOrigin origin) {
+  switch (origin) {
+    case PathOrigin::kExperiment: return "experiment";
+    case PathOrigin::kCommandLine: return "--plugin-path";
+    case PathOrigin::kEnvironment: return "SHRINK_PLUGIN_PATH";
+    case PathOrigin::kInstalled: return "installed";
+  }
+  return "?";
+}
+
+std::string AlgorithmInfo::kinds_text() const {
+  std::string out;
+  auto add = [&](bool on, const char* name) {
+    if (on) out += (out.empty() ? "" : "+") + std::string(name);
+  };
+  add(is_quantizer(), "quantizer");
+  add(is_masker() && !is_pruner(), "masker");
+  add(is_pruner(), "pruner");
+  return out;
+}
+
+std::string AlgorithmInfo::capabilities_text() const {
+  std::string out;
+  auto add = [&](uint64_t bit, const char* name) {
+    if (capabilities & bit) out += (out.empty() ? "" : ",") + std::string(name);
+  };
+  add(SHRINK_CAP_CALIBRATION, "calibration");
+  add(SHRINK_CAP_TRAINING, "training");
+  add(SHRINK_CAP_EXPORT, "export");
+  add(SHRINK_CAP_QUANT_GRAD, "quant-grad");
+  return out.empty() ? "-" : out;
+}
+
+std::string installed_plugin_dir() {
+  std::string dir = executable_dir();
+  if (dir.empty()) return "";
+  return (fs::path(dir) / ".." / "lib" / "shrink" / "plugins").lexically_normal().string();
+}
+
+std::vector<SearchPath> plugin_search_paths(const std::vector<std::string>& experiment_paths,
+                                            const std::vector<std::string>& command_line_paths) {
+  std::vector<SearchPath> paths;
+  for (const auto& p : experiment_paths) paths.push_back({p, PathOrigin::kExperiment});
+  for (const auto& p : command_line_paths) paths.push_back({p, PathOrigin::kCommandLine});
+  if (const char* env = std::getenv("SHRINK_PLUGIN_PATH")) {
+    std::stringstream in(env);
+    std::string item;
+    while (std::getline(in, item, ':')) {
+      if (!item.empty()) paths.push_back({item, PathOrigin::kEnvironment});
+    }
+  }
+  std::string installed = installed_plugin_dir();
+  if (!installed.empty()) paths.push_back({installed, PathOrigin::kInstalled});
+  return paths;
+}
+
+PluginRegistry::PluginRegistry() = default;
+PluginRegistry::~PluginRegistry() = default;
+
+void PluginRegistry::fail(const std::string& file, PathOrigin origin, bool requested,
+                          const std::string& message) {
+  failures_.push_back({file, origin, requested, message});
+  logging::warn(file + ": " + message);
+}
+
+void PluginRegistry::discover(const std::vector<SearchPath>& paths) {
+  for (const auto& search : paths) {
+    std::error_code ec;
+    const bool must_exist =
+        search.origin == PathOrigin::kExperiment || search.origin == PathOrigin::kCommandLine;
+    if (!fs::exists(search.path, ec)) {
+      if (must_exist) {
+        fail(search.path, search.origin, true,
+             std::string("no such file or folder (given by ") + to_string(search.origin) + ")");
+      } else {
+        logging::debug("plugin folder " + search.path + " (" + to_string(search.origin) +
+                  ") does not exist");
+      }
+      continue;
+    }
+    if (!fs::is_directory(search.path, ec)) {
+      load_file(search.path, search.origin, must_exist);
+      continue;
+    }
+    std::vector<std::string> files;
+    for (const auto& entry : fs::directory_iterator(search.path, ec)) {
+      if (entry.is_regular_file(ec)) files.push_back(entry.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    logging::debug("searching " + search.path + " (" + to_string(search.origin) + "): " +
+              std::to_string(files.size()) + " files");
+    for (const auto& file : files) load_file(file, search.origin, false);
+  }
+}
+
+bool PluginRegistry::load_file(const std::string& given, PathOrigin origin, bool requested) {
+  std::error_code ec;
+  fs::path canonical = fs::canonical(given, ec);
+  const std::string file = ec ? given : canonical.string();
+  if (seen_files_.count(file)) {
+    logging::debug(file + ": already loaded");
+    return true;
+  }
+  seen_files_[file] = true;
+
+  if (ec || !fs::is_regular_file(file, ec)) {
+    fail(file, origin, requested, "not a regular file");
+    return false;
+  }
+  const std::string elf_problem = check_elf(file);
+  if (!elf_problem.empty()) {
+    fail(file, origin, requested, elf_problem);
+    return false;
+  }
+
+  boost::dll::shared_library library;
+  try {
+    library.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    fail(file, origin, requested, std::string("cannot be loaded: ") + e.what());
+    return false;
+  }
+  // From here on the library stays loaded, accepted or not.
+  keep_loaded().push_back(library);
+
+  if (!library.has(SHRINK_PLUGIN_ENTRY_SYMBOL)) {
+    fail(file, origin, requested,
+         "not a Shrink plugin: it exports no '" SHRINK_PLUGIN_ENTRY_SYMBOL
+         "' (build it with shrink_add_plugin and one SHRINK_PLUGIN block)");
+    return false;
+  }
+  auto entry = library.get<const shrink_plugin_descriptor*(const shrink_host_api*)>(
+      SHRINK_PLUGIN_ENTRY_SYMBOL);
+
+  const shrink_plugin_descriptor* d = nullptr;
+  try {
+    d = entry(host_api());
+  } catch (const std::exception& e) {
+    fail(file, origin, requested, std::string("entry point threw: ") + e.what());
+    return false;
+  } catch (...) {
+    fail(file, origin, requested, "entry point threw an unknown exception");
+    return false;
+  }
+  if (d == nullptr) {
+    fail(file, origin, requested,
+         "entry point returned no descriptor (the plugin's log lines above say why)");
+    return false;
+  }
+  if (d->struct_size < offsetof(shrink_plugin_descriptor, abi_minor) + sizeof(uint16_t)) {
+    fail(file, origin, requested, "descriptor is too small to hold an ABI version");
+    return false;
+  }
+  if (d->abi_major != SHRINK_ABI_VERSION_MAJOR) {
+    std::ostringstream msg;
+    msg << "built for plugin ABI " << d->abi_major << "." << d->abi_minor << ", this Shrink "
+        << version() << " speaks ABI " << SHRINK_ABI_VERSION_MAJOR << "."
+        << SHRINK_ABI_VERSION_MINOR << ": rebuild the plugin against the SDK of this Shrink "
+        << "(find_package(Shrink) then shrink_add_plugin)";
+    fail(file, origin, requested, msg.str());
+    return false;
+  }
+  if (d->struct_size < kMinPluginDescriptor) {
+    fail(file, origin, requested,
+         "descriptor has struct_size " + std::to_string(d->struct_size) + ", at least " +
+             std::to_string(kMinPluginDescriptor) + " expected for ABI 1");
+    return false;
+  }
+  if (d->name == nullptr || d->name[0] == '\0') {
+    fail(file, origin, requested, "descriptor has no plugin name");
+    return false;
+  }
+  const std::string build_tag = text_or(d->build_tag, "");
+  const std::string plugin_torch = tag_value(build_tag, "torch");
+  if (!plugin_torch.empty() && plugin_torch != torch_version()) {
+    fail(file, origin, requested,
+         "built against LibTorch " + plugin_torch + ", this Shrink uses LibTorch " +
+             torch_version() + ": rebuild the plugin against this installation");
+    return false;
+  }
+  const std::string plugin_abi = tag_value(build_tag, "cxx11_abi");
+  if (!plugin_abi.empty() && plugin_abi != std::to_string(cxx11_abi())) {
+    fail(file, origin, requested,
+         "built with _GLIBCXX_USE_CXX11_ABI=" + plugin_abi + ", this Shrink uses " +
+             std::to_string(cxx11_abi()) + ": rebuild the plugin with the flags of find_package(Shrink)");
+    return false;
+  }
+
+  auto info = std::make_unique<PluginInfo>();
+  info->name = d->name;
+  info->version = text_or(d->version, "?");
+  info->file = file;
+  info->build_tag = build_tag;
+  info->abi_major = d->abi_major;
+  info->abi_minor = d->abi_minor;
+  if (d->algorithm_count > 0 && d->algorithms == nullptr) {
+    fail(file, origin, requested, "descriptor lists algorithms but the array is NULL");
+    return false;
+  }
+  for (uint32_t i = 0; i < d->algorithm_count; ++i) {
+    const shrink_algorithm_descriptor* a = d->algorithms[i];
+    std::string problem = check_algorithm(a, i);
+    if (!problem.empty()) {
+      fail(file, origin, requested, problem);
+      return false;
+    }
+    AlgorithmInfo alg;
+    alg.name = a->name;
+    alg.description = text_or(a->description, "");
+    alg.kinds = a->kinds;
+    alg.capabilities = a->capabilities;
+    if (SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, supported_op_types)) {
+      alg.supported_op_types = text_or(a->supported_op_types, "");
+    }
+    alg.descriptor = a;
+    info->algorithms.push_back(alg);
+  }
+  // Names must be unique across plugins. The earlier file (search order) stays listed; the name
+  // is marked conflicting so that using it is an error naming both files.
+  for (const auto& alg : info->algorithms) {
+    auto it = by_name_.find(alg.name);
+    if (it != by_name_.end()) {
+      std::string msg = "duplicate algorithm name '" + alg.name + "': provided by " +
+                        it->second->plugin->file + " and by " + file +
+                        "; remove one of them from the plugin path";
+      conflicts_[alg.name] = msg;
+      fail(file, origin, requested, msg);
+      return false;
+    }
+  }
+  if (d->abi_minor > SHRINK_ABI_VERSION_MINOR) {
+    logging::info(file + ": built for the newer ABI 1." + std::to_string(d->abi_minor) +
+             "; fields this host does not know are ignored");
+  }
+  PluginInfo* stored = info.get();
+  plugins_.push_back(std::move(info));
+  std::string names;
+  for (auto& alg : stored->algorithms) {
+    alg.plugin = stored;
+    by_name_[alg.name] = &alg;
+    names += (names.empty() ? "" : ", ") + alg.name;
+  }
+  logging::info("loaded plugin " + stored->name + " " + stored->version + " (" + names + ") from " +
+           file);
+  return true;
+}
+
+const AlgorithmInfo* PluginRegistry::find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+const AlgorithmInfo& PluginRegistry::require(const std::string& name) const {
+  auto conflict = conflicts_.find(name);
+  if (conflict != conflicts_.end()) throw Error(conflict->second);
+  const AlgorithmInfo* found = find(name);
+  if (found != nullptr) return *found;
+  std::string available;
+  for (const auto& kv : by_name_) available += (available.empty() ? "" : ", ") + kv.first;
+  throw Error("no plugin provides algorithm '" + name + "' (available: " +
+              (available.empty() ? "none" : available) +
+              "); add its folder with --plugin-path or SHRINK_PLUGIN_PATH");
+}
+
+}  // namespace shrink
