@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential cmake ninja-build ccache clang binutils python3
+  build-essential cmake ninja-build ccache clang clang-format binutils python3
   libtorch-dev libopenblas0-pthread
   zlib1g-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libbenchmark-dev

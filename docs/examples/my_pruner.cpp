@@ -4,11 +4,12 @@
 // NNI (Python)                                    Shrink (C++)
 //   class MyMasker(WeightMasker)                   class MyMasker : public shrink::WeightMasker
 //   def calc_mask(self, sparsity, wrapper,         shrink::Masks calc_mask(double sparsity,
-//                 wrapper_idx=None)                    const shrink::Wrapper& wrapper, int wrapper_idx)
+//                 wrapper_idx=None)                    const shrink::Wrapper& wrapper, int
+//                 wrapper_idx)
 //   return {'weight_mask': mask}                   return {mask};
 //   class MyPruner(Pruner)                         class MyPruner : public shrink::Pruner
 //   self.masker = MyMasker(model, self)            masker = std::make_unique<MyMasker>(options);
-//   wrapper.if_calculated (one-shot)               static constexpr bool kOneShot = true;
+//   wrapper.if_calculated (one-shot)               the experiment: schedule: {kind: one_shot}
 //
 // The seed leaves `mask = ...` open; here it is magnitude pruning: the `sparsity` fraction of
 // weights with the smallest |w| is masked.
@@ -41,8 +42,8 @@ class MyMasker : public shrink::WeightMasker {
 
 class MyPruner : public shrink::Pruner {
  public:
-  // Already pruned, do not prune again as a one-shot pruner.
-  static constexpr bool kOneShot = true;
+  // "Already pruned, do not prune again as a one-shot pruner": the host owns when masks are
+  // computed (the stage's schedule; one_shot computes them once and keeps them).
 
   explicit MyPruner(const shrink::Config& options) : Pruner(options) {
     // construct a weight masker instance

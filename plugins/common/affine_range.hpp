@@ -84,13 +84,19 @@ inline void declare_range_state(shrink::Site& site, int64_t channels) {
   site.add_buffer("observed", torch::zeros({}));
 }
 
-inline bool observed(shrink::Site& site) { return site.state("observed").data_ptr<float>()[0] != 0.0f; }
+inline bool observed(shrink::Site& site) {
+  return site.state("observed").data_ptr<float>()[0] != 0.0f;
+}
 
-// NNI's calibration fields from that state.
+// NNI's calibration fields from that state. A scale never computed (still the zeros it was
+// declared with: the site saw no data, or only before qat's quant_start_step) is left undefined,
+// so the site stays in float in the exported model.
 inline shrink::Calibration export_range_state(shrink::Site& site, const RangeSettings& s) {
   shrink::Calibration c;
-  c.scale = site.state("scale").clone();
-  c.zero_point = site.state("zero_point").clone();
+  if (site.state("scale").min().item<float>() > 0.0f) {
+    c.scale = site.state("scale").clone();
+    c.zero_point = site.state("zero_point").clone();
+  }
   c.quant_bits = s.bits;
   c.quant_dtype = (s.is_signed ? "int" : "uint") + std::to_string(s.bits);
   c.quant_scheme = s.symmetric ? "symmetric" : "affine";

@@ -46,8 +46,11 @@ class NaiveQuantizer : public shrink::Quantizer {
 
   shrink::Calibration export_site(shrink::Site& site) override {
     shrink::Calibration c;
-    c.scale = site.state("scale").clone();
-    c.zero_point = torch::zeros({}, torch::kLong);
+    // Scale 0: never quantized, or an all-zero weight; no scale leaves the site in float.
+    if (site.state("scale").item<float>() > 0.0f) {
+      c.scale = site.state("scale").clone();
+      c.zero_point = torch::zeros({});
+    }
     c.quant_bits = kBits;
     c.quant_dtype = "int8";
     c.quant_scheme = "symmetric";

@@ -32,7 +32,8 @@ torch::Tensor lowest_zeroed(const torch::Tensor& scores, int64_t count) {
   torch::Tensor flat = scores.reshape({-1}).to(torch::kDouble);
   torch::Tensor mask = torch::ones_like(flat, torch::kFloat);
   if (count > 0) {
-    const torch::Tensor order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+    const torch::Tensor order =
+        std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
     mask.index_fill_(0, order.narrow(0, 0, count), 0.0);
   }
   return mask.reshape(scores.sizes());
@@ -48,7 +49,8 @@ class FilterMasker : public shrink::WeightMasker {
     return filter_scores(wrapper, wrapper_idx).to(torch::kFloat);
   }
 
-  shrink::Masks calc_mask(double sparsity, const shrink::Wrapper& wrapper, int wrapper_idx) override {
+  shrink::Masks calc_mask(double sparsity, const shrink::Wrapper& wrapper,
+                          int wrapper_idx) override {
     const torch::Tensor& w = wrapper.weight;
     if (w.dim() < 1) throw std::runtime_error(wrapper.name + ": the weight has no output channels");
     const int64_t filters = w.size(0);
@@ -105,7 +107,9 @@ class SlimMasker : public FilterMasker {
 class LevelMasker : public shrink::WeightMasker {
  public:
   using WeightMasker::WeightMasker;
-  torch::Tensor importance(const shrink::Wrapper& w, int) override { return w.weight.abs().to(torch::kFloat); }
+  torch::Tensor importance(const shrink::Wrapper& w, int) override {
+    return w.weight.abs().to(torch::kFloat);
+  }
   shrink::Masks calc_mask(double sparsity, const shrink::Wrapper& w, int) override {
     shrink::Masks m;
     m.weight_mask = lowest_zeroed(w.weight.abs(), units_to_prune(w.weight.numel(), sparsity))
@@ -148,11 +152,11 @@ class Slim : public Pruned<SlimMasker> {
 // 2019, NNI's TaylorFOWeightFilter): sum over a filter of (w * dL/dw)^2.
 class TaylorMasker : public FilterMasker {
  public:
-  explicit TaylorMasker(const shrink::Config& options)
-      : FilterMasker(options) {
+  explicit TaylorMasker(const shrink::Config& options) : FilterMasker(options) {
     const std::string criterion = options.get("criterion", "activation");
     if (criterion != "activation" && criterion != "weight") {
-      throw std::runtime_error("taylor: option criterion is '" + criterion + "', expected activation or weight");
+      throw std::runtime_error("taylor: option criterion is '" + criterion +
+                               "', expected activation or weight");
     }
     by_outputs_ = criterion == "activation";
   }
@@ -164,8 +168,8 @@ class TaylorMasker : public FilterMasker {
                                "; it ranks filters by gradients, so its stage must train "
                                "(a schedule over steps or epochs)" +
                                (by_outputs_ ? std::string(", and criterion activation needs a host "
-                                                                         "that passes outputs (plugin ABI 1.4)")
-                                                           : std::string()));
+                                                          "that passes outputs (plugin ABI 1.4)")
+                                            : std::string()));
     }
     if (!by_outputs_) return it->second;
     const torch::Tensor norm = it->second.norm();
@@ -187,8 +191,9 @@ class TaylorMasker : public FilterMasker {
       if (p.dim() != 2 || p.size(1) != w.weight.size(0)) {
         std::ostringstream shape;
         shape << p.sizes();
-        throw std::runtime_error("taylor: " + w.name + ": output_grad_product has shape " + shape.str() +
-                                 ", expected [samples, " + std::to_string(w.weight.size(0)) + "]");
+        throw std::runtime_error("taylor: " + w.name + ": output_grad_product has shape " +
+                                 shape.str() + ", expected [samples, " +
+                                 std::to_string(w.weight.size(0)) + "]");
       }
       c = p.abs().mean(0);
     }
@@ -208,12 +213,14 @@ class TaylorMasker : public FilterMasker {
 
 class Taylor : public Pruned<TaylorMasker> {
  public:
-  static constexpr bool kOneShot = false;
+  static constexpr bool kRanksInTraining = true;  // masks after the steps it observed
   explicit Taylor(const shrink::Config& options) : Pruned(options, {"criterion"}) {}
   void observe(const shrink::Wrapper& w, int wrapper_idx) override {
     static_cast<TaylorMasker*>(masker.get())->observe(w, wrapper_idx);
   }
-  bool observes_outputs() const override { return static_cast<const TaylorMasker*>(masker.get())->observes_outputs(); }
+  bool observes_outputs() const override {
+    return static_cast<const TaylorMasker*>(masker.get())->observes_outputs();
+  }
 };
 
 }  // namespace
@@ -226,8 +233,11 @@ SHRINK_PLUGIN("pruning", "1.0.0") {
                                 "Conv1d,Conv2d,Conv3d,Linear");
   plugin.pruner<Pruned<Fpgm>>("fpgm", "Filters nearest the geometric median (NNI's FPGMPruner)",
                               "Conv1d,Conv2d,Conv3d,Linear");
-  plugin.pruner<Slim>("slim", "BatchNorm2d channels by |gamma|, L1 penalty on gamma in training (NNI's SlimPruner)",
-                      "BatchNorm2d");
-  plugin.pruner<Taylor>("taylor", "Filters by first-order Taylor importance of their outputs, or of their weights (NNI's TaylorFOWeightFilterPruner)",
+  plugin.pruner<Slim>(
+      "slim", "BatchNorm2d channels by |gamma|, L1 penalty on gamma in training (NNI's SlimPruner)",
+      "BatchNorm2d");
+  plugin.pruner<Taylor>("taylor",
+                        "Filters by first-order Taylor importance of their outputs, or of their "
+                        "weights (NNI's TaylorFOWeightFilterPruner)",
                         "Conv1d,Conv2d,Conv3d,Linear");
 }

@@ -13,8 +13,8 @@
 // Options (the stage's `options`): estimator (activations: minmax, moving_average_minmax,
 // percentile, mse, entropy; default minmax), weight_estimator (minmax, percentile, mse; default
 // minmax), percentile (default 99.99), averaging_constant (0.01), bins (2048), reduce_range
-// (activations on one bit fewer, as torch.ao offers for fbgemm; default false). A config_list entry's
-// `range_estimator` overrides the estimator for the sites it selects.
+// (activations on one bit fewer, as torch.ao offers for fbgemm; default false). A config_list
+// entry's `range_estimator` overrides the estimator for the sites it selects.
 #include "range_estimators.hpp"
 
 #include "../common/affine_range.hpp"
@@ -59,8 +59,8 @@ struct Record {
 class PtqQuantizer : public shrink::Quantizer {
  public:
   explicit PtqQuantizer(const shrink::Config& options) : Quantizer(options) {
-    options.require_known_keys(
-        {"estimator", "weight_estimator", "percentile", "averaging_constant", "bins", "reduce_range"});
+    options.require_known_keys({"estimator", "weight_estimator", "percentile", "averaging_constant",
+                                "bins", "reduce_range"});
     reduce_range_ = options.get_bool("reduce_range", false);
     estimator_ = options.get("estimator", "minmax");
     weight_estimator_ = options.get("weight_estimator", "minmax");
@@ -68,7 +68,8 @@ class PtqQuantizer : public shrink::Quantizer {
     check_choice("weight_estimator", weight_estimator_, kWeightEstimators);
     percentile_ = options.get_double("percentile", 99.99);
     if (!(percentile_ > 50.0 && percentile_ <= 100.0)) {
-      throw shrink::InvalidArgument("percentile must be in (50, 100], got " + options.get("percentile", ""));
+      throw shrink::InvalidArgument("percentile must be in (50, 100], got " +
+                                    options.get("percentile", ""));
     }
     averaging_constant_ = options.get_double("averaging_constant", 0.01);
     if (!(averaging_constant_ > 0.0 && averaging_constant_ <= 1.0)) {
@@ -133,8 +134,8 @@ class PtqQuantizer : public shrink::Quantizer {
       rmax = r.weight_max;
     } else {
       if (r.batches == 0) {
-        throw shrink::InvalidArgument("ptq: " + name(site) +
-                                      " saw no data during calibration (is it reached by forward?)");
+        throw shrink::InvalidArgument(
+            "ptq: " + name(site) + " saw no data during calibration (is it reached by forward?)");
       }
       const ptq::Range range = activation_range(r);
       rmin = {static_cast<float>(range.lo)};
@@ -155,7 +156,9 @@ class PtqQuantizer : public shrink::Quantizer {
   }
 
  private:
-  static std::string name(const shrink::Site& site) { return site.module_name() + "." + site.target(); }
+  static std::string name(const shrink::Site& site) {
+    return site.module_name() + "." + site.target();
+  }
 
   static void check_choice(const std::string& key, const std::string& value,
                            const std::vector<std::string>& allowed) {
@@ -168,7 +171,8 @@ class PtqQuantizer : public shrink::Quantizer {
     const shrink::Config& c = site.config();
     const bool weight = site.quant_type() == shrink::QuantType::kWeight;
     Settings s;
-    static_cast<shrink_builtin::RangeSettings&>(s) = shrink_builtin::range_settings(site, "ptq", reduce_range_);
+    static_cast<shrink_builtin::RangeSettings&>(s) =
+        shrink_builtin::range_settings(site, "ptq", reduce_range_);
     const std::string scheme = c.get("quant_scheme", "default");
     const std::string granularity = c.get("granularity", "default");
     s.symmetric = scheme == "symmetric" || (scheme == "default" && weight);
@@ -201,7 +205,8 @@ class PtqQuantizer : public shrink::Quantizer {
     const auto mm = torch::aminmax(x);
     const double lo = std::get<0>(mm).item<double>(), hi = std::get<1>(mm).item<double>();
     if (!std::isfinite(lo) || !std::isfinite(hi)) {
-      throw shrink::InvalidArgument("ptq: a calibration batch reached a site with NaN or infinite values");
+      throw shrink::InvalidArgument(
+          "ptq: a calibration batch reached a site with NaN or infinite values");
     }
     r.min = std::min(r.min, lo);
     r.max = std::max(r.max, hi);
@@ -261,7 +266,8 @@ class PtqQuantizer : public shrink::Quantizer {
 
   // Per row, the shrink factor of [lo, hi] (from 1 down to 0.3) whose fake-quantized weights are
   // closest to the weights in squared error.
-  std::pair<torch::Tensor, torch::Tensor> mse_weight_range(const Record& r, const torch::Tensor& rows,
+  std::pair<torch::Tensor, torch::Tensor> mse_weight_range(const Record& r,
+                                                           const torch::Tensor& rows,
                                                            const torch::Tensor& lo,
                                                            const torch::Tensor& hi) const {
     const Settings& s = r.settings;
@@ -276,11 +282,14 @@ class PtqQuantizer : public shrink::Quantizer {
                                  std::numeric_limits<float>::epsilon());
         zp = torch::full_like(scale, s.is_signed ? 0.0 : std::floor((s.qmin + s.qmax) / 2.0));
       } else {
-        scale = torch::clamp_min((b - a) / (s.qmax - s.qmin), std::numeric_limits<float>::epsilon());
+        scale =
+            torch::clamp_min((b - a) / (s.qmax - s.qmin), std::numeric_limits<float>::epsilon());
         zp = torch::clamp(s.qmin - torch::round(a / scale), s.qmin, s.qmax);
       }
-      const torch::Tensor q = (torch::clamp(torch::round(rows / scale.unsqueeze(1)) + zp.unsqueeze(1),
-                                            s.qmin, s.qmax) - zp.unsqueeze(1)) * scale.unsqueeze(1);
+      const torch::Tensor q =
+          (torch::clamp(torch::round(rows / scale.unsqueeze(1)) + zp.unsqueeze(1), s.qmin, s.qmax) -
+           zp.unsqueeze(1)) *
+          scale.unsqueeze(1);
       const torch::Tensor error = (q - rows).pow(2).sum(1);
       const torch::Tensor better = error < best_error;
       best_error = torch::where(better, error, best_error);
@@ -317,9 +326,11 @@ class PtqQuantizer : public shrink::Quantizer {
 }  // namespace
 
 SHRINK_PLUGIN("ptq", "1.0.0") {
-  plugin.quantizer<PtqQuantizer>(
-      "ptq",
-      "Post-training quantization: calibration with minmax, moving-average, percentile, MSE or "
-      "entropy ranges (NNI's Observer quantizer)",
-      shrink::kCalibration | shrink::kExport);
+  plugin
+      .quantizer<PtqQuantizer>(
+          "ptq",
+          "Post-training quantization: calibration with minmax, moving-average, percentile, MSE or "
+          "entropy ranges (NNI's Observer quantizer)",
+          shrink::kCalibration | shrink::kExport)
+      .site_keys({"range_estimator"});
 }

@@ -4,9 +4,9 @@
 // NNI; uint: [0, 2^b-1]):
 //   range    rmin = min(rmin, 0), rmax = max(rmax, 0)           (the range always contains 0)
 //   affine   scale = (rmax - rmin) / (qmax - qmin),  zp = qmin - round(rmin / scale)
-//   symmetric scale = max(|rmin|, |rmax|) / ((qmax - qmin) / 2), zp = 0 (int) or (qmin+qmax)/2 (uint)
-//   scale >= float eps; zp clamped to [qmin, qmax]
-//   fake-quant x_hat = (clamp(round(x / scale + zp), qmin, qmax) - zp) * scale
+//   symmetric scale = max(|rmin|, |rmax|) / ((qmax - qmin) / 2), zp = 0 (int) or (qmin+qmax)/2
+//   (uint) scale >= float eps; zp clamped to [qmin, qmax] fake-quant x_hat = (clamp(round(x / scale
+//   + zp), qmin, qmax) - zp) * scale
 // Weights use their current min/max (per tensor, or per output channel); inputs and outputs use
 // ranges tracked by an EMA with decay 0.99, initialised by the first training batch; before
 // `quant_start_step` optimizer steps only the ranges are tracked. The backward is straight-through
@@ -68,7 +68,9 @@ void min_max(const torch::Tensor& x, bool per_channel, std::vector<float>& rmin,
 
 float* values(torch::Tensor& state) { return state.data_ptr<float>(); }
 bool flag(shrink::Site& site, const char* name) { return values(site.state(name))[0] != 0.0f; }
-void set_flag(shrink::Site& site, const char* name, bool on) { values(site.state(name))[0] = on ? 1.0f : 0.0f; }
+void set_flag(shrink::Site& site, const char* name, bool on) {
+  values(site.state(name))[0] = on ? 1.0f : 0.0f;
+}
 
 using shrink_builtin::compute_qparams;
 
@@ -125,13 +127,14 @@ class QatGrad : public shrink::QuantGrad {
  public:
   explicit QatGrad(SiteTable& sites) : sites_(sites) {}
 
-  torch::Tensor quant_backward(torch::Tensor tensor, torch::Tensor grad_output,
-                               shrink::QuantType, shrink::Site& site) override {
+  torch::Tensor quant_backward(torch::Tensor tensor, torch::Tensor grad_output, shrink::QuantType,
+                               shrink::Site& site) override {
     // A site that did not quantize in its last forward (no statistics yet, or before
     // quant_start_step), or whose forwards clipped nothing, passes the gradient through.
     const SiteRuntime& r = sites_.at(site);
     if (!flag(site, "active") || !r.clipped) return grad_output;
-    return qat::fake_quantize_grad(float_input(tensor, site, r.settings.per_channel), grad_output, qparams_of(r.settings, site));
+    return qat::fake_quantize_grad(float_input(tensor, site, r.settings.per_channel), grad_output,
+                                   qparams_of(r.settings, site));
   }
 
  private:
@@ -145,7 +148,8 @@ class QatQuantizer : public shrink::Quantizer {
     reduce_range_ = options.get_bool("reduce_range", false);
     ema_decay_ = options.get_double("ema_decay", 0.99);
     if (!(ema_decay_ >= 0.0 && ema_decay_ < 1.0)) {
-      throw shrink::InvalidArgument("ema_decay must be in [0, 1), got " + options.get("ema_decay", ""));
+      throw shrink::InvalidArgument("ema_decay must be in [0, 1), got " +
+                                    options.get("ema_decay", ""));
     }
     quant_grad = std::make_unique<QatGrad>(sites_);
     any_dense_layout = true;  // element-wise kernels; results take their input's layout
@@ -234,7 +238,8 @@ class QatQuantizer : public shrink::Quantizer {
     return quantize_with_state(x, site, r);
   }
 
-  static torch::Tensor quantize_with_state(const torch::Tensor& x, shrink::Site& site, SiteRuntime& r) {
+  static torch::Tensor quantize_with_state(const torch::Tensor& x, shrink::Site& site,
+                                           SiteRuntime& r) {
     set_flag(site, "active", true);
     int64_t clipped = 0;
     torch::Tensor y = qat::fake_quantize(x, qparams_of(r.settings, site), &clipped);
@@ -270,7 +275,9 @@ class QatQuantizer : public shrink::Quantizer {
 }  // namespace
 
 SHRINK_PLUGIN("qat", "1.0.0") {
-  plugin.quantizer<QatQuantizer>(
-      "qat", "Quantization-aware training (Jacob et al.), NNI's QAT quantizer numerics",
-      shrink::kTraining | shrink::kExport | shrink::kQuantGrad);
+  plugin
+      .quantizer<QatQuantizer>(
+          "qat", "Quantization-aware training (Jacob et al.), NNI's QAT quantizer numerics",
+          shrink::kTraining | shrink::kExport | shrink::kQuantGrad)
+      .site_keys({"quant_start_step"});
 }

@@ -55,11 +55,11 @@ TEST(ConfigListTest, SeedQuickStartConfig) {
   granularity: default
 )");
   using V = std::vector<std::string>;
-  EXPECT_EQ(site_names(sites),
-            (V{"conv1._input_0", "conv1.weight", "conv1._output_0", "conv2._input_0",
-               "conv2.weight", "conv2._output_0", "fc1._input_0", "fc1.weight", "fc1._output_0",
-               "fc2._input_0", "fc2.weight", "fc2._output_0", "relu1._output_0",
-               "relu2._output_0", "relu3._output_0"}));
+  EXPECT_EQ(
+      site_names(sites),
+      (V{"conv1._input_0", "conv1.weight", "conv1._output_0", "conv2._input_0", "conv2.weight",
+         "conv2._output_0", "fc1._input_0", "fc1.weight", "fc1._output_0", "fc2._input_0",
+         "fc2.weight", "fc2._output_0", "relu1._output_0", "relu2._output_0", "relu3._output_0"}));
   EXPECT_EQ(sites[1].quant_type, shrink::QuantType::kWeight);
   EXPECT_EQ(sites[0].quant_type, shrink::QuantType::kInput);
   EXPECT_EQ(sites[2].quant_type, shrink::QuantType::kOutput);
@@ -135,16 +135,28 @@ TEST(ConfigListTest, TargetSettingsOverrideShortcuts) {
 TEST(ConfigListTest, DefaultTargetsDependOnTheOp) {
   auto sites = plan("- op_names: [conv1, relu1]\n");
   using V = std::vector<std::string>;
-  EXPECT_EQ(site_names(sites), (V{"conv1._input_0", "conv1.weight", "conv1._output_0",
-                                  "relu1._output_0"}));
+  EXPECT_EQ(site_names(sites),
+            (V{"conv1._input_0", "conv1.weight", "conv1._output_0", "relu1._output_0"}));
+}
+
+TEST(ConfigListTest, KeysTheFrameworkDoesNotKnowAreKeptForTheStagesAlgorithm) {
+  // A key neither the framework nor NNI defines may be the stage's algorithm's (qat's
+  // quant_start_step): the config layer keeps it, with where it was written, and the stage check
+  // (check_plugin_keys, tests/framework/plugin_keys_test.cpp) accepts or refuses it.
+  const auto list = shrink::ConfigList::parse_text(
+      "- op_names: [conv1]\n  quant_bitz: 8\n  target_settings: {weight: {alpha_init: 2}}\n",
+      "exp.yaml");
+  using P = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(list.entries[0].plugin_keys,
+            (P{{"quant_bitz", "exp.yaml:2:3"}, {"alpha_init", "exp.yaml:3:30"}}));
+  EXPECT_EQ(setting(plan("- op_names: [conv1]\n  quant_start_step: 3\n")[0], "quant_start_step"),
+            "3");
 }
 
 TEST(ConfigListTest, ErrorsNameTheFileLineKeyAndWhatIsAllowed) {
-  EXPECT_NE(error_of("- op_names: [conv1]\n  quant_bitz: 8\n")
-                .find("exp.yaml:2:3: config_list[0]: unknown key 'quant_bitz' (allowed: op_names"),
-            std::string::npos);
-  EXPECT_NE(error_of("- op_names: [conv9]\n").find("exp.yaml:1:3: op_names: the model has no op 'conv9'"),
-            std::string::npos)
+  EXPECT_NE(
+      error_of("- op_names: [conv9]\n").find("exp.yaml:1:3: op_names: the model has no op 'conv9'"),
+      std::string::npos)
       << error_of("- op_names: [conv9]\n");
   EXPECT_NE(error_of("- op_types: [LSTM]\n").find("selects no op of the model"), std::string::npos);
   EXPECT_NE(error_of("- op_names: [relu1]\n  target_names: [weight]\n")
@@ -156,13 +168,15 @@ TEST(ConfigListTest, ErrorsNameTheFileLineKeyAndWhatIsAllowed) {
   EXPECT_NE(error_of("- op_names: [conv1]\n  quant_dtype: int8\n  quant_bits: 4\n")
                 .find("quant_dtype int8 and quant_bits 4 disagree"),
             std::string::npos);
-  EXPECT_NE(error_of("- op_names: [conv1]\n  quant_bits: 40\n").find("expected an integer from 1 to 32"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("- op_names: [conv1]\n  quant_bits: 40\n").find("expected an integer from 1 to 32"),
+      std::string::npos);
   EXPECT_NE(error_of("- op_names: conv1\n").find("op_names: expected a list of strings"),
             std::string::npos);
   EXPECT_NE(error_of("- quant_bits: 8\n").find("give op_names, op_names_re or op_types"),
             std::string::npos);
-  EXPECT_NE(error_of("- op_names: [conv1\n").find("exp.yaml:2:1: malformed YAML"), std::string::npos)
+  EXPECT_NE(error_of("- op_names: [conv1\n").find("exp.yaml:2:1: malformed YAML"),
+            std::string::npos)
       << error_of("- op_names: [conv1\n");
   EXPECT_NE(error_of("- op_names: [conv1]\n  target_names: [_middle_]\n")
                 .find("target '_middle_' is not one of _input_, weight, bias, _output_"),

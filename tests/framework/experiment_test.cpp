@@ -1,8 +1,8 @@
 #include "plugin_fixtures.hpp"
 #include "test_paths.hpp"
 
-#include <shrink/core/error.hpp>
 #include <shrink/config/experiment.hpp>
+#include <shrink/core/error.hpp>
 #include <shrink/run/pipeline.hpp>
 
 #include <gtest/gtest.h>
@@ -105,8 +105,8 @@ TEST_F(ExperimentTest, ReadsEveryKeyAndResolvesPathsBesideTheFile) {
 
 TEST_F(ExperimentTest, SetOverridesAnyKeyBeforeValidation) {
   const shrink::Experiment x = shrink::Experiment::load(
-      write(kGood), {"finetune.steps=3", "data.train_limit=640", "compress.0.config_list.0.quant_dtype=uint8",
-                     "evaluate=false"});
+      write(kGood), {"finetune.steps=3", "data.train_limit=640",
+                     "compress.0.config_list.0.quant_dtype=uint8", "evaluate=false"});
   EXPECT_EQ(x.finetune.steps, 3);
   EXPECT_EQ(x.data.train_limit, 640);
   EXPECT_FALSE(x.evaluate);
@@ -118,9 +118,47 @@ TEST_F(ExperimentTest, SetOverridesAnyKeyBeforeValidation) {
   EXPECT_HAS(error_of(kGood, {"compress.7.plugin=x"}), "index 7 is out of range");
 }
 
+TEST_F(ExperimentTest, SetErrorsNameTheOverrideAndWhatWasExpected) {
+  // A list needs an index: what was expected, not `stoul`.
+  EXPECT_HAS(error_of(kGood, {"compress.plugin=x"}),
+             "--set 'compress.plugin=x': compress is a list, so the next part of the path is an "
+             "index, e.g. compress.0.plugin; got 'plugin'");
+  EXPECT_HAS(error_of(kGood, {"compress.first.plugin=x"}), "e.g. compress.0.first");
+  EXPECT_HAS(error_of(kGood, {"data.path.x=1"}),
+             "--set 'data.path.x=1': data.path is a value, not a mapping");
+  // A mapping the override creates is the override's too.
+  EXPECT_HAS(error_of(kGood, {"seed.x=1"}), "--set 'seed.x=1': seed: expected an integer");
+  // A bad value, or a key the override adds, is the override's, not exp.yaml:1:1's.
+  EXPECT_HAS(error_of(kGood, {"finetune.epochs=many"}),
+             "--set 'finetune.epochs=many': finetune.epochs: expected an integer");
+  EXPECT_HAS(error_of(kGood, {"finetune.epoch=1"}),
+             "--set 'finetune.epoch=1': finetune.epoch: unknown key");
+  const std::string stage =
+      "compress.0={plugin: qat, calibration: {batches: 0}, config_list: [{op_names: [conv1]}]}";
+  EXPECT_HAS(error_of(kGood, {stage}),
+             "--set '" + stage + "': compress[0].calibration.batches: 0 is below");
+  EXPECT_EQ(error_of(kGood, {stage}).find("exp.yaml:1:"), std::string::npos);
+  // What the file says is still placed in the file.
+  EXPECT_HAS(error_of(kGood + "seed: [1]\n", {"finetune.epochs=1"}),
+             "exp.yaml:15:7: seed: expected an integer");
+}
+
+TEST_F(ExperimentTest, SetPathsResolveAgainstTheCurrentFolderAsOutDoes) {
+  const fs::path cwd = fs::current_path();
+  const shrink::Experiment x = shrink::Experiment::load(write(kGood), {"export.dir=results/a"});
+  EXPECT_EQ(x.export_dir, (cwd / "results/a").lexically_normal().string());
+  EXPECT_EQ(x.model, (dir_ / "mnist.pt").string());  // from the file: beside the file
+  fs::current_path(dir_);
+  const shrink::Experiment here = shrink::Experiment::load(write(kGood), {"model=mnist.pt"});
+  fs::current_path(cwd);
+  EXPECT_EQ(here.model, (dir_ / "mnist.pt").string());
+  EXPECT_HAS(error_of(kGood, {"model=no_such_model.pt"}), (cwd / "no_such_model.pt").string());
+}
+
 TEST_F(ExperimentTest, ErrorsNameFileLineColumnKeyAndWhatIsAllowed) {
   const std::string file = (dir_ / "exp.yaml").string();
-  EXPECT_HAS(error_of(kGood + "epochs: 5\n"), file + ":15:1: epochs: unknown key (allowed: model, seed");
+  EXPECT_HAS(error_of(kGood + "epochs: 5\n"),
+             file + ":15:1: epochs: unknown key (allowed: model, seed");
   EXPECT_HAS(error_of(kGood + "seed: [1]\n"), file + ":15:7: seed: expected an integer");
   EXPECT_HAS(error_of(kGood + "threads: -1\n"), "threads: -1 is below the minimum 0");
   EXPECT_HAS(error_of(kGood + "evaluate: maybe\n"), "evaluate: expected true or false");
@@ -132,12 +170,17 @@ TEST_F(ExperimentTest, ErrorsNameFileLineColumnKeyAndWhatIsAllowed) {
              "data.format: 'csv' (allowed: idx, tensors)");
   EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, batch_size: 0}\n"),
              "data.batch_size: 0 is below the minimum 1");
-  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, normalize: {mean: [0.1, 0.2], std: [1]}}\n"),
-             "mean and std need the same, non-zero length");
-  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\npretrain: {epochs: 1, optimizer: {name: lbfgs}}\n"),
-             "pretrain.optimizer.name: 'lbfgs' (allowed: sgd, adam, adamw)");
-  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\nfinetune: {epochs: 1, scheduler: {name: warm}}\n"),
-             "finetune.scheduler.name: 'warm' (allowed: none, step, cosine)");
+  EXPECT_HAS(
+      error_of("model: mnist.pt\ndata: {path: /tmp, normalize: {mean: [0.1, 0.2], std: [1]}}\n"),
+      "mean and std need the same, non-zero length");
+  EXPECT_HAS(
+      error_of(
+          "model: mnist.pt\ndata: {path: /tmp}\npretrain: {epochs: 1, optimizer: {name: lbfgs}}\n"),
+      "pretrain.optimizer.name: 'lbfgs' (allowed: sgd, adam, adamw)");
+  EXPECT_HAS(
+      error_of(
+          "model: mnist.pt\ndata: {path: /tmp}\nfinetune: {epochs: 1, scheduler: {name: warm}}\n"),
+      "finetune.scheduler.name: 'warm' (allowed: none, step, cosine)");
   EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\ncompress: [{plugin: qat}]\n"),
              "compress[0].config_list: required");
   EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp}\ncompress: {plugin: qat}\n"),
@@ -157,7 +200,8 @@ TEST_F(ExperimentTest, StagesAreCheckedAgainstPluginsAndModelBeforeRunning) {
   EXPECT_EQ(plan_error_of(kGood), "<no error>");
   std::string unknown = kGood;
   unknown.replace(unknown.find("plugin: qat"), 11, "plugin: qatt");
-  EXPECT_HAS(plan_error_of(unknown), "exp.yaml:8:5: compress[0].plugin: no plugin provides algorithm 'qatt'");
+  EXPECT_HAS(plan_error_of(unknown),
+             "exp.yaml:8:5: compress[0].plugin: no plugin provides algorithm 'qatt'");
   std::string nothing = kGood;
   nothing.replace(nothing.find("[conv1, fc2]"), 12, "[conv9]");
   EXPECT_HAS(plan_error_of(nothing), "op_names: the model has no op 'conv9'");
@@ -166,7 +210,8 @@ TEST_F(ExperimentTest, StagesAreCheckedAgainstPluginsAndModelBeforeRunning) {
   EXPECT_HAS(plan_error_of(bad_option), "compress[0]: plugin 'qat' rejected its options");
   EXPECT_HAS(plan_error_of(bad_option), "ema_decya");
   std::string bad_site = kGood;
-  bad_site.replace(bad_site.find("quant_dtype: int8"), 17, "quant_dtype: int8\n        granularity: per_channel");
+  bad_site.replace(bad_site.find("quant_dtype: int8"), 17,
+                   "quant_dtype: int8\n        granularity: per_channel");
   EXPECT_HAS(plan_error_of(bad_site), "per_channel granularity is supported for weights only");
 }
 
@@ -179,7 +224,8 @@ TEST_F(ExperimentTest, PrintPlanListsTheResolvedPipeline) {
   const std::string plan = testing::internal::GetCapturedStdout();
   EXPECT_HAS(plan, "compress  [0] qat");
   EXPECT_HAS(plan, ": 6 sites");
-  EXPECT_HAS(plan, "conv1._input_0 int8 default default");  // scheme and granularity: the plugin's default
+  EXPECT_HAS(
+      plan, "conv1._input_0 int8 default default");  // scheme and granularity: the plugin's default
   EXPECT_HAS(plan, "fc2._output_0 int8 default default");
   EXPECT_HAS(plan, "finetune  10 steps, adam lr 0.001");
   EXPECT_FALSE(fs::exists(dir_ / "out")) << "print-plan must not write results";

@@ -35,7 +35,7 @@ TEST(MaskerTest, PlainMaskerIsDrivenOneShotWithoutHooks) {
   EXPECT_TRUE(masker.is_masker());
   EXPECT_FALSE(masker.is_pruner());
   shrink::MaskerInstance m(masker, {});
-  EXPECT_TRUE(m.one_shot());
+  EXPECT_FALSE(m.ranks_in_training());
   m.update_epoch(0);
   m.step();
 }

@@ -60,7 +60,7 @@ TEST(PluginRegistryTest, RefusesDifferentAbiMajorNamingFileAndBothVersions) {
   const auto& failure = registry->failures()[0];
   EXPECT_TRUE(contains(failure.file, "wrong_abi.so"));
   EXPECT_TRUE(contains(failure.message, "plugin ABI 2.0")) << failure.message;
-  EXPECT_TRUE(contains(failure.message, "speaks ABI 1.4")) << failure.message;
+  EXPECT_TRUE(contains(failure.message, "speaks ABI 1.5")) << failure.message;
   EXPECT_TRUE(contains(failure.message, "rebuild")) << failure.message;
 }
 
@@ -151,6 +151,64 @@ TEST(PluginRegistryTest, RequireUnknownNameListsAvailableAlgorithms) {
     EXPECT_TRUE(contains(e.what(), "'nope'")) << e.what();
     EXPECT_TRUE(contains(e.what(), "available: c_round")) << e.what();
   }
+}
+
+TEST(PluginRegistryTest, RefusedPluginThatProvidesTheAlgorithmIsNamedWithWhy) {
+  auto registry = registry_of({test_plugins("wrong_torch"), test_plugins("c_round")});
+  ASSERT_EQ(registry->failures().size(), 1u);
+  const auto& failure = registry->failures()[0];
+  EXPECT_TRUE(failure.refused);
+  EXPECT_EQ(failure.declared, "built against LibTorch 0.0.1");
+  ASSERT_TRUE(failure.algorithms_known);
+  EXPECT_EQ(failure.algorithms, std::vector<std::string>{"other_torch_pruner"});
+  try {
+    registry->require("other_torch_pruner");
+    FAIL() << "a refused algorithm must not be found";
+  } catch (const shrink::Error& e) {
+    EXPECT_TRUE(contains(e.what(), "algorithm 'other_torch_pruner' is in " + failure.file +
+                                       ", which was refused: built against LibTorch 0.0.1"))
+        << e.what();
+    EXPECT_FALSE(contains(e.what(), "--plugin-path")) << e.what();
+  }
+  // Another name is simply missing.
+  EXPECT_THROW(registry->require("nope"), shrink::Error);
+}
+
+TEST(PluginRegistryTest, RefusedPluginOfAnotherMajorMayProvideAMissingAlgorithm) {
+  auto registry = registry_of({test_plugins("wrong_abi")});
+  ASSERT_EQ(registry->failures().size(), 1u);
+  EXPECT_FALSE(registry->failures()[0].algorithms_known);  // its layout may differ: not read
+  try {
+    registry->require("my_algorithm");
+    FAIL() << "nothing provides it";
+  } catch (const shrink::Error& e) {
+    EXPECT_TRUE(contains(e.what(), "no loaded plugin provides algorithm 'my_algorithm'"))
+        << e.what();
+    EXPECT_TRUE(contains(e.what(), "wrong_abi.so refused: built for ABI 2.0")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "Rebuild them")) << e.what();
+  }
+  // A file that is not a plugin at all is no candidate.
+  TempDir dir;
+  std::ofstream(dir.path() / "notes.txt") << "not a plugin";
+  auto other = registry_of({dir.path().string()});
+  try {
+    other->require("my_algorithm");
+    FAIL();
+  } catch (const shrink::Error& e) {
+    EXPECT_TRUE(contains(e.what(), "add its folder with --plugin-path")) << e.what();
+  }
+}
+
+TEST(PluginRegistryTest, DiscoveryLogsOneSummaryLineByDefault) {
+  testing::internal::CaptureStderr();
+  auto registry =
+      registry_of({test_plugins("c_round"), test_plugins("learnable"), test_plugins("wrong_abi")});
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(contains(err, "shrink: info: 2 plugins from 2 folders (1 skipped, see above)"))
+      << err;
+  EXPECT_FALSE(contains(err, "loaded plugin")) << err;  // each plugin's line is at debug level
+  EXPECT_TRUE(contains(err, "wrong_abi.so: built for plugin ABI 2.0"))
+      << err;  // failures stay loud
 }
 
 TEST(PluginRegistryTest, ThrowingCallbacksAreReportedAndTheHostSurvives) {

@@ -79,7 +79,7 @@ TEST(SeedExamplesTest, MyPrunerMasksTheSmallestWeights) {
   const shrink::AlgorithmInfo& alg = registry->require("my_pruner");
   EXPECT_TRUE(alg.is_pruner());
   shrink::MaskerInstance pruner(alg, {});
-  EXPECT_TRUE(pruner.one_shot());
+  EXPECT_FALSE(pruner.ranks_in_training());
   torch::Tensor w = torch::arange(1, 17, torch::kFloat).reshape({4, 4}) *
                     torch::tensor({1.0f, -1.0f, 1.0f, -1.0f});
   shrink::Masks masks = pruner.calc_mask(0.75, {"fc1", "Linear", {}, w, torch::zeros({4})}, 0);

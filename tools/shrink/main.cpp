@@ -1,20 +1,22 @@
 // The `shrink` command line.
-#include <shrink/config/config_list.hpp>
-#include <shrink/core/error.hpp>
-#include <shrink/config/experiment.hpp>
-#include <shrink/export/int8_export.hpp>
-#include <shrink/core/logging.hpp>
-#include <shrink/host/masker_instance.hpp>
-#include <shrink/graph/model.hpp>
-#include <shrink/run/pipeline.hpp>
-#include <shrink/host/plugin_registry.hpp>
-#include <shrink/host/quantizer_instance.hpp>
-#include <shrink/core/version.hpp>
+#include "check_command.hpp"
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
+#include <shrink/config/config_list.hpp>
+#include <shrink/config/experiment.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/core/logging.hpp>
+#include <shrink/core/version.hpp>
+#include <shrink/export/int8_export.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/host/plugin_check.hpp>
+#include <shrink/host/plugin_error.hpp>
+#include <shrink/host/plugin_registry.hpp>
+#include <shrink/run/pipeline.hpp>
+
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <malloc.h>
 
@@ -30,7 +32,7 @@ namespace {
 
 struct GlobalOptions {
   std::vector<std::string> plugin_paths;
-  std::string log_level = "info";
+  std::string log_level;  // "": SHRINK_LOG, SPDLOG_LEVEL, else info
 };
 
 // Loads plugins from every search path; returns the registry.
@@ -87,8 +89,8 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
   if (json) {
     nlohmann::json out = nlohmann::json::object();
     out["shrink_version"] = shrink::version();
-    out["abi"] = std::to_string(SHRINK_ABI_VERSION_MAJOR) + "." +
-                 std::to_string(SHRINK_ABI_VERSION_MINOR);
+    out["abi"] =
+        std::to_string(SHRINK_ABI_VERSION_MAJOR) + "." + std::to_string(SHRINK_ABI_VERSION_MINOR);
     out["algorithms"] = nlohmann::json::array();
     for (const auto* alg : selected) {
       out["algorithms"].push_back({{"name", alg->name},
@@ -96,6 +98,7 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
                                    {"kind", alg->kinds_text()},
                                    {"capabilities", alg->capabilities_text()},
                                    {"op_types", alg->supported_op_types},
+                                   {"site_keys", alg->site_keys},
                                    {"plugin", alg->plugin->name},
                                    {"version", alg->plugin->version},
                                    {"abi", abi_text(*alg->plugin)},
@@ -104,10 +107,14 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
     }
     out["failures"] = nlohmann::json::array();
     for (const auto& f : registry->failures()) {
-      out["failures"].push_back({{"file", f.file},
-                                 {"origin", shrink::to_string(f.origin)},
-                                 {"requested", f.requested},
-                                 {"message", f.message}});
+      nlohmann::json failure = {{"file", f.file},
+                                {"origin", shrink::to_string(f.origin)},
+                                {"requested", f.requested},
+                                {"refused", f.refused},
+                                {"message", f.message}};
+      if (f.refused) failure["declared"] = f.declared;
+      if (f.algorithms_known) failure["algorithms"] = f.algorithms;
+      out["failures"].push_back(failure);
     }
     std::cout << out.dump(2) << "\n";
     return status;
@@ -131,49 +138,6 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
     std::cout << registry->failures().size() << " candidate(s) failed to load (see above)\n";
   }
   return status;
-}
-
-// `shrink check ALGO`: a smoke test for plugin authors. Runs the algorithm once on a random
-// Conv2d-shaped weight: forward and backward for a quantizer, calc_mask for a masker.
-int run_check(const GlobalOptions& global, const std::string& name,
-              const std::vector<std::string>& option_args, double sparsity) {
-  auto registry = discover(global);
-  const shrink::AlgorithmInfo& alg = registry->require(name);
-  shrink::Options options;
-  for (const auto& kv : option_args) {
-    auto eq = kv.find('=');
-    SHRINK_CHECK(eq != std::string::npos, "--option '" << kv << "' is not key=value");
-    options.set(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-  torch::manual_seed(0);
-  torch::Tensor weight = torch::randn({8, 4, 3, 3});
-  if (alg.is_quantizer()) {
-    shrink::QuantizerInstance q(alg, options);
-    shrink::SiteSpec spec;
-    spec.module_name = "check.conv";
-    spec.module_type = "Conv2d";
-    spec.target = "weight";
-    spec.quant_type = shrink::QuantType::kWeight;
-    spec.sample = weight;
-    int site = q.add_site(spec);
-    torch::Tensor w = weight.clone().requires_grad_(true);
-    torch::Tensor y = q.quantize(site, w);
-    y.sum().backward();
-    q.step();
-    q.update_epoch(0);
-    double err = (y.detach() - weight).abs().max().item<double>();
-    std::cout << name << ": quantize_weight ok, shape " << y.sizes() << ", max |w_hat - w| = "
-              << err << ", " << (q.has_quant_grad() ? "QuantGrad" : "straight-through")
-              << " backward ok, grad sum " << w.grad().sum().item<double>() << "\n";
-    return 0;
-  }
-  shrink::MaskerInstance m(alg, options);
-  shrink::WrapperSpec wrapper{"check.conv", "Conv2d", {}, weight, torch::randn({8})};
-  shrink::Masks masks = m.calc_mask(sparsity, wrapper, 0);
-  double kept = masks.weight_mask.to(torch::kDouble).mean().item<double>();
-  std::cout << name << ": calc_mask ok at sparsity " << sparsity << ", weight_mask keeps "
-            << kept << " of the weights\n";
-  return 0;
 }
 
 // `shrink inspect model.pt [--config-list FILE]`: the model's op instances, and the sites the
@@ -209,7 +173,8 @@ int run_inspect(const std::string& model_path, const std::string& config_path, b
     std::string text;
     for (const auto& s : sites[op.name]) text += (text.empty() ? "" : " ") + s;
     n_sites += sites[op.name].size();
-    rows.push_back({op.name, op.type, op.functional ? "functional" : "module", text.empty() ? "-" : text});
+    rows.push_back(
+        {op.name, op.type, op.functional ? "functional" : "module", text.empty() ? "-" : text});
   }
   print_table(rows);
   std::cout << model.ops().size() << " ops";
@@ -224,11 +189,13 @@ struct RunArgs {
   std::vector<std::string> overrides;
   bool print_plan = false;
   bool resume = false;
+  bool check_plugins = false;
   int64_t stop_after_epochs = 0;
 };
 
 // `shrink run exp.yaml`: the whole experiment; results in the output folder.
 int run_run(const GlobalOptions& global, const RunArgs& args) {
+  if (args.check_plugins) shrink::set_value_checks_by_default(true);
   const shrink::Experiment experiment = shrink::Experiment::load(args.experiment, args.overrides);
   shrink::PluginRegistry registry;
   registry.discover(shrink::plugin_search_paths(experiment.plugin_paths, global.plugin_paths));
@@ -243,7 +210,8 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
   std::cout << "results in " << summary.out_dir << "\n";
   if (summary.baseline_accuracy >= 0) {
     std::cout << "  accuracy   fp32 " << summary.baseline_accuracy;
-    if (summary.compressed_accuracy >= 0) std::cout << ", compressed " << summary.compressed_accuracy;
+    if (summary.compressed_accuracy >= 0)
+      std::cout << ", compressed " << summary.compressed_accuracy;
     if (summary.exported_accuracy >= 0) {
       std::cout << ", " << summary.exported_file << " " << summary.exported_accuracy;
     }
@@ -268,13 +236,15 @@ int run_export(const std::string& model, bool int8, bool fold_bn, std::string ou
     const std::string stem = model.size() > 3 && model.substr(model.size() - 3) == ".pt"
                                  ? model.substr(0, model.size() - 3)
                                  : model;
-    out = (stem.size() > 4 && stem.substr(stem.size() - 4) == "_qat" ? stem.substr(0, stem.size() - 4)
-                                                                      : stem) +
-          (int8 ? "_int8.pt" : "_folded.pt");
+    out =
+        (stem.size() > 4 && stem.substr(stem.size() - 4) == "_qat" ? stem.substr(0, stem.size() - 4)
+                                                                   : stem) +
+        (int8 ? "_int8.pt" : "_folded.pt");
   }
   if (fold_bn) {
     const int folded = shrink::fold_batchnorm(model, out);
-    std::cout << "fold-bn: " << folded << " BatchNorm" << (folded == 1 ? "" : "s") << " folded -> " << out << "\n";
+    std::cout << "fold-bn: " << folded << " BatchNorm" << (folded == 1 ? "" : "s") << " folded -> "
+              << out << "\n";
     return 0;
   }
   const shrink::Int8Export result = shrink::export_int8(model, out);
@@ -284,9 +254,9 @@ int run_export(const std::string& model, bool int8, bool fold_bn, std::string ou
   return 0;
 }
 
-// `shrink bench model.pt [--int8 model_int8.pt | --vs other.pt] --shape 1,28,28 [--batch 1,64] [--threads 1]`:
-// median latency of each model, measured side by side (the models take turns, run by run, so
-// that a noisy neighbour slows both alike).
+// `shrink bench model.pt [--int8 model_int8.pt | --vs other.pt] --shape 1,28,28 [--batch 1,64]
+// [--threads 1]`: median latency of each model, measured side by side (the models take turns, run
+// by run, so that a noisy neighbour slows both alike).
 struct BenchArgs {
   std::string model;
   std::string int8;
@@ -299,7 +269,8 @@ struct BenchArgs {
 };
 
 int run_bench(const BenchArgs& args) {
-  SHRINK_CHECK(!args.shape.empty(), "bench: --shape is required (one sample's shape, e.g. 1,28,28)");
+  SHRINK_CHECK(!args.shape.empty(),
+               "bench: --shape is required (one sample's shape, e.g. 1,28,28)");
   at::set_num_threads(args.threads);
   // Denormal floats (tiny weights and activations after training) run 10x slower on x86 and
   // made timings swing with the weights' values; runs flush them, as training does.
@@ -344,8 +315,10 @@ int run_bench(const BenchArgs& args) {
       for (int i = 0; i < 3; ++i) once(m.second);  // warm-up: the profiling executor settles
       slowest = std::max(slowest, once(m.second));
     }
-    const int runs = args.runs > 0 ? args.runs
-                                   : static_cast<int>(std::min(2000.0, std::max(20.0, 1000.0 / std::max(slowest, 0.01))));
+    const int runs =
+        args.runs > 0
+            ? args.runs
+            : static_cast<int>(std::min(2000.0, std::max(20.0, 1000.0 / std::max(slowest, 0.01))));
     for (int r = 0; r < runs; ++r) {
       for (std::size_t k = 0; k < models.size(); ++k) times[k].push_back(once(models[k].second));
     }
@@ -366,7 +339,149 @@ int run_bench(const BenchArgs& args) {
     std::cout << std::defaultfloat << "\n";
     rows.push_back(row);
   }
-  if (args.json) std::cout << nlohmann::json{{"threads", args.threads}, {"results", rows}}.dump() << "\n";
+  if (args.json)
+    std::cout << nlohmann::json{{"threads", args.threads}, {"results", rows}}.dump() << "\n";
+  return 0;
+}
+
+// Every subcommand's arguments, and the subcommands themselves once added.
+struct Cli {
+  CLI::App app{"Shrink: compress TorchScript models by quantization and pruning"};
+  GlobalOptions global;
+  bool plugins_json = false;
+  std::vector<std::string> plugin_names;
+  shrink_cli::CheckArgs check;
+  std::string inspect_model, inspect_config;
+  bool inspect_json = false;
+  RunArgs run;
+  std::string export_model, export_out;
+  bool export_int8 = false, export_fold_bn = false;
+  BenchArgs bench;
+  CLI::App *plugins_cmd = nullptr, *check_cmd = nullptr, *inspect_cmd = nullptr, *run_cmd = nullptr,
+           *export_cmd = nullptr, *bench_cmd = nullptr, *help_cmd = nullptr;
+};
+
+void add_global_options(Cli& c) {
+  c.app.set_version_flag("--version", std::string("shrink ") + shrink::version() + " (plugin ABI " +
+                                          std::to_string(SHRINK_ABI_VERSION_MAJOR) + "." +
+                                          std::to_string(SHRINK_ABI_VERSION_MINOR) + ", LibTorch " +
+                                          shrink::torch_version() + ")");
+  c.app.require_subcommand(1);
+  c.app
+      .fallthrough();  // global options may follow the subcommand: `shrink plugins --plugin-path X`
+  c.app.add_option("--plugin-path", c.global.plugin_paths,
+                   "Plugin file or folder to search before SHRINK_PLUGIN_PATH (repeatable)");
+  c.app.add_option("--log-level", c.global.log_level,
+                   "trace, debug, info, warn, error or off (default: $SHRINK_LOG, else "
+                   "$SPDLOG_LEVEL, else info; debug lists each plugin loaded)");
+}
+
+void add_plugin_commands(Cli& c) {
+  c.plugins_cmd = c.app.add_subcommand("plugins", "List the algorithm plugins Shrink can load");
+  c.plugins_cmd->add_flag("--json", c.plugins_json, "Print JSON instead of a table");
+  c.plugins_cmd->add_option("names", c.plugin_names,
+                            "Only these algorithms (fails if one is missing)");
+
+  c.check_cmd = c.app.add_subcommand(
+      "check",
+      "Run one algorithm once with every check on: a quantizer's weight, input and output sites "
+      "(declared state, quantize, backward and parameter gradients, export_site), a masker's "
+      "calc_mask and importance. Non-zero with one line on a wrong shape or dtype, a NaN or inf");
+  c.check_cmd->add_option("algorithm", c.check.algorithm, "Algorithm name")->required();
+  c.check_cmd->add_option("--option", c.check.options, "Algorithm option key=value (repeatable)");
+  c.check_cmd->add_option("--site", c.check.site_config,
+                          "Per-site config key=value, as a config_list entry gives it, e.g. "
+                          "quant_bits=4 (repeatable)");
+  c.check_cmd->add_option("--sparsity", c.check.sparsity, "Sparsity for a masker")
+      ->capture_default_str();
+}
+
+void add_model_commands(Cli& c) {
+  c.inspect_cmd = c.app.add_subcommand(
+      "inspect", "List a TorchScript model's ops and the sites a config_list creates");
+  c.inspect_cmd->add_option("model", c.inspect_model, "TorchScript model file")->required();
+  c.inspect_cmd->add_option("--config-list", c.inspect_config,
+                            "YAML file: a config_list, or an experiment with compress stages");
+  c.inspect_cmd->add_flag("--json", c.inspect_json, "Print JSON instead of a table");
+
+  c.export_cmd = c.app.add_subcommand(
+      "export",
+      "Turn a fake-quant model (model_qat.pt) into one that runs int8 kernels, or fold a float "
+      "model's BatchNorms for inference");
+  c.export_cmd->add_option("model", c.export_model, "TorchScript model (model_qat.pt for --int8)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c.export_cmd->add_flag("--int8", c.export_int8, "LibTorch's int8 kernels (oneDNN engine)");
+  c.export_cmd->add_flag("--fold-bn", c.export_fold_bn,
+                         "Frozen for inference, each BatchNorm after a convolution folded into it");
+  c.export_cmd->add_option("-o,--out", c.export_out,
+                           "Output file (default: beside the model, *_int8.pt or *_folded.pt)");
+}
+
+void add_run_command(Cli& c) {
+  c.run_cmd =
+      c.app.add_subcommand("run", "Run a YAML experiment: train, compress, evaluate, export");
+  RunArgs& a = c.run;
+  c.run_cmd->add_option("experiment", a.experiment, "YAML experiment file")->required();
+  c.run_cmd->add_option("--out", a.out,
+                        "Output folder, relative to the current folder (default: the "
+                        "experiment's export.dir)");
+  c.run_cmd->add_option("--set", a.overrides,
+                        "Override one key: --set finetune.epochs=1 (value as YAML; a path in it is "
+                        "relative to the current folder, as --out; repeatable)");
+  c.run_cmd->add_flag("--print-plan", a.print_plan,
+                      "Check everything and print the resolved pipeline without running it");
+  c.run_cmd->add_flag("--resume", a.resume,
+                      "Continue an interrupted run from the checkpoint in its output folder");
+  c.run_cmd->add_flag("--check-plugins", a.check_plugins,
+                      "Check every plugin result for NaN and inf too (a host sync per call)");
+  c.run_cmd
+      ->add_option("--stop-after-epochs", a.stop_after_epochs,
+                   "Stop after this many training epochs in all (resume later with --resume)")
+      ->check(CLI::PositiveNumber);
+}
+
+void add_bench_command(Cli& c) {
+  c.bench_cmd = c.app.add_subcommand(
+      "bench", "Median latency of a model, and of its int8 export (or another model) beside it");
+  BenchArgs& a = c.bench;
+  c.bench_cmd->add_option("model", a.model, "fp32 TorchScript model")
+      ->required()
+      ->check(CLI::ExistingFile);
+  auto* int8_opt = c.bench_cmd->add_option("--int8", a.int8, "Its int8 export (model_int8.pt)")
+                       ->check(CLI::ExistingFile);
+  c.bench_cmd
+      ->add_option(
+          "--vs", a.other,
+          "Another float model taking the same input (model_pruned.pt, say), column 'other'")
+      ->check(CLI::ExistingFile)
+      ->excludes(int8_opt);
+  c.bench_cmd->add_option("--shape", a.shape, "One sample's shape, e.g. 1,28,28")
+      ->delimiter(',')
+      ->required();
+  c.bench_cmd->add_option("--batch", a.batches, "Batch sizes")
+      ->delimiter(',')
+      ->capture_default_str();
+  c.bench_cmd->add_option("--threads", a.threads, "Intra-op threads")->capture_default_str();
+  c.bench_cmd->add_option("--runs", a.runs,
+                          "Timed runs per model and batch size (default: about 1 s)");
+  c.bench_cmd->add_flag("--json", a.json, "Also print the figures as one JSON line");
+}
+
+int dispatch(Cli& c) {
+  if (!c.global.log_level.empty()) shrink::logging::set_level(c.global.log_level);
+  if (*c.help_cmd) {
+    std::cout << c.app.get_formatter()->make_help(&c.app, c.app.get_name(),
+                                                  CLI::AppFormatMode::Normal);
+    return 0;
+  }
+  if (*c.plugins_cmd) return run_plugins(c.global, c.plugins_json, c.plugin_names);
+  if (*c.check_cmd) return shrink_cli::run_check(c.global.plugin_paths, c.check);
+  if (*c.inspect_cmd) return run_inspect(c.inspect_model, c.inspect_config, c.inspect_json);
+  if (*c.run_cmd) return run_run(c.global, c.run);
+  if (*c.bench_cmd) return run_bench(c.bench);
+  if (*c.export_cmd)
+    return run_export(c.export_model, c.export_int8, c.export_fold_bn, c.export_out);
   return 0;
 }
 
@@ -381,116 +496,23 @@ int main(int argc, char** argv) {
   // heap, which is never trimmed.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  CLI::App app{"Shrink: compress TorchScript models by quantization and pruning"};
-  app.set_version_flag("--version", std::string("shrink ") + shrink::version() + " (plugin ABI " +
-                                        std::to_string(SHRINK_ABI_VERSION_MAJOR) + "." +
-                                        std::to_string(SHRINK_ABI_VERSION_MINOR) + ", LibTorch " +
-                                        shrink::torch_version() + ")");
-  app.require_subcommand(1);
-  app.fallthrough();  // global options may follow the subcommand: `shrink plugins --plugin-path X`
-  GlobalOptions global;
-  app.add_option("--plugin-path", global.plugin_paths,
-                 "Plugin file or folder to search before SHRINK_PLUGIN_PATH (repeatable)");
-  app.add_option("--log-level", global.log_level, "trace, debug, info, warn, error or off")
-      ->capture_default_str();
-
-  auto* plugins = app.add_subcommand("plugins", "List the algorithm plugins Shrink can load");
-  bool json = false;
-  std::vector<std::string> names;
-  plugins->add_flag("--json", json, "Print JSON instead of a table");
-  plugins->add_option("names", names, "Only these algorithms (fails if one is missing)");
-
-  auto* check = app.add_subcommand("check", "Smoke-test one algorithm on a random weight");
-  std::string check_name;
-  std::vector<std::string> check_options;
-  double sparsity = 0.5;
-  check->add_option("algorithm", check_name, "Algorithm name")->required();
-  check->add_option("--option", check_options, "Algorithm option key=value (repeatable)");
-  check->add_option("--sparsity", sparsity, "Sparsity for a masker")->capture_default_str();
-
-  auto* inspect = app.add_subcommand("inspect", "List a TorchScript model's ops and the sites a config_list creates");
-  std::string inspect_model;
-  std::string inspect_config;
-  bool inspect_json = false;
-  inspect->add_option("model", inspect_model, "TorchScript model file")->required();
-  inspect->add_option("--config-list", inspect_config,
-                      "YAML file: a config_list, or an experiment with compress stages");
-  inspect->add_flag("--json", inspect_json, "Print JSON instead of a table");
-
-  auto* run = app.add_subcommand("run", "Run a YAML experiment: train, compress, evaluate, export");
-  RunArgs run_args;
-  run->add_option("experiment", run_args.experiment, "YAML experiment file")->required();
-  run->add_option("--out", run_args.out, "Output folder (default: the experiment's export.dir)");
-  run->add_option("--set", run_args.overrides,
-                  "Override one key: --set finetune.epochs=1 (value as YAML; repeatable)");
-  run->add_flag("--print-plan", run_args.print_plan,
-                "Check everything and print the resolved pipeline without running it");
-  run->add_flag("--resume", run_args.resume,
-                "Continue an interrupted run from the checkpoint in its output folder");
-  run->add_option("--stop-after-epochs", run_args.stop_after_epochs,
-                  "Stop after this many training epochs in all (resume later with --resume)")
-      ->check(CLI::PositiveNumber);
-
-  auto* export_cmd = app.add_subcommand(
-      "export",
-      "Turn a fake-quant model (model_qat.pt) into one that runs int8 kernels, or fold a float "
-      "model's BatchNorms for inference");
-  std::string export_model, export_out;
-  bool export_int8 = false, export_fold_bn = false;
-  export_cmd->add_option("model", export_model, "TorchScript model (model_qat.pt for --int8)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  export_cmd->add_flag("--int8", export_int8, "LibTorch's int8 kernels (oneDNN engine)");
-  export_cmd->add_flag("--fold-bn", export_fold_bn,
-                       "Frozen for inference, each BatchNorm after a convolution folded into it");
-  export_cmd->add_option("-o,--out", export_out,
-                         "Output file (default: beside the model, *_int8.pt or *_folded.pt)");
-
-  auto* bench = app.add_subcommand(
-      "bench", "Median latency of a model, and of its int8 export (or another model) beside it");
-  BenchArgs bench_args;
-  bench->add_option("model", bench_args.model, "fp32 TorchScript model")->required()->check(CLI::ExistingFile);
-  auto* int8_opt = bench->add_option("--int8", bench_args.int8, "Its int8 export (model_int8.pt)")->check(CLI::ExistingFile);
-  bench->add_option("--vs", bench_args.other,
-                    "Another float model taking the same input (model_pruned.pt, say), column 'other'")
-      ->check(CLI::ExistingFile)
-      ->excludes(int8_opt);
-  bench->add_option("--shape", bench_args.shape, "One sample's shape, e.g. 1,28,28")
-      ->delimiter(',')
-      ->required();
-  bench->add_option("--batch", bench_args.batches, "Batch sizes")->delimiter(',')->capture_default_str();
-  bench->add_option("--threads", bench_args.threads, "Intra-op threads")->capture_default_str();
-  bench->add_option("--runs", bench_args.runs, "Timed runs per model and batch size (default: about 1 s)");
-  bench->add_flag("--json", bench_args.json, "Also print the figures as one JSON line");
-
-  auto* help = app.add_subcommand("help", "Show this help");
-
+  Cli c;
+  add_global_options(c);
+  add_plugin_commands(c);
+  add_model_commands(c);
+  add_run_command(c);
+  add_bench_command(c);
+  c.help_cmd = c.app.add_subcommand("help", "Show this help");
   try {
-    app.parse(argc, argv);
+    c.app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return c.app.exit(e);
   }
   try {
-    shrink::logging::set_level(global.log_level);
-    if (*help) {
-      std::cout << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
-      return 0;
-    }
-    if (*plugins) return run_plugins(global, json, names);
-    if (*check) return run_check(global, check_name, check_options, sparsity);
-    if (*inspect) return run_inspect(inspect_model, inspect_config, inspect_json);
-    if (*run) return run_run(global, run_args);
-    if (*bench) return run_bench(bench_args);
-    if (*export_cmd) return run_export(export_model, export_int8, export_fold_bn, export_out);
-  } catch (const shrink::Error& e) {
-    std::fprintf(stderr, "shrink: error: %s\n", e.what());
-    return 1;
-  } catch (const c10::Error& e) {
-    std::fprintf(stderr, "shrink: error: %s\n", e.what_without_backtrace());
-    return 1;
+    return dispatch(c);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "shrink: error: %s\n", e.what());
+    // One line: a plugin's own line when a TorchScript forward wrapped it in its traceback.
+    std::fprintf(stderr, "shrink: error: %s\n", shrink::error_line(e).c_str());
     return 1;
   }
-  return 0;
 }

@@ -14,25 +14,16 @@ namespace shrink {
 namespace {
 
 using detail::join;
-const std::vector<std::string>& allowed_keys() {
-  static const std::vector<std::string> keys = {
-      "op_names",       "op_names_re",      "op_types",      "exclude_op_names",
-      "exclude_op_names_re", "exclude_op_types", "exclude",   "target_names",
-      "target_settings", "quant_types",     "quant_bits",    "quant_dtype",
-      "quant_scheme",   "granularity",      "quant_start_step",
-      "range_estimator", "sparse_ratio",    "sparsity",      "sparsity_per_layer",
-      "total_sparsity", "max_sparsity_per_layer"};
-  return keys;
-}
 
 std::vector<std::string> string_list(const YAML::Node& node, const std::string& key,
                                      const std::string& file) {
-  SHRINK_CHECK(node.IsSequence(), detail::yaml_mark(file, node) << ": " << key
-                                                      << ": expected a list of strings, e.g. ["
-                                                      << key << "_a, " << key << "_b]");
+  SHRINK_CHECK(node.IsSequence(), detail::yaml_mark(file, node)
+                                      << ": " << key << ": expected a list of strings, e.g. ["
+                                      << key << "_a, " << key << "_b]");
   std::vector<std::string> out;
   for (const auto& item : node) {
-    SHRINK_CHECK(item.IsScalar(), detail::yaml_mark(file, item) << ": " << key << ": expected a string");
+    SHRINK_CHECK(item.IsScalar(), detail::yaml_mark(file, item)
+                                      << ": " << key << ": expected a string");
     out.push_back(item.as<std::string>());
   }
   return out;
@@ -57,12 +48,12 @@ void put_setting(ConfigEntry& entry, const std::string& key, const YAML::Node& v
     return;
   }
   SHRINK_CHECK(value.IsMap(), detail::yaml_mark(file, value) << ": " << key
-                                                   << ": expected a value or a map of "
-                                                      "{input|weight|output: value}");
+                                                             << ": expected a value or a map of "
+                                                                "{input|weight|output: value}");
   for (const auto& kv : value) {
     const std::string type = kv.first.as<std::string>();
-    SHRINK_CHECK(kv.second.IsScalar(), detail::yaml_mark(file, kv.second) << ": " << key << "." << type
-                                                               << ": expected a scalar");
+    SHRINK_CHECK(kv.second.IsScalar(), detail::yaml_mark(file, kv.second)
+                                           << ": " << key << "." << type << ": expected a scalar");
     entry.target_settings[canonical_target(type, detail::yaml_mark(file, kv.first))].set(
         key, kv.second.as<std::string>());
   }
@@ -113,13 +104,14 @@ QuantType quant_type_of(const std::string& target) {
 
 // The model's op names, after checking that every op an entry names exists (so that a typo is
 // an error rather than a silently smaller run).
-std::vector<std::string> checked_op_names(const ConfigList& config, const std::vector<OpInstance>& ops) {
+std::vector<std::string> checked_op_names(const ConfigList& config,
+                                          const std::vector<OpInstance>& ops) {
   std::vector<std::string> op_list;
   for (const auto& op : ops) op_list.push_back(op.name);
   for (const auto& e : config.entries) {
     for (const auto& name : e.op_names) {
-      SHRINK_CHECK(contains(op_list, name),
-                   e.where << ": op_names: the model has no op '" << name << "' (ops: " << join(op_list) << ")");
+      SHRINK_CHECK(contains(op_list, name), e.where << ": op_names: the model has no op '" << name
+                                                    << "' (ops: " << join(op_list) << ")");
     }
   }
   return op_list;
@@ -170,8 +162,8 @@ Options canonical_settings(const Options& raw, const std::string& where) {
     SHRINK_CHECK(bits.empty() || dtype_bits == nbits,
                  where << ": quant_dtype " << dtype << " and quant_bits " << nbits << " disagree");
     nbits = dtype_bits;
-    SHRINK_CHECK(nbits >= 1 && nbits <= 32,
-                 where << ": quant_dtype is '" << dtype << "', expected int1..int32 or uint1..uint32");
+    SHRINK_CHECK(nbits >= 1 && nbits <= 32, where << ": quant_dtype is '" << dtype
+                                                  << "', expected int1..int32 or uint1..uint32");
   } else {
     throw Error(where + ": quant_dtype is '" + dtype +
                 "', expected int8, uint8, intN, uintN (or NNI 2.x int, uint)");
@@ -185,8 +177,9 @@ Options canonical_settings(const Options& raw, const std::string& where) {
                where << ": quant_scheme is '" << scheme
                      << "', expected affine, symmetric or default (or NNI 2.x per_tensor_affine, "
                         "per_tensor_symmetric, per_channel_affine, per_channel_symmetric)");
-  SHRINK_CHECK(granularity == "default" || granularity == "per_channel",
-               where << ": granularity is '" << granularity << "', expected default or per_channel");
+  SHRINK_CHECK(
+      granularity == "default" || granularity == "per_channel",
+      where << ": granularity is '" << granularity << "', expected default or per_channel");
   out.set("quant_dtype", (is_signed ? "int" : "uint") + std::to_string(nbits));
   out.set("quant_bits", std::to_string(nbits));
   out.set("quant_scheme", scheme);
@@ -197,13 +190,92 @@ Options canonical_settings(const Options& raw, const std::string& where) {
   return out;
 }
 
+// target_settings: {target: {key: value}}; keys the framework does not know are plugin keys.
+void put_target_settings(ConfigEntry& e, const YAML::Node& value, const std::string& file) {
+  SHRINK_CHECK(value.IsMap(), detail::yaml_mark(file, value) << ": target_settings: expected a map "
+                                                                "{target: {key: value}}");
+  for (const auto& t : value) {
+    const std::string target =
+        canonical_target(t.first.as<std::string>(), detail::yaml_mark(file, t.first));
+    SHRINK_CHECK(t.second.IsMap(), detail::yaml_mark(file, t.second)
+                                       << ": target_settings." << target << ": expected a map");
+    for (const auto& s : t.second) {
+      SHRINK_CHECK(s.second.IsScalar(), detail::yaml_mark(file, s.second) << ": expected a scalar");
+      const std::string key = s.first.as<std::string>();
+      if (!contains(config_list_keys(), key))
+        e.plugin_keys.emplace_back(key, detail::yaml_mark(file, s.first));
+      e.target_settings[target].set(key, s.second.as<std::string>());
+    }
+  }
+}
+
+// One key of an entry; keys the framework does not know are kept as plugin keys.
+void put_key(ConfigEntry& e, const std::string& key, const YAML::Node& value,
+             const std::string& where, const std::string& file) {
+  if (key == "op_names")
+    e.op_names = string_list(value, key, file);
+  else if (key == "op_names_re")
+    e.op_names_re = string_list(value, key, file);
+  else if (key == "exclude_op_names")
+    e.exclude_op_names = string_list(value, key, file);
+  else if (key == "exclude_op_names_re")
+    e.exclude_op_names_re = string_list(value, key, file);
+  else if (key == "exclude_op_types")
+    e.exclude_op_types = string_list(value, key, file);
+  else if (key == "op_types") {
+    for (const auto& t : string_list(value, key, file)) {
+      if (t == "default") {
+        e.op_types.insert(e.op_types.end(), default_op_types().begin(), default_op_types().end());
+      } else {
+        e.op_types.push_back(t);
+      }
+    }
+  } else if (key == "exclude") {
+    SHRINK_CHECK(value.IsScalar() &&
+                     (value.as<std::string>() == "true" || value.as<std::string>() == "false"),
+                 where << ": exclude: expected true or false");
+    e.exclude = value.as<std::string>() == "true";
+  } else if (key == "target_names" || key == "quant_types") {
+    for (const auto& t : string_list(value, key, file)) {
+      e.targets.push_back(canonical_target(t, detail::yaml_mark(file, value)));
+    }
+  } else if (key == "target_settings") {
+    put_target_settings(e, value, file);
+  } else {
+    if (!contains(config_list_keys(), key)) e.plugin_keys.emplace_back(key, where);
+    put_setting(e, key, value, file);
+  }
+}
+
 }  // namespace
+
+const std::vector<std::string>& config_list_keys() {
+  static const std::vector<std::string> keys = {"op_names",
+                                                "op_names_re",
+                                                "op_types",
+                                                "exclude_op_names",
+                                                "exclude_op_names_re",
+                                                "exclude_op_types",
+                                                "exclude",
+                                                "target_names",
+                                                "target_settings",
+                                                "quant_types",
+                                                "quant_bits",
+                                                "quant_dtype",
+                                                "quant_scheme",
+                                                "granularity",
+                                                "sparse_ratio",
+                                                "sparsity",
+                                                "sparsity_per_layer",
+                                                "total_sparsity",
+                                                "max_sparsity_per_layer"};
+  return keys;
+}
 
 const std::vector<std::string>& default_op_types() {
   static const std::vector<std::string> types = {
-      "Conv1d",          "Conv2d",          "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
-      "ConvTranspose3d", "Linear",          "Bilinear", "PReLU",         "Embedding",
-      "EmbeddingBag"};
+      "Conv1d", "Conv2d",   "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+      "Linear", "Bilinear", "PReLU",  "Embedding",       "EmbeddingBag"};
   return types;
 }
 
@@ -226,8 +298,9 @@ std::vector<ConfigList> ConfigList::load_file(const std::string& path) {
       if (stage.IsMap() && stage["config_list"]) lists.push_back(parse(stage["config_list"], path));
     }
   }
-  SHRINK_CHECK(!lists.empty(), path << ": no config_list found (expected a list, a config_list key, "
-                                       "or compress stages with config_list)");
+  SHRINK_CHECK(!lists.empty(), path
+                                   << ": no config_list found (expected a list, a config_list key, "
+                                      "or compress stages with config_list)");
   return lists;
 }
 
@@ -243,8 +316,9 @@ ConfigList ConfigList::parse_text(const std::string& yaml, const std::string& fi
 
 ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {
   SHRINK_CHECK(node.IsSequence() && node.size() > 0,
-               detail::yaml_mark(file, node) << ": config_list: expected a non-empty list of mappings "
-                                      "(each with op_names or op_types)");
+               detail::yaml_mark(file, node)
+                   << ": config_list: expected a non-empty list of mappings "
+                      "(each with op_names or op_types)");
   ConfigList list;
   int index = 0;
   for (const auto& item : node) {
@@ -253,49 +327,7 @@ ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {
     e.where = detail::yaml_mark(file, item);
     SHRINK_CHECK(item.IsMap(), e.where << ": config_list[" << e.index << "]: expected a mapping");
     for (const auto& kv : item) {
-      const std::string key = kv.first.as<std::string>();
-      const std::string where = detail::yaml_mark(file, kv.first);
-      const YAML::Node& value = kv.second;
-      if (!contains(allowed_keys(), key)) {
-        throw Error(where + ": config_list[" + std::to_string(e.index) + "]: unknown key '" + key +
-                    "' (allowed: " + join(allowed_keys()) + ")");
-      }
-      if (key == "op_names") e.op_names = string_list(value, key, file);
-      else if (key == "op_names_re") e.op_names_re = string_list(value, key, file);
-      else if (key == "exclude_op_names") e.exclude_op_names = string_list(value, key, file);
-      else if (key == "exclude_op_names_re") e.exclude_op_names_re = string_list(value, key, file);
-      else if (key == "exclude_op_types") e.exclude_op_types = string_list(value, key, file);
-      else if (key == "op_types") {
-        for (const auto& t : string_list(value, key, file)) {
-          if (t == "default") {
-            e.op_types.insert(e.op_types.end(), default_op_types().begin(), default_op_types().end());
-          } else {
-            e.op_types.push_back(t);
-          }
-        }
-      } else if (key == "exclude") {
-        SHRINK_CHECK(value.IsScalar() && (value.as<std::string>() == "true" || value.as<std::string>() == "false"),
-                     where << ": exclude: expected true or false");
-        e.exclude = value.as<std::string>() == "true";
-      } else if (key == "target_names" || key == "quant_types") {
-        for (const auto& t : string_list(value, key, file)) {
-          e.targets.push_back(canonical_target(t, detail::yaml_mark(file, value)));
-        }
-      } else if (key == "target_settings") {
-        SHRINK_CHECK(value.IsMap(), detail::yaml_mark(file, value) << ": target_settings: expected a map "
-                                                            "{target: {key: value}}");
-        for (const auto& t : value) {
-          const std::string target = canonical_target(t.first.as<std::string>(), detail::yaml_mark(file, t.first));
-          SHRINK_CHECK(t.second.IsMap(), detail::yaml_mark(file, t.second) << ": target_settings."
-                                                                 << target << ": expected a map");
-          for (const auto& s : t.second) {
-            SHRINK_CHECK(s.second.IsScalar(), detail::yaml_mark(file, s.second) << ": expected a scalar");
-            e.target_settings[target].set(s.first.as<std::string>(), s.second.as<std::string>());
-          }
-        }
-      } else {
-        put_setting(e, key, value, file);
-      }
+      put_key(e, kv.first.as<std::string>(), kv.second, detail::yaml_mark(file, kv.first), file);
     }
     for (const auto& re : e.op_names_re) {
       try {
@@ -304,9 +336,10 @@ ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {
         throw Error(e.where + ": op_names_re: '" + re + "' is not a valid regular expression");
       }
     }
-    SHRINK_CHECK(e.exclude || !e.op_names.empty() || !e.op_names_re.empty() || !e.op_types.empty(),
-                 e.where << ": config_list[" << e.index
-                         << "]: give op_names, op_names_re or op_types to say which ops it selects");
+    SHRINK_CHECK(
+        e.exclude || !e.op_names.empty() || !e.op_names_re.empty() || !e.op_types.empty(),
+        e.where << ": config_list[" << e.index
+                << "]: give op_names, op_names_re or op_types to say which ops it selects");
     list.entries.push_back(std::move(e));
   }
   return list;
@@ -328,14 +361,14 @@ std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<
       for (const auto& target : targets) {
         if (!op_has_target(op, target)) {
           // Asked for by name: an error. Selected by type among others: skipped.
-          SHRINK_CHECK(!contains(e.op_names, op.name),
-                       e.where << ": op '" << op.name << "' (" << op.type << ") has no target '"
-                               << target << "'");
+          SHRINK_CHECK(!contains(e.op_names, op.name), e.where << ": op '" << op.name << "' ("
+                                                               << op.type << ") has no target '"
+                                                               << target << "'");
           continue;
         }
         if (!configured.insert({op.name, target}).second) {
           logging::debug(e.where + ": " + op.name + "." + target +
-                    " is already configured by an earlier entry; the first entry wins");
+                         " is already configured by an earlier entry; the first entry wins");
           continue;
         }
         Options raw = e.settings;
@@ -359,8 +392,8 @@ std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<
                                        << ")");
     if (created == 0) {
       logging::warn(e.where + ": config_list[" + std::to_string(e.index) +
-               "] creates no site: every op it selects is configured by an earlier entry or "
-               "lacks its targets");
+                    "] creates no site: every op it selects is configured by an earlier entry or "
+                    "lacks its targets");
     }
   }
   return sites;
@@ -385,14 +418,16 @@ double ratio(const Options& settings, const std::string& key, const std::string&
   } catch (const std::exception&) {
     throw Error(where + ": " + key + " is '" + text + "', expected a number in [0, 1)");
   }
-  SHRINK_CHECK(v >= 0 && (cap ? v <= 1 : v < 1),
-               where << ": " << key << " is " << text << ", expected a value in [0, " << (cap ? "1]" : "1)"));
+  SHRINK_CHECK(v >= 0 && (cap ? v <= 1 : v < 1), where << ": " << key << " is " << text
+                                                       << ", expected a value in [0, "
+                                                       << (cap ? "1]" : "1)"));
   return v;
 }
 
 }  // namespace
 
-std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vector<OpInstance>& ops) {
+std::vector<PruneTarget> plan_pruning(const ConfigList& config,
+                                      const std::vector<OpInstance>& ops) {
   const std::vector<std::string> op_list = checked_op_names(config, ops);
   const std::set<std::string> excluded = excluded_ops(config, ops);
   std::vector<PruneTarget> out;
@@ -401,6 +436,9 @@ std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vecto
     if (e.exclude) continue;
     const std::string where = e.where + ": config_list[" + std::to_string(e.index) + "]";
     for (const auto& kv : e.settings.entries) {
+      const bool plugin_key = std::any_of(e.plugin_keys.begin(), e.plugin_keys.end(),
+                                          [&](const auto& p) { return p.first == kv.first; });
+      if (plugin_key) continue;  // the algorithm's own: check_plugin_keys
       SHRINK_CHECK(contains(pruning_keys(), kv.first),
                    where << ": " << kv.first << " is not a pruning key (pruning takes: "
                          << join(pruning_keys()) << ")");
@@ -413,8 +451,9 @@ std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vecto
     for (const char* k : {"sparse_ratio", "sparsity", "sparsity_per_layer", "total_sparsity"}) {
       given += st.find(k) ? 1 : 0;
     }
-    SHRINK_CHECK(given == 1, where << ": give exactly one of sparse_ratio (or its NNI aliases sparsity, "
-                                      "sparsity_per_layer) and total_sparsity (a global ranking)");
+    SHRINK_CHECK(given == 1,
+                 where << ": give exactly one of sparse_ratio (or its NNI aliases sparsity, "
+                          "sparsity_per_layer) and total_sparsity (a global ranking)");
     PruneTarget base;
     base.global = st.find("total_sparsity") != nullptr;
     for (const char* k : {"sparse_ratio", "sparsity", "sparsity_per_layer", "total_sparsity"}) {
@@ -430,8 +469,9 @@ std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vecto
       if (!selects(e, op) || excluded.count(op.name)) continue;
       selected_any = true;
       if (!op.has_weight) {
-        SHRINK_CHECK(!contains(e.op_names, op.name),
-                     where << ": op '" << op.name << "' (" << op.type << ") has no weight to prune");
+        SHRINK_CHECK(!contains(e.op_names, op.name), where << ": op '" << op.name << "' ("
+                                                           << op.type
+                                                           << ") has no weight to prune");
         continue;
       }
       if (!configured.insert(op.name).second) continue;  // the first entry wins
@@ -441,7 +481,8 @@ std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vecto
       t.has_bias = op.has_bias;
       out.push_back(std::move(t));
     }
-    SHRINK_CHECK(selected_any, where << " selects no op of the model (ops: " << join(op_list) << ")");
+    SHRINK_CHECK(selected_any,
+                 where << " selects no op of the model (ops: " << join(op_list) << ")");
   }
   return out;
 }

@@ -1,5 +1,5 @@
-#include <shrink/core/error.hpp>
 #include <shrink/config/experiment.hpp>
+#include <shrink/core/error.hpp>
 
 #include "config/yaml_messages.hpp"
 
@@ -16,6 +16,9 @@ namespace shrink {
 namespace {
 
 using detail::join;
+using detail::override_of;
+using detail::override_origins;
+using detail::record_override;
 
 // Typed access to one YAML mapping with its allowed keys; every error names file, line, key.
 class MapReader {
@@ -23,12 +26,13 @@ class MapReader {
   MapReader(const YAML::Node& node, std::string file, std::string path,
             std::vector<std::string> allowed)
       : node_(node), file_(std::move(file)), path_(std::move(path)), allowed_(std::move(allowed)) {
-    SHRINK_CHECK(node_.IsMap(), detail::yaml_mark(file_, node_) << ": " << path_ << ": expected a mapping");
+    SHRINK_CHECK(node_.IsMap(), detail::yaml_mark(file_, node_)
+                                    << ": " << path_ << ": expected a mapping");
     for (const auto& kv : node_) {
       const std::string key = kv.first.as<std::string>();
       if (std::find(allowed_.begin(), allowed_.end(), key) == allowed_.end()) {
-        throw Error(detail::yaml_mark(file_, kv.first) + ": " + qualified(key) + ": unknown key (allowed: " +
-                    join(allowed_) + ")");
+        throw Error(detail::yaml_mark(file_, kv.first) + ": " + qualified(key) +
+                    ": unknown key (allowed: " + join(allowed_) + ")");
       }
     }
   }
@@ -44,7 +48,8 @@ class MapReader {
 
   std::string str(const std::string& key, const std::string& fallback) const {
     if (!has(key)) return fallback;
-    SHRINK_CHECK(node_[key].IsScalar(), where(key) << ": " << qualified(key) << ": expected a string");
+    SHRINK_CHECK(node_[key].IsScalar(), where(key)
+                                            << ": " << qualified(key) << ": expected a string");
     return node_[key].as<std::string>();
   }
   // A string that must be one of `allowed`.
@@ -52,8 +57,8 @@ class MapReader {
                      const std::vector<std::string>& allowed) const {
     const std::string v = str(key, fallback);
     SHRINK_CHECK(std::find(allowed.begin(), allowed.end(), v) != allowed.end(),
-                 where(key) << ": " << qualified(key) << ": '" << v << "' (allowed: " << join(allowed)
-                            << ")");
+                 where(key) << ": " << qualified(key) << ": '" << v
+                            << "' (allowed: " << join(allowed) << ")");
     return v;
   }
   int64_t integer(const std::string& key, int64_t fallback, int64_t min_value) const {
@@ -74,8 +79,8 @@ class MapReader {
   std::vector<double> numbers(const std::string& key) const {
     std::vector<double> out;
     if (!has(key)) return out;
-    SHRINK_CHECK(node_[key].IsSequence(), where(key) << ": " << qualified(key)
-                                                     << ": expected a list of numbers");
+    SHRINK_CHECK(node_[key].IsSequence(),
+                 where(key) << ": " << qualified(key) << ": expected a list of numbers");
     for (const auto& item : node_[key]) {
       try {
         out.push_back(item.as<double>());
@@ -88,8 +93,8 @@ class MapReader {
   std::vector<std::string> strings(const std::string& key) const {
     std::vector<std::string> out;
     if (!has(key)) return out;
-    SHRINK_CHECK(node_[key].IsSequence(), where(key) << ": " << qualified(key)
-                                                     << ": expected a list of strings");
+    SHRINK_CHECK(node_[key].IsSequence(),
+                 where(key) << ": " << qualified(key) << ": expected a list of strings");
     for (const auto& item : node_[key]) out.push_back(item.as<std::string>());
     return out;
   }
@@ -137,7 +142,29 @@ std::string resolve(const std::string& base_dir, const std::string& path) {
   return (fs::path(base_dir) / path).lexically_normal().string();
 }
 
-// `--set a.b.0.c=value`: walks (and creates) mapping keys; numeric parts index sequences.
+// The index `part` gives into `list` (a sequence reached by `walked`, the path so far).
+std::size_t list_index(const YAML::Node& list, const std::string& part, const std::string& walked,
+                       const std::string& assignment) {
+  std::size_t used = 0;
+  std::size_t index = 0;
+  try {
+    index = std::stoul(part, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  SHRINK_CHECK(used == part.size() && !part.empty(),
+               "--set '" << assignment << "': " << walked << " is a list, so the next part of the "
+                         << "path is an index, e.g. " << walked << ".0" << (part.empty() ? "" : ".")
+                         << part << "; got '" << part << "'");
+  SHRINK_CHECK(index < list.size(), "--set '" << assignment << "': " << walked << "." << part
+                                              << ": index " << index
+                                              << " is out of range (the list has " << list.size()
+                                              << " item" << (list.size() == 1 ? "" : "s") << ")");
+  return index;
+}
+
+// `--set a.b.0.c=value`: walks (and creates) mapping keys; numeric parts index sequences. The
+// nodes it writes are recorded as the override's, for messages.
 void apply_override(YAML::Node& root, const std::string& assignment) {
   const auto eq = assignment.find('=');
   SHRINK_CHECK(eq != std::string::npos && eq > 0,
@@ -153,35 +180,46 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   std::stringstream in(path);
   std::string part;
   while (std::getline(in, part, '.')) parts.push_back(part);
+  SHRINK_CHECK(!parts.empty() && path.back() != '.',
+               "--set '" << assignment << "': expected key.path=value");
   std::vector<YAML::Node> chain = {root};
-  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+  std::string walked;
+  std::size_t created = parts.size();  // the first part the file did not have
+  for (std::size_t i = 0; i < parts.size(); ++i) {
     YAML::Node current = chain.back();
     const std::string& p = parts[i];
+    const bool last = i + 1 == parts.size();
     if (current.IsSequence()) {
-      std::size_t index = 0;
-      try {
-        index = std::stoul(p);
-      } catch (const std::exception&) {
-        throw Error("--set '" + assignment + "': '" + p + "' indexes a list, expected a number");
-      }
-      SHRINK_CHECK(index < current.size(), "--set '" << assignment << "': " << path
-                                                     << ": index " << index << " is out of range");
+      const std::size_t index = list_index(current, p, walked, assignment);
+      if (last) current[index] = value;
       chain.push_back(current[index]);
     } else {
       SHRINK_CHECK(!current || current.IsMap() || current.IsNull(),
-                   "--set '" << assignment << "': '" << p << "' is not inside a mapping");
+                   "--set '" << assignment << "': " << walked
+                             << " is a value, not a mapping, so it has no '" << p << "'");
+      if (created == parts.size() && !current[p]) created = i;
+      if (last) current[p] = value;
       chain.push_back(current[p]);
     }
+    walked += (walked.empty() ? "" : ".") + p;
   }
-  YAML::Node parent = chain.back();
-  const std::string& last = parts.back();
-  if (parent.IsSequence()) {
-    std::size_t index = std::stoul(last);
-    SHRINK_CHECK(index < parent.size(), "--set '" << assignment << "': index out of range");
-    parent[index] = value;
-  } else {
-    parent[last] = value;
+  // What the override wrote (the mappings it created, with their keys, or the value it replaced)
+  // has no position in the file: messages about it name the override.
+  const std::size_t top = created < parts.size() ? created : parts.size() - 1;
+  record_override(chain[top + 1], assignment);
+  if (created < parts.size()) {
+    for (const auto& kv : chain[top]) {
+      if (kv.first.as<std::string>() == parts[top])
+        override_origins().emplace_back(kv.first, assignment);
+    }
   }
+}
+
+// A path the experiment names: relative to the YAML file's folder when written in the file, to the
+// current folder when given with --set (as --out is).
+std::string resolve_path(const std::string& base_dir, const YAML::Node& node,
+                         const std::string& text) {
+  return resolve(override_of(node) ? fs::current_path().string() : base_dir, text);
 }
 
 TrainSpec read_train(const YAML::Node& node, const std::string& file, const std::string& name) {
@@ -221,39 +259,21 @@ double SchedulerSpec::lr_at(double base_lr, int64_t epoch, int64_t epochs) const
   return base_lr;
 }
 
-Experiment Experiment::load(const std::string& path, const std::vector<std::string>& overrides) {
-  SHRINK_CHECK(fs::exists(path), path << ": no such experiment file");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw Error(detail::yaml_parse_error(path, e));
-  }
-  SHRINK_CHECK(root.IsMap(), path << ": expected a mapping with model, data, compress, ...");
-  for (const auto& o : overrides) apply_override(root, o);
+namespace {
 
-  Experiment x;
-  x.file = path;
-  const std::string base = fs::absolute(path).parent_path().string();
-  MapReader r(root, path, "", {"model", "seed", "threads", "plugin_paths", "data", "pretrain",
-                               "compress", "finetune", "evaluate", "export"});
-  SHRINK_CHECK(r.has("model"), path << ": model: required (a TorchScript file)");
-  x.model = resolve(base, r.str("model", ""));
-  SHRINK_CHECK(fs::exists(x.model), r.where("model") << ": model: no such file " << x.model);
-  x.seed = r.integer("seed", 0, 0);
-  x.threads = r.integer("threads", 0, 0);
-  for (const auto& p : r.strings("plugin_paths")) x.plugin_paths.push_back(resolve(base, p));
-
+// `data:`: where the samples come from and how they are prepared.
+void read_data(const MapReader& r, const std::string& path, const std::string& base,
+               Experiment& x) {
   SHRINK_CHECK(r.has("data"), path << ": data: required");
   MapReader d(r.node("data"), path, "data",
               {"format", "path", "test_path", "batch_size", "test_batch_size", "normalize",
                "resize", "channels", "train_limit", "test_limit"});
   x.data.format = d.choice("format", "idx", {"idx", "tensors"});
   SHRINK_CHECK(d.has("path"), d.where("path") << ": data.path: required");
-  x.data.path = resolve(base, d.str("path", ""));
-  SHRINK_CHECK(fs::exists(x.data.path), d.where("path") << ": data.path: no such file or folder "
-                                                        << x.data.path);
-  x.data.test_path = resolve(base, d.str("test_path", ""));
+  x.data.path = resolve_path(base, d.node("path"), d.str("path", ""));
+  SHRINK_CHECK(fs::exists(x.data.path),
+               d.where("path") << ": data.path: no such file or folder " << x.data.path);
+  x.data.test_path = resolve_path(base, d.node("test_path"), d.str("test_path", ""));
   SHRINK_CHECK(x.data.test_path.empty() || fs::exists(x.data.test_path),
                d.where("test_path") << ": data.test_path: no such file " << x.data.test_path);
   x.batch_size = d.integer("batch_size", 64, 1);
@@ -272,79 +292,130 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
       SHRINK_CHECK(s > 0, n.where("std") << ": data.normalize.std: every value must be > 0");
     }
   }
+}
 
-  x.pretrain = read_train(r.node("pretrain"), path, "pretrain");
-  x.finetune = read_train(r.node("finetune"), path, "finetune");
+// `- remove_channels: true`: a stage of its own, without a plugin.
+StageSpec read_remove_channels(const YAML::Node& stage, const std::string& path,
+                               const std::string& name) {
+  MapReader rc(stage, path, name, {"remove_channels"});
+  StageSpec spec;
+  spec.where = detail::yaml_mark(path, stage);
+  spec.remove_channels = rc.boolean("remove_channels", false);
+  SHRINK_CHECK(spec.remove_channels, rc.where("remove_channels")
+                                         << ": " << name
+                                         << ".remove_channels: only true makes a stage "
+                                            "(leave the stage out instead)");
+  return spec;
+}
 
-  if (r.has("compress")) {
-    const YAML::Node stages = r.node("compress");
-    SHRINK_CHECK(stages.IsSequence(), r.where("compress") << ": compress: expected a list of stages");
-    int i = 0;
-    for (const auto& stage : stages) {
-      const std::string name = "compress[" + std::to_string(i++) + "]";
-      if (stage.IsMap() && stage["remove_channels"]) {
-        MapReader rc(stage, path, name, {"remove_channels"});
-        StageSpec spec;
-        spec.where = detail::yaml_mark(path, stage);
-        spec.remove_channels = rc.boolean("remove_channels", false);
-        SHRINK_CHECK(spec.remove_channels, rc.where("remove_channels")
-                                               << ": " << name << ".remove_channels: only true makes a stage "
-                                                  "(leave the stage out instead)");
-        x.compress.push_back(std::move(spec));
-        continue;
-      }
-      MapReader s(stage, path, name,
-                  {"plugin", "options", "calibration", "config_list", "fold_bn", "schedule", "train"});
-      StageSpec spec;
-      spec.where = detail::yaml_mark(path, stage);
-      SHRINK_CHECK(s.has("plugin"), spec.where << ": " << name
-                                              << ".plugin: required (or remove_channels: true, a stage "
-                                                 "that removes the pruned channels)");
-      spec.plugin = s.str("plugin", "");
-      if (s.has("options")) {
-        SHRINK_CHECK(s.node("options").IsMap() || s.node("options").IsNull(),
-                     s.where("options") << ": " << name << ".options: expected a mapping");
-        flatten(s.node("options"), "", spec.options);
-        YAML::Emitter e;
-        e << s.node("options");
-        spec.options.text = e.c_str();
-      }
-      if (s.has("calibration") && !s.node("calibration").IsNull()) {
-        MapReader c(s.node("calibration"), path, name + ".calibration", {"batches", "batch_size"});
-        spec.calibration.where = s.where("calibration");
-        spec.calibration.batches = c.integer("batches", 0, 1);
-        SHRINK_CHECK(c.has("batches"), spec.calibration.where << ": " << name
-                                           << ".calibration.batches: required (how many batches "
-                                              "to calibrate on, at least 1)");
-        spec.calibration.batch_size = c.integer("batch_size", 0, 1);
-      }
-      spec.fold_bn = s.boolean("fold_bn", false);
-      if (s.has("schedule") && !s.node("schedule").IsNull()) {
-        MapReader k(s.node("schedule"), path, name + ".schedule", {"kind", "updates"});
-        spec.schedule.where = s.where("schedule");
-        spec.schedule.kind = k.choice("kind", "one_shot", {"one_shot", "linear", "agp"});
-        spec.schedule.updates = k.integer("updates", spec.schedule.kind == "one_shot" ? 1 : 4, 1);
-        SHRINK_CHECK(spec.schedule.kind != "one_shot" || spec.schedule.updates == 1,
-                     k.where("updates") << ": " << name << ".schedule.updates: a one_shot schedule "
-                                            "updates the masks once");
-      }
-      spec.train = read_train(s.node("train"), path, name + ".train");
-      SHRINK_CHECK(s.has("config_list"), spec.where << ": " << name << ".config_list: required");
-      spec.config_list = ConfigList::parse(s.node("config_list"), path);
-      x.compress.push_back(std::move(spec));
-    }
+// One `compress:` stage with a plugin: its options, calibration, schedule, training and
+// config_list.
+StageSpec read_stage(const YAML::Node& stage, const std::string& path, const std::string& name) {
+  if (stage.IsMap() && stage["remove_channels"]) return read_remove_channels(stage, path, name);
+  MapReader s(stage, path, name,
+              {"plugin", "options", "calibration", "config_list", "fold_bn", "schedule", "train"});
+  StageSpec spec;
+  spec.where = detail::yaml_mark(path, stage);
+  SHRINK_CHECK(s.has("plugin"), spec.where
+                                    << ": " << name
+                                    << ".plugin: required (or remove_channels: true, a stage "
+                                       "that removes the pruned channels)");
+  spec.plugin = s.str("plugin", "");
+  if (s.has("options")) {
+    SHRINK_CHECK(s.node("options").IsMap() || s.node("options").IsNull(),
+                 s.where("options") << ": " << name << ".options: expected a mapping");
+    flatten(s.node("options"), "", spec.options);
+    YAML::Emitter e;
+    e << s.node("options");
+    spec.options.text = e.c_str();
   }
-  x.evaluate = r.boolean("evaluate", true);
+  if (s.has("calibration") && !s.node("calibration").IsNull()) {
+    MapReader c(s.node("calibration"), path, name + ".calibration", {"batches", "batch_size"});
+    spec.calibration.where = s.where("calibration");
+    spec.calibration.batches = c.integer("batches", 0, 1);
+    SHRINK_CHECK(c.has("batches"), spec.calibration.where
+                                       << ": " << name
+                                       << ".calibration.batches: required (how many batches "
+                                          "to calibrate on, at least 1)");
+    spec.calibration.batch_size = c.integer("batch_size", 0, 1);
+  }
+  spec.fold_bn = s.boolean("fold_bn", false);
+  if (s.has("schedule") && !s.node("schedule").IsNull()) {
+    MapReader k(s.node("schedule"), path, name + ".schedule", {"kind", "updates"});
+    spec.schedule.where = s.where("schedule");
+    spec.schedule.kind = k.choice("kind", "one_shot", {"one_shot", "linear", "agp"});
+    spec.schedule.updates = k.integer("updates", spec.schedule.kind == "one_shot" ? 1 : 4, 1);
+    SHRINK_CHECK(spec.schedule.kind != "one_shot" || spec.schedule.updates == 1,
+                 k.where("updates") << ": " << name
+                                    << ".schedule.updates: a one_shot schedule "
+                                       "updates the masks once");
+  }
+  spec.train = read_train(s.node("train"), path, name + ".train");
+  SHRINK_CHECK(s.has("config_list"), spec.where << ": " << name << ".config_list: required");
+  spec.config_list = ConfigList::parse(s.node("config_list"), path);
+  return spec;
+}
+
+// `export:`: where the results go and which models are written.
+void read_export(const MapReader& r, const std::string& path, const std::string& base,
+                 Experiment& x) {
   x.export_dir = resolve(fs::current_path().string(), "shrink-out");
   if (r.has("export")) {
     MapReader e(r.node("export"), path, "export", {"dir", "model", "int8"});
-    if (e.has("dir")) x.export_dir = resolve(base, e.str("dir", ""));
+    if (e.has("dir")) x.export_dir = resolve_path(base, e.node("dir"), e.str("dir", ""));
     x.export_model = e.boolean("model", true);
     x.export_int8 = e.boolean("int8", false);
     SHRINK_CHECK(!x.export_int8 || x.export_model,
                  e.where("int8") << ": export.int8: needs export.model (the int8 model is lowered "
                                     "from model_qat.pt)");
   }
+}
+
+}  // namespace
+
+Experiment Experiment::load(const std::string& path, const std::vector<std::string>& overrides) {
+  SHRINK_CHECK(fs::exists(path), path << ": no such experiment file");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw Error(detail::yaml_parse_error(path, e));
+  }
+  SHRINK_CHECK(root.IsMap(), path << ": expected a mapping with model, data, compress, ...");
+  detail::OverrideScope override_scope;
+  for (const auto& o : overrides) apply_override(root, o);
+
+  Experiment x;
+  x.file = path;
+  const std::string base = fs::absolute(path).parent_path().string();
+  MapReader r(root, path, "",
+              {"model", "seed", "threads", "plugin_paths", "data", "pretrain", "compress",
+               "finetune", "evaluate", "export"});
+  SHRINK_CHECK(r.has("model"), path << ": model: required (a TorchScript file)");
+  x.model = resolve_path(base, r.node("model"), r.str("model", ""));
+  SHRINK_CHECK(fs::exists(x.model), r.where("model") << ": model: no such file " << x.model);
+  x.seed = r.integer("seed", 0, 0);
+  x.threads = r.integer("threads", 0, 0);
+  const std::vector<std::string> plugin_paths = r.strings("plugin_paths");
+  for (std::size_t i = 0; i < plugin_paths.size(); ++i) {
+    x.plugin_paths.push_back(resolve_path(base, r.node("plugin_paths")[i], plugin_paths[i]));
+  }
+
+  read_data(r, path, base, x);
+  x.pretrain = read_train(r.node("pretrain"), path, "pretrain");
+  x.finetune = read_train(r.node("finetune"), path, "finetune");
+
+  if (r.has("compress")) {
+    const YAML::Node stages = r.node("compress");
+    SHRINK_CHECK(stages.IsSequence(), r.where("compress")
+                                          << ": compress: expected a list of stages");
+    int i = 0;
+    for (const auto& stage : stages) {
+      x.compress.push_back(read_stage(stage, path, "compress[" + std::to_string(i++) + "]"));
+    }
+  }
+  x.evaluate = r.boolean("evaluate", true);
+  read_export(r, path, base, x);
   YAML::Emitter out;
   out << root;
   x.resolved_yaml = out.c_str();

@@ -27,11 +27,9 @@
 namespace shrink {
 namespace {
 
+using detail::is;
 using torch::jit::Node;
 using torch::jit::Value;
-
-c10::Symbol sym(const char* s) { return c10::Symbol::fromQualString(s); }
-bool is(const Node* n, const char* kind) { return n->kind() == sym(kind); }
 
 struct Layout {
   std::vector<int> classes;  // per channel
@@ -57,9 +55,7 @@ class Analysis {
   // method that has run keeps the plan it compiled, so a rewrite must go into new methods.
   explicit Analysis(torch::jit::Module& module) : module_(module) {
     module_ = module_.clone(/*inplace=*/true);
-    graph_ = module_.get_method("forward").graph();
-    detail::inline_calls(*graph_);
-    detail::fold_flag_attributes(graph_, module_);
+    graph_ = detail::inlined_forward(module_, detail::ForwardGraph::kOwn);
     paths_ = detail::attribute_paths(*graph_);
   }
 

@@ -9,6 +9,8 @@
 
 #include <ATen/ATen.h>
 
+#include <filesystem>
+
 namespace shrink::detail {
 namespace {
 
@@ -29,6 +31,10 @@ const std::map<std::string, std::string>& functional_kinds() {
 }
 
 }  // namespace
+
+c10::Symbol sym(const char* qualified) { return c10::Symbol::fromQualString(qualified); }
+
+bool is(const torch::jit::Node* n, const char* kind) { return n->kind() == sym(kind); }
 
 void inline_calls(torch::jit::Graph& graph) {
   struct OptimizeOn {
@@ -66,6 +72,15 @@ void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch
   // Resolves the branches (and computes whatever else now has constant inputs).
   torch::jit::ConstantPropagation(graph, /*ignore_custom_classes=*/true);
   torch::jit::EliminateDeadCode(graph);
+}
+
+std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module,
+                                                   ForwardGraph which, bool for_evaluation) {
+  std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
+  if (which == ForwardGraph::kCopy) graph = graph->copy();
+  inline_calls(*graph);
+  fold_flag_attributes(graph, module, for_evaluation);
+  return graph;
 }
 
 std::string scope_of(const torch::jit::Node* node) {
@@ -168,8 +183,8 @@ std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Grap
 }
 
 torch::jit::Node* single_data_use(const torch::jit::Value* v) {
-  static const c10::Symbol dim = c10::Symbol::fromQualString("aten::dim");
-  static const c10::Symbol size = c10::Symbol::fromQualString("aten::size");
+  static const c10::Symbol dim = sym("aten::dim");
+  static const c10::Symbol size = sym("aten::size");
   torch::jit::Node* found = nullptr;
   for (const auto& u : v->uses()) {
     if (u.user->kind() == dim || u.user->kind() == size) continue;
@@ -177,6 +192,27 @@ torch::jit::Node* single_data_use(const torch::jit::Value* v) {
     found = u.user;
   }
   return found;
+}
+
+torch::jit::Node* only_use(const torch::jit::Value* v, std::initializer_list<const char*> kinds) {
+  torch::jit::Node* user = single_data_use(v);
+  if (user == nullptr) return nullptr;
+  for (const char* kind : kinds) {
+    if (is(user, kind)) return user;
+  }
+  return nullptr;
+}
+
+ConvBatchNorm batch_norm_after(torch::jit::Node* conv, const char* site_kind) {
+  if (!is(conv, "aten::conv2d")) return {};
+  ConvBatchNorm found;
+  const torch::jit::Value* v = conv->output();
+  if (site_kind != nullptr) {
+    found.site = only_use(v, {site_kind});
+    if (found.site != nullptr) v = found.site->output();
+  }
+  found.batch_norm = only_use(v, {"aten::batch_norm"});
+  return found.batch_norm == nullptr ? ConvBatchNorm{} : found;
 }
 
 at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
@@ -188,6 +224,12 @@ at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::T
   weight = weight * k.reshape(shape);
   bias = (bias - mean) * k + beta;
   return k;
+}
+
+void save_staged(const torch::jit::Module& module, const std::string& out_file) {
+  const std::string partial = out_file + ".partial";
+  module.save(partial);
+  std::filesystem::rename(partial, out_file);
 }
 
 }  // namespace shrink::detail

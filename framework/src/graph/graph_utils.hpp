@@ -6,12 +6,20 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>
 
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 namespace shrink::detail {
+
+// The interned symbol of a qualified node kind ("aten::conv2d").
+c10::Symbol sym(const char* qualified);
+
+// Whether `n` is a node of the qualified kind `kind`.
+bool is(const torch::jit::Node* n, const char* kind);
 
 // Module instance path of a node from its inlined call stack ("layer1.0.conv1"); "" for the root.
 std::string scope_of(const torch::jit::Node* node);
@@ -32,6 +40,15 @@ const std::vector<std::string>& anchor_kinds(const std::string& module_type);
 // inlined only while the graph executor's optimisation is on (the pipeline turns it off for
 // training), so this turns it on for the call.
 void inline_calls(torch::jit::Graph& graph);
+
+// Which graph inlined_forward rewrites: the forward method's own (a rewrite that is to run) or a
+// copy (a graph that is only read, for op discovery say).
+enum class ForwardGraph { kOwn, kCopy };
+
+// `module`'s forward graph with inline_calls and fold_flag_attributes applied: the graph op
+// discovery and the graph rewrites walk. kOwn edits the method's graph in place and returns it.
+std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module,
+                                                   ForwardGraph which, bool for_evaluation = false);
 
 // Replaces reads of plain module attributes (bool, int, float, string: configuration such as
 // mobilenet_v2's `use_res_connect`; never `training`) with their values and resolves the branches
@@ -56,11 +73,26 @@ std::map<const torch::jit::Value*, std::string> attribute_paths(torch::jit::Grap
 // it takes `v` as its input 0; nullptr otherwise.
 torch::jit::Node* single_data_use(const torch::jit::Value* v);
 
+// single_data_use(v) when it is a node of one of `kinds`; nullptr otherwise.
+torch::jit::Node* only_use(const torch::jit::Value* v, std::initializer_list<const char*> kinds);
+
+// A convolution's BatchNorm: aten::conv2d -> [one node of `site_kind`, a quantization site] ->
+// aten::batch_norm, each the single data use (single_data_use) of the one before.
+struct ConvBatchNorm {
+  torch::jit::Node* site = nullptr;        // the node between them, when there is one
+  torch::jit::Node* batch_norm = nullptr;  // nullptr: `conv` is not followed by a BatchNorm so
+};
+ConvBatchNorm batch_norm_after(torch::jit::Node* conv, const char* site_kind = nullptr);
+
 // BatchNorm (inference: running statistics) folded into the convolution before it, in place:
 // k = gamma / sqrt(var + eps), weight *= k (per output channel), bias = (bias - mean) * k + beta.
 // Returns k (a per-channel scale of the weight also scales by |k|). All float32.
 at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
                                const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
                                double eps);
+
+// Saves `module` to `out_file` through `out_file`.partial, renamed when complete: a reader never
+// sees half a model.
+void save_staged(const torch::jit::Module& module, const std::string& out_file);
 
 }  // namespace shrink::detail

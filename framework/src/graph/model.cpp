@@ -39,17 +39,25 @@ const OpInstance* Model::find_op(const std::string& name) const {
   return nullptr;
 }
 
-Model Model::load(const std::string& path) {
+torch::jit::Module load_torchscript(const std::string& path) {
   SHRINK_CHECK(std::filesystem::exists(path), path << ": no such file (expected a TorchScript model "
                                                       "saved with torch.jit.script or torch.jit.trace)");
+  std::string why;
+  try {
+    return torch::jit::load(path);
+  } catch (const c10::Error& e) {
+    why = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  // LibTorch's message goes on with its backtrace and source excerpts: the first line says it.
+  throw Error(path + ": not a loadable TorchScript model: " + why.substr(0, why.find('\n')));
+}
+
+Model Model::load(const std::string& path) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  try {
-    impl->module = torch::jit::load(path);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    throw Error(path + ": not a loadable TorchScript model: " + what.substr(0, what.find('\n')));
-  }
+  impl->module = load_torchscript(path);
   SHRINK_CHECK(impl->module.find_method("forward").has_value(),
                path << ": the TorchScript module has no forward method");
 
@@ -68,9 +76,7 @@ Model Model::load(const std::string& path) {
   }
 
   // Functional calls made in non-leaf modules' code (and the root's): "layer1.0.add".
-  auto graph = impl->module.get_method("forward").graph()->copy();
-  detail::inline_calls(*graph);
-  detail::fold_flag_attributes(graph, impl->module);
+  auto graph = detail::inlined_forward(impl->module, detail::ForwardGraph::kCopy);
   for (const auto& f : detail::functional_ops(*graph, leaves)) impl->ops.push_back(f.op);
   return Model(std::move(impl));
 }

@@ -10,6 +10,8 @@
 #include <torch/library.h>
 #include <torch/script.h>
 
+#include <map>
+#include <optional>
 #include <set>
 
 namespace shrink {
@@ -38,18 +40,18 @@ TORCH_LIBRARY_IMPL(shrink, CompositeImplicitAutograd, m) {
 namespace shrink {
 namespace {
 
+using detail::is;
+using detail::sym;
+
 torch::jit::Value* insert_quantize(torch::jit::Graph& graph, torch::jit::Value* x, int quantizer,
                                    int site) {
-  static const c10::Symbol kQuantize = c10::Symbol::fromQualString("shrink::quantize");
+  static const c10::Symbol kQuantize = sym("shrink::quantize");
   return graph.insert(kQuantize, {x, static_cast<int64_t>(quantizer), static_cast<int64_t>(site)});
 }
 
 int target_index(const std::string& target) {
   return std::stoi(target.substr(target.rfind('_') + 1));
 }
-
-c10::Symbol sym(const char* qualified) { return c10::Symbol::fromQualString(qualified); }
-bool is(const torch::jit::Node* n, const char* kind) { return n->kind() == sym(kind); }
 
 // A read of the attribute at `path` ("layer1.0.bn1.running_var") from `self`, at the insert point.
 torch::jit::Value* read_path(torch::jit::Graph& graph, torch::jit::Value* self, const std::string& path) {
@@ -64,6 +66,128 @@ torch::jit::Value* read_path(torch::jit::Graph& graph, torch::jit::Value* self, 
 }
 
 std::string parent_of(const std::string& path) { return path.substr(0, path.rfind('.')); }
+
+// A Conv2d -> [its output site] -> BatchNorm2d pair as the graph has it, with the attribute paths
+// of its parameters ("" for one that is not a plain module attribute).
+struct PairParts {
+  torch::jit::Node* conv = nullptr;
+  torch::jit::Node* out_site = nullptr;  // the conv's output site, between the two
+  torch::jit::Node* bn = nullptr;
+  torch::jit::Node* weight_site = nullptr;  // the conv's weight site
+  torch::jit::Value* weight = nullptr;      // what the weight site (or the conv) reads
+  torch::jit::Value* bias = nullptr;
+  std::string weight_path, bias_path, gamma, beta, mean, var;
+  c10::optional<double> eps;
+  bool no_bias = false;
+  bool optional_bias = false;  // an Optional[Tensor] attribute that holds a tensor
+};
+
+std::optional<PairParts> pair_parts(torch::jit::Node* conv,
+                                    const std::map<const torch::jit::Value*, std::string>& paths,
+                                    const torch::jit::Module& module) {
+  static const c10::Symbol kQuantize = sym("shrink::quantize");
+  auto path_of = [&](const torch::jit::Value* v) {
+    auto it = paths.find(v);
+    return it == paths.end() ? std::string() : it->second;
+  };
+  const detail::ConvBatchNorm found = detail::batch_norm_after(conv, "shrink::quantize");
+  if (found.batch_norm == nullptr) return std::nullopt;
+  PairParts p;
+  p.conv = conv;
+  p.out_site = found.site;
+  p.bn = found.batch_norm;
+  p.weight_site = conv->input(1)->node()->kind() == kQuantize ? conv->input(1)->node() : nullptr;
+  p.weight = p.weight_site ? p.weight_site->input(0) : conv->input(1);
+  p.weight_path = path_of(p.weight);
+  p.gamma = path_of(p.bn->input(1));
+  p.beta = path_of(p.bn->input(2));
+  p.mean = path_of(p.bn->input(3));
+  p.var = path_of(p.bn->input(4));
+  p.eps = torch::jit::constant_as<double>(p.bn->input(7));
+  p.bias = conv->input(2);
+  p.bias_path = path_of(p.bias);
+  // Conv2d declares its bias Optional[Tensor]: what the attribute holds decides.
+  p.no_bias = p.bias->type()->kind() == c10::TypeKind::NoneType;
+  if (!p.no_bias && p.bias->type()->kind() == c10::TypeKind::OptionalType && !p.bias_path.empty()) {
+    p.no_bias = detail::attribute_at(module, p.bias_path).isNone();
+    p.optional_bias = !p.no_bias;
+  }
+  return p;
+}
+
+// The part of the pair that is not a plain module attribute (or constant); "" when none is.
+std::string unfoldable_part(const PairParts& p) {
+  if (p.weight_path.empty()) return "the convolution's weight";
+  if (p.gamma.empty()) return "the BatchNorm's weight";
+  if (p.beta.empty()) return "the BatchNorm's bias";
+  if (p.mean.empty()) return "the BatchNorm's running_mean";
+  if (p.var.empty()) return "the BatchNorm's running_var";
+  if (!p.eps) return "the BatchNorm's eps";
+  if (!p.no_bias &&
+      (p.bias_path.empty() || (!p.optional_bias && !p.bias->type()->cast<c10::TensorType>()))) {
+    return "the convolution's bias";
+  }
+  return "";
+}
+
+// sf = gamma / sqrt(running_var + eps), computed before the weight site (or the convolution).
+torch::jit::Value* insert_fold_scale(torch::jit::Graph& graph, const PairParts& p) {
+  torch::jit::Value* self = graph.inputs().at(0);
+  torch::jit::WithInsertPoint guard(p.weight_site ? p.weight_site : p.conv);
+  torch::jit::Value* std_dev = graph.insert(
+      sym("aten::sqrt"), {graph.insert(sym("aten::add"), {read_path(graph, self, p.var), *p.eps})});
+  return graph.insert(sym("aten::div"), {read_path(graph, self, p.gamma), std_dev});
+}
+
+// The weight site (or the convolution) sees W * sf; returns that value.
+torch::jit::Value* fold_weight(torch::jit::Graph& graph, const PairParts& p,
+                               torch::jit::Value* sf) {
+  torch::jit::WithInsertPoint guard(p.weight_site ? p.weight_site : p.conv);
+  std::vector<int64_t> shape(4, 1);
+  shape[0] = -1;
+  torch::jit::Value* folded =
+      graph.insert(sym("aten::mul"), {p.weight, graph.insert(sym("aten::reshape"), {sf, shape})});
+  if (p.weight_site) {
+    p.weight_site->replaceInput(0, folded);
+  } else {
+    p.conv->replaceInput(1, folded);
+  }
+  return folded;
+}
+
+// y = conv(x, Q(W * sf), None) / sf + b, what the BatchNorm now reads: it normalises what the
+// unfolded convolution computed. Returns y.
+torch::jit::Value* unfold_output(torch::jit::Graph& graph, const PairParts& p,
+                                 torch::jit::Value* sf) {
+  torch::jit::Node* conv = p.conv;
+  torch::jit::WithInsertPoint guard(conv->next());
+  const std::vector<int64_t> per_channel = {1, -1, 1, 1};
+  torch::jit::Node* div =
+      graph
+          .insert(sym("aten::div"),
+                  {conv->output(), graph.insert(sym("aten::reshape"), {sf, per_channel})})
+          ->node();
+  torch::jit::Value* y = div->output();
+  if (!p.no_bias) {
+    torch::jit::Value* b =
+        p.optional_bias ? graph.insertUncheckedCast(p.bias, c10::TensorType::get()) : p.bias;
+    y = graph.insert(sym("aten::add"), {y, graph.insert(sym("aten::reshape"), {b, per_channel})});
+    torch::jit::WithInsertPoint before(conv);
+    conv->replaceInput(2, graph.insertConstant(c10::IValue()));
+  }
+  conv->output()->replaceAllUsesWith(y);
+  div->replaceInput(0, conv->output());
+  return y;
+}
+
+// The conv's output site quantizes the pair's output: after the BatchNorm. Its uses (the
+// BatchNorm, and shape checks before it) read the unfolded value instead.
+void move_site_after_batch_norm(const PairParts& p) {
+  p.out_site->output()->replaceAllUsesWith(p.out_site->input(0));
+  p.out_site->moveAfter(p.bn);
+  p.bn->output()->replaceAllUsesWith(p.out_site->output());
+  p.out_site->replaceInput(0, p.bn->output());
+}
 
 }  // namespace
 
@@ -93,9 +217,8 @@ QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
   // changes nothing that runs. The rewrite therefore goes into a clone, whose methods are new.
   model.module() = model.module().clone(/*inplace=*/true);  // same parameter tensors
   torch::jit::Module& module = model.module();
-  std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
-  detail::inline_calls(*graph);
-  detail::fold_flag_attributes(graph, module);
+  std::shared_ptr<torch::jit::Graph> graph =
+      detail::inlined_forward(module, detail::ForwardGraph::kOwn);
 
   std::set<std::string> leaves;
   for (const auto& op : model.ops()) {
@@ -185,104 +308,33 @@ QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
 // header). Pairs whose parts are not plain module attributes are left as they are, with a warning.
 void QuantizedModel::fold_batchnorms(torch::jit::Graph& graph) {
   const auto paths = detail::attribute_paths(graph);
-  auto path_of = [&](const torch::jit::Value* v) -> std::string {
-    auto it = paths.find(v);
-    return it == paths.end() ? std::string() : it->second;
-  };
-  static const c10::Symbol kQuantize = sym("shrink::quantize");
   std::vector<torch::jit::Node*> convs;
   for (torch::jit::Node* n : graph.nodes()) {
     if (is(n, "aten::conv2d")) convs.push_back(n);
   }
   for (torch::jit::Node* conv : convs) {
-    torch::jit::Node* out_site = nullptr;
-    torch::jit::Node* bn = detail::single_data_use(conv->output());
-    if (bn != nullptr && bn->kind() == kQuantize) {
-      out_site = bn;
-      bn = detail::single_data_use(out_site->output());
-    }
-    if (bn == nullptr || !is(bn, "aten::batch_norm")) continue;
-    auto pair = std::make_unique<FoldedPair>();
-    torch::jit::Node* weight_site = conv->input(1)->node()->kind() == kQuantize ? conv->input(1)->node() : nullptr;
-    torch::jit::Value* weight = weight_site ? weight_site->input(0) : conv->input(1);
-    const std::string weight_path = path_of(weight);
-    const std::string gamma = path_of(bn->input(1)), beta = path_of(bn->input(2));
-    const std::string mean = path_of(bn->input(3)), var = path_of(bn->input(4));
-    const auto eps = torch::jit::constant_as<double>(bn->input(7));
-    const std::string where = weight_path.empty() ? detail::scope_of(conv) : parent_of(weight_path);
-    torch::jit::Value* bias = conv->input(2);
-    // Conv2d declares its bias Optional[Tensor]: what the attribute holds decides.
-    bool no_bias = bias->type()->kind() == c10::TypeKind::NoneType;
-    bool optional_bias = false;
-    if (!no_bias && bias->type()->kind() == c10::TypeKind::OptionalType && !path_of(bias).empty()) {
-      no_bias = detail::attribute_at(model_->module(), path_of(bias)).isNone();
-      optional_bias = !no_bias;
-    }
-    std::string missing = weight_path.empty() ? "the convolution's weight"
-                          : gamma.empty()       ? "the BatchNorm's weight"
-                          : beta.empty()        ? "the BatchNorm's bias"
-                          : mean.empty()        ? "the BatchNorm's running_mean"
-                          : var.empty()         ? "the BatchNorm's running_var"
-                          : !eps                ? "the BatchNorm's eps"
-                          : (!no_bias && (path_of(bias).empty() ||
-                                          (!optional_bias && !bias->type()->cast<c10::TensorType>())))
-                              ? "the convolution's bias"
-                              : "";
+    const std::optional<PairParts> parts = pair_parts(conv, paths, model_->module());
+    if (!parts) continue;
+    const std::string missing = unfoldable_part(*parts);
     if (!missing.empty()) {
-      logging::warn("fold_bn: " + where + " and the BatchNorm after it are left unfolded: " + missing +
-               " is not a plain module attribute (or constant)");
+      const std::string where =
+          parts->weight_path.empty() ? detail::scope_of(conv) : parent_of(parts->weight_path);
+      logging::warn("fold_bn: " + where + " and the BatchNorm after it are left unfolded: " +
+                    missing + " is not a plain module attribute (or constant)");
       continue;
     }
-    pair->conv = parent_of(weight_path);
-    pair->bn = parent_of(var);
-    pair->bias = no_bias ? "" : path_of(bias);
-    pair->eps = *eps;
+    auto pair = std::make_unique<FoldedPair>();
+    pair->conv = parent_of(parts->weight_path);
+    pair->bn = parent_of(parts->var);
+    pair->bias = parts->no_bias ? "" : parts->bias_path;
+    pair->eps = *parts->eps;
     pair->conv_node = conv;
-    pair->bn_node = bn;
-    pair->bias_value = no_bias ? nullptr : bias;
-
-    torch::jit::Value* self = graph.inputs().at(0);
-    torch::jit::Value* sf;
-    {
-      // sf = gamma / sqrt(running_var + eps); the weight site sees W * sf.
-      torch::jit::WithInsertPoint guard(weight_site ? weight_site : conv);
-      torch::jit::Value* std_dev = graph.insert(
-          sym("aten::sqrt"), {graph.insert(sym("aten::add"), {read_path(graph, self, var), *eps})});
-      sf = graph.insert(sym("aten::div"), {read_path(graph, self, gamma), std_dev});
-      std::vector<int64_t> shape(4, 1);
-      shape[0] = -1;
-      pair->folded_weight = graph.insert(sym("aten::mul"), {weight, graph.insert(sym("aten::reshape"), {sf, shape})});
-      if (weight_site) {
-        weight_site->replaceInput(0, pair->folded_weight);
-      } else {
-        conv->replaceInput(1, pair->folded_weight);
-      }
-    }
-    {
-      // y = conv(x, Q(W * sf), None) / sf + b: the BatchNorm then normalises what the unfolded
-      // convolution computed.
-      torch::jit::WithInsertPoint guard(conv->next());
-      const std::vector<int64_t> per_channel = {1, -1, 1, 1};
-      torch::jit::Node* div = graph.insert(sym("aten::div"), {conv->output(), graph.insert(sym("aten::reshape"), {sf, per_channel})})->node();
-      torch::jit::Value* y = div->output();
-      if (!no_bias) {
-        torch::jit::Value* b = optional_bias ? graph.insertUncheckedCast(bias, c10::TensorType::get()) : bias;
-        y = graph.insert(sym("aten::add"), {y, graph.insert(sym("aten::reshape"), {b, per_channel})});
-        torch::jit::WithInsertPoint before(conv);
-        conv->replaceInput(2, graph.insertConstant(c10::IValue()));
-      }
-      conv->output()->replaceAllUsesWith(y);
-      div->replaceInput(0, conv->output());
-      pair->unfolded = y;
-    }
-    if (out_site != nullptr) {
-      // The conv's output site quantizes the pair's output: after the BatchNorm.
-      // Its uses (the BatchNorm, and shape checks before it) read the folded value instead.
-      out_site->output()->replaceAllUsesWith(out_site->input(0));
-      out_site->moveAfter(bn);
-      bn->output()->replaceAllUsesWith(out_site->output());
-      out_site->replaceInput(0, bn->output());
-    }
+    pair->bn_node = parts->bn;
+    pair->bias_value = parts->no_bias ? nullptr : parts->bias;
+    torch::jit::Value* sf = insert_fold_scale(graph, *parts);
+    pair->folded_weight = fold_weight(graph, *parts, sf);
+    pair->unfolded = unfold_output(graph, *parts, sf);
+    if (parts->out_site != nullptr) move_site_after_batch_norm(*parts);
     folded_.push_back(std::move(pair));
   }
 }

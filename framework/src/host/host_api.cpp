@@ -1,6 +1,6 @@
-#include <shrink/host/host_api.hpp>
 #include <shrink/core/logging.hpp>
 #include <shrink/core/version.hpp>
+#include <shrink/host/host_api.hpp>
 
 #include "host/tensor_handle.hpp"
 
@@ -80,40 +80,64 @@ shrink_status guarded(shrink_error* error, Body&& body) noexcept {
 
 at::ScalarType to_scalar_type(shrink_dtype dtype) {
   switch (dtype) {
-    case SHRINK_DTYPE_FLOAT32: return at::kFloat;
-    case SHRINK_DTYPE_FLOAT64: return at::kDouble;
-    case SHRINK_DTYPE_INT8: return at::kChar;
-    case SHRINK_DTYPE_UINT8: return at::kByte;
-    case SHRINK_DTYPE_INT32: return at::kInt;
-    case SHRINK_DTYPE_INT64: return at::kLong;
-    case SHRINK_DTYPE_BOOL: return at::kBool;
-    default: throw std::invalid_argument("unknown shrink_dtype " + std::to_string(dtype));
+    case SHRINK_DTYPE_FLOAT32:
+      return at::kFloat;
+    case SHRINK_DTYPE_FLOAT64:
+      return at::kDouble;
+    case SHRINK_DTYPE_INT8:
+      return at::kChar;
+    case SHRINK_DTYPE_UINT8:
+      return at::kByte;
+    case SHRINK_DTYPE_INT32:
+      return at::kInt;
+    case SHRINK_DTYPE_INT64:
+      return at::kLong;
+    case SHRINK_DTYPE_BOOL:
+      return at::kBool;
+    default:
+      throw std::invalid_argument("unknown shrink_dtype " + std::to_string(dtype));
   }
 }
 
 shrink_dtype to_shrink_dtype(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return SHRINK_DTYPE_FLOAT32;
-    case at::kDouble: return SHRINK_DTYPE_FLOAT64;
-    case at::kChar: return SHRINK_DTYPE_INT8;
-    case at::kByte: return SHRINK_DTYPE_UINT8;
-    case at::kInt: return SHRINK_DTYPE_INT32;
-    case at::kLong: return SHRINK_DTYPE_INT64;
-    case at::kBool: return SHRINK_DTYPE_BOOL;
-    default: return -1;
+    case at::kFloat:
+      return SHRINK_DTYPE_FLOAT32;
+    case at::kDouble:
+      return SHRINK_DTYPE_FLOAT64;
+    case at::kChar:
+      return SHRINK_DTYPE_INT8;
+    case at::kByte:
+      return SHRINK_DTYPE_UINT8;
+    case at::kInt:
+      return SHRINK_DTYPE_INT32;
+    case at::kLong:
+      return SHRINK_DTYPE_INT64;
+    case at::kBool:
+      return SHRINK_DTYPE_BOOL;
+    default:
+      return -1;
   }
 }
 
 void host_log(shrink_log_level level, const char* plugin_name, const char* message) {
   try {
-    std::string line = std::string("[") + (plugin_name ? plugin_name : "plugin") + "] " +
-                       (message ? message : "");
+    std::string line =
+        std::string("[") + (plugin_name ? plugin_name : "plugin") + "] " + (message ? message : "");
     switch (level) {
       case SHRINK_LOG_TRACE:
-      case SHRINK_LOG_DEBUG: shrink::logging::debug(line); break;
-      case SHRINK_LOG_INFO: shrink::logging::info(line); break;
-      case SHRINK_LOG_WARN: shrink::logging::warn(line); break;
-      default: shrink::logging::error(line); break;
+      case SHRINK_LOG_DEBUG:
+        shrink::logging::debug(line);
+        break;
+      case SHRINK_LOG_INFO:
+        shrink::logging::info(line);
+        break;
+      case SHRINK_LOG_WARN:
+        shrink::logging::warn(line);
+        break;
+      default:
+        shrink::logging::error(line);
+        break;
     }
   } catch (...) {
     // Logging never fails towards a plugin.
@@ -155,6 +179,10 @@ shrink_dtype tensor_dtype(const shrink_tensor* tensor) {
 }
 
 void* tensor_data(shrink_tensor* tensor) {
+  return tensor && tensor->tensor.defined() ? tensor->tensor.data_ptr() : nullptr;
+}
+
+const void* tensor_const_data(const shrink_tensor* tensor) {
   return tensor && tensor->tensor.defined() ? tensor->tensor.data_ptr() : nullptr;
 }
 
@@ -202,6 +230,7 @@ const shrink_host_api kHostApi = {
     &is_training,
     SHRINK_HOST_STABLE_STATE_HANDLES,  // QuantizerInstance keeps one handle per state tensor
     &is_calibrating,
+    &tensor_const_data,
 };
 
 }  // namespace

@@ -1,8 +1,8 @@
 #include <shrink/core/error.hpp>
-#include <shrink/host/host_api.hpp>
 #include <shrink/core/logging.hpp>
-#include <shrink/host/plugin_registry.hpp>
 #include <shrink/core/version.hpp>
+#include <shrink/host/host_api.hpp>
+#include <shrink/host/plugin_registry.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
@@ -14,7 +14,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <utility>
 
 namespace fs = std::filesystem;
 
@@ -67,7 +69,8 @@ std::string check_elf(const std::string& file) {
     Elf64_Phdr ph;
     in.seekg(static_cast<std::streamoff>(header.e_phoff + uint64_t{i} * header.e_phentsize));
     in.read(reinterpret_cast<char*>(&ph), sizeof(ph));
-    if (static_cast<std::size_t>(in.gcount()) < sizeof(ph)) return "corrupt shared library: bad program header";
+    if (static_cast<std::size_t>(in.gcount()) < sizeof(ph))
+      return "corrupt shared library: bad program header";
     if (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > size) {
       return "corrupt shared library: truncated (" + std::to_string(size) +
              " bytes, a segment ends at " + std::to_string(ph.p_offset + ph.p_filesz) + ")";
@@ -107,17 +110,17 @@ std::string check_algorithm(const shrink_algorithm_descriptor* a, uint32_t index
   where = "algorithm '" + std::string(a->name) + "'";
   if (a->create == nullptr || a->destroy == nullptr) return where + " has no create/destroy";
   if (a->kinds & SHRINK_KIND_QUANTIZER) {
-    const shrink_quantizer_api* q = SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, quantizer)
-                                        ? a->quantizer : nullptr;
+    const shrink_quantizer_api* q =
+        SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, quantizer) ? a->quantizer : nullptr;
     if (q == nullptr || !SHRINK_HAS_FIELD(q, shrink_quantizer_api, quantize_output) ||
-        q->setup_site == nullptr || q->quantize_weight == nullptr ||
-        q->quantize_input == nullptr || q->quantize_output == nullptr) {
+        q->setup_site == nullptr || q->quantize_weight == nullptr || q->quantize_input == nullptr ||
+        q->quantize_output == nullptr) {
       return where + " is declared a quantizer but its quantizer table is missing or incomplete";
     }
   }
   if (a->kinds & (SHRINK_KIND_WEIGHT_MASKER | SHRINK_KIND_PRUNER)) {
-    const shrink_masker_api* m = SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, masker)
-                                     ? a->masker : nullptr;
+    const shrink_masker_api* m =
+        SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, masker) ? a->masker : nullptr;
     if (m == nullptr || m->calc_mask == nullptr) {
       return where + " is declared a masker but has no calc_mask";
     }
@@ -138,10 +141,14 @@ std::string executable_dir() {
 
 const char* to_string(PathOrigin origin) {
   switch (origin) {
-    case PathOrigin::kExperiment: return "experiment";
-    case PathOrigin::kCommandLine: return "--plugin-path";
-    case PathOrigin::kEnvironment: return "SHRINK_PLUGIN_PATH";
-    case PathOrigin::kInstalled: return "installed";
+    case PathOrigin::kExperiment:
+      return "experiment";
+    case PathOrigin::kCommandLine:
+      return "--plugin-path";
+    case PathOrigin::kEnvironment:
+      return "SHRINK_PLUGIN_PATH";
+    case PathOrigin::kInstalled:
+      return "installed";
   }
   return "?";
 }
@@ -166,7 +173,14 @@ std::string AlgorithmInfo::capabilities_text() const {
   add(SHRINK_CAP_TRAINING, "training");
   add(SHRINK_CAP_EXPORT, "export");
   add(SHRINK_CAP_QUANT_GRAD, "quant-grad");
+  add(SHRINK_CAP_RANKS_IN_TRAINING, "ranks-in-training");
   return out.empty() ? "-" : out;
+}
+
+std::string AlgorithmInfo::display_name() const {
+  const char* kind = is_quantizer() ? "quantizer" : is_pruner() ? "pruner" : "masker";
+  const std::string library = plugin != nullptr ? plugin->name : name;
+  return "plugin '" + library + "' (" + kind + " '" + name + "')";
 }
 
 std::string installed_plugin_dir() {
@@ -195,24 +209,47 @@ std::vector<SearchPath> plugin_search_paths(const std::vector<std::string>& expe
 PluginRegistry::PluginRegistry() = default;
 PluginRegistry::~PluginRegistry() = default;
 
-void PluginRegistry::fail(const std::string& file, PathOrigin origin, bool requested,
-                          const std::string& message) {
-  failures_.push_back({file, origin, requested, message});
-  logging::warn(file + ": " + message);
+bool PluginRegistry::fail(const Candidate& candidate, const std::string& message) {
+  failures_.push_back({candidate.file, candidate.origin, candidate.requested, message});
+  logging::warn(candidate.file + ": " + message);
+  return false;
+}
+
+bool PluginRegistry::refuse(const Candidate& candidate, const shrink_plugin_descriptor& d,
+                            const std::string& declared, const std::string& message) {
+  LoadFailure failure{candidate.file, candidate.origin, candidate.requested, message};
+  failure.refused = true;
+  failure.declared = declared;
+  // Another major may lay the descriptor out differently: only its version fields are readable.
+  if (d.abi_major == SHRINK_ABI_VERSION_MAJOR && d.struct_size >= kMinPluginDescriptor &&
+      (d.algorithm_count == 0 || d.algorithms != nullptr)) {
+    failure.algorithms_known = true;
+    for (uint32_t i = 0; i < d.algorithm_count; ++i) {
+      const shrink_algorithm_descriptor* a = d.algorithms[i];
+      if (a != nullptr && SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, name) && a->name) {
+        failure.algorithms.push_back(a->name);
+      }
+    }
+  }
+  failures_.push_back(std::move(failure));
+  logging::warn(candidate.file + ": " + message);
+  return false;
 }
 
 void PluginRegistry::discover(const std::vector<SearchPath>& paths) {
+  const std::size_t loaded_before = plugins_.size();
+  const std::size_t failed_before = failures_.size();
   for (const auto& search : paths) {
     std::error_code ec;
     const bool must_exist =
         search.origin == PathOrigin::kExperiment || search.origin == PathOrigin::kCommandLine;
     if (!fs::exists(search.path, ec)) {
       if (must_exist) {
-        fail(search.path, search.origin, true,
+        fail({search.path, search.origin, true},
              std::string("no such file or folder (given by ") + to_string(search.origin) + ")");
       } else {
         logging::debug("plugin folder " + search.path + " (" + to_string(search.origin) +
-                  ") does not exist");
+                       ") does not exist");
       }
       continue;
     }
@@ -225,150 +262,186 @@ void PluginRegistry::discover(const std::vector<SearchPath>& paths) {
       if (entry.is_regular_file(ec)) files.push_back(entry.path().string());
     }
     std::sort(files.begin(), files.end());
-    logging::debug("searching " + search.path + " (" + to_string(search.origin) + "): " +
-              std::to_string(files.size()) + " files");
+    logging::debug("searching " + search.path + " (" + to_string(search.origin) +
+                   "): " + std::to_string(files.size()) + " files");
     for (const auto& file : files) load_file(file, search.origin, false);
   }
+  // One line by default; each plugin's own line is at debug level.
+  std::set<std::string> folders;
+  for (std::size_t i = loaded_before; i < plugins_.size(); ++i) {
+    folders.insert(fs::path(plugins_[i]->file).parent_path().string());
+  }
+  const std::size_t n = plugins_.size() - loaded_before;
+  const std::size_t failed = failures_.size() - failed_before;
+  logging::info(std::to_string(n) + (n == 1 ? " plugin" : " plugins") + " from " +
+                std::to_string(folders.size()) + (folders.size() == 1 ? " folder" : " folders") +
+                (failed == 0 ? "" : " (" + std::to_string(failed) + " skipped, see above)"));
 }
 
-bool PluginRegistry::load_file(const std::string& given, PathOrigin origin, bool requested) {
-  std::error_code ec;
-  fs::path canonical = fs::canonical(given, ec);
-  const std::string file = ec ? given : canonical.string();
-  if (seen_files_.count(file)) {
-    logging::debug(file + ": already loaded");
-    return true;
-  }
-  seen_files_[file] = true;
+namespace {
 
-  if (ec || !fs::is_regular_file(file, ec)) {
-    fail(file, origin, requested, "not a regular file");
-    return false;
-  }
-  const std::string elf_problem = check_elf(file);
-  if (!elf_problem.empty()) {
-    fail(file, origin, requested, elf_problem);
-    return false;
-  }
-
+// The entry point's descriptor, or nullptr and `problem`. The library stays loaded either way.
+const shrink_plugin_descriptor* open_plugin(const std::string& file, std::string& problem) {
   boost::dll::shared_library library;
   try {
     library.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    fail(file, origin, requested, std::string("cannot be loaded: ") + e.what());
-    return false;
+    problem = std::string("cannot be loaded: ") + e.what();
+    return nullptr;
   }
-  // From here on the library stays loaded, accepted or not.
   keep_loaded().push_back(library);
-
   if (!library.has(SHRINK_PLUGIN_ENTRY_SYMBOL)) {
-    fail(file, origin, requested,
-         "not a Shrink plugin: it exports no '" SHRINK_PLUGIN_ENTRY_SYMBOL
-         "' (build it with shrink_add_plugin and one SHRINK_PLUGIN block)");
-    return false;
+    problem = "not a Shrink plugin: it exports no '" SHRINK_PLUGIN_ENTRY_SYMBOL
+              "' (build it with shrink_add_plugin and one SHRINK_PLUGIN block)";
+    return nullptr;
   }
   auto entry = library.get<const shrink_plugin_descriptor*(const shrink_host_api*)>(
       SHRINK_PLUGIN_ENTRY_SYMBOL);
-
   const shrink_plugin_descriptor* d = nullptr;
   try {
     d = entry(host_api());
   } catch (const std::exception& e) {
-    fail(file, origin, requested, std::string("entry point threw: ") + e.what());
-    return false;
+    problem = std::string("entry point threw: ") + e.what();
+    return nullptr;
   } catch (...) {
-    fail(file, origin, requested, "entry point threw an unknown exception");
-    return false;
+    problem = "entry point threw an unknown exception";
+    return nullptr;
   }
   if (d == nullptr) {
-    fail(file, origin, requested,
-         "entry point returned no descriptor (the plugin's log lines above say why)");
-    return false;
+    problem = "entry point returned no descriptor (the plugin's log lines above say why)";
+  } else if (d->struct_size < offsetof(shrink_plugin_descriptor, abi_minor) + sizeof(uint16_t)) {
+    problem = "descriptor is too small to hold an ABI version";
+    return nullptr;
   }
-  if (d->struct_size < offsetof(shrink_plugin_descriptor, abi_minor) + sizeof(uint16_t)) {
-    fail(file, origin, requested, "descriptor is too small to hold an ABI version");
-    return false;
-  }
-  if (d->abi_major != SHRINK_ABI_VERSION_MAJOR) {
+  return d;
+}
+
+// Why this host refuses a readable descriptor: what it declared ("built for ABI 2.4") and the
+// message; both empty when it is acceptable.
+std::pair<std::string, std::string> refusal(const shrink_plugin_descriptor& d) {
+  const std::string abi = std::to_string(d.abi_major) + "." + std::to_string(d.abi_minor);
+  if (d.abi_major != SHRINK_ABI_VERSION_MAJOR) {
     std::ostringstream msg;
-    msg << "built for plugin ABI " << d->abi_major << "." << d->abi_minor << ", this Shrink "
-        << version() << " speaks ABI " << SHRINK_ABI_VERSION_MAJOR << "."
-        << SHRINK_ABI_VERSION_MINOR << ": rebuild the plugin against the SDK of this Shrink "
+    msg << "built for plugin ABI " << abi << ", this Shrink " << version() << " speaks ABI "
+        << SHRINK_ABI_VERSION_MAJOR << "." << SHRINK_ABI_VERSION_MINOR
+        << ": rebuild the plugin against the SDK of this Shrink "
         << "(find_package(Shrink) then shrink_add_plugin)";
-    fail(file, origin, requested, msg.str());
-    return false;
+    return {"built for ABI " + abi, msg.str()};
   }
-  if (d->struct_size < kMinPluginDescriptor) {
-    fail(file, origin, requested,
-         "descriptor has struct_size " + std::to_string(d->struct_size) + ", at least " +
-             std::to_string(kMinPluginDescriptor) + " expected for ABI 1");
-    return false;
-  }
-  if (d->name == nullptr || d->name[0] == '\0') {
-    fail(file, origin, requested, "descriptor has no plugin name");
-    return false;
-  }
-  const std::string build_tag = text_or(d->build_tag, "");
+  if (d.struct_size < kMinPluginDescriptor) return {"", ""};  // broken, not refused: see below
+  const std::string build_tag = text_or(d.build_tag, "");
   const std::string plugin_torch = tag_value(build_tag, "torch");
   if (!plugin_torch.empty() && plugin_torch != torch_version()) {
-    fail(file, origin, requested,
-         "built against LibTorch " + plugin_torch + ", this Shrink uses LibTorch " +
-             torch_version() + ": rebuild the plugin against this installation");
-    return false;
+    return {"built against LibTorch " + plugin_torch,
+            "built against LibTorch " + plugin_torch + ", this Shrink uses LibTorch " +
+                torch_version() + ": rebuild the plugin against this installation"};
   }
   const std::string plugin_abi = tag_value(build_tag, "cxx11_abi");
   if (!plugin_abi.empty() && plugin_abi != std::to_string(cxx11_abi())) {
-    fail(file, origin, requested,
-         "built with _GLIBCXX_USE_CXX11_ABI=" + plugin_abi + ", this Shrink uses " +
-             std::to_string(cxx11_abi()) + ": rebuild the plugin with the flags of find_package(Shrink)");
-    return false;
+    return {"built with _GLIBCXX_USE_CXX11_ABI=" + plugin_abi,
+            "built with _GLIBCXX_USE_CXX11_ABI=" + plugin_abi + ", this Shrink uses " +
+                std::to_string(cxx11_abi()) +
+                ": rebuild the plugin with the flags of find_package(Shrink)"};
   }
+  return {"", ""};
+}
 
-  auto info = std::make_unique<PluginInfo>();
-  info->name = d->name;
-  info->version = text_or(d->version, "?");
-  info->file = file;
-  info->build_tag = build_tag;
-  info->abi_major = d->abi_major;
-  info->abi_minor = d->abi_minor;
-  if (d->algorithm_count > 0 && d->algorithms == nullptr) {
-    fail(file, origin, requested, "descriptor lists algorithms but the array is NULL");
-    return false;
+// A pruner built before ABI 1.5 said "ranks by what it observes in training" with one_shot == 0.
+uint64_t capabilities_of(const shrink_algorithm_descriptor& a, uint16_t abi_minor) {
+  uint64_t caps = a.capabilities;
+  if (abi_minor < 5 && (a.kinds & SHRINK_KIND_PRUNER) &&
+      SHRINK_HAS_FIELD(&a, shrink_algorithm_descriptor, pruner) && a.pruner != nullptr &&
+      SHRINK_HAS_FIELD(a.pruner, shrink_pruner_api, one_shot) && a.pruner->one_shot == 0) {
+    caps |= SHRINK_CAP_RANKS_IN_TRAINING;
   }
-  for (uint32_t i = 0; i < d->algorithm_count; ++i) {
-    const shrink_algorithm_descriptor* a = d->algorithms[i];
-    std::string problem = check_algorithm(a, i);
-    if (!problem.empty()) {
-      fail(file, origin, requested, problem);
-      return false;
+  return caps;
+}
+
+// The NULL-terminated site_keys array (ABI 1.5), bounded so that a missing terminator cannot run
+// away.
+std::vector<std::string> site_keys_of(const shrink_algorithm_descriptor& a, std::string& problem) {
+  std::vector<std::string> keys;
+  if (!SHRINK_HAS_FIELD(&a, shrink_algorithm_descriptor, site_keys) || a.site_keys == nullptr) {
+    return keys;
+  }
+  constexpr std::size_t kMaxKeys = 256;
+  for (std::size_t i = 0; a.site_keys[i] != nullptr; ++i) {
+    if (i == kMaxKeys || a.site_keys[i][0] == '\0') {
+      problem = "algorithm '" + std::string(a.name) +
+                "' declares site_keys that are empty or not "
+                "NULL-terminated";
+      return {};
     }
+    keys.emplace_back(a.site_keys[i]);
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::unique_ptr<PluginInfo> PluginRegistry::read_plugin(const shrink_plugin_descriptor& d,
+                                                        const std::string& file,
+                                                        std::string& problem) {
+  if (d.struct_size < kMinPluginDescriptor) {
+    problem = "descriptor has struct_size " + std::to_string(d.struct_size) + ", at least " +
+              std::to_string(kMinPluginDescriptor) + " expected for ABI 1";
+    return nullptr;
+  }
+  if (d.name == nullptr || d.name[0] == '\0') {
+    problem = "descriptor has no plugin name";
+    return nullptr;
+  }
+  if (d.algorithm_count > 0 && d.algorithms == nullptr) {
+    problem = "descriptor lists algorithms but the array is NULL";
+    return nullptr;
+  }
+  auto info = std::make_unique<PluginInfo>();
+  info->name = d.name;
+  info->version = text_or(d.version, "?");
+  info->file = file;
+  info->build_tag = text_or(d.build_tag, "");
+  info->abi_major = d.abi_major;
+  info->abi_minor = d.abi_minor;
+  for (uint32_t i = 0; i < d.algorithm_count; ++i) {
+    const shrink_algorithm_descriptor* a = d.algorithms[i];
+    problem = check_algorithm(a, i);
+    if (!problem.empty()) return nullptr;
     AlgorithmInfo alg;
     alg.name = a->name;
     alg.description = text_or(a->description, "");
     alg.kinds = a->kinds;
-    alg.capabilities = a->capabilities;
+    alg.capabilities = capabilities_of(*a, d.abi_minor);
     if (SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, supported_op_types)) {
       alg.supported_op_types = text_or(a->supported_op_types, "");
     }
+    alg.site_keys = site_keys_of(*a, problem);
+    if (!problem.empty()) return nullptr;
     alg.descriptor = a;
     info->algorithms.push_back(alg);
   }
-  // Names must be unique across plugins. The earlier file (search order) stays listed; the name
-  // is marked conflicting so that using it is an error naming both files.
-  for (const auto& alg : info->algorithms) {
+  return info;
+}
+
+std::string PluginRegistry::duplicate_name(const PluginInfo& info) {
+  // The earlier file (search order) stays listed; the name is marked conflicting so that using it
+  // is an error naming both files.
+  for (const auto& alg : info.algorithms) {
     auto it = by_name_.find(alg.name);
     if (it != by_name_.end()) {
-      std::string msg = "duplicate algorithm name '" + alg.name + "': provided by " +
-                        it->second->plugin->file + " and by " + file +
-                        "; remove one of them from the plugin path";
+      const std::string msg = "duplicate algorithm name '" + alg.name + "': provided by " +
+                              it->second->plugin->file + " and by " + info.file +
+                              "; remove one of them from the plugin path";
       conflicts_[alg.name] = msg;
-      fail(file, origin, requested, msg);
-      return false;
+      return msg;
     }
   }
-  if (d->abi_minor > SHRINK_ABI_VERSION_MINOR) {
-    logging::info(file + ": built for the newer ABI 1." + std::to_string(d->abi_minor) +
-             "; fields this host does not know are ignored");
+  return "";
+}
+
+void PluginRegistry::accept(std::unique_ptr<PluginInfo> info) {
+  if (info->abi_minor > SHRINK_ABI_VERSION_MINOR) {
+    logging::debug(info->file + ": built for the newer ABI 1." + std::to_string(info->abi_minor) +
+                   "; fields this host does not know are ignored");
   }
   PluginInfo* stored = info.get();
   plugins_.push_back(std::move(info));
@@ -378,8 +451,33 @@ bool PluginRegistry::load_file(const std::string& given, PathOrigin origin, bool
     by_name_[alg.name] = &alg;
     names += (names.empty() ? "" : ", ") + alg.name;
   }
-  logging::info("loaded plugin " + stored->name + " " + stored->version + " (" + names + ") from " +
-           file);
+  logging::debug("loaded plugin " + stored->name + " " + stored->version + " (" + names +
+                 ") from " + stored->file);
+}
+
+bool PluginRegistry::load_file(const std::string& given, PathOrigin origin, bool requested) {
+  std::error_code ec;
+  fs::path canonical = fs::canonical(given, ec);
+  const Candidate candidate{ec ? given : canonical.string(), origin, requested};
+  const std::string& file = candidate.file;
+  if (seen_files_.count(file)) {
+    logging::debug(file + ": already loaded");
+    return true;
+  }
+  seen_files_[file] = true;
+  if (ec || !fs::is_regular_file(file, ec)) return fail(candidate, "not a regular file");
+  std::string problem = check_elf(file);
+  if (!problem.empty()) return fail(candidate, problem);
+  // From here on the library stays loaded, accepted or not.
+  const shrink_plugin_descriptor* d = open_plugin(file, problem);
+  if (d == nullptr) return fail(candidate, problem);
+  const auto refused = refusal(*d);
+  if (!refused.second.empty()) return refuse(candidate, *d, refused.first, refused.second);
+  std::unique_ptr<PluginInfo> info = read_plugin(*d, file, problem);
+  if (!info) return fail(candidate, problem);
+  problem = duplicate_name(*info);
+  if (!problem.empty()) return fail(candidate, problem);
+  accept(std::move(info));
   return true;
 }
 
@@ -388,15 +486,40 @@ const AlgorithmInfo* PluginRegistry::find(const std::string& name) const {
   return it == by_name_.end() ? nullptr : it->second;
 }
 
+std::string PluginRegistry::refused_note(const std::string& algorithm) const {
+  // A refused file that provides it says so outright; one whose names cannot be read (another
+  // ABI major) may provide it.
+  for (const auto& f : failures_) {
+    if (f.refused && f.algorithms_known &&
+        std::find(f.algorithms.begin(), f.algorithms.end(), algorithm) != f.algorithms.end()) {
+      return "algorithm '" + algorithm + "' is in " + f.file + ", which was refused: " + f.message;
+    }
+  }
+  std::string unknown;
+  for (const auto& f : failures_) {
+    if (f.refused && !f.algorithms_known) {
+      unknown += (unknown.empty() ? "" : "; ") + fs::path(f.file).filename().string() +
+                 " refused: " + f.declared + " (" + f.file + ")";
+    }
+  }
+  if (unknown.empty()) return "";
+  return "no loaded plugin provides algorithm '" + algorithm + "', and plugins that may were " +
+         "refused: " + unknown + ". Rebuild them against the SDK of this Shrink (ABI " +
+         std::to_string(SHRINK_ABI_VERSION_MAJOR) + "." + std::to_string(SHRINK_ABI_VERSION_MINOR) +
+         ")";
+}
+
 const AlgorithmInfo& PluginRegistry::require(const std::string& name) const {
   auto conflict = conflicts_.find(name);
   if (conflict != conflicts_.end()) throw Error(conflict->second);
   const AlgorithmInfo* found = find(name);
   if (found != nullptr) return *found;
+  const std::string refused = refused_note(name);
+  if (!refused.empty()) throw Error(refused);
   std::string available;
   for (const auto& kv : by_name_) available += (available.empty() ? "" : ", ") + kv.first;
-  throw Error("no plugin provides algorithm '" + name + "' (available: " +
-              (available.empty() ? "none" : available) +
+  throw Error("no plugin provides algorithm '" + name +
+              "' (available: " + (available.empty() ? "none" : available) +
               "); add its folder with --plugin-path or SHRINK_PLUGIN_PATH");
 }
 

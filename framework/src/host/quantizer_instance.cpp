@@ -1,13 +1,18 @@
 #include <shrink/core/error.hpp>
+#include <shrink/host/plugin_check.hpp>
+#include <shrink/host/plugin_error.hpp>
 #include <shrink/host/quantizer_instance.hpp>
 
+#include "host/result_checks.hpp"
 #include "host/tensor_handle.hpp"
 
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <mutex>
+#include <sstream>
 
 namespace shrink {
 
@@ -20,6 +25,9 @@ struct QuantizerInstance::Site {
   SiteSpec spec;
   std::vector<SiteState> state;
   void* plugin_site = nullptr;
+  // Channels of the site's tensor (dim 0 of a weight, dim 1 of an activation), from its sample or
+  // the latest call; 0 until known. What a per-channel scale must match.
+  int64_t channels = 0;
   // While measuring: the float inputs of this batch's calls (kReference), the next one to compare
   // with, and sums of ref^2, (quantize(x) - ref)^2, x^2 and (quantize(x) - x)^2 over the calls.
   std::vector<at::Tensor> reference;
@@ -67,19 +75,29 @@ struct shrink_state_builder {
 namespace shrink {
 namespace {
 
-shrink_status declare_state(shrink_state_builder* builder, const char* name,
-                            shrink_state_kind kind, const shrink_tensor* initial,
-                            shrink_error* error) {
+shrink_status declare_state_v2(shrink_state_builder* builder, const char* name,
+                               shrink_state_kind kind, shrink_state_flags flags,
+                               const shrink_tensor* initial, shrink_error* error) {
   try {
     if (builder == nullptr || name == nullptr || initial == nullptr) {
       throw std::invalid_argument("declare: NULL builder, name or tensor");
     }
+    if ((flags & ~shrink_state_flags{SHRINK_STATE_NO_WEIGHT_DECAY}) != 0) {
+      throw std::invalid_argument(std::string("state '") + name + "': unknown flags " +
+                                  std::to_string(flags));
+    }
+    if (kind != SHRINK_STATE_BUFFER && kind != SHRINK_STATE_PARAMETER) {
+      throw std::invalid_argument(std::string("state '") + name + "': unknown kind " +
+                                  std::to_string(kind));
+    }
     for (const auto& s : builder->collector.state) {
-      if (s.name == name) throw std::invalid_argument(std::string("state '") + name + "' declared twice");
+      if (s.name == name)
+        throw std::invalid_argument(std::string("state '") + name + "' declared twice");
     }
     SiteState s;
     s.name = name;
     s.learnable = kind == SHRINK_STATE_PARAMETER;
+    s.weight_decay = (flags & SHRINK_STATE_NO_WEIGHT_DECAY) == 0;
     s.value = initial->tensor.clone();
     if (s.learnable) s.value.requires_grad_(true);
     builder->collector.state.push_back(std::move(s));
@@ -90,7 +108,13 @@ shrink_status declare_state(shrink_state_builder* builder, const char* name,
   }
 }
 
-const shrink_state_declarer kDeclarer = {sizeof(shrink_state_declarer), &declare_state};
+shrink_status declare_state(shrink_state_builder* builder, const char* name, shrink_state_kind kind,
+                            const shrink_tensor* initial, shrink_error* error) {
+  return declare_state_v2(builder, name, kind, 0, initial, error);
+}
+
+const shrink_state_declarer kDeclarer = {sizeof(shrink_state_declarer), &declare_state,
+                                         &declare_state_v2};
 
 // DLPack (as LibTorch 1.13 converts) gives size-1 dimensions stride 1, so a [N, 1, H, W] tensor
 // came back from a plugin with strides that look channels-last to the next convolution, which then
@@ -162,17 +186,18 @@ QuantizerInstance* QuantizerInstance::from_id(int64_t id) {
 
 QuantizerInstance::QuantizerInstance(const AlgorithmInfo& algorithm, const Options& options)
     : algorithm_(&algorithm) {
-  SHRINK_CHECK(algorithm.is_quantizer(),
-               "algorithm '" << algorithm.name << "' is a " << algorithm.kinds_text()
-                             << ", not a quantizer");
+  SHRINK_CHECK(algorithm.is_quantizer(), "algorithm '" << algorithm.name << "' is a "
+                                                       << algorithm.kinds_text()
+                                                       << ", not a quantizer");
   OptionsView view(options);
   shrink_instance instance{sizeof(shrink_instance), nullptr, 0};
   shrink_error error = make_error();
   shrink_status status = algorithm.descriptor->create(view.get(), &instance, &error);
-  SHRINK_CHECK(status == SHRINK_STATUS_OK, "plugin '" << algorithm.name << "' rejected its options: "
-                                                      << error.message);
+  SHRINK_CHECK(status == SHRINK_STATUS_OK,
+               "plugin '" << algorithm.name << "' rejected its options: " << error.message);
   handle_ = instance.handle;
   flags_ = instance.flags;
+  check_values_ = value_checks_by_default();
   std::lock_guard<std::mutex> lock(instances_mutex());
   id_ = static_cast<int>(instances().size());
   instances().push_back(this);
@@ -205,7 +230,34 @@ bool QuantizerInstance::has_quant_grad() const {
 
 std::string QuantizerInstance::where(int site, const char* call) const {
   const SiteSpec& s = sites_.at(site)->spec;
-  return "plugin '" + algorithm_->name + "': " + call + " at " + s.module_name + "." + s.target;
+  return algorithm_->display_name() + ", site " + s.module_name + "." + s.target + ": " + call;
+}
+
+void QuantizerInstance::fail(int site, const char* call, const std::string& what) const {
+  throw_plugin_error(where(site, call) + " " + what);
+}
+
+void QuantizerInstance::check_result(int site, const char* call, const at::Tensor& y,
+                                     const at::Tensor& x) const {
+  if (!y.defined()) fail(site, call, "returned no tensor");
+  if (y.sizes() != x.sizes()) {
+    fail(site, call,
+         "returned shape " + detail::shape_text(y) + ", expected " + detail::shape_text(x) +
+             " (its input's)");
+  }
+  if (y.scalar_type() != x.scalar_type()) {
+    fail(site, call,
+         "returned " + detail::dtype_name(y.scalar_type()) + ", expected " +
+             detail::dtype_name(x.scalar_type()) + " (its input's dtype)");
+  }
+  if (check_values_) {
+    const int64_t bad = detail::count_non_finite(y);
+    if (bad > 0) {
+      fail(site, call,
+           "returned " + std::to_string(bad) + " non-finite value(s) (NaN or inf) of " +
+               std::to_string(y.numel()));
+    }
+  }
 }
 
 int QuantizerInstance::add_site(const SiteSpec& spec) {
@@ -227,18 +279,19 @@ int QuantizerInstance::add_site(const SiteSpec& spec) {
   void* plugin_site = nullptr;
   shrink_status status = algorithm_->descriptor->quantizer->setup_site(
       handle_, &info, &kDeclarer, &builder, &plugin_site, &error);
-  SHRINK_CHECK(status == SHRINK_STATUS_OK, "plugin '" << algorithm_->name << "': site "
-                                                      << spec.module_name << "." << spec.target
-                                                      << " rejected: " << error.message);
+  SHRINK_CHECK(status == SHRINK_STATUS_OK,
+               algorithm_->display_name() << ", site " << spec.module_name << "." << spec.target
+                                          << ": setup_site rejected it: " << error.message);
   site->plugin_site = plugin_site;
+  if (spec.sample.defined() && spec.sample.dim() >= 1) site->channels = spec.sample.size(0);
   site->state = std::move(builder.collector.state);
   bool learnable = false;
   for (const auto& s : site->state) learnable = learnable || s.learnable;
   sites_.push_back(std::move(site));
   SHRINK_CHECK(!learnable || has_quant_grad(),
-               "plugin '" << algorithm_->name << "' declares learnable state at "
-                          << spec.module_name << "." << spec.target
-                          << " but gives no QuantGrad to compute its gradient");
+               algorithm_->display_name()
+                   << " declares learnable state at " << spec.module_name << "." << spec.target
+                   << " but gives no QuantGrad to compute its gradient");
   return static_cast<int>(sites_.size()) - 1;
 }
 
@@ -264,10 +317,10 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
   const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
   auto call = s.spec.quant_type == QuantType::kWeight  ? api->quantize_weight
               : s.spec.quant_type == QuantType::kInput ? api->quantize_input
-                                                        : api->quantize_output;
+                                                       : api->quantize_output;
   const char* name = s.spec.quant_type == QuantType::kWeight  ? "quantize_weight"
                      : s.spec.quant_type == QuantType::kInput ? "quantize_input"
-                                                               : "quantize_output";
+                                                              : "quantize_output";
   // Channels-last activations (what oneDNN's convolutions return) go as they are to a plugin that
   // takes any dense layout: a contiguous copy of them cost more than the quantization itself.
   TensorHandle input = make_handle(x.detach(), any_dense_layout());
@@ -277,16 +330,16 @@ at::Tensor QuantizerInstance::forward_raw(int site, const at::Tensor& x) {
   shrink_error error = make_error();
   shrink_status status = call(handle_, s.plugin_site, input.get(), state,
                               static_cast<uint32_t>(s.state.size()), &out, &error);
-  SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, name) << " failed: " << error.message);
+  if (status != SHRINK_STATUS_OK) fail(site, name, std::string("failed: ") + error.message);
   at::Tensor y = with_strides_of(take_handle(out), x);
-  SHRINK_CHECK(y.defined() && y.sizes() == x.sizes(),
-               where(site, name) << " returned a tensor of shape " << (y.defined() ? y.sizes() : at::IntArrayRef{})
-                                 << ", expected " << x.sizes());
+  check_result(site, name, y, x);
+  if (s.spec.quant_type != QuantType::kWeight && x.dim() >= 2) s.channels = x.size(1);
   if (measuring_ == Measure::kCompare) {
     const at::Tensor xd = x.detach().to(at::kDouble), yd = y.to(at::kDouble);
     s.local_signal += xd.pow(2).sum().item<double>();
     s.local_noise += (yd - xd).pow(2).sum().item<double>();
-    if (s.next_reference < s.reference.size() && s.reference[s.next_reference].sizes() == x.sizes()) {
+    if (s.next_reference < s.reference.size() &&
+        s.reference[s.next_reference].sizes() == x.sizes()) {
       const at::Tensor ref = s.reference[s.next_reference].to(at::kDouble);
       s.signal += ref.pow(2).sum().item<double>();
       s.noise += (yd - ref).pow(2).sum().item<double>();
@@ -320,18 +373,17 @@ std::vector<at::Tensor> QuantizerInstance::backward_raw(int site, const at::Tens
       handle_, s.plugin_site, static_cast<shrink_quant_type>(s.spec.quant_type), input.get(),
       grad_output.get(), state, static_cast<uint32_t>(s.state.size()), &grad_input,
       state_grads.data(), &error);
-  SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, "quant_backward") << " failed: "
-                                                                         << error.message);
   std::vector<at::Tensor> out;
   out.push_back(with_strides_of(take_handle(grad_input), x));
   for (auto* g : state_grads) out.push_back(take_handle(g));
-  SHRINK_CHECK(out[0].defined() && out[0].sizes() == x.sizes(),
-               where(site, "quant_backward") << " returned an input gradient of the wrong shape");
+  if (status != SHRINK_STATUS_OK)
+    fail(site, "quant_backward", std::string("failed: ") + error.message);
+  check_result(site, "quant_backward", out[0], grad);
   for (std::size_t i = 0; i < s.state.size(); ++i) {
     const at::Tensor& g = out[1 + i];
-    SHRINK_CHECK(!g.defined() || g.sizes() == s.state[i].value.sizes(),
-                 where(site, "quant_backward") << " returned a gradient for '" << s.state[i].name
-                                               << "' of the wrong shape");
+    if (!g.defined()) continue;
+    const std::string call = "quant_backward (the gradient of '" + s.state[i].name + "')";
+    check_result(site, call.c_str(), g, s.state[i].value);
   }
   return out;
 }
@@ -346,6 +398,16 @@ std::vector<at::Tensor> QuantizerInstance::parameters() const {
   return params;
 }
 
+std::vector<at::Tensor> QuantizerInstance::parameters(bool with_weight_decay) const {
+  std::vector<at::Tensor> params;
+  for (const auto& site : sites_) {
+    for (const auto& s : site->state) {
+      if (s.learnable && s.weight_decay == with_weight_decay) params.push_back(s.value);
+    }
+  }
+  return params;
+}
+
 void QuantizerInstance::update_epoch(int epoch) {
   const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
   if (!SHRINK_HAS_FIELD(api, shrink_quantizer_api, update_epoch) || api->update_epoch == nullptr) {
@@ -353,8 +415,8 @@ void QuantizerInstance::update_epoch(int epoch) {
   }
   shrink_error error = make_error();
   SHRINK_CHECK(api->update_epoch(handle_, epoch, &error) == SHRINK_STATUS_OK,
-               "plugin '" << algorithm_->name << "': update_epoch(" << epoch
-                          << ") failed: " << error.message);
+               algorithm_->display_name()
+                   << ": update_epoch(" << epoch << ") failed: " << error.message);
 }
 
 void QuantizerInstance::set_measuring(Measure mode) {
@@ -396,9 +458,10 @@ void QuantizerInstance::end_calibration() {
   for (int site = 0; site < site_count(); ++site) {
     Site& s = *sites_[static_cast<std::size_t>(site)];
     shrink_error error = make_error();
-    SHRINK_CHECK(api->end_calibration(handle_, s.plugin_site, s.state_handles(),
-                                      static_cast<uint32_t>(s.state.size()), &error) == SHRINK_STATUS_OK,
-                 where(site, "end_calibration") << " failed: " << error.message);
+    if (api->end_calibration(handle_, s.plugin_site, s.state_handles(),
+                             static_cast<uint32_t>(s.state.size()), &error) != SHRINK_STATUS_OK) {
+      fail(site, "end_calibration", std::string("failed: ") + error.message);
+    }
   }
 }
 
@@ -407,7 +470,7 @@ void QuantizerInstance::step() {
   if (!SHRINK_HAS_FIELD(api, shrink_quantizer_api, step) || api->step == nullptr) return;
   shrink_error error = make_error();
   SHRINK_CHECK(api->step(handle_, &error) == SHRINK_STATUS_OK,
-               "plugin '" << algorithm_->name << "': step failed: " << error.message);
+               algorithm_->display_name() << ": step failed: " << error.message);
 }
 
 Calibration QuantizerInstance::export_site(int site) {
@@ -415,7 +478,7 @@ Calibration QuantizerInstance::export_site(int site) {
   const shrink_quantizer_api* api = algorithm_->descriptor->quantizer;
   SHRINK_CHECK(SHRINK_HAS_FIELD(api, shrink_quantizer_api, export_site) &&
                    api->export_site != nullptr && (algorithm_->capabilities & SHRINK_CAP_EXPORT),
-               "plugin '" << algorithm_->name << "' does not export calibration");
+               algorithm_->display_name() << " does not export calibration");
   shrink_tensor* const* state = s.state_handles();
   shrink_calibration c;
   std::memset(&c, 0, sizeof(c));
@@ -423,8 +486,8 @@ Calibration QuantizerInstance::export_site(int site) {
   shrink_error error = make_error();
   shrink_status status = api->export_site(handle_, s.plugin_site, state,
                                           static_cast<uint32_t>(s.state.size()), &c, &error);
-  SHRINK_CHECK(status == SHRINK_STATUS_OK, where(site, "export_site") << " failed: "
-                                                                      << error.message);
+  if (status != SHRINK_STATUS_OK)
+    fail(site, "export_site", std::string("failed: ") + error.message);
   Calibration out;
   out.scale = take_handle(c.scale);
   out.zero_point = take_handle(c.zero_point);
@@ -444,10 +507,53 @@ Calibration QuantizerInstance::export_site(int site) {
     out.quant_min = is_unsigned ? 0 : -levels / 2;
     out.quant_max = is_unsigned ? levels - 1 : levels / 2 - 1;
   }
-  SHRINK_CHECK(out.quant_min < out.quant_max, where(site, "export_site")
-                                                   << " gave an empty integer range ["
-                                                   << out.quant_min << ", " << out.quant_max << "]");
+  check_calibration(site, out);
   return out;
+}
+
+void QuantizerInstance::check_calibration(int site, const Calibration& c) const {
+  const char* call = "export_site";
+  if (c.quant_min >= c.quant_max) {
+    fail(site, call,
+         "gave an empty integer range [" + std::to_string(c.quant_min) + ", " +
+             std::to_string(c.quant_max) + "]");
+  }
+  if (!c.scale.defined()) return;  // no quantization parameters: the site stays in float
+  const int64_t channels = sites_.at(site)->channels;
+  const int64_t n = c.scale.numel();
+  if (!at::isFloatingType(c.scale.scalar_type())) {
+    fail(site, call,
+         "returned a " + detail::dtype_name(c.scale.scalar_type()) +
+             " scale, expected float32 (or leave it undefined: the site stays float)");
+  }
+  if (n != 1 && (c.scale.dim() > 1 || (channels > 0 && n != channels))) {
+    fail(site, call,
+         "returned a scale of shape " + detail::shape_text(c.scale) +
+             ", expected 1 element or one per channel (" + std::to_string(channels) + ")");
+  }
+  const at::Tensor scale = c.scale.to(at::kDouble);
+  if (detail::count_non_finite(scale) > 0 || !(scale.min().item<double>() > 0)) {
+    std::ostringstream values;
+    values << scale.reshape({-1}).slice(0, 0, 8);
+    fail(site, call,
+         "returned a scale that is not positive and finite (" + values.str() +
+             "); leave it undefined when the site has no range");
+  }
+  if (!c.zero_point.defined()) return;
+  if (!at::isFloatingType(c.zero_point.scalar_type()) || c.zero_point.numel() != n) {
+    fail(site, call,
+         "returned a zero_point of " + detail::dtype_name(c.zero_point.scalar_type()) + " " +
+             detail::shape_text(c.zero_point) + ", expected float32 with " + std::to_string(n) +
+             " element(s), as the scale");
+  }
+  const at::Tensor zp = c.zero_point.to(at::kDouble).round();
+  if (detail::count_non_finite(zp) > 0 ||
+      zp.min().item<double>() < static_cast<double>(c.quant_min) ||
+      zp.max().item<double>() > static_cast<double>(c.quant_max)) {
+    fail(site, call,
+         "returned a zero_point outside [" + std::to_string(c.quant_min) + ", " +
+             std::to_string(c.quant_max) + "] or not finite");
+  }
 }
 
 }  // namespace shrink

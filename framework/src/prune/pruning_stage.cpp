@@ -186,18 +186,15 @@ PruningStage::PruningStage(const AlgorithmInfo& algorithm, const Options& option
   }
 
   // Convolutions whose output goes only to a BatchNorm: that BatchNorm follows their masks.
-  auto graph = module.get_method("forward").graph()->copy();
-  detail::inline_calls(*graph);
-  detail::fold_flag_attributes(graph, module);
+  auto graph = detail::inlined_forward(module, detail::ForwardGraph::kCopy);
   const auto paths = detail::attribute_paths(*graph);
   auto path_of = [&](const torch::jit::Value* v) {
     auto it = paths.find(v);
     return it == paths.end() ? std::string() : it->second;
   };
   for (torch::jit::Node* n : detail::all_nodes(graph->block())) {
-    if (n->kind() != c10::Symbol::fromQualString("aten::conv2d")) continue;
-    torch::jit::Node* bn = detail::single_data_use(n->output());
-    if (bn == nullptr || bn->kind() != c10::Symbol::fromQualString("aten::batch_norm")) continue;
+    torch::jit::Node* bn = detail::batch_norm_after(n).batch_norm;
+    if (bn == nullptr) continue;
     const std::string conv_weight = path_of(n->input(1)), bn_weight = path_of(bn->input(1));
     const std::string bn_bias = path_of(bn->input(2));
     if (conv_weight.empty() || bn_weight.empty() || bn_bias.empty()) continue;

@@ -18,7 +18,8 @@ class PruningPluginTest : public ::testing::Test {
  protected:
   PruningPluginTest() : registry_(shrink::test::registry_of({shrink::test::kPluginDir})) {}
 
-  std::unique_ptr<shrink::MaskerInstance> make(const std::string& name, const shrink::Options& o = {}) {
+  std::unique_ptr<shrink::MaskerInstance> make(const std::string& name,
+                                               const shrink::Options& o = {}) {
     return std::make_unique<shrink::MaskerInstance>(registry_->require(name), o);
   }
   static shrink::WrapperSpec conv(const std::string& name, at::Tensor w, at::Tensor b = {}) {
@@ -60,9 +61,11 @@ TEST_F(PruningPluginTest, L1FilterMasksAndBias) {
   EXPECT_EQ(sums(m1.weight_mask), (V{0, 25, 25, 25, 25}));
   ASSERT_TRUE(m1.bias_mask.defined());
   EXPECT_TRUE(torch::equal(m1.bias_mask, torch::tensor({0.f, 1.f, 1.f, 1.f, 1.f})));
-  EXPECT_EQ(sums(m->calc_mask(0.6, conv("conv2", w2), 1).weight_mask), (V{0, 0, 0, 0, 0, 0, 125, 125, 125, 125}));
+  EXPECT_EQ(sums(m->calc_mask(0.6, conv("conv2", w2), 1).weight_mask),
+            (V{0, 0, 0, 0, 0, 0, 125, 125, 125, 125}));
   // The scores the host ranks globally: one per filter.
-  EXPECT_TRUE(torch::allclose(m->importance(conv("conv1", w1), 0), torch::tensor({0.f, 25.f, 50.f, 75.f, 100.f})));
+  EXPECT_TRUE(torch::allclose(m->importance(conv("conv1", w1), 0),
+                              torch::tensor({0.f, 25.f, 50.f, 75.f, 100.f})));
 }
 
 TEST_F(PruningPluginTest, L2RanksByEuclideanNorm) {
@@ -96,7 +99,8 @@ TEST_F(PruningPluginTest, LevelHitsTheSparsityExactly) {
   EXPECT_EQ(mask.numel() - mask.sum().item<int64_t>(), static_cast<int64_t>(0.8 * w.numel()));
   // Every kept weight is at least as large as every pruned one.
   const at::Tensor a = w.abs();
-  EXPECT_GE(a.masked_select(mask > 0).min().item<float>(), a.masked_select(mask == 0).max().item<float>());
+  EXPECT_GE(a.masked_select(mask > 0).min().item<float>(),
+            a.masked_select(mask == 0).max().item<float>());
   EXPECT_EQ(m->importance(conv("conv1", w), 0).sizes(), w.sizes());
 }
 
@@ -104,7 +108,9 @@ TEST_F(PruningPluginTest, SlimGlobalThresholdOverBatchNorms) {
   // NNI's Slim case: bn1.weight = [0..4], bn2.weight = -[0..4], global threshold at 0.2 keeps
   // [0,1,1,1,1] in both (weight and bias masks); both [0..4] at 0.6 keep [0,0,0,1,1].
   auto m = make("slim");
-  auto bn = [](at::Tensor g) { return shrink::WrapperSpec{"bn", "BatchNorm2d", {}, g, torch::ones({5})}; };
+  auto bn = [](at::Tensor g) {
+    return shrink::WrapperSpec{"bn", "BatchNorm2d", {}, g, torch::ones({5})};
+  };
   auto global = [&](const std::vector<at::Tensor>& gammas, double sparsity) {
     std::vector<shrink::RankedLayer> layers;
     for (std::size_t i = 0; i < gammas.size(); ++i) {
@@ -118,7 +124,8 @@ TEST_F(PruningPluginTest, SlimGlobalThresholdOverBatchNorms) {
   shrink::Masks k = m->calc_mask(1.5 / 5, bn(-up), 1);  // what the host asks for 1 of 5
   EXPECT_TRUE(torch::equal(k.weight_mask, torch::tensor({0.f, 1.f, 1.f, 1.f, 1.f})));
   EXPECT_TRUE(torch::equal(k.bias_mask, torch::tensor({0.f, 1.f, 1.f, 1.f, 1.f})));
-  EXPECT_TRUE(torch::equal(m->calc_mask(3.5 / 5, bn(up), 0).weight_mask, torch::tensor({0.f, 0.f, 0.f, 1.f, 1.f})));
+  EXPECT_TRUE(torch::equal(m->calc_mask(3.5 / 5, bn(up), 0).weight_mask,
+                           torch::tensor({0.f, 0.f, 0.f, 1.f, 1.f})));
   EXPECT_DOUBLE_EQ(m->l1_penalty(), 1e-4);  // NNI's default scale
   shrink::Options o;
   o.set("scale", "0.01");
@@ -140,7 +147,7 @@ TEST_F(PruningPluginTest, TaylorAccumulatesWeightTimesGradient) {
   auto observed = [&] {
     auto m = make("taylor", weight);
     EXPECT_FALSE(m->observes_outputs());
-    EXPECT_FALSE(m->one_shot());
+    EXPECT_TRUE(m->ranks_in_training());
     shrink::WrapperSpec a = conv("conv1", w1), b = conv("conv2", w2);
     a.weight_grad = g1;
     b.weight_grad = g2;
@@ -150,7 +157,8 @@ TEST_F(PruningPluginTest, TaylorAccumulatesWeightTimesGradient) {
   };
   auto m = observed();
   EXPECT_EQ(sums(m->calc_mask(0.2, conv("conv1", w1), 0).weight_mask), (V{0, 25, 25, 25, 25}));
-  EXPECT_EQ(sums(m->calc_mask(0.6, conv("conv2", w2), 1).weight_mask), (V{125, 125, 125, 125, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(sums(m->calc_mask(0.6, conv("conv2", w2), 1).weight_mask),
+            (V{125, 125, 125, 125, 0, 0, 0, 0, 0, 0}));
   // Statistics start again after a mask: nothing observed since, so it says so.
   EXPECT_THROW(m->calc_mask(0.2, conv("conv1", w1), 0), shrink::Error);
 
@@ -159,7 +167,8 @@ TEST_F(PruningPluginTest, TaylorAccumulatesWeightTimesGradient) {
                                              {m->importance(conv("conv2", w2), 1), 125, 9}};
   const auto pruned = shrink::allocate_global(layers, 0.4);
   ASSERT_EQ(pruned, (std::vector<int64_t>{4, 3}));
-  EXPECT_EQ(sums(m->calc_mask((4 + 0.5) / 5, conv("conv1", w1), 0).weight_mask), (V{0, 0, 0, 0, 25}));
+  EXPECT_EQ(sums(m->calc_mask((4 + 0.5) / 5, conv("conv1", w1), 0).weight_mask),
+            (V{0, 0, 0, 0, 25}));
   EXPECT_EQ(sums(m->calc_mask((3 + 0.5) / 10, conv("conv2", w2), 1).weight_mask),
             (V{125, 125, 125, 125, 125, 125, 125, 0, 0, 0}));
   // Observed twice, the scores double (accumulated over steps).
@@ -178,16 +187,20 @@ TEST_F(PruningPluginTest, TaylorRanksOutputsTimesGradients) {
   // two samples (1 and -3) would cancel to 2 instead of adding to 4.
   auto m = make("taylor");
   EXPECT_TRUE(m->observes_outputs());
-  EXPECT_FALSE(m->one_shot());
+  EXPECT_TRUE(m->ranks_in_training());
   shrink::WrapperSpec c = conv("conv1", torch::ones({3, 1, 2, 2}));
   c.output_grad_product = torch::tensor({{1.0, -2.0, 0.5}, {-3.0, 0.0, 0.5}});
   m->observe(c, 0);
-  const at::Tensor scores = m->importance(conv("conv1", torch::ones({3, 1, 2, 2})), 0).to(at::kDouble);
-  const at::Tensor expected = torch::tensor({2.0, 1.0, 0.5}, at::kDouble) / std::sqrt(4.0 + 1.0 + 0.25);
+  const at::Tensor scores =
+      m->importance(conv("conv1", torch::ones({3, 1, 2, 2})), 0).to(at::kDouble);
+  const at::Tensor expected =
+      torch::tensor({2.0, 1.0, 0.5}, at::kDouble) / std::sqrt(4.0 + 1.0 + 0.25);
   EXPECT_TRUE(torch::allclose(scores, expected)) << scores;
   m->observe(c, 0);  // a second step: doubled, and normalised alike
-  EXPECT_TRUE(torch::allclose(m->importance(conv("conv1", torch::ones({3, 1, 2, 2})), 0).to(at::kDouble), expected));
-  EXPECT_EQ(sums(m->calc_mask(0.4, conv("conv1", torch::ones({3, 1, 2, 2})), 0).weight_mask), (V{4, 4, 0}));
+  EXPECT_TRUE(torch::allclose(
+      m->importance(conv("conv1", torch::ones({3, 1, 2, 2})), 0).to(at::kDouble), expected));
+  EXPECT_EQ(sums(m->calc_mask(0.4, conv("conv1", torch::ones({3, 1, 2, 2})), 0).weight_mask),
+            (V{4, 4, 0}));
   // A step without the product (the op did not run) adds nothing; a product of the wrong shape is
   // named; so is an unknown criterion.
   shrink::WrapperSpec none = conv("conv1", torch::ones({3, 1, 2, 2}));

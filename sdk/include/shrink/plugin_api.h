@@ -19,8 +19,9 @@
  *    refuses a plugin whose major differs from its own.
  *  - SHRINK_ABI_VERSION_MINOR grows when fields are appended to a struct or table. Every struct and
  *    table starts with `struct_size`; a reader checks `struct_size` (SHRINK_HAS_FIELD) before it
- *    reads a field, so a plugin built against an older minor (smaller structs) loads and its missing
- *    fields read as absent. Fields are only ever appended; to change a signature, add a `_v2` entry.
+ *    reads a field, so a plugin built against an older minor (smaller structs) loads and its
+ *    missing fields read as absent. Fields are only ever appended; to change a signature, add a
+ *    `_v2` entry.
  *
  * Errors
  *  - Every callable returns a shrink_status (0 = SHRINK_STATUS_OK). On failure the callee writes a
@@ -36,6 +37,10 @@
  *    tensor_from_dlpack); the SDK does this for them.
  *  - All tensors handed to plugins are CPU, contiguous and dense.
  *
+ * ABI 1.5 adds: an algorithm's declared site keys (site_keys) and SHRINK_CAP_RANKS_IN_TRAINING;
+ * parameters without weight decay (declare_v2, SHRINK_STATE_NO_WEIGHT_DECAY); the host's
+ * tensor_const_data; the export contract written out at shrink_calibration.
+ *
  * Threading: the host calls one plugin instance from one thread at a time. Different instances may
  * be used from different threads.
  */
@@ -50,7 +55,7 @@ extern "C" {
 #endif
 
 #define SHRINK_ABI_VERSION_MAJOR 1
-#define SHRINK_ABI_VERSION_MINOR 4
+#define SHRINK_ABI_VERSION_MINOR 5
 
 /* Name of the one exported entry point. */
 #define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
@@ -66,14 +71,14 @@ extern "C" {
   ((ptr) != NULL && (ptr)->struct_size >= offsetof(type, field) + sizeof(((type*)0)->field))
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Status and errors                                                                               */
+/* Status and errors */
 
 typedef int32_t shrink_status;
 enum {
   SHRINK_STATUS_OK = 0,
-  SHRINK_STATUS_ERROR = 1,           /* generic failure; the message says what */
+  SHRINK_STATUS_ERROR = 1,            /* generic failure; the message says what */
   SHRINK_STATUS_INVALID_ARGUMENT = 2, /* bad option, bad config, tensor of the wrong shape */
-  SHRINK_STATUS_UNSUPPORTED = 3,     /* the plugin cannot do this (op type, bit width, ...) */
+  SHRINK_STATUS_UNSUPPORTED = 3,      /* the plugin cannot do this (op type, bit width, ...) */
   SHRINK_STATUS_OUT_OF_MEMORY = 4
 };
 
@@ -87,7 +92,7 @@ typedef struct shrink_error {
 } shrink_error;
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Tensors and key/value options                                                                   */
+/* Tensors and key/value options */
 
 typedef struct shrink_tensor shrink_tensor; /* opaque, host-owned */
 
@@ -114,11 +119,12 @@ typedef struct shrink_options {
   uint32_t struct_size;
   const shrink_kv* entries;
   uint32_t count;
-  const char* text; /* the same mapping as YAML text, for plugins that parse it themselves; may be "" */
+  /* the same mapping as YAML text, for plugins that parse it themselves; may be "" */
+  const char* text;
 } shrink_options;
 
 /* ---------------------------------------------------------------------------------------------- */
-/* The host API: what the host offers to plugins                                                   */
+/* The host API: what the host offers to plugins */
 
 typedef int32_t shrink_log_level;
 enum {
@@ -142,7 +148,8 @@ typedef struct shrink_host_api {
   shrink_status (*tensor_create)(shrink_dtype dtype, int32_t ndim, const int64_t* shape,
                                  shrink_tensor** out, shrink_error* error);
   /* New reference to a deep copy of `tensor`. */
-  shrink_status (*tensor_clone)(const shrink_tensor* tensor, shrink_tensor** out, shrink_error* error);
+  shrink_status (*tensor_clone)(const shrink_tensor* tensor, shrink_tensor** out,
+                                shrink_error* error);
   /* Releases a reference obtained from the host or returned by a plugin. NULL is ignored. */
   void (*tensor_release)(shrink_tensor* tensor);
 
@@ -151,7 +158,8 @@ typedef struct shrink_host_api {
   void (*tensor_shape)(const shrink_tensor* tensor, int64_t* shape);
   int64_t (*tensor_numel)(const shrink_tensor* tensor);
   shrink_dtype (*tensor_dtype)(const shrink_tensor* tensor);
-  /* Borrowed pointer to the first element, valid while the handle is; writable. */
+  /* Borrowed pointer to the first element, valid while the handle is; writable. For a tensor the
+   * plugin only reads (a borrowed input), prefer tensor_const_data (since ABI 1.5). */
   void* (*tensor_data)(shrink_tensor* tensor);
 
   /* DLPack bridge, for plugins that link LibTorch. `*out` receives a DLManagedTensor* (DLPack 0.6,
@@ -176,6 +184,11 @@ typedef struct shrink_host_api {
    * plugin records what it needs and usually returns its input). end_calibration follows the
    * last such call. */
   int32_t (*is_calibrating)(void);
+
+  /* Since ABI 1.5: read-only pointer to the first element of `tensor` (a borrowed input such as
+   * quantize_weight's `weight`), valid while the handle is; NULL for NULL or an empty handle.
+   * Writing through it is undefined. Before 1.5, C plugins cast the const away for tensor_data. */
+  const void* (*tensor_const_data)(const shrink_tensor* tensor);
 } shrink_host_api;
 
 /* The state handles a host passes to a site's calls are the same objects, for the same tensors,
@@ -185,7 +198,7 @@ typedef struct shrink_host_api {
 #define SHRINK_HOST_STABLE_STATE_HANDLES 1u
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Algorithms                                                                                       */
+/* Algorithms */
 
 typedef uint32_t shrink_algorithm_kind;
 enum {
@@ -196,36 +209,47 @@ enum {
 
 typedef uint64_t shrink_capabilities;
 enum {
-  SHRINK_CAP_CALIBRATION = 1u << 0, /* useful without training (post-training statistics)     */
-  SHRINK_CAP_TRAINING = 1u << 1,    /* meant to run inside a training loop                     */
-  SHRINK_CAP_EXPORT = 1u << 2,      /* exports per-site calibration (scale, zero point, ...)   */
-  SHRINK_CAP_QUANT_GRAD = 1u << 3   /* provides a custom backward (QuantGrad)                  */
+  SHRINK_CAP_CALIBRATION = 1u << 0, /* useful without training (post-training statistics) */
+  SHRINK_CAP_TRAINING = 1u << 1,    /* meant to run inside a training loop */
+  SHRINK_CAP_EXPORT = 1u << 2,      /* exports per-site calibration (scale, zero point, ...) */
+  SHRINK_CAP_QUANT_GRAD = 1u << 3,  /* provides a custom backward (QuantGrad) */
+  /* Since ABI 1.5, pruners: ranks by what it observes while its stage trains (`observe`;
+   * first-order Taylor). The host computes its masks at the end of each stretch of the stage's
+   * training, after the steps it observed, instead of at the start, and refuses a stage without
+   * training. A plugin built against ABI 1.4 or older says this with `one_shot == 0` (see
+   * shrink_pruner_api). */
+  SHRINK_CAP_RANKS_IN_TRAINING = 1u << 4
 };
 
 typedef int32_t shrink_quant_type;
-enum {
-  SHRINK_QUANT_INPUT = 0,
-  SHRINK_QUANT_WEIGHT = 1,
-  SHRINK_QUANT_OUTPUT = 2
-};
+enum { SHRINK_QUANT_INPUT = 0, SHRINK_QUANT_WEIGHT = 1, SHRINK_QUANT_OUTPUT = 2 };
 
 typedef int32_t shrink_state_kind;
 enum {
-  SHRINK_STATE_BUFFER = 0,   /* saved with the model, never trained (tracked min/max, scale)    */
-  SHRINK_STATE_PARAMETER = 1 /* trained by the experiment's optimizer (LSQ's step size)         */
+  SHRINK_STATE_BUFFER = 0,   /* saved with the model, never trained (tracked min/max, scale) */
+  SHRINK_STATE_PARAMETER = 1 /* trained by the experiment's optimizer (LSQ's step size) */
 };
 
 /* One quantization site: a (module instance, target) pair such as ("conv1", "weight") or
  * ("relu1", "_output_"). All pointers are borrowed for the duration of the call. */
 typedef struct shrink_site_info {
   uint32_t struct_size;
-  const char* module_name;      /* instance path: "conv1", "layer1.0.conv1"                       */
-  const char* module_type;      /* op type: "Conv2d", "Linear", "ReLU", "add"                      */
-  const char* target;           /* "weight", "bias", "_input_", "_output_"                         */
-  shrink_quant_type quant_type; /* how the target is quantized                                     */
-  const shrink_options* config; /* the site's resolved config_list entry                          */
-  const shrink_tensor* sample;  /* for weight/bias sites the current tensor; otherwise NULL        */
+  const char* module_name;      /* instance path: "conv1", "layer1.0.conv1" */
+  const char* module_type;      /* op type: "Conv2d", "Linear", "ReLU", "add" */
+  const char* target;           /* "weight", "bias", "_input_", "_output_" */
+  shrink_quant_type quant_type; /* how the target is quantized */
+  const shrink_options* config; /* the site's resolved config_list entry */
+  const shrink_tensor* sample;  /* for weight/bias sites the current tensor; otherwise NULL */
 } shrink_site_info;
+
+/* Since ABI 1.5: flags of declare_v2. */
+typedef uint32_t shrink_state_flags;
+enum {
+  /* A PARAMETER the optimizer trains without weight decay (a clipping bound such as PACT's alpha,
+   * which decay would shrink towards zero). Without it the experiment's `weight_decay` applies to
+   * plugin parameters as to the model's. Ignored for a BUFFER. */
+  SHRINK_STATE_NO_WEIGHT_DECAY = 1u << 0
+};
 
 /* Handed to setup_site: the plugin declares the site's state through it. */
 typedef struct shrink_state_builder shrink_state_builder; /* opaque, host-owned */
@@ -233,21 +257,41 @@ typedef struct shrink_state_builder shrink_state_builder; /* opaque, host-owned 
 typedef struct shrink_state_declarer {
   uint32_t struct_size;
   /* Declares one named state tensor. `initial` is borrowed; the host keeps its own reference. The
-   * order of declaration is the order of the `state` arrays passed to later calls. */
+   * order of declaration is the order of the `state` arrays passed to later calls. A PARAMETER is
+   * trained by the experiment's optimizer, weight decay included. */
   shrink_status (*declare)(shrink_state_builder* builder, const char* name, shrink_state_kind kind,
                            const shrink_tensor* initial, shrink_error* error);
+  /* Since ABI 1.5 (check struct_size): `declare` with SHRINK_STATE_* flags. Unknown flag bits are
+   * refused with SHRINK_STATUS_INVALID_ARGUMENT. On an older host, fall back to `declare` (the
+   * parameter then gets weight decay). */
+  shrink_status (*declare_v2)(shrink_state_builder* builder, const char* name,
+                              shrink_state_kind kind, shrink_state_flags flags,
+                              const shrink_tensor* initial, shrink_error* error);
 } shrink_state_declarer;
 
-/* Per-site calibration, filled by export_site. Tensors are new references owned by the caller. */
+/* Per-site calibration, filled by export_site. Tensors are new references owned by the caller.
+ *
+ * The export contract (checked by the host, which names the plugin and site when it is broken):
+ *  - export_site is called for every site of an instance whose algorithm declares
+ *    SHRINK_CAP_EXPORT, activation sites included, whether or not the site saw data.
+ *  - `scale` NULL: the site has no quantization parameters (it never saw data, or the algorithm
+ *    has none for it); the exported model leaves the site in float. This is not an error.
+ *  - `scale` set: a float32 (or float64) tensor of 1 element (per tensor) or one element per
+ *    channel (per channel: dim 0 of a weight, dim 1 of an activation), every value positive and
+ *    finite. Anything else (zero, negative, NaN, an integer tensor, the wrong element count) is
+ *    an error naming the site.
+ *  - `zero_point`: NULL (read as 0) or a float tensor with as many elements as `scale`, every
+ *    value finite and within [quant_min, quant_max] (the export rounds it to an integer).
+ *  - quant_min < quant_max once defaulted (both 0: the full range of quant_dtype). */
 typedef struct shrink_calibration {
   uint32_t struct_size;
-  shrink_tensor* scale;      /* scalar or per-channel; NULL when the algorithm has no scale     */
-  shrink_tensor* zero_point; /* same shape as scale; NULL when symmetric without zero point     */
+  shrink_tensor* scale;      /* 1 element or one per channel; NULL: the site stays in float */
+  shrink_tensor* zero_point; /* as many elements as scale; NULL when symmetric without zero point */
   int32_t quant_bits;
-  char quant_dtype[16];   /* "int8", "uint8", "int4", ...                                        */
-  char quant_scheme[32];  /* "affine", "symmetric", ...                                          */
-  double tracked_min;     /* NaN when not tracked                                                */
-  double tracked_max;     /* NaN when not tracked                                                */
+  char quant_dtype[16];  /* "int8", "uint8", "int4", ... */
+  char quant_scheme[32]; /* "affine", "symmetric", ... */
+  double tracked_min;    /* NaN when not tracked */
+  double tracked_max;    /* NaN when not tracked */
   /* since ABI 1.1: the integer range the fake-quant clamps to, e.g. -127 / 127 for NNI int8;
      both 0 (or absent): the full range of quant_dtype */
   int64_t quant_min;
@@ -257,8 +301,8 @@ typedef struct shrink_calibration {
 /* Result of create: the instance and the facets it supports. */
 typedef struct shrink_instance {
   uint32_t struct_size;
-  void* handle;       /* plugin-owned; passed back to every call; freed by destroy         */
-  uint32_t flags;     /* SHRINK_INSTANCE_* below                                          */
+  void* handle;   /* plugin-owned; passed back to every call; freed by destroy */
+  uint32_t flags; /* SHRINK_INSTANCE_* below */
 } shrink_instance;
 
 enum {
@@ -272,7 +316,10 @@ enum {
 
 /* Quantizer (NNI's Quantizer). `site` is the plugin's per-site context returned by setup_site.
  * `state` holds the site's declared state tensors in declaration order; buffers may be updated
- * in place. `*out` receives a new reference. */
+ * in place. `*out` receives a new reference: a tensor of the input's shape and dtype (float32 in
+ * float32 models). The host checks shape and dtype after every call, and finiteness in
+ * `shrink check`, in the plan check before training and under `shrink run --check-plugins`; a
+ * mismatch is an error naming the plugin, the site and the call. */
 typedef struct shrink_quantizer_api {
   uint32_t struct_size;
   /* Required: setup_site .. quantize_output. Optional (a reader checks struct_size and NULL):
@@ -294,6 +341,7 @@ typedef struct shrink_quantizer_api {
   shrink_status (*update_epoch)(void* self, int32_t epoch, shrink_error* error);
   /* Called after every optimizer step. */
   shrink_status (*step)(void* self, shrink_error* error);
+  /* Called once per site at export, for every site (see shrink_calibration for what it returns). */
   shrink_status (*export_site)(void* self, void* site, shrink_tensor* const* state,
                                uint32_t state_count, shrink_calibration* out, shrink_error* error);
   /* Since ABI 1.2, optional: the calibration forwards are over; turn what they recorded for `site`
@@ -336,7 +384,9 @@ typedef struct shrink_wrapper_info {
 } shrink_wrapper_info;
 
 /* WeightMasker (NNI's WeightMasker.calc_mask). `*out_weight_mask` receives a new reference with the
- * weight's shape; `*out_bias_mask` may be left NULL. */
+ * weight's shape, of a floating-point or bool dtype, holding 0 (pruned) and 1 (kept);
+ * `*out_bias_mask` may be left NULL, or the bias's shape. Importance scores are floating point.
+ * The host checks shapes and dtypes always, finiteness where quantizers' are (see above). */
 typedef struct shrink_masker_api {
   uint32_t struct_size;
   shrink_status (*calc_mask)(void* self, double sparsity, const shrink_wrapper_info* wrapper,
@@ -350,10 +400,16 @@ typedef struct shrink_masker_api {
                               shrink_tensor** out_scores, shrink_error* error);
 } shrink_masker_api;
 
-/* Pruner hooks (NNI's Pruner around its masker). */
+/* Pruner hooks (NNI's Pruner around its masker). When masks are computed is the experiment's
+ * (its stage's `schedule`), not the pruner's. */
 typedef struct shrink_pruner_api {
   uint32_t struct_size;
-  /* Non-zero: masks are computed once and kept (NNI's `if_calculated`). */
+  /* Superseded in ABI 1.5 by SHRINK_CAP_RANKS_IN_TRAINING. Hosts up to 1.4 read zero here as
+   * "ranks by what it observes in training" (its masks at the end of each stretch of training),
+   * whatever the name says; a host since 1.5 reads it so only from plugins built against 1.4 or
+   * older (so those keep their behaviour) and reads the capability from newer ones. A plugin
+   * built against 1.5 sets it to 0 exactly when it declares SHRINK_CAP_RANKS_IN_TRAINING, for
+   * older hosts. */
   int32_t one_shot;
   shrink_status (*update_epoch)(void* self, int32_t epoch, shrink_error* error);
   shrink_status (*step)(void* self, shrink_error* error);
@@ -372,8 +428,8 @@ typedef struct shrink_pruner_api {
 
 typedef struct shrink_algorithm_descriptor {
   uint32_t struct_size;
-  const char* name;        /* unique across all loaded plugins: "naive", "qat", "l1_norm"   */
-  const char* description; /* one line                                                    */
+  const char* name;        /* unique across all loaded plugins: "naive", "qat", "l1_norm" */
+  const char* description; /* one line */
   shrink_algorithm_kind kinds;
   shrink_capabilities capabilities;
 
@@ -390,14 +446,22 @@ typedef struct shrink_algorithm_descriptor {
   /* Optional (a reader checks struct_size): comma-separated op types the algorithm handles
    * ("Conv2d,Linear"); NULL or absent for any. */
   const char* supported_op_types;
+
+  /* Since ABI 1.5, optional: the per-site config keys the algorithm reads besides the framework's
+   * (quant_dtype, quant_bits, quant_scheme, granularity, the pruning ratios, ...), as a
+   * NULL-terminated array of names, e.g. {"quant_start_step", NULL}. A config_list entry of a
+   * stage using this algorithm may give them (at its top level or in target_settings); any other
+   * key is refused before anything runs with the file, line and column, the framework's keys and
+   * these. NULL or absent: none. */
+  const char* const* site_keys;
 } shrink_algorithm_descriptor;
 
 typedef struct shrink_plugin_descriptor {
   uint32_t struct_size;
-  uint16_t abi_major; /* SHRINK_ABI_VERSION_MAJOR the plugin was built against */
-  uint16_t abi_minor; /* SHRINK_ABI_VERSION_MINOR the plugin was built against */
-  const char* name;    /* the plugin (library) name                             */
-  const char* version; /* the plugin's own version, e.g. "1.2.0"                */
+  uint16_t abi_major;  /* SHRINK_ABI_VERSION_MAJOR the plugin was built against */
+  uint16_t abi_minor;  /* SHRINK_ABI_VERSION_MINOR the plugin was built against */
+  const char* name;    /* the plugin (library) name */
+  const char* version; /* the plugin's own version, e.g. "1.2.0" */
   /* Build fingerprint, ';'-separated key=value pairs: "torch=1.13.1;cxx11_abi=1;compiler=gcc 12.2".
    * A plugin that does not link LibTorch omits the torch and cxx11_abi keys. The host refuses a
    * plugin whose torch version or C++ ABI differs from its own. */

@@ -20,8 +20,17 @@
 //
 // Contract for implementers:
 //  - quantize_* and quant_backward run under torch::NoGradGuard; the host owns autograd.
+//  - quantize_* return a tensor of their input's shape and dtype (float32 in, float32 out). The
+//    host checks shape and dtype after every call, and finite values in `shrink check`, before
+//    training and under `shrink run --check-plugins`; an exception thrown here reaches the user as
+//    one line naming the plugin, the site and the call.
 //  - State tensors declared in setup_site are shared with the host: update buffers in place
 //    (copy_, mul_, ...). Assigning a new tensor to a state slot does not reach the host.
+//    Parameters are trained by the experiment's optimizer, weight decay included, unless declared
+//    with kNoWeightDecay (ABI 1.5).
+//  - export_site is called for every site at export (see Quantizer::export_site).
+//  - Per-site config keys beyond the framework's are declared at registration
+//    (`.site_keys({"quant_start_step"})`, ABI 1.5); others are refused before anything runs.
 //  - One instance is called from one thread at a time.
 #pragma once
 
@@ -41,6 +50,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -55,7 +65,11 @@ namespace shrink {
 constexpr shrink_capabilities kCalibration = SHRINK_CAP_CALIBRATION;
 constexpr shrink_capabilities kTraining = SHRINK_CAP_TRAINING;
 constexpr shrink_capabilities kExport = SHRINK_CAP_EXPORT;
-constexpr shrink_capabilities kQuantGrad = SHRINK_CAP_QUANT_GRAD;  // declare when setting quant_grad
+constexpr shrink_capabilities kQuantGrad =
+    SHRINK_CAP_QUANT_GRAD;  // declare when setting quant_grad
+
+// Flags of Site::add_parameter (ABI 1.5): the optimizer trains the parameter without weight decay.
+constexpr shrink_state_flags kNoWeightDecay = SHRINK_STATE_NO_WEIGHT_DECAY;
 
 // Thrown by plugin code for bad options or configs; reported with SHRINK_STATUS_INVALID_ARGUMENT.
 class InvalidArgument : public std::runtime_error {
@@ -176,7 +190,8 @@ inline shrink_tensor* to_handle(const torch::Tensor& tensor) {
   shrink_error error = make_error();
   shrink_tensor* out = nullptr;
   // A dense strided result (channels-last, say) keeps its layout; the host accepts it as it is.
-  DLManagedTensor* dl = at::toDLPack(tensor.is_non_overlapping_and_dense() ? tensor : tensor.contiguous());
+  DLManagedTensor* dl =
+      at::toDLPack(tensor.is_non_overlapping_and_dense() ? tensor : tensor.contiguous());
   throw_if_failed(host_slot()->tensor_from_dlpack(dl, &out, &error), error);
   return out;
 }
@@ -215,6 +230,12 @@ shrink_status guarded(shrink_error* error, Body&& body) noexcept {
 
 class SiteAccess;
 
+// True when T declares a `kOneShot` member (the SDK's name before ABI 1.5).
+template <typename T, typename = void>
+struct declares_one_shot : std::false_type {};
+template <typename T>
+struct declares_one_shot<T, std::void_t<decltype(T::kOneShot)>> : std::true_type {};
+
 }  // namespace detail
 
 // Logs through the host's logger, prefixed with the plugin's name.
@@ -247,8 +268,11 @@ inline void log_debug(const std::string& message) { log(SHRINK_LOG_DEBUG, messag
 class Site {
  public:
   Site(const shrink_site_info& info)
-      : module_name_(info.module_name), module_type_(info.module_type), target_(info.target),
-        quant_type_(static_cast<QuantType>(info.quant_type)), config_(info.config) {}
+      : module_name_(info.module_name),
+        module_type_(info.module_type),
+        target_(info.target),
+        quant_type_(static_cast<QuantType>(info.quant_type)),
+        config_(info.config) {}
 
   const std::string& module_name() const { return module_name_; }
   const std::string& module_type() const { return module_type_; }
@@ -260,12 +284,15 @@ class Site {
   const torch::Tensor& sample() const { return sample_; }
 
   // In setup_site only: declare a buffer (saved, not trained) or a parameter (trained by the
-  // experiment's optimizer). Later calls see them through state(name) in declaration order.
+  // experiment's optimizer, with its weight decay unless `flags` has kNoWeightDecay: a clipping
+  // bound such as PACT's alpha would otherwise shrink towards zero). Later calls see them through
+  // state(name) in declaration order.
   void add_buffer(const std::string& name, const torch::Tensor& initial) {
-    declare(name, SHRINK_STATE_BUFFER, initial);
+    declare(name, SHRINK_STATE_BUFFER, 0, initial);
   }
-  void add_parameter(const std::string& name, const torch::Tensor& initial) {
-    declare(name, SHRINK_STATE_PARAMETER, initial);
+  void add_parameter(const std::string& name, const torch::Tensor& initial,
+                     shrink_state_flags flags = 0) {
+    declare(name, SHRINK_STATE_PARAMETER, flags, initial);
   }
 
   // The current value of a declared state tensor (shares memory with the host's copy).
@@ -292,13 +319,22 @@ class Site {
  private:
   friend class detail::SiteAccess;
 
-  void declare(const std::string& name, shrink_state_kind kind, const torch::Tensor& initial) {
+  void declare(const std::string& name, shrink_state_kind kind, shrink_state_flags flags,
+               const torch::Tensor& initial) {
     if (declarer_ == nullptr) {
       throw std::runtime_error("state '" + name + "' declared outside setup_site");
     }
+    const bool has_v2 = SHRINK_HAS_FIELD(declarer_, shrink_state_declarer, declare_v2) &&
+                        declarer_->declare_v2 != nullptr;
+    if (flags != 0 && !has_v2) {
+      log(SHRINK_LOG_WARN, "this host predates ABI 1.5: parameter '" + name + "' of " +
+                               module_name_ + "." + target_ + " gets weight decay");
+    }
     shrink_error error = detail::make_error();
     shrink_tensor* handle = detail::to_handle(initial.detach().clone());
-    shrink_status status = declarer_->declare(builder_, name.c_str(), kind, handle, &error);
+    shrink_status status =
+        has_v2 ? declarer_->declare_v2(builder_, name.c_str(), kind, flags, handle, &error)
+               : declarer_->declare(builder_, name.c_str(), kind, handle, &error);
     detail::host_slot()->tensor_release(handle);
     detail::throw_if_failed(status, error);
     names_.push_back(name);
@@ -362,10 +398,16 @@ class Quantizer {
   // After the calibration forwards (is_calibrating() was true in them): turn what was recorded for
   // `site` into its quantization parameters. Register with kCalibration to be calibrated.
   virtual void end_calibration(Site& site) { (void)site; }
-  // Register with kExport to have this called.
+  // Register with kExport to have this called, once per site at export, for every site
+  // (activation sites and sites that never saw data too). Leave `scale` undefined when the site
+  // has no quantization parameters: it stays in float in the exported model. Otherwise `scale` is
+  // a float tensor of 1 element (per tensor) or one per channel (dim 0 of a weight, dim 1 of an
+  // activation), every value positive and finite, and `zero_point` undefined or a float tensor of
+  // the same element count within [quant_min, quant_max]. The host refuses anything else naming
+  // the site.
   virtual Calibration export_site(Site& site) {
-    throw Unsupported("calibration export is not implemented for site " + site.module_name() +
-                      "." + site.target());
+    throw Unsupported("calibration export is not implemented for site " + site.module_name() + "." +
+                      site.target());
   }
 
   const Config& options() const { return options_; }
@@ -391,7 +433,7 @@ struct Wrapper {
   std::string type;
   Config config;
   torch::Tensor weight;
-  torch::Tensor bias;  // undefined when the module has no bias
+  torch::Tensor bias;         // undefined when the module has no bias
   torch::Tensor weight_grad;  // the latest step's gradient, in Pruner::observe only
   // [N, C]: per sample and output channel, sum over positions of output * dLoss/doutput at the
   // latest step; in Pruner::observe only, when observes_outputs() says so (ABI 1.4).
@@ -418,11 +460,15 @@ class WeightMasker {
   Config options_;
 };
 
-// NNI's Pruner: owns a masker and the schedule hooks. `kOneShot` tells the host to compute masks
-// once and keep them (NNI's `if_calculated`); a subclass may redeclare it as false.
+// NNI's Pruner: owns a masker and the schedule hooks. When masks are computed is the experiment's
+// (the stage's `schedule`: one_shot, linear, agp), so NNI's `if_calculated` has no counterpart.
+// A pruner that ranks by what it observes while its stage trains (observe(); first-order Taylor)
+// redeclares `static constexpr bool kRanksInTraining = true;` (ABI 1.5): the host then computes its
+// masks at the end of each stretch of training rather than at the start, and requires the stage to
+// train. (`kOneShot`, which said this by being false, is gone: redeclaring it fails to compile.)
 class Pruner {
  public:
-  static constexpr bool kOneShot = true;
+  static constexpr bool kRanksInTraining = false;
 
   explicit Pruner(const Config& options) : options_(options) {}
   virtual ~Pruner() = default;
@@ -636,7 +682,8 @@ inline Wrapper make_wrapper(const shrink_wrapper_info* info) {
   w.config = Config(info->config);
   w.weight = from_handle(info->weight);
   w.bias = from_handle(info->bias);
-  if (SHRINK_HAS_FIELD(info, shrink_wrapper_info, weight_grad)) w.weight_grad = from_handle(info->weight_grad);
+  if (SHRINK_HAS_FIELD(info, shrink_wrapper_info, weight_grad))
+    w.weight_grad = from_handle(info->weight_grad);
   if (SHRINK_HAS_FIELD(info, shrink_wrapper_info, output_grad_product)) {
     w.output_grad_product = from_handle(info->output_grad_product);
   }
@@ -649,8 +696,8 @@ shrink_status masker_calc_mask(void* self, double sparsity, const shrink_wrapper
                                shrink_tensor** out_bias_mask, shrink_error* error) {
   return guarded(error, [&] {
     torch::NoGradGuard no_grad;
-    Masks masks = static_cast<Object*>(self)->calc_mask(sparsity, make_wrapper(wrapper),
-                                                         wrapper_idx);
+    Masks masks =
+        static_cast<Object*>(self)->calc_mask(sparsity, make_wrapper(wrapper), wrapper_idx);
     if (!masks.weight_mask.defined()) throw std::runtime_error("calc_mask returned no weight_mask");
     shrink_tensor* bias = to_handle(masks.bias_mask);
     *out_weight_mask = to_handle(masks.weight_mask);
@@ -663,7 +710,8 @@ shrink_status masker_importance(void* self, const shrink_wrapper_info* wrapper, 
                                 shrink_tensor** out_scores, shrink_error* error) {
   return guarded(error, [&] {
     torch::NoGradGuard no_grad;
-    *out_scores = to_handle(static_cast<Object*>(self)->importance(make_wrapper(wrapper), wrapper_idx));
+    *out_scores =
+        to_handle(static_cast<Object*>(self)->importance(make_wrapper(wrapper), wrapper_idx));
   });
 }
 
@@ -712,8 +760,8 @@ void destroy_instance(void* self) {
 
 inline std::string build_tag() {
   std::ostringstream tag;
-  tag << "torch=" << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "."
-      << TORCH_VERSION_PATCH << ";cxx11_abi=" << _GLIBCXX_USE_CXX11_ABI << ";compiler=";
+  tag << "torch=" << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "." << TORCH_VERSION_PATCH
+      << ";cxx11_abi=" << _GLIBCXX_USE_CXX11_ABI << ";compiler=";
 #if defined(__clang__)
   tag << "clang " << __clang_major__ << "." << __clang_minor__;
 #elif defined(__GNUC__)
@@ -763,7 +811,7 @@ class PluginBuilder {
     return *this;
   }
 
-  // Registers a weight masker class; the host drives it as a one-shot pruner.
+  // Registers a weight masker class; the host calls calc_mask on the stage's schedule.
   template <typename T>
   PluginBuilder& masker(const std::string& name, const std::string& description,
                         const std::string& supported_op_types = "") {
@@ -785,19 +833,46 @@ class PluginBuilder {
   PluginBuilder& pruner(const std::string& name, const std::string& description,
                         const std::string& supported_op_types = "") {
     static_assert(std::is_base_of<Pruner, T>::value, "T must derive from shrink::Pruner");
+    static_assert(
+        !detail::declares_one_shot<T>::value,
+        "shrink::Pruner::kOneShot is gone (ABI 1.5): the stage's schedule says when masks "
+        "are computed. A pruner that ranks by what it observes in training declares "
+        "static constexpr bool kRanksInTraining = true; otherwise delete kOneShot");
     static const shrink_masker_api api = {sizeof(shrink_masker_api),
                                           &detail::masker_calc_mask<Pruner>,
                                           &detail::masker_importance<Pruner>};
+    // one_shot: what hosts before ABI 1.5 read as "does not rank in training".
     static const shrink_pruner_api pruner_api = {
-        sizeof(shrink_pruner_api), T::kOneShot ? 1 : 0,  &detail::pruner_update_epoch,
-        &detail::pruner_step,      &detail::pruner_observe, &detail::pruner_l1_penalty,
+        sizeof(shrink_pruner_api),       T::kRanksInTraining ? 0 : 1,
+        &detail::pruner_update_epoch,    &detail::pruner_step,
+        &detail::pruner_observe,         &detail::pruner_l1_penalty,
         &detail::pruner_observes_outputs};
     shrink_algorithm_descriptor& d = add(name, description, supported_op_types);
     d.kinds = SHRINK_KIND_WEIGHT_MASKER | SHRINK_KIND_PRUNER;
+    d.capabilities = T::kRanksInTraining ? SHRINK_CAP_RANKS_IN_TRAINING : 0;
     d.create = &detail::create_instance<T, Pruner>;
     d.destroy = &detail::destroy_instance<Pruner>;
     d.masker = &api;
     d.pruner = &pruner_api;
+    return *this;
+  }
+
+  // Declares the per-site config keys of the algorithm registered just before (ABI 1.5), e.g.
+  //   plugin.quantizer<Qat>("qat", "...", shrink::kTraining).site_keys({"quant_start_step"});
+  // A config_list entry of a stage using it may then give them; the framework refuses other keys
+  // it does not know, naming file, line and column. Keys are read in setup_site from
+  // site.config().
+  PluginBuilder& site_keys(const std::vector<std::string>& keys) {
+    if (algorithms_.empty()) {
+      throw std::logic_error("site_keys: register an algorithm first (plugin.quantizer<T>(...))");
+    }
+    key_lists_.emplace_back();
+    for (const auto& key : keys) {
+      strings_.push_back(key);
+      key_lists_.back().push_back(strings_.back().c_str());
+    }
+    key_lists_.back().push_back(nullptr);
+    algorithms_.back().site_keys = key_lists_.back().data();
     return *this;
   }
 
@@ -842,6 +917,7 @@ class PluginBuilder {
   std::string build_tag_;
   std::deque<std::string> strings_;  // deque: stable c_str() pointers
   std::deque<shrink_algorithm_descriptor> algorithms_;
+  std::deque<std::vector<const char*>> key_lists_;  // NULL-terminated site_keys arrays
   std::vector<const shrink_algorithm_descriptor*> pointers_;
   shrink_plugin_descriptor descriptor_{};
 };
@@ -876,10 +952,10 @@ inline const shrink_plugin_descriptor* plugin_entry(const shrink_host_api* host,
 
 // Defines the plugin's entry point; the block that follows registers its algorithms through
 // `plugin` (a shrink::PluginBuilder&). Use once per plugin library.
-#define SHRINK_PLUGIN(NAME, VERSION)                                                            \
-  static void shrink_register_plugin_(::shrink::PluginBuilder& plugin);                         \
-  extern "C" SHRINK_PLUGIN_EXPORT const shrink_plugin_descriptor* shrink_plugin_entry(          \
-      const shrink_host_api* host) {                                                           \
-    return ::shrink::detail::plugin_entry(host, NAME, VERSION, &shrink_register_plugin_);       \
-  }                                                                                             \
+#define SHRINK_PLUGIN(NAME, VERSION)                                                      \
+  static void shrink_register_plugin_(::shrink::PluginBuilder& plugin);                   \
+  extern "C" SHRINK_PLUGIN_EXPORT const shrink_plugin_descriptor* shrink_plugin_entry(    \
+      const shrink_host_api* host) {                                                      \
+    return ::shrink::detail::plugin_entry(host, NAME, VERSION, &shrink_register_plugin_); \
+  }                                                                                       \
   static void shrink_register_plugin_(::shrink::PluginBuilder& plugin)

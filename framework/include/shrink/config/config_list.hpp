@@ -8,7 +8,12 @@
 //  - NNI 2.x: quant_types (input, weight, output), quant_bits (an int or a per-type map),
 //    quant_scheme (per_tensor_affine, per_tensor_symmetric, per_channel_affine,
 //    per_channel_symmetric; or a per-type map), quant_dtype (int, uint), exclude, op_types
-//    `default`, quant_start_step.
+//    `default`.
+//
+// Any other key is an algorithm's own (qat's quant_start_step, ptq's range_estimator): parse()
+// keeps it as a setting and records where it was written (ConfigEntry::plugin_keys), and the stage
+// that knows its algorithm checks it against the keys the algorithm declares
+// (check_plugin_keys in <shrink/run/plugin_keys.hpp>).
 //
 // Precedence (as NNI 3.0): an (op, target) pair is configured by the *first* entry that selects
 // it; later entries do not re-configure it. An entry with `exclude: true` removes the ops it
@@ -21,6 +26,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace YAML {
@@ -42,6 +48,9 @@ struct ConfigEntry {
   std::vector<std::string> targets;  // canonical ("_input_0", "weight", "bias", "_output_0")
   Options settings;                  // shortcut keys, as written
   std::map<std::string, Options> target_settings;  // per canonical target
+  // Keys the framework does not know (at the top level or in target_settings), for the stage's
+  // algorithm to accept or not, in the order written: {key, "file:line:column"}.
+  std::vector<std::pair<std::string, std::string>> plugin_keys;
 };
 
 struct ConfigList {
@@ -62,7 +71,7 @@ struct PlannedSite {
   std::string op_type;
   std::string target;  // "_input_0", "weight", "bias", "_output_0"
   QuantType quant_type = QuantType::kWeight;
-  Options config;      // canonical keys: quant_dtype, quant_bits, quant_scheme, granularity, + others
+  Options config;  // canonical keys: quant_dtype, quant_bits, quant_scheme, granularity, + others
   int entry_index = 0;
 };
 
@@ -86,8 +95,12 @@ struct PruneTarget {
 
 // Resolves a pruning config_list against a model's ops, in op order. Throws shrink::Error for a
 // quantization key, a ratio outside [0, 1), an op without a weight asked for by name, an entry
-// that selects nothing.
+// that selects nothing. Plugin keys (ConfigEntry::plugin_keys) are left to check_plugin_keys.
 std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vector<OpInstance>& ops);
+
+// The keys a config_list entry may give whatever its algorithm (selection, targets, NNI's
+// quantization and pruning settings), in the order messages list them.
+const std::vector<std::string>& config_list_keys();
 
 // NNI's `default` op type: the weighted module types.
 const std::vector<std::string>& default_op_types();

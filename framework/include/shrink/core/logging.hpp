@@ -1,4 +1,8 @@
 // The host's logger. Everything goes to stderr so that stdout stays clean for tables and JSON.
+//
+// The level starts at what the environment says: SHRINK_LOG ("debug"), else spdlog's SPDLOG_LEVEL
+// ("debug", or per logger "shrink=debug"), else info. set_level (the CLI's --log-level) overrides
+// it.
 #pragma once
 
 #include <string>

@@ -38,6 +38,10 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+// Loads a TorchScript file as it is (no op discovery). Throws shrink::Error, one line naming the
+// file: "<path>: no such file (...)" or "<path>: not a loadable TorchScript model: <why>".
+torch::jit::Module load_torchscript(const std::string& path);
+
 // "__torch__.torch.nn.modules.conv.___torch_mangle_0.Conv2d" -> "Conv2d".
 std::string op_type_from_qualified_name(const std::string& qualified_name);
 

@@ -21,14 +21,15 @@ struct SiteSpec {
   std::string module_type;  // "Conv2d"
   std::string target;       // "weight", "bias", "_input_", "_output_"
   QuantType quant_type = QuantType::kWeight;
-  Options config;           // the resolved config_list entry
-  at::Tensor sample;        // current weight for weight/bias sites; may be undefined
+  Options config;     // the resolved config_list entry
+  at::Tensor sample;  // current weight for weight/bias sites; may be undefined
 };
 
 // A state tensor declared by the plugin for one site.
 struct SiteState {
   std::string name;
-  bool learnable = false;  // a parameter the optimizer trains; otherwise a buffer
+  bool learnable = false;    // a parameter the optimizer trains; otherwise a buffer
+  bool weight_decay = true;  // a parameter the optimizer decays (not SHRINK_STATE_NO_WEIGHT_DECAY)
   at::Tensor value;
 };
 
@@ -48,11 +49,24 @@ class QuantizerInstance {
 
   // Quantizes `x` at `site` (weight, input or output as the site says). Differentiable: the
   // backward is the plugin's QuantGrad, or the straight-through estimator when it has none;
-  // learnable state receives gradients.
+  // learnable state receives gradients. The result's shape and dtype are checked against x's
+  // (metadata: no host sync), its values too while check_values() is on; a failure throws
+  // shrink::Error "plugin 'p' (quantizer 'a'), site conv1.weight: quantize_weight ...", recorded
+  // for rethrow_plugin_error (plugin_error.hpp) when the call ran inside a TorchScript forward.
   at::Tensor quantize(int site, const at::Tensor& x);
 
   // Every learnable state tensor of every site, for the optimizer.
   std::vector<at::Tensor> parameters() const;
+  // The learnable state with weight decay (`with_weight_decay`), or the state declared with
+  // SHRINK_STATE_NO_WEIGHT_DECAY (`!with_weight_decay`): the optimizer's two parameter groups.
+  std::vector<at::Tensor> parameters(bool with_weight_decay) const;
+
+  // Whether quantize, its backward and export_site also check that results hold no NaN or inf.
+  // Costs a host sync per call, so it is off in training unless `shrink run --check-plugins`
+  // (set_value_checks_by_default in plugin_check.hpp) says otherwise; `shrink check` and the plan
+  // check's dry run turn it on.
+  void set_check_values(bool on) { check_values_ = on; }
+  bool check_values() const { return check_values_; }
 
   void update_epoch(int epoch);
   void step();
@@ -76,6 +90,10 @@ class QuantizerInstance {
   void set_measuring(Measure mode);
   double sqnr_db(int site) const;
   double local_sqnr_db(int site) const;
+  // The site's calibration, checked against the export contract of plugin_api.h (a scale of 1
+  // element or one per channel, positive and finite, or undefined: the site stays in float; a
+  // zero point of as many elements, finite, within [quant_min, quant_max]). Throws shrink::Error
+  // naming the plugin and site otherwise.
   Calibration export_site(int site);
 
   bool has_quant_grad() const;
@@ -94,7 +112,12 @@ class QuantizerInstance {
 
  private:
   struct Site;
+  // "plugin 'p' (quantizer 'a'), site conv1.weight: <call>".
   std::string where(int site, const char* call) const;
+  // Throws (and records) "<where>: <what>".
+  [[noreturn]] void fail(int site, const char* call, const std::string& what) const;
+  void check_result(int site, const char* call, const at::Tensor& y, const at::Tensor& x) const;
+  void check_calibration(int site, const Calibration& c) const;
 
   const AlgorithmInfo* algorithm_;
   void* handle_ = nullptr;
@@ -102,6 +125,7 @@ class QuantizerInstance {
   int id_ = -1;
   bool training_ = true;
   bool calibrating_ = false;
+  bool check_values_ = false;
   Measure measuring_ = Measure::kOff;
   std::vector<std::unique_ptr<Site>> sites_;
 };

@@ -1,0 +1,33 @@
+// cat([a, b, ...], dim) fake-quant  ->  quantized::cat([qa, qb, ...], dim, scale, zero_point):
+// concatenations of quantized values, re-quantized to the output's parameters.
+#include "export/int8/lowering.hpp"
+#include "export/int8/rule_table.hpp"
+#include "export/int8/rules/fused_output.hpp"
+#include "export/int8/rules/rules.hpp"
+#include "graph/graph_utils.hpp"
+
+namespace shrink::int8 {
+namespace {
+
+void lower_cat(Lowering& lowering, torch::jit::Node* n) {
+  torch::jit::Node* list = n->input(0)->node();
+  if (list->kind() != c10::prim::ListConstruct || n->input(0)->uses().size() != 1) return;
+  std::vector<torch::jit::Value*> qs;
+  for (torch::jit::Value* v : list->inputs()) {
+    const Twin* twin = lowering.twin(v);
+    if (twin == nullptr) return;
+    qs.push_back(twin->q);
+  }
+  // The quantized list is only made when the quantized cat will be.
+  if (detail::only_use(n->output(), {kFakeQuantPerTensor}) == nullptr) return;
+  torch::jit::Graph& graph = lowering.graph();
+  torch::jit::WithInsertPoint guard(n);
+  torch::jit::Value* qlist = graph.insertNode(graph.createList(qs[0]->type(), qs))->output();
+  fuse_output(lowering, n, {qlist, n->input(1)}, "quantized::cat");
+}
+
+}  // namespace
+
+void add_cat_rules(RuleTable& table) { table.add("aten::cat", lower_cat); }
+
+}  // namespace shrink::int8

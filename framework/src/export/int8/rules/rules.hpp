@@ -1,0 +1,19 @@
+// Each op family's rules (one file in rules/ each), registered by RuleTable::standard().
+#pragma once
+
+namespace shrink::int8 {
+
+class RuleTable;
+
+void add_fake_quant_rules(RuleTable& table);  // activations' fake-quants: quantize
+void add_conv2d_rules(RuleTable& table);      // quantized::conv2d[_relu], BatchNorm folded
+void add_linear_rules(RuleTable& table);      // quantized::linear[_relu]; small ones float
+void add_pooling_rules(RuleTable& table);     // max / avg / adaptive avg pooling on int8
+void add_relu_rules(RuleTable& table);        // relu, hardtanh on int8
+void add_reshape_rules(RuleTable& table);     // reshape, view, flatten, ... on int8
+void add_dropout_rules(RuleTable& table);     // evaluation: the identity
+void add_add_rules(RuleTable& table);         // quantized::add[_relu]
+void add_cat_rules(RuleTable& table);         // quantized::cat
+void add_hardswish_rules(RuleTable& table);   // quantized::hardswish
+
+}  // namespace shrink::int8

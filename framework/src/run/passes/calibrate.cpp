@@ -1,0 +1,56 @@
+#include <shrink/graph/model.hpp>
+#include <shrink/host/quantizer_instance.hpp>
+#include <shrink/run/context.hpp>
+#include <shrink/run/passes.hpp>
+
+#include "run/training.hpp"
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <iomanip>
+#include <sstream>
+
+namespace shrink {
+
+std::string CalibratePass::name() const { return "calibrate[" + std::to_string(stage_) + "]"; }
+
+// The quantizer records statistics over the asked batches of training samples (a random choice
+// fixed by the seed, without touching the training RNG), with the model in eval mode and earlier
+// stages quantizing as they would in inference; then each site turns them into parameters.
+void CalibratePass::run(RunContext& c) {
+  const CalibrationSpec& spec = c.experiment->compress[stage_].calibration;
+  const int64_t batch = calibration_batch_size(c, spec);
+  const auto start = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  c.set_training(false);
+  QuantizerInstance& q = *c.quantizers[static_cast<std::size_t>(c.stages[stage_].quantizer)];
+  const at::Tensor order = seeded_order(c);
+  q.set_calibrating(true);
+  try {
+    for (int64_t b = 0; b < spec.batches; ++b) {
+      // The data are finite (the loader checks); a site that sees NaN or inf says so itself.
+      c.model->module().forward(
+          {c.train.inputs.index_select(0, order.narrow(0, b * batch, batch))});
+    }
+  } catch (...) {
+    q.set_calibrating(false);
+    throw;
+  }
+  q.set_calibrating(false);
+  q.end_calibration();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  c.calibration.push_back({{"stage", static_cast<int64_t>(stage_)},
+                           {"batches", spec.batches},
+                           {"samples", spec.batches * batch},
+                           {"seconds", seconds}});
+  std::ostringstream line;
+  line << "calibrate: " << c.experiment->compress[stage_].plugin << " on " << spec.batches * batch
+       << " samples (" << spec.batches << " batches), " << std::fixed << std::setprecision(2)
+       << seconds << " s";
+  c.say(line.str());
+}
+
+}  // namespace shrink

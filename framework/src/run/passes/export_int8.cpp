@@ -1,0 +1,62 @@
+#include <shrink/core/error.hpp>
+#include <shrink/export/int8_export.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/run/context.hpp>
+#include <shrink/run/passes.hpp>
+
+#include "run/training.hpp"
+
+#include <torch/script.h>
+
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+namespace shrink {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+int64_t file_bytes(const fs::path& p) { return static_cast<int64_t>(fs::file_size(p)); }
+
+void say_result(RunContext& c, const Int8Export& lowered, double accuracy, double sqnr) {
+  std::ostringstream line;
+  line << "model_int8.pt: " << lowered.quantized_ops << " int8 ops";
+  if (c.experiment->evaluate) line << ", accuracy " << std::setprecision(4) << accuracy;
+  line << ", output SQNR vs model_qat.pt " << std::setprecision(3) << sqnr << " dB, "
+       << std::setprecision(2) << c.int8["size_ratio"].get<double>() << "x the fp32 file";
+  c.say(line.str());
+  for (const auto& f : lowered.float_ops) c.say("  float: " + f);
+  for (const auto& n : lowered.notes) c.say("  note: " + n);
+}
+
+}  // namespace
+
+void ExportInt8Pass::run(RunContext& c) {
+  SHRINK_CHECK(c.exported != nullptr, "export.int8: there is no model_qat.pt to lower "
+                                      "(the experiment has no quantization stage)");
+  const fs::path int8_file = fs::path(c.staging) / "model_int8.pt";
+  const Int8Export lowered = export_int8(c.exported->path(), int8_file.string());
+  use_int8_engine();
+  torch::jit::Module int8_model = load_torchscript(int8_file.string());
+  double sqnr = 0;  // output SQNR against model_qat.pt
+  const double accuracy = evaluate(c, int8_model, c.test, &c.exported->module(), &sqnr);
+  c.summary.int8_accuracy = accuracy;
+  const std::string& fp32 = c.experiment->model;
+  c.int8 = {{"file", "model_int8.pt"},
+            {"engine", "onednn"},
+            {"accuracy", c.experiment->evaluate ? json(accuracy) : json(nullptr)},
+            {"sqnr_db_vs_fake_quant", std::isfinite(sqnr) ? json(sqnr) : json(nullptr)},
+            {"quantized_ops", lowered.quantized_ops},
+            {"float_ops", lowered.float_ops},
+            {"notes", lowered.notes},
+            {"file_bytes", file_bytes(int8_file)},
+            {"fp32_file_bytes", file_bytes(fp32)},
+            {"size_ratio", static_cast<double>(file_bytes(int8_file)) /
+                               static_cast<double>(file_bytes(fp32))}};
+  say_result(c, lowered, accuracy, sqnr);
+}
+
+}  // namespace shrink

@@ -1,0 +1,57 @@
+#include <shrink/core/error.hpp>
+#include <shrink/run/context.hpp>
+#include <shrink/run/passes.hpp>
+
+#include "run/training.hpp"
+
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/torch.h>
+
+#include <dlfcn.h>
+
+#include <sstream>
+
+namespace shrink {
+namespace {
+
+// One BLAS thread: OpenBLAS's own pool and LibTorch's OpenMP pool otherwise fight over the cores
+// (twice as slow training, docs/results.md). Called before any BLAS work.
+void use_one_blas_thread() {
+  using SetThreads = void (*)(int);
+  if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set(1);
+  }
+}
+
+void check_calibration_sizes(const RunContext& c) {
+  for (std::size_t i = 0; i < c.experiment->compress.size(); ++i) {
+    const CalibrationSpec& cal = c.experiment->compress[i].calibration;
+    const int64_t batch = calibration_batch_size(c, cal), wanted = cal.batches * batch;
+    SHRINK_CHECK(wanted <= c.train.size(),
+                 cal.where << ": compress[" << i << "].calibration: " << cal.batches
+                           << " batches of " << batch << " need " << wanted
+                           << " samples, the training set has " << c.train.size());
+  }
+}
+
+}  // namespace
+
+void PrepareDataPass::run(RunContext& c) {
+  const Experiment& x = *c.experiment;
+  if (x.threads > 0) at::set_num_threads(static_cast<int>(x.threads));
+  use_one_blas_thread();
+  // The profiling executor re-specialises the graph for training and made a step several times
+  // slower than Python eager; the simple executor runs the graph as written.
+  torch::jit::setGraphExecutorOptimize(false);
+  at::globalContext().setFlushDenormal(true);
+  torch::manual_seed(static_cast<uint64_t>(x.seed));
+  c.train = load_dataset(x.data, true);
+  c.test = load_dataset(x.data, false);
+  std::ostringstream line;
+  line << "data: " << c.train.size() << " training, " << c.test.size()
+       << " test samples of shape " << c.train.inputs.sizes().slice(1);
+  c.say(line.str());
+  check_calibration_sizes(c);
+}
+
+}  // namespace shrink

@@ -1,0 +1,31 @@
+#include <shrink/graph/quantized_model.hpp>
+#include <shrink/host/quantizer_instance.hpp>
+#include <shrink/run/context.hpp>
+#include <shrink/run/passes.hpp>
+
+#include <sstream>
+
+namespace shrink {
+
+std::string QuantizeStagePass::name() const { return "compress[" + std::to_string(stage_) + "]"; }
+
+void QuantizeStagePass::run(RunContext& c) {
+  const StageSpec& stage = c.experiment->compress[stage_];
+  CheckedStage& checked = c.stages[stage_];
+  checked.quantizer = static_cast<int>(c.quantizers.size());
+  auto q = std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options);
+  c.wrapped.push_back(std::make_unique<QuantizedModel>(*c.model, *q, checked.sites, stage.fold_bn));
+  c.quantizers.push_back(std::move(q));
+  const auto folded = c.wrapped.back()->folded_batchnorms();
+  c.folded_batchnorms.push_back(folded);
+  std::ostringstream line;
+  line << "compress: " << stage.plugin << " on " << checked.sites.size() << " sites";
+  if (stage.fold_bn) {
+    line << ", " << folded.size() << " BatchNorm" << (folded.size() == 1 ? "" : "s") << " folded";
+    for (std::size_t k = 0; k < folded.size(); ++k) line << (k ? ", " : " (") << folded[k];
+    if (!folded.empty()) line << ")";
+  }
+  c.say(line.str());
+}
+
+}  // namespace shrink

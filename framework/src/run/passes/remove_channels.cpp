@@ -1,0 +1,89 @@
+#include <shrink/core/error.hpp>
+#include <shrink/graph/channel_removal.hpp>
+#include <shrink/graph/measure.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/prune/pruning_stage.hpp>
+#include <shrink/run/context.hpp>
+#include <shrink/run/passes.hpp>
+
+#include "run/merged_masks.hpp"
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <iomanip>
+#include <sstream>
+
+namespace shrink {
+namespace {
+
+// "conv1 20->10, fc1 in 800->400": what each resized module lost.
+std::string resized_list(const ChannelRemoval& removal, nlohmann::json& modules) {
+  std::ostringstream list;
+  for (const ResizedModule& r : removal.modules) {
+    modules.push_back({{"op", r.name},
+                       {"type", r.type},
+                       {"out_before", r.out_before},
+                       {"out_after", r.out_after},
+                       {"in_before", r.in_before},
+                       {"in_after", r.in_after}});
+    list << (list.tellp() > 0 ? ", " : "") << r.name << " ";
+    if (r.out_after != r.out_before) {
+      list << r.out_before << "->" << r.out_after;
+    } else {
+      list << "in " << r.in_before << "->" << r.in_after;
+    }
+  }
+  return list.str();
+}
+
+}  // namespace
+
+std::string RemoveChannelsPass::name() const {
+  return "compress[" + std::to_string(stage_) + "]";
+}
+
+void RemoveChannelsPass::run(RunContext& c) {
+  torch::NoGradGuard no_grad;
+  c.set_training(false);
+  torch::jit::Module& module = c.model->module();
+  const at::Tensor x = c.test.inputs.narrow(0, 0, std::min<int64_t>(64, c.test.size()));
+  const at::Tensor before = module.forward({x}).toTensor();
+  torch::jit::Module masked = module.clone();
+  const int64_t macs_before = count_macs(module, x);
+  c.masks_before_removal = merged_masks(c);
+  const ChannelRemoval removal = remove_pruned_channels(module);
+  const at::Tensor after = module.forward({x}).toTensor();
+  const double scale = before.abs().max().item<double>();
+  const double diff = (after - before).abs().max().item<double>() / std::max(scale, 1e-30);
+  SHRINK_CHECK(after.sizes() == before.sizes() && diff <= 1e-4,
+               name() << ": remove_channels changed the model's outputs (max difference " << diff
+                      << " of their largest value); the pruned model is kept as it was");
+  for (auto& p : c.pruners) p->rebind(module, removal);
+  const int64_t macs_after = count_macs(module, x);
+  const auto latency = median_latency({&masked, &module}, x, 30);
+  nlohmann::json modules = nlohmann::json::array();
+  const std::string list = resized_list(removal, modules);
+  c.channel_removal = {{"stage", static_cast<int64_t>(stage_)},
+                       {"modules", modules},
+                       {"channels_removed", removal.channels_removed},
+                       {"parameters_before", removal.parameters_before},
+                       {"parameters_after", removal.parameters_after},
+                       {"macs_before", macs_before},
+                       {"macs_after", macs_after},
+                       {"latency_batch", x.size(0)},
+                       {"latency_ms_before", latency[0]},
+                       {"latency_ms_after", latency[1]},
+                       {"max_output_difference", diff}};
+  std::ostringstream line;
+  line << name() << ": removed " << removal.channels_removed << " channels (" << list
+       << "); parameters " << removal.parameters_before << " -> " << removal.parameters_after
+       << ", MACs per sample " << macs_before << " -> " << macs_after << ", batch " << x.size(0)
+       << " " << std::fixed << std::setprecision(3) << latency[0] << " -> " << latency[1]
+       << " ms; outputs as before (max difference " << std::scientific << std::setprecision(1)
+       << diff << ")";
+  c.say(line.str());
+}
+
+}  // namespace shrink

@@ -1,0 +1,59 @@
+#include <shrink/core/version.hpp>
+#include <shrink/run/context.hpp>
+#include <shrink/run/passes.hpp>
+
+#include "run/report_json.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+
+namespace shrink {
+namespace {
+
+using json = nlohmann::json;
+
+json accuracy_or_null(double a) { return a >= 0 ? json(a) : json(nullptr); }
+
+json train_json(RunContext& c) {
+  const double baseline = c.pretrain.seconds_per_epoch(c.train.size());
+  const double compressed = c.finetune.seconds_per_epoch(c.train.size());
+  c.summary.baseline_seconds_per_epoch = baseline;
+  c.summary.compressed_seconds_per_epoch = compressed;
+  return {{"baseline_seconds_per_epoch", baseline},
+          {"compressed_seconds_per_epoch", compressed},
+          {"overhead", baseline > 0 && compressed > 0 ? json(compressed / baseline) : json(nullptr)},
+          {"pretrain", c.pretrain.to_json()},
+          {"finetune", c.finetune.to_json()}};
+}
+
+}  // namespace
+
+void WriteReportPass::run(RunContext& c) {
+  // Stages resumed past have their tables from the restored masks.
+  for (std::size_t k = 0; k < c.pruning.size(); ++k) {
+    if (c.pruning[k]["ops"].is_null()) c.pruning[k].update(pruning_table(*c.pruners[k]));
+  }
+  const Experiment& x = *c.experiment;
+  const RunSummary& s = c.summary;
+  const json report = {
+      {"shrink_version", version()},
+      {"experiment", {{"file", x.file}, {"resolved", yaml_to_json(YAML::Load(x.resolved_yaml))}}},
+      {"metrics",
+       {{"baseline_accuracy", accuracy_or_null(s.baseline_accuracy)},
+        {"compressed_accuracy", accuracy_or_null(s.compressed_accuracy)},
+        {"exported_accuracy", accuracy_or_null(s.exported_accuracy)},
+        {"int8_accuracy", accuracy_or_null(s.int8_accuracy)}}},
+      {"train", train_json(c)},
+      {"calibration", c.calibration},
+      {"folded_batchnorms", c.folded_batchnorms},
+      {"pruning", c.pruning},
+      {"channel_removal", c.channel_removal},
+      {"int8", c.int8},
+      {"sites", c.sites},
+      {"passes", c.pass_seconds}};
+  std::filesystem::create_directories(c.staging);
+  write_json(std::filesystem::path(c.staging) / "report.json", report);
+}
+
+}  // namespace shrink

@@ -1,0 +1,212 @@
+#include <shrink/core/error.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/graph/quantized_model.hpp>
+#include <shrink/host/plugin_check.hpp>
+#include <shrink/host/quantizer_instance.hpp>
+#include <shrink/prune/pruning_stage.hpp>
+#include <shrink/run/plan.hpp>
+#include <shrink/run/plugin_keys.hpp>
+
+#include <torch/script.h>
+
+#include <algorithm>
+
+namespace shrink {
+namespace {
+
+const char* const kPruningKeys[] = {"sparse_ratio", "sparsity", "sparsity_per_layer",
+                                    "total_sparsity", "max_sparsity_per_layer"};
+
+std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
+
+// What the stages checked so far do; what a stage may come after depends on it.
+struct Before {
+  bool prunes = false;
+  bool quantizes = false;
+  bool removes_channels = false;
+};
+
+// Throwaway copies the checks set plugins up on (their setup_site sees each site).
+struct Probe {
+  Model model;
+  std::vector<std::unique_ptr<QuantizerInstance>> quantizers;
+  std::vector<std::unique_ptr<QuantizedModel>> wrapped;
+};
+
+void check_remove_channels(const Before& before, const std::string& where) {
+  SHRINK_CHECK(before.prunes, where << ".remove_channels: no pruning stage before it (nothing to "
+                                       "remove)");
+  SHRINK_CHECK(!before.quantizes, where << ".remove_channels: put it before the quantization "
+                                           "stages (their sites are set up for the model's shapes)");
+  SHRINK_CHECK(!before.removes_channels, where << ".remove_channels: only once per experiment");
+}
+
+// Its config_list against the model, its schedule, its training, every op type against the
+// plugin (on the probe model).
+void check_pruning_stage(const StageSpec& stage, const std::string& where, const Model& model,
+                         Probe& probe, const Before& before, CheckedStage& checked) {
+  SHRINK_CHECK(stage.calibration.batches == 0,
+               stage.calibration.where << ": calibration: '" << stage.plugin
+                                       << "' prunes; calibration is for post-training quantizers");
+  SHRINK_CHECK(!stage.fold_bn,
+               where << ".fold_bn: '" << stage.plugin << "' prunes; fold_bn is for quantizers");
+  SHRINK_CHECK(stage.schedule.kind == "one_shot" || stage.train.enabled,
+               stage.schedule.where << ": " << where << ".schedule: a " << stage.schedule.kind
+                                    << " schedule spreads its updates over the stage's training; "
+                                       "add train: {epochs: N} (or steps)");
+  SHRINK_CHECK(!ranks_in_training(*checked.algorithm) || stage.train.enabled,
+               where << ": '" << stage.plugin << "' ranks by what it observes in training; add "
+                                                 "train: {epochs: N} (or steps) to the stage");
+  checked.prunes = true;
+  checked.prune_targets = plan_pruning(stage.config_list, model.ops());
+  PruningStage pruner(*checked.algorithm, stage.options, checked.prune_targets,
+                      probe.model.module(), where);
+  // Its outputs are tapped by rewriting the model's graph, which a quantization stage before it
+  // has already rewritten (and keeps pointers into).
+  SHRINK_CHECK(!(before.quantizes && stage.train.enabled && pruner.observes_outputs()),
+               where << ": '" << stage.plugin
+                     << "' observes the pruned ops' outputs in training, which cannot come after "
+                        "a quantization stage; prune first");
+}
+
+// What the plugin can do against what the stage and the export ask of it.
+void check_quantizer_capabilities(const Experiment& x, const StageSpec& stage,
+                                  const std::string& where, const std::string& name,
+                                  const AlgorithmInfo& a) {
+  SHRINK_CHECK(!x.export_model || (a.capabilities & SHRINK_CAP_EXPORT),
+               where << ".plugin: '" << stage.plugin
+                     << "' does not export calibration, so model_qat.pt cannot be written "
+                        "(set export.model: false)");
+  const bool calibrates = (a.capabilities & SHRINK_CAP_CALIBRATION) != 0;
+  const bool trains = (a.capabilities & SHRINK_CAP_TRAINING) != 0;
+  SHRINK_CHECK(stage.calibration.batches == 0 || calibrates,
+               stage.calibration.where << ": " << name << ".calibration: plugin '" << stage.plugin
+                                       << "' does not calibrate (capabilities: "
+                                       << a.capabilities_text() << ")");
+  SHRINK_CHECK(stage.calibration.batches > 0 || trains,
+               where << ": plugin '" << stage.plugin
+                     << "' is post-training only and needs a calibration pass "
+                        "(add calibration: {batches: N})");
+}
+
+void check_no_pruning_keys(const StageSpec& stage) {
+  for (const ConfigEntry& e : stage.config_list.entries) {
+    for (const char* key : kPruningKeys) {
+      SHRINK_CHECK(!e.settings.find(key), e.where << ": config_list[" << e.index << "]: " << key
+                                                  << " is a pruning key; '" << stage.plugin
+                                                  << "' quantizes");
+    }
+  }
+}
+
+void check_int8_bits(const std::vector<PlannedSite>& sites, const std::string& where) {
+  for (const PlannedSite& s : sites) {
+    const std::string bits = s.config.find("quant_bits") ? *s.config.find("quant_bits") : "8";
+    SHRINK_CHECK(bits == "8", where << ": " << s.op_name << "." << s.target << " is a " << bits
+                                    << "-bit site; export.int8 needs 8-bit sites (LibTorch's "
+                                       "int8 kernels), or set export.int8: false");
+  }
+}
+
+void check_quantizer_stage(const Experiment& x, std::size_t i, const std::string& where,
+                           const Model& model, Probe& probe, CheckedStage& checked) {
+  const StageSpec& stage = x.compress[i];
+  SHRINK_CHECK(checked.algorithm->is_quantizer(),
+               where << ".plugin: '" << stage.plugin << "' is a "
+                     << checked.algorithm->kinds_text()
+                     << ", neither a quantizer nor a weight masker");
+  SHRINK_CHECK(stage.schedule.where.empty() && !stage.train.enabled,
+               where << ": schedule and train are for pruning stages; '" << stage.plugin
+                     << "' quantizes (it trains in finetune)");
+  check_no_pruning_keys(stage);
+  check_quantizer_capabilities(x, stage, where, stage_name(i), *checked.algorithm);
+  checked.sites = plan_sites(stage.config_list, model.ops());
+  if (x.export_int8) check_int8_bits(checked.sites, where);
+  try {
+    probe.quantizers.push_back(std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options));
+    probe.wrapped.push_back(std::make_unique<QuantizedModel>(probe.model, *probe.quantizers.back(),
+                                                             checked.sites, stage.fold_bn));
+    // One quantize per weight site and one export_site per site, every check on: a plugin that
+    // fails or returns something wrong says so now, not after the training.
+    dry_run(*probe.quantizers.back());
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+}
+
+CheckedStage check_stage(const Experiment& x, std::size_t i, const Model& model,
+                         PluginRegistry& registry, Probe& probe, const Before& before) {
+  const StageSpec& stage = x.compress[i];
+  const std::string where = stage.where + ": " + stage_name(i);
+  CheckedStage checked;
+  if (stage.remove_channels) {
+    check_remove_channels(before, where);
+    checked.removes_channels = true;
+    return checked;
+  }
+  try {
+    checked.algorithm = &registry.require(stage.plugin);
+  } catch (const Error& e) {
+    throw Error(where + ".plugin: " + e.what());
+  }
+  check_plugin_keys(stage.config_list, *checked.algorithm, stage_name(i));
+  if (!checked.algorithm->is_masker() || checked.algorithm->is_quantizer()) {
+    check_quantizer_stage(x, i, where, model, probe, checked);
+    return checked;
+  }
+  SHRINK_CHECK(!before.removes_channels,
+               where << ": pruning after remove_channels is not supported; prune before it");
+  try {
+    check_pruning_stage(stage, where, model, probe, before, checked);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    // Messages that already name the stage keep their own prefix.
+    throw Error(what.find(stage_name(i)) != std::string::npos ? what : where + ": " + what);
+  }
+  return checked;
+}
+
+}  // namespace
+
+bool ranks_in_training(const AlgorithmInfo& a) { return a.is_pruner() && a.ranks_in_training(); }
+
+namespace {
+
+// export.int8 lowers conv2d/linear ops whose weight is fake-quantized at 8 bits and whose input
+// is an 8-bit activation: without one such weight site and some activation site there is nothing
+// to lower, which would otherwise be found after all the training.
+void check_int8_request(const Experiment& x, const std::vector<CheckedStage>& stages) {
+  if (!x.export_int8) return;
+  bool weight = false, activation = false;
+  for (const CheckedStage& s : stages) {
+    for (const PlannedSite& site : s.sites) {
+      const bool weighted_op = site.op_type == "Conv2d" || site.op_type == "Linear";
+      weight |= weighted_op && site.quant_type == QuantType::kWeight;
+      activation |= site.quant_type != QuantType::kWeight;
+    }
+  }
+  SHRINK_CHECK(weight && activation,
+               x.file << ": export.int8: no Conv2d or Linear has its weight quantized"
+                      << (weight ? " with an activation site before it" : "")
+                      << ", so nothing could run on int8 kernels; quantize some (target_names: "
+                         "[_input_, weight]) or set export.int8: false");
+}
+
+}  // namespace
+
+std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
+                                       PluginRegistry& registry) {
+  std::vector<CheckedStage> out;
+  Probe probe{Model::load(x.model), {}, {}};
+  Before before;
+  for (std::size_t i = 0; i < x.compress.size(); ++i) {
+    out.push_back(check_stage(x, i, model, registry, probe, before));
+    before.prunes |= out.back().prunes;
+    before.removes_channels |= out.back().removes_channels;
+    before.quantizes |= out.back().algorithm != nullptr && !out.back().prunes;
+  }
+  check_int8_request(x, out);
+  return out;
+}
+
+}  // namespace shrink

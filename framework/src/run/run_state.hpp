@@ -1,0 +1,22 @@
+// What of a run a checkpoint holds, and putting it back (private to run/): the model's
+// parameters and buffers, every pruning stage's masks, every quantizer's per-site state, the RNG,
+// and the progress as JSON.
+#pragma once
+
+#include <shrink/run/context.hpp>
+
+#include <string>
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace shrink {
+
+// <out>/checkpoint.pt after an epoch of `phase`, with the optimizer's state.
+void save_run_checkpoint(RunContext& context, const std::string& phase,
+                         torch::optim::Optimizer& optimizer);
+// Copies the checkpoint's tensors into the run's (the shapes must match) and restores the RNG.
+void restore_run_state(RunContext& context, const Checkpoint& checkpoint);
+
+}  // namespace shrink
