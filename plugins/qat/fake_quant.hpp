@@ -4,8 +4,8 @@
 //   q = zero_point + nearbyint(x * (1 / scale)),  y = (clamp(q, qmin, qmax) - zero_point) * scale
 // and the straight-through gradient masked where q falls outside [qmin, qmax], each in one pass
 // that the compiler vectorises. Why not ATen's kernels: on this CPU they run a scalar loop with
-// libm fmin/fmax and took 1.3 ms for a 64x20x24x24 activation where this takes a fraction of it
-// (measured: bench/fake_quant_bench), which alone made a QAT step ~2x an fp32 step.
+// libm fmin/fmax, slow enough to dominate a QAT step (figures: docs/results.md, measured by
+// bench/fake_quant_bench).
 #pragma once
 
 #include <ATen/Parallel.h>

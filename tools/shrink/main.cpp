@@ -7,6 +7,7 @@
 #include <shrink/core/logging.hpp>
 #include <shrink/core/version.hpp>
 #include <shrink/export/int8_export.hpp>
+#include <shrink/graph/measure.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/host/plugin_check.hpp>
 #include <shrink/host/plugin_error.hpp>
@@ -272,20 +273,15 @@ int run_bench(const BenchArgs& args) {
   SHRINK_CHECK(!args.shape.empty(),
                "bench: --shape is required (one sample's shape, e.g. 1,28,28)");
   at::set_num_threads(args.threads);
-  // Denormal floats (tiny weights and activations after training) run 10x slower on x86 and
+  // Denormal floats (tiny weights and activations after training) take a slow path on x86 and
   // made timings swing with the weights' values; runs flush them, as training does.
   at::globalContext().setFlushDenormal(true);
   torch::NoGradGuard no_grad;
   std::vector<std::pair<std::string, torch::jit::Module>> models;
   auto load = [](const std::string& file) {
-    try {
-      torch::jit::Module m = torch::jit::load(file);
-      m.eval();
-      return m;
-    } catch (const c10::Error& e) {
-      throw shrink::Error(file + ": cannot be loaded as TorchScript: " +
-                          std::string(e.what_without_backtrace()).substr(0, 200));
-    }
+    torch::jit::Module m = shrink::load_torchscript(file);
+    m.eval();
+    return m;
   };
   models.emplace_back("fp32", load(args.model));
   if (!args.int8.empty()) {
@@ -304,7 +300,6 @@ int run_bench(const BenchArgs& args) {
     std::vector<int64_t> sizes = {batch};
     sizes.insert(sizes.end(), args.shape.begin(), args.shape.end());
     const at::Tensor x = torch::randn(sizes);
-    std::vector<std::vector<double>> times(models.size());
     auto once = [&](torch::jit::Module& m) {
       const auto start = Clock::now();
       m.forward({x});
@@ -319,18 +314,14 @@ int run_bench(const BenchArgs& args) {
         args.runs > 0
             ? args.runs
             : static_cast<int>(std::min(2000.0, std::max(20.0, 1000.0 / std::max(slowest, 0.01))));
-    for (int r = 0; r < runs; ++r) {
-      for (std::size_t k = 0; k < models.size(); ++k) times[k].push_back(once(models[k].second));
-    }
+    std::vector<torch::jit::Module*> turns;
+    for (auto& m : models) turns.push_back(&m.second);
+    const std::vector<double> medians = shrink::median_latency(turns, x, runs);
     nlohmann::json row = {{"batch", batch}, {"runs", runs}};
     std::cout << std::left << std::setw(8) << batch << std::fixed << std::setprecision(3);
-    std::vector<double> medians;
     for (std::size_t k = 0; k < models.size(); ++k) {
-      auto& t = times[k];
-      std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
-      medians.push_back(t[t.size() / 2]);
-      row[models[k].first + "_ms"] = medians.back();
-      std::cout << std::setw(14) << medians.back();
+      row[models[k].first + "_ms"] = medians[k];
+      std::cout << std::setw(14) << medians[k];
     }
     if (medians.size() == 2) {
       row["speedup"] = medians[0] / medians[1];
@@ -489,9 +480,9 @@ int dispatch(Cli& c) {
 
 int main(int argc, char** argv) {
   // glibc hands large freed blocks back to the kernel (an mmap'd block at once, the heap's top
-  // past 128 KiB), so every tensor-sized allocation faults its pages in again, op after op. On
-  // this machine that made a small ResNet's fp32 forward 15x slower (30 ms against 1.9 ms at
-  // batch 64) and latency figures swing between processes. Shrink keeps freed memory for reuse,
+  // past 128 KiB), so every tensor-sized allocation faults its pages in again, op after op: small
+  // convolutional nets' fp32 forwards ran many times slower and latency swung between processes
+  // (figures in docs/results.md, "Latency is steady"). Shrink keeps freed memory for reuse,
   // as jemalloc or tcmalloc do: blocks up to 32 MiB (glibc's largest threshold) come from the
   // heap, which is never trimmed.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);

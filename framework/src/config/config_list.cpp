@@ -250,25 +250,21 @@ void put_key(ConfigEntry& e, const std::string& key, const YAML::Node& value,
 }  // namespace
 
 const std::vector<std::string>& config_list_keys() {
-  static const std::vector<std::string> keys = {"op_names",
-                                                "op_names_re",
-                                                "op_types",
-                                                "exclude_op_names",
-                                                "exclude_op_names_re",
-                                                "exclude_op_types",
-                                                "exclude",
-                                                "target_names",
-                                                "target_settings",
-                                                "quant_types",
-                                                "quant_bits",
-                                                "quant_dtype",
-                                                "quant_scheme",
-                                                "granularity",
-                                                "sparse_ratio",
-                                                "sparsity",
-                                                "sparsity_per_layer",
-                                                "total_sparsity",
-                                                "max_sparsity_per_layer"};
+  static const std::vector<std::string> selection_and_quantization = {
+      "op_names",         "op_names_re", "op_types",     "exclude_op_names", "exclude_op_names_re",
+      "exclude_op_types", "exclude",     "target_names", "target_settings",  "quant_types",
+      "quant_bits",       "quant_dtype", "quant_scheme", "granularity"};
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> all = selection_and_quantization;
+    all.insert(all.end(), pruning_keys().begin(), pruning_keys().end());
+    return all;
+  }();
+  return keys;
+}
+
+const std::vector<std::string>& pruning_keys() {
+  static const std::vector<std::string> keys = {"sparse_ratio", "sparsity", "sparsity_per_layer",
+                                                "total_sparsity", "max_sparsity_per_layer"};
   return keys;
 }
 
@@ -400,12 +396,6 @@ std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<
 }
 
 namespace {
-
-const std::vector<std::string>& pruning_keys() {
-  static const std::vector<std::string> keys = {"sparse_ratio", "sparsity", "sparsity_per_layer",
-                                                "total_sparsity", "max_sparsity_per_layer"};
-  return keys;
-}
 
 // A ratio in [0, 1) (or [0, 1] for a cap), named in the message.
 double ratio(const Options& settings, const std::string& key, const std::string& where, bool cap) {

@@ -14,11 +14,6 @@
 namespace shrink {
 namespace {
 
-const char* const kPruningKeys[] = {"sparse_ratio", "sparsity", "sparsity_per_layer",
-                                    "total_sparsity", "max_sparsity_per_layer"};
-
-std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
-
 // What the stages checked so far do; what a stage may come after depends on it.
 struct Before {
   bool prunes = false;
@@ -36,13 +31,24 @@ struct Probe {
 void check_remove_channels(const Before& before, const std::string& where) {
   SHRINK_CHECK(before.prunes, where << ".remove_channels: no pruning stage before it (nothing to "
                                        "remove)");
-  SHRINK_CHECK(!before.quantizes, where << ".remove_channels: put it before the quantization "
-                                           "stages (their sites are set up for the model's shapes)");
+  SHRINK_CHECK(!before.quantizes, where
+                                      << ".remove_channels: put it before the quantization "
+                                         "stages (their sites are set up for the model's shapes)");
   SHRINK_CHECK(!before.removes_channels, where << ".remove_channels: only once per experiment");
 }
 
+// One importance and one calc_mask per pruned op on a throwaway instance, every check on, so that
+// a masker that throws or returns a wrong mask fails here and not after the stage's training.
+void dry_run_masker(const AlgorithmInfo& algorithm, const Options& options,
+                    const PruningStage& pruner) {
+  MaskerInstance masker(algorithm, options);
+  std::vector<WrapperSpec> wrappers;
+  for (const MaskedOp& op : pruner.ops()) wrappers.push_back(pruner.wrapper(op));
+  dry_run(masker, wrappers, 0.5);  // on the probe model's weights
+}
+
 // Its config_list against the model, its schedule, its training, every op type against the
-// plugin (on the probe model).
+// plugin (on the probe model), and a dry run of the masker.
 void check_pruning_stage(const StageSpec& stage, const std::string& where, const Model& model,
                          Probe& probe, const Before& before, CheckedStage& checked) {
   SHRINK_CHECK(stage.calibration.batches == 0,
@@ -55,12 +61,14 @@ void check_pruning_stage(const StageSpec& stage, const std::string& where, const
                                     << " schedule spreads its updates over the stage's training; "
                                        "add train: {epochs: N} (or steps)");
   SHRINK_CHECK(!ranks_in_training(*checked.algorithm) || stage.train.enabled,
-               where << ": '" << stage.plugin << "' ranks by what it observes in training; add "
-                                                 "train: {epochs: N} (or steps) to the stage");
+               where << ": '" << stage.plugin
+                     << "' ranks by what it observes in training; add "
+                        "train: {epochs: N} (or steps) to the stage");
   checked.prunes = true;
   checked.prune_targets = plan_pruning(stage.config_list, model.ops());
   PruningStage pruner(*checked.algorithm, stage.options, checked.prune_targets,
                       probe.model.module(), where);
+  dry_run_masker(*checked.algorithm, stage.options, pruner);
   // Its outputs are tapped by rewriting the model's graph, which a quantization stage before it
   // has already rewritten (and keeps pointers into).
   SHRINK_CHECK(!(before.quantizes && stage.train.enabled && pruner.observes_outputs()),
@@ -80,9 +88,9 @@ void check_quantizer_capabilities(const Experiment& x, const StageSpec& stage,
   const bool calibrates = (a.capabilities & SHRINK_CAP_CALIBRATION) != 0;
   const bool trains = (a.capabilities & SHRINK_CAP_TRAINING) != 0;
   SHRINK_CHECK(stage.calibration.batches == 0 || calibrates,
-               stage.calibration.where << ": " << name << ".calibration: plugin '" << stage.plugin
-                                       << "' does not calibrate (capabilities: "
-                                       << a.capabilities_text() << ")");
+               stage.calibration.where
+                   << ": " << name << ".calibration: plugin '" << stage.plugin
+                   << "' does not calibrate (capabilities: " << a.capabilities_text() << ")");
   SHRINK_CHECK(stage.calibration.batches > 0 || trains,
                where << ": plugin '" << stage.plugin
                      << "' is post-training only and needs a calibration pass "
@@ -91,7 +99,7 @@ void check_quantizer_capabilities(const Experiment& x, const StageSpec& stage,
 
 void check_no_pruning_keys(const StageSpec& stage) {
   for (const ConfigEntry& e : stage.config_list.entries) {
-    for (const char* key : kPruningKeys) {
+    for (const std::string& key : pruning_keys()) {
       SHRINK_CHECK(!e.settings.find(key), e.where << ": config_list[" << e.index << "]: " << key
                                                   << " is a pruning key; '" << stage.plugin
                                                   << "' quantizes");
@@ -112,8 +120,7 @@ void check_quantizer_stage(const Experiment& x, std::size_t i, const std::string
                            const Model& model, Probe& probe, CheckedStage& checked) {
   const StageSpec& stage = x.compress[i];
   SHRINK_CHECK(checked.algorithm->is_quantizer(),
-               where << ".plugin: '" << stage.plugin << "' is a "
-                     << checked.algorithm->kinds_text()
+               where << ".plugin: '" << stage.plugin << "' is a " << checked.algorithm->kinds_text()
                      << ", neither a quantizer nor a weight masker");
   SHRINK_CHECK(stage.schedule.where.empty() && !stage.train.enabled,
                where << ": schedule and train are for pruning stages; '" << stage.plugin
@@ -123,7 +130,8 @@ void check_quantizer_stage(const Experiment& x, std::size_t i, const std::string
   checked.sites = plan_sites(stage.config_list, model.ops());
   if (x.export_int8) check_int8_bits(checked.sites, where);
   try {
-    probe.quantizers.push_back(std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options));
+    probe.quantizers.push_back(
+        std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options));
     probe.wrapped.push_back(std::make_unique<QuantizedModel>(probe.model, *probe.quantizers.back(),
                                                              checked.sites, stage.fold_bn));
     // One quantize per weight site and one export_site per site, every check on: a plugin that
@@ -167,6 +175,8 @@ CheckedStage check_stage(const Experiment& x, std::size_t i, const Model& model,
 }
 
 }  // namespace
+
+std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
 
 bool ranks_in_training(const AlgorithmInfo& a) { return a.is_pruner() && a.ranks_in_training(); }
 

@@ -49,8 +49,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSpec& spe
                        exempt);
   }
   if (spec.name == "adamw") {
-    return with_groups(torch::optim::AdamWOptions(spec.lr).weight_decay(spec.weight_decay),
-                       params, exempt);
+    return with_groups(torch::optim::AdamWOptions(spec.lr).weight_decay(spec.weight_decay), params,
+                       exempt);
   }
   return with_groups(
       torch::optim::SGDOptions(spec.lr).momentum(spec.momentum).weight_decay(spec.weight_decay),
@@ -75,16 +75,25 @@ struct EpochTotals {
   int64_t seen = 0;
 };
 
-// One optimizer step on batch (x, y); returns the loss.
-double train_step(RunContext& c, torch::optim::Optimizer& optimizer, const at::Tensor& x,
-                  const at::Tensor& y, TrainingHooks* hooks, EpochTotals& totals,
-                  const std::string& where) {
+// Where a training step is, for its error message.
+struct StepPlace {
+  const std::string& phase;
+  int64_t epoch;  // 0-based
+  int64_t batch;  // 0-based
+};
+
+// One optimizer step on batch (x, y), added to the epoch's totals.
+void train_step(RunContext& c, torch::optim::Optimizer& optimizer, const at::Tensor& x,
+                const at::Tensor& y, TrainingHooks* hooks, EpochTotals& totals,
+                const StepPlace& place) {
   optimizer.zero_grad();
   at::Tensor out = c.model->module().forward({x}).toTensor();
   at::Tensor loss = torch::cross_entropy_loss(out, y);
   const double loss_value = loss.item<double>();
-  SHRINK_CHECK(std::isfinite(loss_value),
-               where << ": the loss is not finite; lower the learning rate");
+  SHRINK_CHECK(std::isfinite(loss_value), place.phase << " epoch " << place.epoch + 1 << ", batch "
+                                                      << place.batch + 1
+                                                      << ": the loss is not finite; lower the "
+                                                         "learning rate");
   if (hooks) {
     at::Tensor penalty = hooks->penalty();
     if (penalty.defined()) loss = loss + penalty;
@@ -98,7 +107,6 @@ double train_step(RunContext& c, torch::optim::Optimizer& optimizer, const at::T
   totals.loss_sum += loss_value * static_cast<double>(x.size(0));
   totals.correct += out.argmax(1).eq(y).sum().item<int64_t>();
   totals.seen += x.size(0);
-  return loss_value;
 }
 
 // One epoch's batches, in a random order; stops early when spec.steps is reached.
@@ -115,9 +123,7 @@ EpochTotals train_one_epoch(RunContext& c, torch::optim::Optimizer& optimizer,
     const at::Tensor x = c.train.inputs.index_select(0, index);
     const at::Tensor y = c.train.targets.index_select(0, index);
     if (hooks) hooks->before_step(progress.steps_done);
-    const std::string where = phase + " epoch " + std::to_string(epoch + 1) + ", batch " +
-                              std::to_string(b + 1);
-    train_step(c, optimizer, x, y, hooks, totals, where);
+    train_step(c, optimizer, x, y, hooks, totals, {phase, epoch, b});
     if (hooks) hooks->after_step(progress.steps_done);
     ++progress.steps_done;
     if (c.instruments) {
@@ -157,10 +163,10 @@ void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase
     progress.epochs_done = epoch + 1;
     const double seen = static_cast<double>(std::max<int64_t>(t.seen, 1));
     if (c.instruments) {
-      c.instruments->on_epoch({phase, epoch + 1, epochs, t.loss_sum / seen,
-                               static_cast<double>(t.correct) / seen, lr, seconds, t.seen,
-                               resumable, optimizer.get()},
-                              c);
+      c.instruments->on_epoch(
+          {phase, epoch + 1, epochs, t.loss_sum / seen, static_cast<double>(t.correct) / seen, lr,
+           seconds, t.seen, resumable, optimizer.get()},
+          c);
     }
   }
   c.set_training(false);
@@ -186,8 +192,8 @@ double evaluate(RunContext& c, torch::jit::Module& module, const Dataset& data,
     }
   }
   if (sqnr_db != nullptr) {
-    *sqnr_db = noise > 0 ? 10.0 * std::log10(signal / noise)
-                         : std::numeric_limits<double>::infinity();
+    *sqnr_db =
+        noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
   }
   return data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
 }

@@ -53,6 +53,12 @@ class CountingPass : public Pass {
   std::string name_;
 };
 
+std::vector<std::unique_ptr<Pass>> one(std::unique_ptr<Pass> pass) {
+  std::vector<std::unique_ptr<Pass>> passes;
+  passes.push_back(std::move(pass));
+  return passes;
+}
+
 class PassesTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -89,6 +95,30 @@ class PassesTest : public ::testing::Test {
     return c;
   }
 
+  // Pretraining from seed 0, stopped (resumably) after its first epoch: <dir>/checkpoint.pt.
+  // Returns what the instruments were told.
+  std::vector<std::string> stop_after_one_epoch() {
+    auto c = context();
+    torch::manual_seed(0);
+    Instruments stopping;
+    stopping.add(std::make_unique<CheckpointWriter>());
+    stopping.add(std::make_unique<StopAfterEpochs>(1));
+    auto& said = static_cast<Recorder&>(stopping.add(std::make_unique<Recorder>()));
+    EXPECT_THROW(run_passes(*c, one(std::make_unique<TrainPass>("pretrain")), stopping),
+                 StopRequested);
+    return said.lines;
+  }
+
+  // A ptq stage on `config_list`, calibrated on `batches` batches of `batch_size`.
+  void add_ptq_stage(const char* config_list, int64_t batches, int64_t batch_size = 0) {
+    StageSpec stage;
+    stage.plugin = "ptq";
+    stage.config_list = ConfigList::parse_text(config_list, "test");
+    stage.calibration.batches = batches;
+    stage.calibration.batch_size = batch_size;
+    x_.compress.push_back(stage);
+  }
+
   at::Tensor first_weight(RunContext& c) {
     return (*c.model->module().parameters().begin()).detach().clone();
   }
@@ -97,12 +127,6 @@ class PassesTest : public ::testing::Test {
   Experiment x_;
   RunOptions options_;
 };
-
-std::vector<std::unique_ptr<Pass>> one(std::unique_ptr<Pass> pass) {
-  std::vector<std::unique_ptr<Pass>> passes;
-  passes.push_back(std::move(pass));
-  return passes;
-}
 
 TEST_F(PassesTest, TrainPassTrainsEveryEpochAndPrintsNothingItself) {
   auto c = context();
@@ -165,17 +189,10 @@ TEST_F(PassesTest, StopAndResumeGiveTheUninterruptedResult) {
   Instruments plain;
   run_passes(*straight, one(std::make_unique<TrainPass>("pretrain")), plain);
 
-  auto stopped = context();
-  torch::manual_seed(0);
-  Instruments stopping;
-  stopping.add(std::make_unique<CheckpointWriter>());
-  stopping.add(std::make_unique<StopAfterEpochs>(1));
-  auto& said = static_cast<Recorder&>(stopping.add(std::make_unique<Recorder>()));
-  EXPECT_THROW(run_passes(*stopped, one(std::make_unique<TrainPass>("pretrain")), stopping),
-               StopRequested);
+  const std::vector<std::string> said = stop_after_one_epoch();
   ASSERT_TRUE(fs::exists(dir_ / "checkpoint.pt"));
-  ASSERT_FALSE(said.lines.empty());
-  EXPECT_NE(said.lines.back().find("stopped after 1 epochs"), std::string::npos);
+  ASSERT_FALSE(said.empty());
+  EXPECT_NE(said.back().find("stopped after 1 epochs"), std::string::npos);
 
   auto resumed = context();
   torch::manual_seed(123);  // the checkpoint's RNG state takes over
@@ -201,13 +218,7 @@ TEST_F(PassesTest, StopAndResumeGiveTheUninterruptedResult) {
 }
 
 TEST_F(PassesTest, ResumeRefusesAnotherExperimentsCheckpoint) {
-  auto c = context();
-  torch::manual_seed(0);
-  Instruments stopping;
-  stopping.add(std::make_unique<CheckpointWriter>());
-  stopping.add(std::make_unique<StopAfterEpochs>(1));
-  EXPECT_THROW(run_passes(*c, one(std::make_unique<TrainPass>("pretrain")), stopping),
-               StopRequested);
+  stop_after_one_epoch();
   x_.resolved_yaml = "another";
   auto other = context();
   Instruments resuming;
@@ -224,13 +235,8 @@ TEST_F(PassesTest, ResumeRefusesAnotherExperimentsCheckpoint) {
 
 TEST_F(PassesTest, QuantizeAndCalibratePassesSetEverySiteUp) {
   auto registry = test::registry_of({test::kPluginDir});
-  StageSpec stage;
-  stage.plugin = "ptq";
-  stage.config_list = ConfigList::parse_text(
-      "- {op_names: [conv1, fc2], target_names: [_input_, weight], quant_dtype: int8}", "test");
-  stage.calibration.batches = 2;
-  stage.calibration.batch_size = 16;
-  x_.compress.push_back(stage);
+  add_ptq_stage("- {op_names: [conv1, fc2], target_names: [_input_, weight], quant_dtype: int8}", 2,
+                16);
   auto c = context();
   c->stages = check_stages(x_, *c->model, *registry);
   Instruments instruments;
@@ -271,21 +277,24 @@ TEST_F(PassesTest, QuantizeAndCalibratePassesSetEverySiteUp) {
 
 TEST_F(PassesTest, PassListFollowsTheExperiment) {
   auto registry = test::registry_of({test::kPluginDir});
-  StageSpec stage;
-  stage.plugin = "ptq";
-  stage.config_list = ConfigList::parse_text(
-      "- {op_types: [Conv2d, Linear], target_names: [_input_, weight]}", "test");
-  stage.calibration.batches = 1;
-  x_.compress.push_back(stage);
+  add_ptq_stage("- {op_types: [Conv2d, Linear], target_names: [_input_, weight]}", 1);
   x_.export_int8 = true;
   auto c = context();
   c->stages = check_stages(x_, *c->model, *registry);
   std::vector<std::string> names;
   for (const auto& p : build_passes(*c)) names.push_back(p->name());
-  const std::vector<std::string> expected = {
-      "prepare",     "pretrain",           "evaluate-baseline", "compress[0]",
-      "calibrate[0]", "measure",           "evaluate-compressed", "export-calibration",
-      "export-model", "export-int8",       "report",            "publish"};
+  const std::vector<std::string> expected = {"prepare",
+                                             "pretrain",
+                                             "evaluate-baseline",
+                                             "compress[0]",
+                                             "calibrate[0]",
+                                             "measure",
+                                             "evaluate-compressed",
+                                             "export-calibration",
+                                             "export-model",
+                                             "export-int8",
+                                             "report",
+                                             "publish"};
   EXPECT_EQ(names, expected);
 }
 
@@ -324,6 +333,38 @@ TEST_F(PassesTest, PlanDryRunsEveryStageBeforeTraining) {
                       "activation site"),
             std::string::npos)
       << int8;
+}
+
+// A pruning stage's masker gets its dry run too: one importance and one calc_mask per pruned op
+// with every check on, so that a NaN or misshapen mask fails the plan, not the stage's training.
+TEST_F(PassesTest, PlanDryRunsThePruningStagesMasker) {
+  auto registry = test::registry_of({test::test_plugins("nan_mask"), test::kPluginDir});
+  auto c = context();
+  auto refused = [&](const std::string& plugin, const std::string& mistake) {
+    StageSpec stage;
+    stage.where = "exp.yaml:3:3";
+    stage.plugin = plugin;
+    if (!mistake.empty()) stage.options.set("mistake", mistake);
+    stage.config_list =
+        ConfigList::parse_text("- {op_names: [conv1, conv2], sparse_ratio: 0.5}", "t");
+    x_.compress = {stage};
+    try {
+      check_stages(x_, *c->model, *registry);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(refused("l1_norm", ""), "accepted");
+  const std::string nan = refused("nan_mask", "");
+  EXPECT_NE(nan.find("exp.yaml:3:3: compress[0]"), std::string::npos) << nan;
+  EXPECT_NE(nan.find("plugin 'nan_mask'"), std::string::npos) << nan;
+  EXPECT_NE(nan.find("op conv1"), std::string::npos) << nan;
+  EXPECT_NE(nan.find("non-finite"), std::string::npos) << nan;
+  EXPECT_EQ(nan.find('\n'), std::string::npos) << nan;  // one line
+  const std::string shape = refused("nan_mask", "shape");
+  EXPECT_NE(shape.find("calc_mask"), std::string::npos) << shape;
+  EXPECT_NE(shape.find("shape"), std::string::npos) << shape;
 }
 
 TEST(ProgressPrinterTest, PrintsOneLineAnEpochAndWhatPassesSay) {

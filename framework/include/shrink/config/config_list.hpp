@@ -102,6 +102,10 @@ std::vector<PruneTarget> plan_pruning(const ConfigList& config, const std::vecto
 // quantization and pruning settings), in the order messages list them.
 const std::vector<std::string>& config_list_keys();
 
+// The pruning settings among them (sparse_ratio and its NNI aliases, total_sparsity,
+// max_sparsity_per_layer): what a quantization stage must not be given.
+const std::vector<std::string>& pruning_keys();
+
 // NNI's `default` op type: the weighted module types.
 const std::vector<std::string>& default_op_types();
 

@@ -101,8 +101,10 @@ class PruningStage {
   const std::string& name() const { return name_; }
   const AlgorithmInfo& algorithm() const { return masker_->algorithm(); }
 
- private:
+  // What the plugin is given for `op` (the parameters detached, shared with the model).
   WrapperSpec wrapper(const MaskedOp& op) const;
+
+ private:
   void release_taps();  // forgets the taps' records
 
   std::unique_ptr<MaskerInstance> masker_;

@@ -5,7 +5,9 @@
 
 #include <shrink/run/context.hpp>
 
+#include <cstddef>
 #include <iosfwd>
+#include <string>
 #include <vector>
 
 namespace shrink {
@@ -15,6 +17,9 @@ class Model;
 // Throws shrink::Error, naming the stage and the file:line:column of what is wrong.
 std::vector<CheckedStage> check_stages(const Experiment& experiment, const Model& model,
                                        PluginRegistry& registry);
+
+// "compress[i]": how messages, passes and the report name stage `i`.
+std::string stage_name(std::size_t i);
 
 // A pruner that ranks by what it observes in training (taylor): its masks come at the end of
 // each stretch of training, not the start.

@@ -1,6 +1,7 @@
 #include <shrink/core/error.hpp>
 #include <shrink/run/context.hpp>
 #include <shrink/run/passes.hpp>
+#include <shrink/run/plan.hpp>
 
 #include "run/training.hpp"
 
@@ -28,7 +29,7 @@ void check_calibration_sizes(const RunContext& c) {
     const CalibrationSpec& cal = c.experiment->compress[i].calibration;
     const int64_t batch = calibration_batch_size(c, cal), wanted = cal.batches * batch;
     SHRINK_CHECK(wanted <= c.train.size(),
-                 cal.where << ": compress[" << i << "].calibration: " << cal.batches
+                 cal.where << ": " << stage_name(i) << ".calibration: " << cal.batches
                            << " batches of " << batch << " need " << wanted
                            << " samples, the training set has " << c.train.size());
   }
@@ -48,8 +49,8 @@ void PrepareDataPass::run(RunContext& c) {
   c.train = load_dataset(x.data, true);
   c.test = load_dataset(x.data, false);
   std::ostringstream line;
-  line << "data: " << c.train.size() << " training, " << c.test.size()
-       << " test samples of shape " << c.train.inputs.sizes().slice(1);
+  line << "data: " << c.train.size() << " training, " << c.test.size() << " test samples of shape "
+       << c.train.inputs.sizes().slice(1);
   c.say(line.str());
   check_calibration_sizes(c);
 }

@@ -89,20 +89,27 @@ class ScheduledMasks : public TrainingHooks {
   int64_t done_ = 0;
 };
 
+// The stage's masks' holder, kept in the context so that its masks hold in every later step.
+PruningStage& add_pruner(RunContext& c, std::size_t i, const std::string& name) {
+  const CheckedStage& checked = c.stages[i];
+  c.pruners.push_back(
+      std::make_unique<PruningStage>(*checked.algorithm, c.experiment->compress[i].options,
+                                     checked.prune_targets, c.model->module(), name));
+  return *c.pruners.back();
+}
+
 nlohmann::json schedule_json(const StageSpec& stage) {
   return {{"kind", stage.schedule.kind}, {"updates", stage.schedule.updates}};
 }
 
 }  // namespace
 
-std::string PruneStagePass::name() const { return "compress[" + std::to_string(stage_) + "]"; }
+std::string PruneStagePass::name() const { return stage_name(stage_); }
 
 void PruneStagePass::restore(RunContext& c) {
   // The checkpoint holds the masks and the pruned weights; the table comes at export.
   const StageSpec& stage = c.experiment->compress[stage_];
-  c.pruners.push_back(std::make_unique<PruningStage>(*c.stages[stage_].algorithm, stage.options,
-                                                     c.stages[stage_].prune_targets,
-                                                     c.model->module(), name()));
+  add_pruner(c, stage_, name());
   c.pruning.push_back({{"stage", stage_},
                        {"plugin", stage.plugin},
                        {"ops", nullptr},
@@ -111,10 +118,7 @@ void PruneStagePass::restore(RunContext& c) {
 
 void PruneStagePass::run(RunContext& c) {
   const StageSpec& stage = c.experiment->compress[stage_];
-  c.pruners.push_back(std::make_unique<PruningStage>(*c.stages[stage_].algorithm, stage.options,
-                                                     c.stages[stage_].prune_targets,
-                                                     c.model->module(), name()));
-  PruningStage& pruner = *c.pruners.back();
+  PruningStage& pruner = add_pruner(c, stage_, name());
   const int64_t n = stage.schedule.updates;
   c.say(name() + ": " + stage.plugin + " on " + std::to_string(pruner.ops().size()) + " ops, " +
         stage.schedule.kind + " schedule over " + std::to_string(n) + " mask update" +

@@ -2,12 +2,13 @@
 #include <shrink/host/quantizer_instance.hpp>
 #include <shrink/run/context.hpp>
 #include <shrink/run/passes.hpp>
+#include <shrink/run/plan.hpp>
 
 #include <sstream>
 
 namespace shrink {
 
-std::string QuantizeStagePass::name() const { return "compress[" + std::to_string(stage_) + "]"; }
+std::string QuantizeStagePass::name() const { return stage_name(stage_); }
 
 void QuantizeStagePass::run(RunContext& c) {
   const StageSpec& stage = c.experiment->compress[stage_];

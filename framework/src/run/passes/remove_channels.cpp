@@ -5,6 +5,7 @@
 #include <shrink/prune/pruning_stage.hpp>
 #include <shrink/run/context.hpp>
 #include <shrink/run/passes.hpp>
+#include <shrink/run/plan.hpp>
 
 #include "run/merged_masks.hpp"
 
@@ -40,9 +41,7 @@ std::string resized_list(const ChannelRemoval& removal, nlohmann::json& modules)
 
 }  // namespace
 
-std::string RemoveChannelsPass::name() const {
-  return "compress[" + std::to_string(stage_) + "]";
-}
+std::string RemoveChannelsPass::name() const { return stage_name(stage_); }
 
 void RemoveChannelsPass::run(RunContext& c) {
   torch::NoGradGuard no_grad;
