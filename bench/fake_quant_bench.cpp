@@ -35,13 +35,15 @@ qat::QParams params() {
 
 void BM_AtenFakeQuantize(benchmark::State& state) {
   for (auto _ : state) {
-    benchmark::DoNotOptimize(torch::fake_quantize_per_tensor_affine(activation(state.range(0)), 0.02, 3, -127, 127));
+    benchmark::DoNotOptimize(
+        torch::fake_quantize_per_tensor_affine(activation(state.range(0)), 0.02, 3, -127, 127));
   }
 }
 void BM_AtenFakeQuantizeCachemaskBackward(benchmark::State& state) {
   const torch::Tensor grad = torch::randn_like(activation(state.range(0)));
   for (auto _ : state) {
-    auto out = torch::fake_quantize_per_tensor_affine_cachemask(activation(state.range(0)), 0.02, 3, -127, 127);
+    auto out = torch::fake_quantize_per_tensor_affine_cachemask(activation(state.range(0)), 0.02, 3,
+                                                                -127, 127);
     benchmark::DoNotOptimize(grad * std::get<1>(out));
   }
 }
@@ -52,7 +54,8 @@ void BM_QatFakeQuantize(benchmark::State& state) {
 void BM_QatFakeQuantizeGrad(benchmark::State& state) {
   const qat::QParams p = params();
   const torch::Tensor grad = torch::randn_like(activation(state.range(0)));
-  for (auto _ : state) benchmark::DoNotOptimize(qat::fake_quantize_grad(activation(state.range(0)), grad, p));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(qat::fake_quantize_grad(activation(state.range(0)), grad, p));
 }
 void BM_AtenAminmax(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(torch::aminmax(activation(state.range(0))));
@@ -65,9 +68,17 @@ void BM_Copy(benchmark::State& state) {
 }
 
 BENCHMARK(BM_AtenFakeQuantize)->Arg(737280)->Arg(204800)->Arg(51200)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_AtenFakeQuantizeCachemaskBackward)->Arg(737280)->Arg(204800)->Arg(51200)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AtenFakeQuantizeCachemaskBackward)
+    ->Arg(737280)
+    ->Arg(204800)
+    ->Arg(51200)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_QatFakeQuantize)->Arg(737280)->Arg(204800)->Arg(51200)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_QatFakeQuantizeGrad)->Arg(737280)->Arg(204800)->Arg(51200)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_QatFakeQuantizeGrad)
+    ->Arg(737280)
+    ->Arg(204800)
+    ->Arg(51200)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_AtenAminmax)->Arg(737280)->Arg(204800)->Arg(51200)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_QatMinMax)->Arg(737280)->Arg(204800)->Arg(51200)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Copy)->Arg(737280)->Arg(204800)->Arg(51200)->Unit(benchmark::kMicrosecond);

@@ -15,7 +15,8 @@ namespace {
 struct Fixture {
   Fixture() {
     registry.discover({{SHRINK_BENCH_PLUGIN_DIR, shrink::PathOrigin::kCommandLine}});
-    quantizer = std::make_unique<shrink::QuantizerInstance>(registry.require("qat"), shrink::Options{});
+    quantizer =
+        std::make_unique<shrink::QuantizerInstance>(registry.require("qat"), shrink::Options{});
     shrink::SiteSpec spec;
     spec.module_name = "relu1";
     spec.module_type = "ReLU6";

@@ -4,8 +4,10 @@
 //
 // NNI (Python)                                  Shrink (C++)
 //   class YourQuantizer(Quantizer)               class YourQuantizer : public shrink::Quantizer
-//   def quantize_weight(self, weight, config,    torch::Tensor quantize_weight(torch::Tensor weight,
-//                       **kwargs)                    const shrink::Config& config, shrink::Site& site)
+//   def quantize_weight(self, weight, config,    torch::Tensor quantize_weight(torch::Tensor
+//   weight,
+//                       **kwargs)                    const shrink::Config& config, shrink::Site&
+//                       site)
 //   class ClipGrad(QuantGrad)                    class ClipGrad : public shrink::QuantGrad
 //   self.quant_grad = ClipGrad                   quant_grad = std::make_unique<ClipGrad>();
 //
@@ -82,9 +84,8 @@ class YourQuantizerWithClipGrad : public YourQuantizer {
 }  // namespace
 
 SHRINK_PLUGIN("your_quantizer", "1.0.0") {
-  plugin.quantizer<YourQuantizer>("your_quantizer",
-                                  "The seed's YourQuantizer (straight-through backward)",
-                                  shrink::kTraining);
+  plugin.quantizer<YourQuantizer>(
+      "your_quantizer", "The seed's YourQuantizer (straight-through backward)", shrink::kTraining);
   plugin.quantizer<YourQuantizerWithClipGrad>(
       "your_quantizer_clip", "The seed's YourQuantizer with ClipGrad as its QuantGrad",
       shrink::kTraining | shrink::kQuantGrad);

@@ -5,9 +5,10 @@
 //             the paper's saturation, a QuantGrad)
 //   step      after each optimizer step the real-valued weights are clamped to [-1, 1] (the paper's
 //             clip; past it a weight's gradient would be zero for good)
-// quant_bits must be 1 (`quant_bits: 1` in its config_list entries). Made for Hardtanh activations (whose output is in [-1, 1]), as
-// the paper's networks have. Nothing to export: +-1 is not an 8-bit affine grid, so model_qat.pt
-// and int8 export are not written for it (set export.model: false).
+// quant_bits must be 1 (`quant_bits: 1` in its config_list entries). Made for Hardtanh activations
+// (whose output is in [-1, 1]), as the paper's networks have. Nothing to export: +-1 is not an
+// 8-bit affine grid, so model_qat.pt and int8 export are not written for it (set export.model:
+// false).
 //
 // The step hook needs the weights: quantize_weight's input shares memory with the module's
 // parameter (the host passes it without a copy), so the plugin keeps it and clamps it in place.
@@ -40,13 +41,15 @@ class BnnQuantizer : public shrink::Quantizer {
   void setup_site(shrink::Site& site) override {
     // The host resolves an unset quant_bits to 8, so 1 has to be asked for.
     if (site.config().get_int("quant_bits", 8) != 1) {
-      throw shrink::Unsupported("bnn binarizes to 1 bit: set quant_bits: 1 in the config_list entry for " +
-                                site.module_name() + "." + site.target() + " (it has quant_bits " +
-                                site.config().get("quant_bits", "8") + ")");
+      throw shrink::Unsupported(
+          "bnn binarizes to 1 bit: set quant_bits: 1 in the config_list entry for " +
+          site.module_name() + "." + site.target() + " (it has quant_bits " +
+          site.config().get("quant_bits", "8") + ")");
     }
   }
 
-  torch::Tensor quantize_weight(torch::Tensor w, const shrink::Config&, shrink::Site& site) override {
+  torch::Tensor quantize_weight(torch::Tensor w, const shrink::Config&,
+                                shrink::Site& site) override {
     if (shrink::is_training()) weights_[&site] = w;  // the parameter's memory, for step()
     return binarize(w);
   }
@@ -69,6 +72,7 @@ class BnnQuantizer : public shrink::Quantizer {
 
 SHRINK_PLUGIN("bnn", "1.0.0") {
   plugin.quantizer<BnnQuantizer>(
-      "bnn", "Binarized Neural Networks (Hubara et al.): weights and activations to +-1, clipped weights",
+      "bnn",
+      "Binarized Neural Networks (Hubara et al.): weights and activations to +-1, clipped weights",
       shrink::kTraining | shrink::kQuantGrad);
 }

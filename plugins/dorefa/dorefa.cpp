@@ -74,15 +74,18 @@ class DorefaQuantizer : public shrink::Quantizer {
 
   void setup_site(shrink::Site& site) override { bits_[&site] = bits_of(site); }
 
-  torch::Tensor quantize_weight(torch::Tensor w, const shrink::Config&, shrink::Site& site) override {
+  torch::Tensor quantize_weight(torch::Tensor w, const shrink::Config&,
+                                shrink::Site& site) override {
     const torch::Tensor t = torch::tanh(w);
     const torch::Tensor max = t.abs().max().clamp_min(1e-12);
     return (2 * quantize_k(t / (2 * max) + 0.5, bits_.at(&site)) - 1) * weight_gain(w, max_abs_);
   }
-  torch::Tensor quantize_input(torch::Tensor x, const shrink::Config&, shrink::Site& site) override {
+  torch::Tensor quantize_input(torch::Tensor x, const shrink::Config&,
+                               shrink::Site& site) override {
     return quantize_k(x.clamp(0, 1), bits_.at(&site));
   }
-  torch::Tensor quantize_output(torch::Tensor x, const shrink::Config&, shrink::Site& site) override {
+  torch::Tensor quantize_output(torch::Tensor x, const shrink::Config&,
+                                shrink::Site& site) override {
     return quantize_k(x.clamp(0, 1), bits_.at(&site));
   }
 
@@ -95,6 +98,7 @@ class DorefaQuantizer : public shrink::Quantizer {
 
 SHRINK_PLUGIN("dorefa", "1.0.0") {
   plugin.quantizer<DorefaQuantizer>(
-      "dorefa", "DoReFa-Net (Zhou et al.): tanh-normalised k-bit weights, [0, 1]-clipped k-bit activations",
+      "dorefa",
+      "DoReFa-Net (Zhou et al.): tanh-normalised k-bit weights, [0, 1]-clipped k-bit activations",
       shrink::kTraining | shrink::kQuantGrad);
 }

@@ -32,8 +32,8 @@ Settings settings_of(const shrink::Site& site) {
   Settings s;
   s.bits = static_cast<int>(c.get_int("quant_bits", 8));
   if (s.bits < 2 || s.bits > 8) {
-    throw shrink::Unsupported("lsq supports 2 to 8 bits; " + site.module_name() + "." + site.target() +
-                              " asks for " + std::to_string(s.bits));
+    throw shrink::Unsupported("lsq supports 2 to 8 bits; " + site.module_name() + "." +
+                              site.target() + " asks for " + std::to_string(s.bits));
   }
   const std::string dtype = c.get("quant_dtype", "int" + std::to_string(s.bits));
   s.is_signed = dtype.rfind("uint", 0) != 0;
@@ -82,10 +82,10 @@ class LsqGrad : public shrink::QuantGrad {
     const Settings& s = sites_.at(&site);
     const torch::Tensor step = site.state("step");
     const torch::Tensor v = x / broadcast_step(step.clamp_min(1e-12), x, s.per_channel);
-    const torch::Tensor below = v < -s.qn, above = v > s.qp;
+    const torch::Tensor below = v<-s.qn, above = v> s.qp;
     const torch::Tensor inside = torch::logical_not(torch::logical_or(below, above));
-    const torch::Tensor dv =
-        torch::where(below, torch::full({}, -s.qn), torch::where(above, torch::full({}, s.qp), v.round() - v));
+    const torch::Tensor dv = torch::where(
+        below, torch::full({}, -s.qn), torch::where(above, torch::full({}, s.qp), v.round() - v));
     torch::Tensor dstep = grad * dv;
     if (s.per_channel) {
       dstep = dstep.reshape({x.size(0), -1}).sum(1);
@@ -117,18 +117,22 @@ class LsqQuantizer : public shrink::Quantizer {
       channels = site.sample().size(0);
     }
     sites_[&site] = s;
-    const std::vector<int64_t> shape = channels > 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
+    const std::vector<int64_t> shape =
+        channels > 0 ? std::vector<int64_t>{channels} : std::vector<int64_t>{};
     site.add_parameter("step", torch::ones(shape));
     site.add_buffer("initialized", torch::zeros({}));
   }
 
-  torch::Tensor quantize_weight(torch::Tensor w, const shrink::Config&, shrink::Site& site) override {
+  torch::Tensor quantize_weight(torch::Tensor w, const shrink::Config&,
+                                shrink::Site& site) override {
     return quantize(w, site);
   }
-  torch::Tensor quantize_input(torch::Tensor x, const shrink::Config&, shrink::Site& site) override {
+  torch::Tensor quantize_input(torch::Tensor x, const shrink::Config&,
+                               shrink::Site& site) override {
     return quantize(x, site);
   }
-  torch::Tensor quantize_output(torch::Tensor x, const shrink::Config&, shrink::Site& site) override {
+  torch::Tensor quantize_output(torch::Tensor x, const shrink::Config&,
+                                shrink::Site& site) override {
     return quantize(x, site);
   }
 
@@ -170,6 +174,7 @@ class LsqQuantizer : public shrink::Quantizer {
 
 SHRINK_PLUGIN("lsq", "1.0.0") {
   plugin.quantizer<LsqQuantizer>(
-      "lsq", "Learned Step Size Quantization (Esser et al.): a trained step size per site, 2 to 8 bits",
+      "lsq",
+      "Learned Step Size Quantization (Esser et al.): a trained step size per site, 2 to 8 bits",
       shrink::kTraining | shrink::kExport | shrink::kQuantGrad);
 }

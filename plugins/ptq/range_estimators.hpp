@@ -174,7 +174,8 @@ inline double entropy_threshold(const std::vector<double>& hist, double width, i
     const double per_level = static_cast<double>(i) / static_cast<double>(levels);
     for (int64_t l = 0; l < levels; ++l) {
       const auto start = static_cast<std::size_t>(static_cast<double>(l) * per_level);
-      const auto stop = l + 1 == levels ? i : static_cast<std::size_t>(static_cast<double>(l + 1) * per_level);
+      const auto stop =
+          l + 1 == levels ? i : static_cast<std::size_t>(static_cast<double>(l + 1) * per_level);
       double mass = 0;
       std::size_t nonzero = 0;
       for (std::size_t j = start; j < stop; ++j) {
@@ -210,8 +211,8 @@ inline double entropy_threshold(const std::vector<double>& hist, double width, i
 // width counted from 0.
 inline std::vector<double> magnitudes(const Histogram& h, int sign) {
   const double top = std::max(std::abs(h.lo()), std::abs(h.hi()));
-  std::vector<double> out(std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(top / h.width()))),
-                          0.0);
+  std::vector<double> out(
+      std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(top / h.width()))), 0.0);
   for (std::size_t j = 0; j < h.counts().size(); ++j) {
     const double x = h.center(j);
     if ((sign > 0 && x < 0) || (sign < 0 && x > 0)) continue;
@@ -226,8 +227,10 @@ inline std::vector<double> magnitudes(const Histogram& h, int sign) {
 // |x| (symmetric).
 inline Range entropy_range(const Histogram& h, int64_t levels, bool symmetric) {
   const double lo = std::min(h.lo(), 0.0), hi = std::max(h.hi(), 0.0);
-  if (h.lo() >= 0) return {0.0, std::min(hi, entropy_threshold(magnitudes(h, +1), h.width(), levels))};
-  if (h.hi() <= 0) return {std::max(lo, -entropy_threshold(magnitudes(h, -1), h.width(), levels)), 0.0};
+  if (h.lo() >= 0)
+    return {0.0, std::min(hi, entropy_threshold(magnitudes(h, +1), h.width(), levels))};
+  if (h.hi() <= 0)
+    return {std::max(lo, -entropy_threshold(magnitudes(h, -1), h.width(), levels)), 0.0};
   if (symmetric) {
     const double t = entropy_threshold(magnitudes(h, 0), h.width(), levels / 2);
     return {std::max(lo, -t), std::min(hi, t)};

@@ -13,11 +13,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <utility>
-#include <cstdint>
-#include <cstring>
 #include <vector>
 
 namespace qat {
@@ -50,9 +50,9 @@ inline float round_even(float v) {
 }
 
 // Elements per task: these kernels are memory-bound; 65536 splits the quick-start net's 204800-
-// element activations across 2 threads (21 us instead of 31 for the forward, bench/fake_quant_bench)
-// and leaves the small ones on one. at::parallel_for only splits in code compiled with OpenMP, which
-// shrink::sdk adds.
+// element activations across 2 threads (21 us instead of 31 for the forward,
+// bench/fake_quant_bench) and leaves the small ones on one. at::parallel_for only splits in code
+// compiled with OpenMP, which shrink::sdk adds.
 constexpr int64_t kGrain = 65536;
 
 // Calls f(begin, end, channel) over the element range split into per-channel pieces, in parallel.
@@ -96,8 +96,9 @@ inline Bounds bounds(const QParams& p, int64_t channel) {
   return clipped;
 }
 
-[[gnu::noinline]] SHRINK_QAT_VECTOR_CLONES inline void fake_quantize_grad_range(const float* __restrict in, const float* __restrict grad,
-                                     float* __restrict out, int64_t n, const Bounds b) {
+[[gnu::noinline]] SHRINK_QAT_VECTOR_CLONES inline void fake_quantize_grad_range(
+    const float* __restrict in, const float* __restrict grad, float* __restrict out, int64_t n,
+    const Bounds b) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = std::min(std::max(in[i] * b.inv_scale, b.lo), b.hi);
     const float q = round_even(v) + b.zero_point;
@@ -164,9 +165,9 @@ inline std::pair<float, float> min_max(const torch::Tensor& x) {
 }
 
 // y = fake_quantize(x), in x's layout. x float32 and non-overlapping dense (element order does
-// not matter per tensor); contiguous when per channel. `clipped`, when given, receives the number of
-// elements outside the representable range, whose gradient fake_quantize_grad zeroes: when it
-// is 0, that gradient is grad_output itself and the backward pass can skip the kernel.
+// not matter per tensor); contiguous when per channel. `clipped`, when given, receives the number
+// of elements outside the representable range, whose gradient fake_quantize_grad zeroes: when it is
+// 0, that gradient is grad_output itself and the backward pass can skip the kernel.
 inline torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& p,
                                    int64_t* clipped = nullptr) {
   TORCH_CHECK(x.is_non_overlapping_and_dense() && (p.scale.size() == 1 || x.is_contiguous()),
@@ -177,9 +178,8 @@ inline torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& p,
   std::atomic<int64_t> count{0};
   detail::for_each_piece(x.numel(), static_cast<int64_t>(p.scale.size()),
                          [&](int64_t begin, int64_t end, int64_t channel) {
-                           count += detail::fake_quantize_range(in + begin, out + begin,
-                                                                end - begin,
-                                                                detail::bounds(p, channel));
+                           count += detail::fake_quantize_range(
+                               in + begin, out + begin, end - begin, detail::bounds(p, channel));
                          });
   if (clipped != nullptr) *clipped = count.load();
   return y;
@@ -199,7 +199,8 @@ inline torch::Tensor fake_quantize_grad(const torch::Tensor& x, const torch::Ten
   detail::for_each_piece(x.numel(), static_cast<int64_t>(p.scale.size()),
                          [&](int64_t begin, int64_t end, int64_t channel) {
                            detail::fake_quantize_grad_range(in + begin, go + begin, out + begin,
-                                                            end - begin, detail::bounds(p, channel));
+                                                            end - begin,
+                                                            detail::bounds(p, channel));
                          });
   return result;
 }

@@ -58,7 +58,8 @@ TEST_P(BatchNormFoldTest, FoldedModelMatchesUnfoldedWithinFloatTolerance) {
   const std::string name = GetParam();
   const fs::path dir = fs::temp_directory_path() / ("shrink_bn_fold_" + name);
   fs::create_directories(dir);
-  const std::string original = (dir / "model.pt").string(), folded_file = (dir / "folded.pt").string();
+  const std::string original = (dir / "model.pt").string(),
+                    folded_file = (dir / "folded.pt").string();
   const int batchnorms = with_trained_batchnorms(name, original);
   ASSERT_GT(batchnorms, 0) << name << " has no BatchNorm2d to fold";
 
@@ -76,8 +77,8 @@ TEST_P(BatchNormFoldTest, FoldedModelMatchesUnfoldedWithinFloatTolerance) {
   torch::NoGradGuard no_grad;
   // The Fashion-MNIST nets take 1x28x28; torchvision's, 3x32x32.
   const bool fashion = name == "mnist" || name == "resnet_small";
-  const at::Tensor x =
-      torch::randn(fashion ? std::vector<int64_t>{8, 1, 28, 28} : std::vector<int64_t>{8, 3, 32, 32});
+  const at::Tensor x = torch::randn(fashion ? std::vector<int64_t>{8, 1, 28, 28}
+                                            : std::vector<int64_t>{8, 3, 32, 32});
   const at::Tensor ya = a.forward({x}).toTensor(), yb = b.forward({x}).toTensor();
   const double scale = ya.abs().max().item<double>();
   ASSERT_GT(scale, 0);
@@ -96,7 +97,8 @@ INSTANTIATE_TEST_SUITE_P(Models, BatchNormFoldTest,
 
 TEST(BatchNormFoldErrors, MissingModelNamesTheFile) {
   try {
-    shrink::fold_batchnorm("/nowhere/model.pt", (fs::temp_directory_path() / "shrink_folded.pt").string());
+    shrink::fold_batchnorm("/nowhere/model.pt",
+                           (fs::temp_directory_path() / "shrink_folded.pt").string());
     FAIL() << "no error";
   } catch (const shrink::Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nowhere/model.pt"), std::string::npos) << e.what();

@@ -3,9 +3,9 @@
 // depthwise convolutions (mobilenet_v2) follow; an op it cannot follow is named.
 #include "plugin_fixtures.hpp"
 
-#include <shrink/graph/channel_removal.hpp>
 #include <shrink/config/config_list.hpp>
 #include <shrink/core/error.hpp>
+#include <shrink/graph/channel_removal.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/prune/pruning_stage.hpp>
 
@@ -33,12 +33,14 @@ at::Tensor param(torch::jit::Module m, const std::string& path) {
 
 // Zeroes output channels `channels` of a module's weight and bias (a pruned filter), and of a
 // BatchNorm's gamma and beta (a channel the BatchNorm zeroes).
-void zero_channels(torch::jit::Module& m, const std::string& name, const std::vector<int64_t>& channels) {
+void zero_channels(torch::jit::Module& m, const std::string& name,
+                   const std::vector<int64_t>& channels) {
   torch::NoGradGuard no_grad;
   for (const char* p : {"weight", "bias"}) {
     torch::jit::Module owner = m;
     std::string rest = name;
-    for (std::size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+    for (std::size_t dot; (dot = rest.find('.')) != std::string::npos;
+         rest = rest.substr(dot + 1)) {
       owner = owner.attr(rest.substr(0, dot)).toModule();
     }
     owner = owner.attr(rest).toModule();
@@ -149,14 +151,17 @@ TEST(ChannelRemoval, MobileNetV2AfterL1FilterPruning) {
   auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
   shrink::Model model = shrink::Model::load(model_file("mobilenet_v2"));
   const auto targets = shrink::plan_pruning(
-      shrink::ConfigList::parse_text("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n", "t.yaml"), model.ops());
-  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(), "compress[0]");
+      shrink::ConfigList::parse_text("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n", "t.yaml"),
+      model.ops());
+  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(),
+                             "compress[0]");
   EXPECT_GT(stage.followers().size(), 40u);
   stage.update(shrink::Schedule::kOneShot, 1, 1);
   const auto o = remove_and_check(model.module(), torch::randn({2, 3, 32, 32}));
   EXPECT_LT(o.difference, 1e-4);
   EXPECT_GT(o.removal.channels_removed, 1000);
-  EXPECT_LT(static_cast<double>(o.removal.parameters_after), 0.7 * static_cast<double>(o.removal.parameters_before));
+  EXPECT_LT(static_cast<double>(o.removal.parameters_after),
+            0.7 * static_cast<double>(o.removal.parameters_before));
   bool depthwise_resized = false;
   for (const auto& r : o.removal.modules) {
     if (r.name == "features.2.conv.1.0") depthwise_resized = r.out_after < r.out_before;
@@ -172,19 +177,23 @@ TEST(ChannelRemoval, JoinedConvolutionsShareOneMaskAndShrinkTogether) {
   EXPECT_EQ(shrink::channel_dependency_groups(model.module()),
             (std::vector<std::vector<std::string>>{{"stem", "layer1.0.conv2", "layer1.1.conv2"}}));
   const auto targets = shrink::plan_pruning(
-      shrink::ConfigList::parse_text("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n", "t.yaml"), model.ops());
-  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(), "compress[0]");
+      shrink::ConfigList::parse_text("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n", "t.yaml"),
+      model.ops());
+  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(),
+                             "compress[0]");
   ASSERT_EQ(stage.shared_masks().size(), 1u);
   EXPECT_EQ(stage.shared_masks()[0].size(), 3u);
   stage.update(shrink::Schedule::kOneShot, 1, 1);
   const auto& ops = stage.ops();
   for (std::size_t i : stage.shared_masks()[0]) {
-    EXPECT_TRUE(torch::equal(ops[i].weight_mask.reshape({8, -1}).amax(1), ops[stage.shared_masks()[0][0]].weight_mask.reshape({8, -1}).amax(1)));
+    EXPECT_TRUE(torch::equal(ops[i].weight_mask.reshape({8, -1}).amax(1),
+                             ops[stage.shared_masks()[0][0]].weight_mask.reshape({8, -1}).amax(1)));
   }
   const auto o = remove_and_check(model.module(), torch::randn({4, 1, 28, 28}));
   EXPECT_LT(o.difference, 1e-4);
   EXPECT_EQ(param(model.module(), "stem.weight").size(0), 4);
-  EXPECT_EQ(param(model.module(), "layer1.0.conv1.weight").sizes(), (std::vector<int64_t>{4, 4, 3, 3}));
+  EXPECT_EQ(param(model.module(), "layer1.0.conv1.weight").sizes(),
+            (std::vector<int64_t>{4, 4, 3, 3}));
   EXPECT_EQ(param(model.module(), "fc.weight").sizes(), (std::vector<int64_t>{10, 4}));
 }
 
@@ -211,15 +220,16 @@ torch::jit::Module fire(const std::string& name, int64_t b_kernel, const std::st
 TEST(ChannelRemoval, ConcatenationCarriesEachInputsChannels) {
   // a's filter 1 and b's filter 2 go, so c loses input channels 1 and 6.
   torch::manual_seed(0);
-  torch::jit::Module root = fire(
-      "Net", 3,
-      "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(torch.max_pool2d(self.b.forward(x), 1))], 1)\n"
-      "  return self.c.forward(torch.flip(y, [1])[:, :, 1:-1, 1:-1])\n");
+  torch::jit::Module root = fire("Net", 3,
+                                 "  y = torch.cat([torch.relu(self.a.forward(x)), "
+                                 "torch.relu(torch.max_pool2d(self.b.forward(x), 1))], 1)\n"
+                                 "  return self.c.forward(torch.flip(y, [1])[:, :, 1:-1, 1:-1])\n");
   // The flip of the channels above is an op the removal does not follow (the spatial slice it
   // follows): first without it.
-  torch::jit::Module plain = fire("Plain", 1,
-                                  "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(self.b.forward(x))], 1)\n"
-                                  "  return self.c.forward(y)\n");
+  torch::jit::Module plain =
+      fire("Plain", 1,
+           "  y = torch.cat([torch.relu(self.a.forward(x)), torch.relu(self.b.forward(x))], 1)\n"
+           "  return self.c.forward(y)\n");
   zero_channels(plain, "a", {1});
   zero_channels(plain, "b", {2});
   const auto o = remove_and_check(plain, torch::randn({2, 3, 9, 9}));
@@ -238,7 +248,8 @@ TEST(ChannelRemoval, ConcatenationCarriesEachInputsChannels) {
     shrink::remove_pruned_channels(root);
     FAIL() << "removal across a flip must fail";
   } catch (const shrink::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot follow aten::flip"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot follow aten::flip"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -247,7 +258,8 @@ TEST(ChannelRemoval, AModuleCalledTwiceIsNamed) {
   // one side only.
   torch::jit::Module root("Twice");
   root.register_module("conv", conv_module(4, 4, 3));
-  root.define("def forward(self, x):\n  return self.conv.forward(torch.relu(self.conv.forward(x)))\n");
+  root.define(
+      "def forward(self, x):\n  return self.conv.forward(torch.relu(self.conv.forward(x)))\n");
   zero_channels(root, "conv", {1});
   try {
     shrink::remove_pruned_channels(root);
@@ -281,7 +293,8 @@ TEST(ChannelRemoval, NamesAnOpItCannotFollow) {
     shrink::remove_pruned_channels(root);
     FAIL() << "removal across sigmoid must fail";
   } catch (const shrink::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot follow aten::sigmoid"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot follow aten::sigmoid"), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("pruned channels of conv"), std::string::npos) << e.what();
   }
   EXPECT_EQ(param(root, "conv.weight").size(0), 4);

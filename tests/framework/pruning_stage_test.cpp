@@ -18,16 +18,20 @@ std::string mnist() { return std::string(shrink::test::kTestModelDir) + "/mnist.
 
 class PruningStageTest : public ::testing::Test {
  protected:
-  PruningStageTest() : registry_(shrink::test::registry_of({shrink::test::kPluginDir})), model_(shrink::Model::load(mnist())) {}
+  PruningStageTest()
+      : registry_(shrink::test::registry_of({shrink::test::kPluginDir})),
+        model_(shrink::Model::load(mnist())) {}
 
   std::vector<shrink::PruneTarget> plan(const std::string& yaml) {
     return shrink::plan_pruning(shrink::ConfigList::parse_text(yaml, "exp.yaml"), model_.ops());
   }
   std::unique_ptr<shrink::PruningStage> stage(const std::string& plugin, const std::string& yaml) {
-    return std::make_unique<shrink::PruningStage>(registry_->require(plugin), shrink::Options{}, plan(yaml),
-                                                  model_.module(), "compress[0]");
+    return std::make_unique<shrink::PruningStage>(registry_->require(plugin), shrink::Options{},
+                                                  plan(yaml), model_.module(), "compress[0]");
   }
-  static double sparsity(const at::Tensor& t) { return t.eq(0).sum().item<double>() / static_cast<double>(t.numel()); }
+  static double sparsity(const at::Tensor& t) {
+    return t.eq(0).sum().item<double>() / static_cast<double>(t.numel());
+  }
   at::Tensor param(const std::string& module, const std::string& name) {
     return model_.module().attr(module).toModule().attr(name).toTensor();
   }
@@ -47,12 +51,14 @@ TEST_F(PruningStageTest, MasksHoldThroughTraining) {
   torch::manual_seed(0);
   for (int step = 0; step < 5; ++step) {
     sgd.zero_grad();
-    at::Tensor loss = torch::nll_loss(model_.module().forward({torch::randn({16, 1, 28, 28})}).toTensor(),
-                                      torch::randint(10, {16}));
+    at::Tensor loss =
+        torch::nll_loss(model_.module().forward({torch::randn({16, 1, 28, 28})}).toTensor(),
+                        torch::randint(10, {16}));
     loss.backward();
     s->mask_gradients();
     for (const auto& op : s->ops()) {
-      EXPECT_EQ(op.weight.grad().masked_select(op.weight_mask == 0).abs().sum().item<double>(), 0.0);
+      EXPECT_EQ(op.weight.grad().masked_select(op.weight_mask == 0).abs().sum().item<double>(),
+                0.0);
     }
     sgd.step();
     s->apply_masks();
@@ -68,7 +74,9 @@ TEST_F(PruningStageTest, MasksHoldThroughTraining) {
   EXPECT_EQ(gone.sum().item<int64_t>(), 10);
   EXPECT_EQ(param("batchnorm1", "weight").masked_select(gone).abs().sum().item<double>(), 0.0);
   EXPECT_EQ(param("batchnorm1", "bias").masked_select(gone).abs().sum().item<double>(), 0.0);
-  EXPECT_GT(param("batchnorm1", "weight").masked_select(gone.logical_not()).abs().min().item<double>(), 0.0);
+  EXPECT_GT(
+      param("batchnorm1", "weight").masked_select(gone.logical_not()).abs().min().item<double>(),
+      0.0);
 }
 
 TEST_F(PruningStageTest, TaylorRanksFiltersByOutputTimesGradient) {
@@ -155,9 +163,12 @@ TEST_F(PruningStageTest, GlobalRankingAcrossLayersWithACap) {
   EXPECT_NE(sparsity(w2), sparsity(w1));
   // With a cap of 0.3 per layer, neither goes past it.
   model_ = shrink::Model::load(mnist());
-  auto capped = stage("l2_norm", "- op_names: [conv2, fc1]\n  total_sparsity: 0.5\n  max_sparsity_per_layer: 0.3\n");
+  auto capped =
+      stage("l2_norm",
+            "- op_names: [conv2, fc1]\n  total_sparsity: 0.5\n  max_sparsity_per_layer: 0.3\n");
   capped->update(shrink::Schedule::kOneShot, 1, 1);
-  for (const auto& op : capped->ops()) EXPECT_LE(sparsity(op.weight), 0.3 + 1e-9) << op.target.op_name;
+  for (const auto& op : capped->ops())
+    EXPECT_LE(sparsity(op.weight), 0.3 + 1e-9) << op.target.op_name;
 }
 
 TEST_F(PruningStageTest, OpTypeThePluginCannotHandleIsNamed) {
@@ -166,7 +177,9 @@ TEST_F(PruningStageTest, OpTypeThePluginCannotHandleIsNamed) {
     FAIL() << "slim on a Conv2d must be refused";
   } catch (const shrink::Error& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("cannot prune op 'conv1' of type Conv2d (it handles BatchNorm2d)"), std::string::npos) << what;
+    EXPECT_NE(what.find("cannot prune op 'conv1' of type Conv2d (it handles BatchNorm2d)"),
+              std::string::npos)
+        << what;
   }
   auto s = stage("slim", "- op_types: [BatchNorm2d]\n  sparse_ratio: 0.25\n");
   s->update(shrink::Schedule::kOneShot, 1, 1);
@@ -182,15 +195,21 @@ TEST_F(PruningStageTest, ConfigListErrorsNameTheKey) {
       EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
   };
-  fails_with("- op_types: [Conv2d]\n  sparse_ratio: 1.5\n", "sparse_ratio is 1.5, expected a value in [0, 1)");
-  fails_with("- op_types: [Conv2d]\n  sparsity: '0.2x'\n", "sparsity is '0.2x', expected a number in [0, 1)");
-  fails_with("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n  quant_bits: 8\n", "quant_bits is not a pruning key");
-  fails_with("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n  total_sparsity: 0.5\n", "give exactly one of sparse_ratio");
-  fails_with("- op_names: [relu1]\n  sparse_ratio: 0.5\n", "op 'relu1' (ReLU6) has no weight to prune");
+  fails_with("- op_types: [Conv2d]\n  sparse_ratio: 1.5\n",
+             "sparse_ratio is 1.5, expected a value in [0, 1)");
+  fails_with("- op_types: [Conv2d]\n  sparsity: '0.2x'\n",
+             "sparsity is '0.2x', expected a number in [0, 1)");
+  fails_with("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n  quant_bits: 8\n",
+             "quant_bits is not a pruning key");
+  fails_with("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n  total_sparsity: 0.5\n",
+             "give exactly one of sparse_ratio");
+  fails_with("- op_names: [relu1]\n  sparse_ratio: 0.5\n",
+             "op 'relu1' (ReLU6) has no weight to prune");
   fails_with("- op_names: [conv9]\n  sparse_ratio: 0.5\n", "the model has no op 'conv9'");
   // exclude, exclude_op_names, NNI's aliases.
-  const auto t = plan("- op_types: [Conv2d, Linear]\n  sparsity_per_layer: 0.3\n  exclude_op_names: [fc2]\n"
-                      "- op_names: [conv2]\n  exclude: true\n");
+  const auto t = plan(
+      "- op_types: [Conv2d, Linear]\n  sparsity_per_layer: 0.3\n  exclude_op_names: [fc2]\n"
+      "- op_names: [conv2]\n  exclude: true\n");
   ASSERT_EQ(t.size(), 2u);
   EXPECT_EQ(t[0].op_name, "conv1");
   EXPECT_EQ(t[1].op_name, "fc1");

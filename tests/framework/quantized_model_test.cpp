@@ -5,10 +5,10 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <filesystem>
 
 using shrink::test::registry_of;
 using shrink::test::test_plugins;
@@ -36,7 +36,9 @@ std::vector<at::Tensor> model_parameters(torch::jit::Module& module) {
   return params;
 }
 
-float calls(shrink::QuantizerInstance& q, int site) { return q.site_state(site)[0].value.item<float>(); }
+float calls(shrink::QuantizerInstance& q, int site) {
+  return q.site_state(site)[0].value.item<float>();
+}
 
 }  // namespace
 
@@ -52,7 +54,8 @@ TEST(QuantizedModelTest, EverySiteOfTheSeedConfigIsCalledOncePerForward) {
   wrapped.train(false);
   at::Tensor x = torch::randn({4, 1, 28, 28});
   at::Tensor y = wrapped.forward(x);
-  for (int site : wrapped.site_ids()) EXPECT_EQ(calls(q, site), 1.0f) << q.site_spec(site).module_name;
+  for (int site : wrapped.site_ids())
+    EXPECT_EQ(calls(q, site), 1.0f) << q.site_spec(site).module_name;
   wrapped.forward(x);
   for (int site : wrapped.site_ids()) EXPECT_EQ(calls(q, site), 2.0f);
 
@@ -101,7 +104,8 @@ TEST(QuantizedModelTest, FakeQuantizedSeedNetTrainsFromCpp) {
   std::map<std::string, at::Tensor> trained;
   for (const auto& p : module.named_parameters()) trained[p.name] = p.value;
   for (const auto& b : module.named_buffers()) trained[b.name] = b.value;
-  for (const auto& p : plain.named_parameters()) p.value.detach().copy_(trained.at(p.name).detach());
+  for (const auto& p : plain.named_parameters())
+    p.value.detach().copy_(trained.at(p.name).detach());
   for (const auto& b : plain.named_buffers()) b.value.detach().copy_(trained.at(b.name).detach());
   plain.eval();
   at::Tensor fp = plain.forward({x}).toTensor();
@@ -116,7 +120,9 @@ TEST(QuantizedModelTest, InstancesSharingAClassTypeHaveSeparateSites) {
 - op_types: [Conv2d]
   target_names: [weight, _output_]
 - op_types: [add]
-)", "cfg"), model.ops());
+)",
+                                                                 "cfg"),
+                                  model.ops());
   shrink::QuantizedModel wrapped(model, q, sites);
   ASSERT_EQ(sites.size(), 12u);  // 5 convs x 2 + 2 adds
   wrapped.train(false);
@@ -140,7 +146,9 @@ TEST(QuantizedModelTest, TorchvisionResnet18IsFullyWrapped) {
   target_names: [_input_, weight]
 - op_types: [ReLU, add]
   target_names: [_output_]
-)", "cfg"), model.ops());
+)",
+                                                                 "cfg"),
+                                  model.ops());
   shrink::QuantizedModel wrapped(model, q, sites);
   wrapped.train(false);
   at::Tensor y = wrapped.forward(torch::randn({1, 3, 32, 32}));
@@ -161,7 +169,9 @@ TEST(QuantizedModelTest, HooksAndTrainingFlagReachThePlugin) {
   auto registry = registry_of({test_plugins("counting")});
   shrink::Model model = shrink::Model::load(model_path("mnist"));
   shrink::QuantizerInstance q(registry->require("counting"), {});
-  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text("- op_names: [fc2]\n  target_names: [weight]\n", "cfg"), model.ops());
+  auto sites = shrink::plan_sites(
+      shrink::ConfigList::parse_text("- op_names: [fc2]\n  target_names: [weight]\n", "cfg"),
+      model.ops());
   shrink::QuantizedModel wrapped(model, q, sites);
   const int site = wrapped.site_ids()[0];
   auto hooks = [&] { return q.site_state(site)[1].value; };
@@ -195,7 +205,8 @@ TEST(QuantizedModelTest, WrapsAModelWhoseForwardHasAlreadyRun) {
   shrink::QuantizedModel wrapped(model, q, sites);
   wrapped.train(false);
   const at::Tensor after = wrapped.forward(x);
-  for (int site : wrapped.site_ids()) EXPECT_EQ(calls(q, site), 1.0f) << q.site_spec(site).module_name;
+  for (int site : wrapped.site_ids())
+    EXPECT_EQ(calls(q, site), 1.0f) << q.site_spec(site).module_name;
   EXPECT_TRUE(torch::allclose(before, after, 1e-5, 1e-6));
   EXPECT_TRUE(model.module().attr("fc2").toModule().attr("weight").toTensor().is_same(fc2_weight));
   torch::jit::setGraphExecutorOptimize(true);
@@ -216,7 +227,8 @@ TEST(QuantizedModelTest, FoldedBatchNormsComputeWhatTheOriginalDoes) {
       for (auto* m : {&model.module(), &original}) {
         torch::manual_seed(7);
         for (const auto& sub : m->named_modules()) {
-          if (!sub.value.type()->name() || sub.value.type()->name()->name() != "BatchNorm2d") continue;
+          if (!sub.value.type()->name() || sub.value.type()->name()->name() != "BatchNorm2d")
+            continue;
           const int64_t c = sub.value.attr("running_mean").toTensor().size(0);
           sub.value.attr("running_mean").toTensor().copy_(torch::randn({c}) * 0.3);
           sub.value.attr("running_var").toTensor().copy_(torch::rand({c}) + 0.5);
@@ -242,7 +254,8 @@ TEST(QuantizedModelTest, FoldedBatchNormsComputeWhatTheOriginalDoes) {
     // Training: batch statistics (the running ones move alike in both copies).
     wrapped.train(true);
     original.train(true);
-    EXPECT_TRUE(torch::allclose(wrapped.forward(x), original.forward({x}).toTensor(), 1e-4, 1e-5)) << name;
+    EXPECT_TRUE(torch::allclose(wrapped.forward(x), original.forward({x}).toTensor(), 1e-4, 1e-5))
+        << name;
     wrapped.train(false);
     original.eval();
     const at::Tensor expected = original.forward({x}).toTensor();
@@ -252,7 +265,8 @@ TEST(QuantizedModelTest, FoldedBatchNormsComputeWhatTheOriginalDoes) {
     const std::string graph = model.module().get_method("forward").graph()->toString();
     EXPECT_EQ(graph.find("aten::batch_norm"), std::string::npos) << name;
     // A method that has run keeps its plan: the baked graph runs once saved and loaded (export).
-    const std::string file = (std::filesystem::temp_directory_path() / ("shrink_fold_" + name + ".pt")).string();
+    const std::string file =
+        (std::filesystem::temp_directory_path() / ("shrink_fold_" + name + ".pt")).string();
     model.module().save(file);
     torch::jit::Module baked = torch::jit::load(file);
     baked.eval();
@@ -263,7 +277,8 @@ TEST(QuantizedModelTest, FoldedBatchNormsComputeWhatTheOriginalDoes) {
       const at::Tensor var = original.attr("batchnorm1").toModule().attr("running_var").toTensor();
       const at::Tensor w0 = original.attr("conv1").toModule().attr("weight").toTensor();
       const at::Tensor w = model.module().attr("conv1").toModule().attr("weight").toTensor();
-      EXPECT_TRUE(torch::allclose(w, w0 * (gamma / (var + 1e-5).sqrt()).reshape({-1, 1, 1, 1}), 1e-5, 1e-7));
+      EXPECT_TRUE(torch::allclose(w, w0 * (gamma / (var + 1e-5).sqrt()).reshape({-1, 1, 1, 1}),
+                                  1e-5, 1e-7));
     }
   }
 }

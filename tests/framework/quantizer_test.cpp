@@ -11,7 +11,8 @@ using shrink::test::test_plugins;
 
 namespace {
 
-shrink::SiteSpec site(const std::string& module, const std::string& target, shrink::QuantType type) {
+shrink::SiteSpec site(const std::string& module, const std::string& target,
+                      shrink::QuantType type) {
   shrink::SiteSpec spec;
   spec.module_name = module;
   spec.module_type = "Conv2d";
@@ -128,5 +129,6 @@ TEST(QuantizerTest, PluginLogsThroughTheHostLogger) {
   testing::internal::CaptureStderr();
   q.add_site(site("fc2", "_input_", shrink::QuantType::kInput));
   std::string err = testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("shrink: info: [learnable] set up site fc2._input_"), std::string::npos) << err;
+  EXPECT_NE(err.find("shrink: info: [learnable] set up site fc2._input_"), std::string::npos)
+      << err;
 }

@@ -112,9 +112,15 @@ static shrink_status not_weight(void* self, void* site, const shrink_tensor* x,
   return SHRINK_STATUS_UNSUPPORTED;
 }
 
-static const shrink_quantizer_api kQuantizer = {
-    sizeof(shrink_quantizer_api), setup_site, destroy_site, round_weight, not_weight, not_weight,
-    NULL, NULL, NULL};
+static const shrink_quantizer_api kQuantizer = {sizeof(shrink_quantizer_api),
+                                                setup_site,
+                                                destroy_site,
+                                                round_weight,
+                                                not_weight,
+                                                not_weight,
+                                                NULL,
+                                                NULL,
+                                                NULL};
 
 static const shrink_algorithm_descriptor kAlgorithm = {
     sizeof(shrink_algorithm_descriptor),
@@ -132,11 +138,17 @@ static const shrink_algorithm_descriptor kAlgorithm = {
 
 static const shrink_algorithm_descriptor* const kAlgorithms[] = {&kAlgorithm};
 
-static const shrink_plugin_descriptor kPlugin = {
-    sizeof(shrink_plugin_descriptor), SHRINK_ABI_VERSION_MAJOR, SHRINK_ABI_VERSION_MINOR,
-    "c_round", "1.0.0", "c", 1, kAlgorithms};
+static const shrink_plugin_descriptor kPlugin = {sizeof(shrink_plugin_descriptor),
+                                                 SHRINK_ABI_VERSION_MAJOR,
+                                                 SHRINK_ABI_VERSION_MINOR,
+                                                 "c_round",
+                                                 "1.0.0",
+                                                 "c",
+                                                 1,
+                                                 kAlgorithms};
 
-SHRINK_PLUGIN_EXPORT const shrink_plugin_descriptor* shrink_plugin_entry(const shrink_host_api* host) {
+SHRINK_PLUGIN_EXPORT const shrink_plugin_descriptor* shrink_plugin_entry(
+    const shrink_host_api* host) {
   g_host = host;
   return &kPlugin;
 }

@@ -1,6 +1,7 @@
 // An identity quantizer that counts what the host calls, for tests of wrapping and hooks: a
 // per-site buffer `calls`, and process-wide counters of step() and update_epoch() calls exposed
-// with the host's training flag in a per-site buffer `hooks` = [steps, epochs, training] so tests can read them through the host.
+// with the host's training flag in a per-site buffer `hooks` = [steps, epochs, training] so tests
+// can read them through the host.
 #include <shrink/sdk.hpp>
 
 namespace {
@@ -14,8 +15,9 @@ class Counting : public shrink::Quantizer {
   }
   torch::Tensor count(torch::Tensor x, shrink::Site& site) {
     site.state("calls").add_(1);
-    site.state("hooks").copy_(torch::tensor({static_cast<float>(steps_), static_cast<float>(epochs_),
-                                             shrink::is_training() ? 1.0f : 0.0f}));
+    site.state("hooks").copy_(
+        torch::tensor({static_cast<float>(steps_), static_cast<float>(epochs_),
+                       shrink::is_training() ? 1.0f : 0.0f}));
     return x.clone();
   }
   torch::Tensor quantize_weight(torch::Tensor w, const shrink::Config&, shrink::Site& s) override {

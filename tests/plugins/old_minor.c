@@ -1,6 +1,7 @@
 /* A plugin whose structs are smaller than the host's, as one built against an older minor version
  * of the ABI is: the algorithm descriptor stops before `supported_op_types` and the quantizer table
- * stops before `update_epoch`. The host must load it, read the missing fields as absent, and run it.
+ * stops before `update_epoch`. The host must load it, read the missing fields as absent, and run
+ * it.
  *
  * "old_scale" multiplies weights by 0.5. */
 #include <shrink/plugin_api.h>
@@ -52,22 +53,42 @@ static shrink_status halve(void* self, void* site, const shrink_tensor* x,
 
 /* A full-size table, but struct_size says it ends before update_epoch. */
 static const shrink_quantizer_api kQuantizer = {offsetof(shrink_quantizer_api, update_epoch),
-                                                setup_site, NULL, halve, halve, halve,
-                                                NULL, NULL, NULL};
+                                                setup_site,
+                                                NULL,
+                                                halve,
+                                                halve,
+                                                halve,
+                                                NULL,
+                                                NULL,
+                                                NULL};
 
 static const shrink_algorithm_descriptor kAlgorithm = {
     offsetof(shrink_algorithm_descriptor, supported_op_types),
-    "old_scale", "Halves weights (built with smaller structs)", SHRINK_KIND_QUANTIZER, 0,
-    create, destroy, &kQuantizer, NULL, NULL, NULL,
+    "old_scale",
+    "Halves weights (built with smaller structs)",
+    SHRINK_KIND_QUANTIZER,
+    0,
+    create,
+    destroy,
+    &kQuantizer,
+    NULL,
+    NULL,
+    NULL,
     "never read: beyond struct_size"};
 
 static const shrink_algorithm_descriptor* const kAlgorithms[] = {&kAlgorithm};
 
-static const shrink_plugin_descriptor kPlugin = {
-    sizeof(shrink_plugin_descriptor), SHRINK_ABI_VERSION_MAJOR, 0, "old_minor", "0.1.0", "c",
-    1, kAlgorithms};
+static const shrink_plugin_descriptor kPlugin = {sizeof(shrink_plugin_descriptor),
+                                                 SHRINK_ABI_VERSION_MAJOR,
+                                                 0,
+                                                 "old_minor",
+                                                 "0.1.0",
+                                                 "c",
+                                                 1,
+                                                 kAlgorithms};
 
-SHRINK_PLUGIN_EXPORT const shrink_plugin_descriptor* shrink_plugin_entry(const shrink_host_api* host) {
+SHRINK_PLUGIN_EXPORT const shrink_plugin_descriptor* shrink_plugin_entry(
+    const shrink_host_api* host) {
   g_host = host;
   return &kPlugin;
 }

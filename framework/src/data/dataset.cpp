@@ -1,5 +1,5 @@
-#include <shrink/data/dataset.hpp>
 #include <shrink/core/error.hpp>
+#include <shrink/data/dataset.hpp>
 
 #include <torch/serialize.h>
 #include <torch/torch.h>
@@ -20,7 +20,8 @@ std::string read_gz_or_plain(const std::string& file) {
   std::string bytes;
   char buffer[1 << 16];
   int n = 0;
-  while ((n = gzread(gz, buffer, sizeof buffer)) > 0) bytes.append(buffer, static_cast<std::size_t>(n));
+  while ((n = gzread(gz, buffer, sizeof buffer)) > 0)
+    bytes.append(buffer, static_cast<std::size_t>(n));
   int err = 0;
   const char* message = gzerror(gz, &err);
   const bool failed = n < 0 || (err != Z_OK && err != Z_STREAM_END);
@@ -42,7 +43,8 @@ std::string idx_file(const std::string& folder, bool train, const std::string& w
     const fs::path candidate = fs::path(folder) / (base + suffix);
     if (fs::exists(candidate)) return candidate.string();
   }
-  throw Error(folder + ": no " + base + "[.gz] (expected an IDX dataset folder such as "
+  throw Error(folder + ": no " + base +
+              "[.gz] (expected an IDX dataset folder such as "
               "/usr/share/datasets/fashion-mnist)");
 }
 
@@ -67,9 +69,10 @@ Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int
   }
   if (!o.mean.empty()) {
     const int64_t c = inputs.size(1);
-    SHRINK_CHECK(static_cast<int64_t>(o.mean.size()) == c && static_cast<int64_t>(o.std.size()) == c,
-                 source << ": normalize has " << o.mean.size() << " means and " << o.std.size()
-                        << " stds for " << c << " channels");
+    SHRINK_CHECK(
+        static_cast<int64_t>(o.mean.size()) == c && static_cast<int64_t>(o.std.size()) == c,
+        source << ": normalize has " << o.mean.size() << " means and " << o.std.size()
+               << " stds for " << c << " channels");
     at::Tensor mean = torch::tensor(o.mean, torch::kFloat).view({1, c, 1, 1});
     at::Tensor std = torch::tensor(o.std, torch::kFloat).view({1, c, 1, 1});
     inputs = (inputs - mean) / std;
@@ -100,9 +103,9 @@ at::Tensor read_idx(const std::string& file) {
     count *= shape.back();
   }
   const std::size_t offset = 4 + 4 * ndim;
-  SHRINK_CHECK(bytes.size() == offset + static_cast<std::size_t>(count),
-               file << ": " << bytes.size() - offset << " bytes of data, the header promises "
-                    << count);
+  SHRINK_CHECK(
+      bytes.size() == offset + static_cast<std::size_t>(count),
+      file << ": " << bytes.size() - offset << " bytes of data, the header promises " << count);
   at::Tensor out = torch::empty(shape, torch::kUInt8);
   std::memcpy(out.data_ptr(), bytes.data() + offset, static_cast<std::size_t>(count));
   return out;
@@ -119,7 +122,8 @@ Dataset load_dataset(const DataOptions& o, bool train) {
     SHRINK_CHECK(labels.dim() == 1, labels_file << ": expected [N] labels");
     return prepare(images.to(torch::kFloat).div_(255.0), labels, o, limit, images_file);
   }
-  SHRINK_CHECK(o.format == "tensors", "data.format is '" << o.format << "', expected idx or tensors");
+  SHRINK_CHECK(o.format == "tensors",
+               "data.format is '" << o.format << "', expected idx or tensors");
   const std::string file = train ? o.path : (o.test_path.empty() ? o.path : o.test_path);
   SHRINK_CHECK(fs::exists(file), file << ": no such file");
   std::ifstream in(file, std::ios::binary);

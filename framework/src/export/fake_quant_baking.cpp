@@ -28,11 +28,10 @@ Value* insert_fake_quant(Graph& graph, Node* node, Value* x, const Calibration& 
                          cal.quant_min, cal.quant_max});
   }
   const int64_t axis = type == QuantType::kWeight ? 0 : 1;
-  return graph.insert(
-      detail::sym("aten::fake_quantize_per_channel_affine"),
-      {x, graph.insertConstant(cal.scale.to(at::kFloat).reshape({-1})),
-       graph.insertConstant(cal.zero_point.round().to(at::kInt).reshape({-1})), axis,
-       cal.quant_min, cal.quant_max});
+  return graph.insert(detail::sym("aten::fake_quantize_per_channel_affine"),
+                      {x, graph.insertConstant(cal.scale.to(at::kFloat).reshape({-1})),
+                       graph.insertConstant(cal.zero_point.round().to(at::kInt).reshape({-1})),
+                       axis, cal.quant_min, cal.quant_max});
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 // (a zero one contributes nothing), and the model's output and ops this walk does not know read
 // everything. Then each module is sliced: producers lose output channels, readers input
 // channels, BatchNorms and depthwise convolutions both.
-#include <shrink/graph/channel_removal.hpp>
 #include <shrink/core/error.hpp>
+#include <shrink/graph/channel_removal.hpp>
 
 #include "graph/graph_utils.hpp"
 
@@ -46,7 +46,7 @@ struct ModuleUse {
   bool position_wise = false;    // BatchNorm, depthwise convolution: out channels = in channels
   std::optional<Layout> input;   // convolution or linear reading a tracked input
   int64_t in_features = 0;
-  bool shared = false;           // called more than once: left as it is
+  bool shared = false;  // called more than once: left as it is
 };
 
 class Analysis {
@@ -209,7 +209,7 @@ class Analysis {
         return;
       }
     }
-    if (shape_query(n)) return;  // reads no data
+    if (shape_query(n)) return;          // reads no data
     if (is(n, "prim::ListConstruct")) {  // followed where it is used (cat)
       for (Node* user : [&] {
              std::vector<Node*> users;
@@ -230,18 +230,35 @@ class Analysis {
   }
 
   bool keeps_zero(const Node* n) const {
-    static const std::set<std::string> kinds = {
-        "aten::relu",       "aten::relu_",        "aten::relu6",      "aten::max_pool2d",
-        "aten::avg_pool2d", "aten::adaptive_avg_pool2d", "aten::adaptive_max_pool2d",
-        "aten::dropout",    "aten::dropout_",     "aten::feature_dropout", "aten::hardswish",
-        "aten::hardswish_", "aten::silu",         "aten::silu_",      "aten::gelu",
-        "aten::tanh",       "aten::leaky_relu",   "aten::leaky_relu_", "aten::contiguous",
-        "aten::clone",      "aten::detach"};
+    static const std::set<std::string> kinds = {"aten::relu",
+                                                "aten::relu_",
+                                                "aten::relu6",
+                                                "aten::max_pool2d",
+                                                "aten::avg_pool2d",
+                                                "aten::adaptive_avg_pool2d",
+                                                "aten::adaptive_max_pool2d",
+                                                "aten::dropout",
+                                                "aten::dropout_",
+                                                "aten::feature_dropout",
+                                                "aten::hardswish",
+                                                "aten::hardswish_",
+                                                "aten::silu",
+                                                "aten::silu_",
+                                                "aten::gelu",
+                                                "aten::tanh",
+                                                "aten::leaky_relu",
+                                                "aten::leaky_relu_",
+                                                "aten::contiguous",
+                                                "aten::clone",
+                                                "aten::detach"};
     const std::string kind = n->kind().toQualString();
     if (kinds.count(kind)) return true;
-    if (kind == "aten::hardtanh" || kind == "aten::hardtanh_" || kind == "aten::clamp" || kind == "aten::clamp_") {
-      auto lo = torch::jit::constant_as<double>(n->input(1)), hi = torch::jit::constant_as<double>(n->input(2));
-      return (!lo || *lo <= 0) && (!hi || *hi >= 0) && (lo || none(n->input(1))) && (hi || none(n->input(2)));
+    if (kind == "aten::hardtanh" || kind == "aten::hardtanh_" || kind == "aten::clamp" ||
+        kind == "aten::clamp_") {
+      auto lo = torch::jit::constant_as<double>(n->input(1)),
+           hi = torch::jit::constant_as<double>(n->input(2));
+      return (!lo || *lo <= 0) && (!hi || *hi >= 0) && (lo || none(n->input(1))) &&
+             (hi || none(n->input(2)));
     }
     if (kind == "aten::mul" || kind == "aten::div") {  // by a scalar
       return n->input(1)->type()->kind() != c10::TypeKind::TensorType;
@@ -268,7 +285,8 @@ class Analysis {
     const std::string w_path = path(n->input(1));
     auto groups = torch::jit::constant_as<int64_t>(n->input(6));
     if (w_path.empty() || !groups) {
-      for (Value* in : n->inputs()) pin(in, describe(n) + ": weight or groups not a module attribute");
+      for (Value* in : n->inputs())
+        pin(in, describe(n) + ": weight or groups not a module attribute");
       return;
     }
     const at::Tensor w = tensor_attr(n->input(1));
@@ -291,10 +309,12 @@ class Analysis {
       return;
     }
     const bool depthwise = w.size(1) == 1 && w.size(0) == *groups;
-    if (!depthwise || in == layouts_.end() || static_cast<int64_t>(in->second.classes.size()) != *groups) {
+    if (!depthwise || in == layouts_.end() ||
+        static_cast<int64_t>(in->second.classes.size()) != *groups) {
       pin(n->input(0), describe(n) + ": a grouped convolution");
       Layout out = produced(w, b, 4);
-      for (int c : out.classes) needed_[c] = 1, pinned_by_[c] = describe(n) + ": a grouped convolution";
+      for (int c : out.classes)
+        needed_[c] = 1, pinned_by_[c] = describe(n) + ": a grouped convolution";
       layouts_[n->output()] = out;
       return;
     }
@@ -345,7 +365,8 @@ class Analysis {
     const std::string w_path = path(n->input(1));
     const std::string mean_path = path(n->input(3));
     if (in == layouts_.end()) return;
-    if (mean_path.empty()) return pin(n->input(0), describe(n) + ": running statistics not module attributes");
+    if (mean_path.empty())
+      return pin(n->input(0), describe(n) + ": running statistics not module attributes");
     const std::string name = owner(mean_path);
     if (called_again(name, n)) return;
     const auto channels = static_cast<int64_t>(in->second.classes.size());
@@ -358,7 +379,8 @@ class Analysis {
     Layout out = in->second;
     for (int64_t i = 0; i < channels; ++i) {
       const bool off = gamma[i].item<double>() == 0 && beta[i].item<double>() == 0;
-      out.zero[static_cast<std::size_t>(i)] = off || (out.zero[static_cast<std::size_t>(i)] && shift[i].item<double>() == 0);
+      out.zero[static_cast<std::size_t>(i)] =
+          off || (out.zero[static_cast<std::size_t>(i)] && shift[i].item<double>() == 0);
     }
     ModuleUse& use = uses_[name];
     use.type = "BatchNorm2d";
@@ -372,8 +394,9 @@ class Analysis {
     auto a = layouts_.find(n->input(0));
     auto b = layouts_.find(n->input(1));
     if (a == layouts_.end() && b == layouts_.end()) return;
-    if (a == layouts_.end() || b == layouts_.end() || a->second.classes.size() != b->second.classes.size() ||
-        a->second.rank != b->second.rank || a->second.flat != b->second.flat) {
+    if (a == layouts_.end() || b == layouts_.end() ||
+        a->second.classes.size() != b->second.classes.size() || a->second.rank != b->second.rank ||
+        a->second.flat != b->second.flat) {
       if (n->input(1)->type()->kind() != c10::TypeKind::TensorType && a != layouts_.end()) {
         Layout out = a->second;  // plus a scalar: no longer zero
         std::fill(out.zero.begin(), out.zero.end(), 0);
@@ -451,7 +474,8 @@ class Analysis {
             if (find(k) == r && !u.second.position_wise) producer = u.first;
           }
         }
-        throw Error("channel removal cannot follow " + pinned_by_[r] + ": it reads pruned channels of " +
+        throw Error("channel removal cannot follow " + pinned_by_[r] +
+                    ": it reads pruned channels of " +
                     (producer.empty() ? std::string("a pruned layer") : producer));
       }
     }
@@ -465,7 +489,8 @@ class Analysis {
     }
   }
 
-  static std::vector<int64_t> kept(const std::vector<int>& classes, const std::function<bool(int)>& gone) {
+  static std::vector<int64_t> kept(const std::vector<int>& classes,
+                                   const std::function<bool(int)>& gone) {
     std::vector<int64_t> k;
     for (std::size_t i = 0; i < classes.size(); ++i) {
       if (!gone(classes[i])) k.push_back(static_cast<int64_t>(i));
@@ -505,7 +530,8 @@ class Analysis {
       const at::Tensor out_index = torch::tensor(out, at::kLong);
       if (u.type == "BatchNorm2d") {
         for (const char* p : {"weight", "bias", "running_mean", "running_var"}) {
-          if (m.hasattr(p) && m.attr(p).isTensor()) set_tensor(m, p, m.attr(p).toTensor().index_select(0, out_index));
+          if (m.hasattr(p) && m.attr(p).isTensor())
+            set_tensor(m, p, m.attr(p).toTensor().index_select(0, out_index));
         }
         set_int(m, "num_features", r.out_after);
       } else {
@@ -524,7 +550,8 @@ class Analysis {
           w = w.index_select(1, torch::tensor(columns, at::kLong));
         }
         set_tensor(m, "weight", w);
-        if (m.hasattr("bias") && m.attr("bias").isTensor()) set_tensor(m, "bias", m.attr("bias").toTensor().index_select(0, out_index));
+        if (m.hasattr("bias") && m.attr("bias").isTensor())
+          set_tensor(m, "bias", m.attr("bias").toTensor().index_select(0, out_index));
         if (u.type == "Linear") {
           set_int(m, "out_features", r.out_after);
           if (u.input) set_int(m, "in_features", r.in_after);

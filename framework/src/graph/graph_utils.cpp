@@ -16,16 +16,25 @@ namespace {
 
 const std::map<std::string, std::string>& functional_kinds() {
   static const std::map<std::string, std::string> kinds = {
-      {"aten::add", "add"},           {"aten::add_", "add"},
-      {"aten::mul", "mul"},           {"aten::mul_", "mul"},
-      {"aten::cat", "cat"},           {"aten::relu", "relu"},
-      {"aten::relu_", "relu"},        {"aten::relu6", "relu6"},
-      {"aten::hardtanh", "hardtanh"}, {"aten::hardtanh_", "hardtanh"},
-      {"aten::hardswish", "hardswish"}, {"aten::hardswish_", "hardswish"},
-      {"aten::sigmoid", "sigmoid"},   {"aten::matmul", "matmul"},
+      {"aten::add", "add"},
+      {"aten::add_", "add"},
+      {"aten::mul", "mul"},
+      {"aten::mul_", "mul"},
+      {"aten::cat", "cat"},
+      {"aten::relu", "relu"},
+      {"aten::relu_", "relu"},
+      {"aten::relu6", "relu6"},
+      {"aten::hardtanh", "hardtanh"},
+      {"aten::hardtanh_", "hardtanh"},
+      {"aten::hardswish", "hardswish"},
+      {"aten::hardswish_", "hardswish"},
+      {"aten::sigmoid", "sigmoid"},
+      {"aten::matmul", "matmul"},
       {"aten::adaptive_avg_pool2d", "adaptive_avg_pool2d"},
-      {"aten::max_pool2d", "max_pool2d"}, {"aten::avg_pool2d", "avg_pool2d"},
-      {"aten::flatten", "flatten"},   {"aten::mean", "mean"},
+      {"aten::max_pool2d", "max_pool2d"},
+      {"aten::avg_pool2d", "avg_pool2d"},
+      {"aten::flatten", "flatten"},
+      {"aten::mean", "mean"},
   };
   return kinds;
 }
@@ -45,8 +54,8 @@ void inline_calls(torch::jit::Graph& graph) {
   torch::jit::Inline(graph);
 }
 
-void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
-                          bool for_evaluation) {
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph,
+                          const torch::jit::Module& module, bool for_evaluation) {
   std::map<const torch::jit::Value*, c10::IValue> values;
   values[graph->inputs().at(0)] = module._ivalue();
   bool folded = false;
@@ -60,8 +69,9 @@ void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch
     if (!slot) continue;
     const c10::IValue value = object.getSlot(*slot);
     values[node->output()] = value;
-    const bool flag = name == "training" ? for_evaluation
-                                         : value.isBool() || value.isInt() || value.isDouble() || value.isString();
+    const bool flag = name == "training"
+                          ? for_evaluation
+                          : value.isBool() || value.isInt() || value.isDouble() || value.isString();
     if (!flag) continue;
     torch::jit::WithInsertPoint guard(node);
     node->output()->replaceAllUsesWith(
@@ -162,7 +172,8 @@ c10::IValue attribute_at(const torch::jit::Module& root, const std::string& path
   std::size_t start = 0;
   while (true) {
     const std::size_t dot = path.find('.', start);
-    const std::string name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const std::string name =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (dot == std::string::npos) return m.attr(name);
     m = m.attr(name).toModule();
     start = dot + 1;
@@ -216,8 +227,8 @@ ConvBatchNorm batch_norm_after(torch::jit::Node* conv, const char* site_kind) {
 }
 
 at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
-                               const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
-                               double eps) {
+                               const at::Tensor& beta, const at::Tensor& mean,
+                               const at::Tensor& var, double eps) {
   const at::Tensor k = gamma / at::sqrt(var + eps);
   std::vector<int64_t> shape(static_cast<std::size_t>(weight.dim()), 1);
   shape[0] = weight.size(0);

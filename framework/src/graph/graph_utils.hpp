@@ -30,14 +30,15 @@ struct FunctionalOp {
   OpInstance op;
   torch::jit::Node* node;
 };
-std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph, const std::set<std::string>& leaves);
+std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph,
+                                         const std::set<std::string>& leaves);
 
 // The ATen kinds that implement a module type's forward ("Conv2d" -> aten::conv2d, ...); empty
 // when the type is unknown.
 const std::vector<std::string>& anchor_kinds(const std::string& module_type);
 
-// torch::jit::Inline, fully: the inliner splices in each callee's *optimized* graph, which is itself
-// inlined only while the graph executor's optimisation is on (the pipeline turns it off for
+// torch::jit::Inline, fully: the inliner splices in each callee's *optimized* graph, which is
+// itself inlined only while the graph executor's optimisation is on (the pipeline turns it off for
 // training), so this turns it on for the call.
 void inline_calls(torch::jit::Graph& graph);
 
@@ -55,8 +56,8 @@ std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& mod
 // they choose, so that the ops of such a branch lie in the top-level block, where op discovery and
 // site insertion look. The attributes are taken as constants of the model, as freezing does.
 // `for_evaluation` also folds `training` to false (export: training branches go).
-void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
-                          bool for_evaluation = false);
+void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph,
+                          const torch::jit::Module& module, bool for_evaluation = false);
 
 // Every node, sub-blocks included, in order.
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
@@ -88,8 +89,8 @@ ConvBatchNorm batch_norm_after(torch::jit::Node* conv, const char* site_kind = n
 // k = gamma / sqrt(var + eps), weight *= k (per output channel), bias = (bias - mean) * k + beta.
 // Returns k (a per-channel scale of the weight also scales by |k|). All float32.
 at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::Tensor& gamma,
-                               const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& var,
-                               double eps);
+                               const at::Tensor& beta, const at::Tensor& mean,
+                               const at::Tensor& var, double eps);
 
 // Saves `module` to `out_file` through `out_file`.partial, renamed when complete: a reader never
 // sees half a model.

@@ -40,8 +40,9 @@ const OpInstance* Model::find_op(const std::string& name) const {
 }
 
 torch::jit::Module load_torchscript(const std::string& path) {
-  SHRINK_CHECK(std::filesystem::exists(path), path << ": no such file (expected a TorchScript model "
-                                                      "saved with torch.jit.script or torch.jit.trace)");
+  SHRINK_CHECK(std::filesystem::exists(path),
+               path << ": no such file (expected a TorchScript model "
+                       "saved with torch.jit.script or torch.jit.trace)");
   std::string why;
   try {
     return torch::jit::load(path);

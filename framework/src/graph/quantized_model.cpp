@@ -54,12 +54,14 @@ int target_index(const std::string& target) {
 }
 
 // A read of the attribute at `path` ("layer1.0.bn1.running_var") from `self`, at the insert point.
-torch::jit::Value* read_path(torch::jit::Graph& graph, torch::jit::Value* self, const std::string& path) {
+torch::jit::Value* read_path(torch::jit::Graph& graph, torch::jit::Value* self,
+                             const std::string& path) {
   torch::jit::Value* v = self;
   std::size_t start = 0;
   while (true) {
     const std::size_t dot = path.find('.', start);
-    v = graph.insertGetAttr(v, path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    v = graph.insertGetAttr(
+        v, path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
     if (dot == std::string::npos) return v;
     start = dot + 1;
   }
@@ -192,8 +194,8 @@ void move_site_after_batch_norm(const PairParts& p) {
 }  // namespace
 
 struct QuantizedModel::FoldedPair {
-  std::string conv, bn;      // module paths
-  std::string bias;          // the conv's bias attribute path; empty when it has none
+  std::string conv, bn;  // module paths
+  std::string bias;      // the conv's bias attribute path; empty when it has none
   double eps = 1e-5;
   torch::jit::Node* conv_node = nullptr;
   torch::jit::Node* bn_node = nullptr;
@@ -262,8 +264,8 @@ QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
 
     if (planned.target == "weight" || planned.target == "bias") {
       const auto& reads = attr_reads[planned.op_name + "." + planned.target];
-      SHRINK_CHECK(!reads.empty(), "the forward graph never reads " << planned.op_name << "."
-                                                                   << planned.target);
+      SHRINK_CHECK(!reads.empty(),
+                   "the forward graph never reads " << planned.op_name << "." << planned.target);
       for (torch::jit::Node* read : reads) {
         torch::jit::WithInsertPoint guard(read->next());
         torch::jit::Value* q = insert_quantize(*graph, read->output(), quantizer.id(), site);
@@ -291,9 +293,11 @@ QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
                          anchor->input(index)->type()->cast<c10::TensorType>(),
                      "op '" << op->name << "' has no tensor input " << index);
         torch::jit::WithInsertPoint guard(anchor);
-        anchor->replaceInput(index, insert_quantize(*graph, anchor->input(index), quantizer.id(), site));
+        anchor->replaceInput(index,
+                             insert_quantize(*graph, anchor->input(index), quantizer.id(), site));
       } else {
-        SHRINK_CHECK(index == 0, "op '" << op->name << "' has one output; use _output_ or _output_0");
+        SHRINK_CHECK(index == 0,
+                     "op '" << op->name << "' has one output; use _output_ or _output_0");
         torch::jit::WithInsertPoint guard(anchor->next());
         torch::jit::Value* q = insert_quantize(*graph, anchor->output(), quantizer.id(), site);
         anchor->output()->replaceAllUsesAfterNodeWith(q->node(), q);
@@ -343,7 +347,9 @@ void QuantizedModel::bake_folded_batchnorms() {
   if (folded_.empty()) return;
   torch::jit::Module& module = model_->module();
   auto graph = module.get_method("forward").graph();
-  auto tensor = [&](const std::string& path) { return detail::attribute_at(module, path).toTensor(); };
+  auto tensor = [&](const std::string& path) {
+    return detail::attribute_at(module, path).toTensor();
+  };
   torch::NoGradGuard no_grad;
   for (const auto& p : folded_) {
     at::Tensor w = tensor(p->conv + ".weight").to(at::kFloat);

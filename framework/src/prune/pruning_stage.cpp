@@ -22,7 +22,8 @@ namespace {
 
 struct TapRecords {
   std::mutex mutex;
-  std::map<int64_t, at::Tensor> products;  // tap -> [N, C] of the latest backward (summed over calls)
+  std::map<int64_t, at::Tensor>
+      products;  // tap -> [N, C] of the latest backward (summed over calls)
   int64_t next = 1;
 };
 const c10::Symbol kTap = c10::Symbol::fromQualString("shrink::tap");
@@ -73,9 +74,7 @@ TORCH_LIBRARY_FRAGMENT(shrink, m) {
   m.def(torch::schema("shrink::tap(Tensor x, int tap, int channel_dim) -> Tensor",
                       c10::AliasAnalysisKind::CONSERVATIVE));
 }
-TORCH_LIBRARY_IMPL(shrink, CompositeImplicitAutograd, m) {
-  m.impl("tap", &shrink::tap_op);
-}
+TORCH_LIBRARY_IMPL(shrink, CompositeImplicitAutograd, m) { m.impl("tap", &shrink::tap_op); }
 
 namespace shrink {
 
@@ -91,9 +90,12 @@ double scheduled_sparsity(Schedule kind, double target, int64_t update, int64_t 
                "pruning schedule: update " << update << " of " << updates);
   const double t = static_cast<double>(update) / static_cast<double>(updates);
   switch (kind) {
-    case Schedule::kOneShot: return target;
-    case Schedule::kLinear: return target * t;
-    case Schedule::kAgp: return target * (1.0 - std::pow(1.0 - t, 3.0));
+    case Schedule::kOneShot:
+      return target;
+    case Schedule::kLinear:
+      return target * t;
+    case Schedule::kAgp:
+      return target * (1.0 - std::pow(1.0 - t, 3.0));
   }
   return target;
 }
@@ -122,7 +124,8 @@ std::vector<int64_t> allocate_global(const std::vector<RankedLayer>& layers, dou
     total += s.numel() * layers[l].elements_per_unit;
   }
   std::stable_sort(units.begin(), units.end(), [](const Unit& a, const Unit& b) {
-    return a.score < b.score || (a.score == b.score && (a.layer < b.layer || (a.layer == b.layer && a.index < b.index)));
+    return a.score < b.score ||
+           (a.score == b.score && (a.layer < b.layer || (a.layer == b.layer && a.index < b.index)));
   });
   const int64_t budget = share_of(total, sparsity);
   std::vector<int64_t> pruned(layers.size(), 0);
@@ -133,7 +136,8 @@ std::vector<int64_t> allocate_global(const std::vector<RankedLayer>& layers, dou
     used += size;
     ++pruned[u.layer];
   }
-  for (std::size_t l = 0; l < layers.size(); ++l) pruned[l] = std::min(pruned[l], layers[l].max_prune);
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    pruned[l] = std::min(pruned[l], layers[l].max_prune);
   return pruned;
 }
 
@@ -155,15 +159,18 @@ bool listed(const char* csv, const std::string& type) {
 }  // namespace
 
 PruningStage::PruningStage(const AlgorithmInfo& algorithm, const Options& options,
-                           std::vector<PruneTarget> targets, torch::jit::Module& module, std::string name)
+                           std::vector<PruneTarget> targets, torch::jit::Module& module,
+                           std::string name)
     : masker_(std::make_unique<MaskerInstance>(algorithm, options)), name_(std::move(name)) {
-  const char* supported = SHRINK_HAS_FIELD(algorithm.descriptor, shrink_algorithm_descriptor, supported_op_types)
-                              ? algorithm.descriptor->supported_op_types
-                              : nullptr;
+  const char* supported =
+      SHRINK_HAS_FIELD(algorithm.descriptor, shrink_algorithm_descriptor, supported_op_types)
+          ? algorithm.descriptor->supported_op_types
+          : nullptr;
   for (PruneTarget& t : targets) {
-    SHRINK_CHECK(listed(supported, t.op_type),
-                 t.where << ": " << name_ << ": plugin '" << algorithm.name << "' cannot prune op '"
-                         << t.op_name << "' of type " << t.op_type << " (it handles " << supported << ")");
+    SHRINK_CHECK(listed(supported, t.op_type), t.where << ": " << name_ << ": plugin '"
+                                                       << algorithm.name << "' cannot prune op '"
+                                                       << t.op_name << "' of type " << t.op_type
+                                                       << " (it handles " << supported << ")");
     MaskedOp op;
     torch::jit::Module m = submodule(module, t.op_name);
     op.weight = m.attr("weight").toTensor();
@@ -238,9 +245,10 @@ void PruningStage::update(Schedule kind, int64_t update, int64_t updates) {
     for (std::size_t i : group.second) {
       const MaskedOp& op = ops_[i];
       at::Tensor scores = masker_->importance(wrapper(op), static_cast<int>(i));
-      SHRINK_CHECK(scores.defined(), op.target.where << ": " << name_ << ": plugin '" << algorithm().name
-                                                     << "' gives no importance scores, so it cannot rank "
-                                                        "across layers (total_sparsity); use sparse_ratio");
+      SHRINK_CHECK(scores.defined(), op.target.where
+                                         << ": " << name_ << ": plugin '" << algorithm().name
+                                         << "' gives no importance scores, so it cannot rank "
+                                            "across layers (total_sparsity); use sparse_ratio");
       RankedLayer layer;
       layer.elements_per_unit = op.weight.numel() / std::max<int64_t>(scores.numel(), 1);
       const int64_t units = scores.numel();
@@ -248,12 +256,15 @@ void PruningStage::update(Schedule kind, int64_t update, int64_t updates) {
       layer.scores = std::move(scores);
       layers.push_back(std::move(layer));
     }
-    const double total = scheduled_sparsity(kind, ops_[group.second.front()].target.sparsity, update, updates);
+    const double total =
+        scheduled_sparsity(kind, ops_[group.second.front()].target.sparsity, update, updates);
     const std::vector<int64_t> pruned = allocate_global(layers, total);
     for (std::size_t k = 0; k < group.second.size(); ++k) {
       const int64_t units = layers[k].scores.numel();
       // Half a unit over: the masker's floor(units * sparsity) is then exactly pruned[k].
-      sparsity[group.second[k]] = pruned[k] == 0 ? 0.0 : (static_cast<double>(pruned[k]) + 0.5) / static_cast<double>(units);
+      sparsity[group.second[k]] =
+          pruned[k] == 0 ? 0.0
+                         : (static_cast<double>(pruned[k]) + 0.5) / static_cast<double>(units);
     }
   }
   // Joined ops: one channel mask from their summed scores, at the lowest sparsity any asks for.
@@ -283,7 +294,8 @@ void PruningStage::update(Schedule kind, int64_t update, int64_t updates) {
       MaskedOp& op = ops_[i];
       std::vector<int64_t> shape(static_cast<std::size_t>(op.weight.dim()), 1);
       shape[0] = channels;
-      op.weight_mask = keep.reshape(shape).expand(op.weight.sizes()).contiguous().to(op.weight.scalar_type());
+      op.weight_mask =
+          keep.reshape(shape).expand(op.weight.sizes()).contiguous().to(op.weight.scalar_type());
       op.bias_mask = op.bias.defined() ? keep.to(op.bias.scalar_type()) : at::Tensor();
       done[i] = 1;
     }
@@ -317,7 +329,8 @@ void PruningStage::mask_gradients() {
   torch::NoGradGuard no_grad;
   for (MaskedOp& op : ops_) {
     if (op.weight.grad().defined()) op.weight.mutable_grad().mul_(op.weight_mask);
-    if (op.bias_mask.defined() && op.bias.grad().defined()) op.bias.mutable_grad().mul_(op.bias_mask);
+    if (op.bias_mask.defined() && op.bias.grad().defined())
+      op.bias.mutable_grad().mul_(op.bias_mask);
   }
   for (Follower& f : followers_) {
     if (f.weight.grad().defined()) f.weight.mutable_grad().mul_(f.mask);
@@ -402,10 +415,11 @@ void PruningStage::tap_outputs(torch::jit::Module& module) {
   }
   for (std::size_t i = 0; i < ops_.size(); ++i) {
     const std::vector<torch::jit::Node*>& nodes = followed[i].empty() ? own[i] : followed[i];
-    SHRINK_CHECK(!nodes.empty(), ops_[i].target.where << ": " << name_ << ": plugin '" << algorithm().name
-                                                      << "' observes outputs, and the output of "
-                                                      << ops_[i].target.op_name << " (" << ops_[i].target.op_type
-                                                      << ") was not found in the model's graph");
+    SHRINK_CHECK(!nodes.empty(), ops_[i].target.where
+                                     << ": " << name_ << ": plugin '" << algorithm().name
+                                     << "' observes outputs, and the output of "
+                                     << ops_[i].target.op_name << " (" << ops_[i].target.op_type
+                                     << ") was not found in the model's graph");
     const int64_t channel_dim = followed[i].empty() && ops_[i].target.op_type == "Linear" ? -1 : 1;
     for (torch::jit::Node* node : nodes) {
       torch::jit::WithInsertPoint guard(node->next());

@@ -67,7 +67,8 @@ Checkpoint Checkpoint::load(const std::filesystem::path& path) {
     }
   } catch (const c10::Error& e) {
     const std::string what = e.what_without_backtrace();
-    throw Error(path.string() + ": not a readable Shrink checkpoint: " + what.substr(0, what.find('\n')));
+    throw Error(path.string() +
+                ": not a readable Shrink checkpoint: " + what.substr(0, what.find('\n')));
   }
   return k;
 }

@@ -1,5 +1,5 @@
-// Training checkpoints of `shrink run`: named tensors (model, quantizer state, RNG), the optimizer's
-// state and a JSON text of the run's progress, in one file written atomically.
+// Training checkpoints of `shrink run`: named tensors (model, quantizer state, RNG), the
+// optimizer's state and a JSON text of the run's progress, in one file written atomically.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -9,8 +9,7 @@ PassMode Instrument::before_pass(const Pass& pass, RunContext& context) {
   return PassMode::kRun;
 }
 
-void Instrument::after_pass(const Pass& pass, RunContext& context, PassMode mode,
-                            double seconds) {
+void Instrument::after_pass(const Pass& pass, RunContext& context, PassMode mode, double seconds) {
   (void)pass;
   (void)context;
   (void)mode;
@@ -44,8 +43,7 @@ PassMode Instruments::before_pass(const Pass& pass, RunContext& context) {
   return mode;
 }
 
-void Instruments::after_pass(const Pass& pass, RunContext& context, PassMode mode,
-                             double seconds) {
+void Instruments::after_pass(const Pass& pass, RunContext& context, PassMode mode, double seconds) {
   for (auto& i : list_) i->after_pass(pass, context, mode, seconds);
 }
 

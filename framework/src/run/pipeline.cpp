@@ -80,8 +80,7 @@ Instruments default_instruments(const RunContext& c, std::ostream& out) {
   instruments.add(std::make_unique<ProgressPrinter>(out, &out == &std::cout && isatty(1) != 0));
   instruments.add(std::make_unique<PassTimer>());
   if (c.options->resume) {
-    instruments.add(
-        std::make_unique<ResumeFromCheckpoint>(fs::path(c.out_dir) / "checkpoint.pt"));
+    instruments.add(std::make_unique<ResumeFromCheckpoint>(fs::path(c.out_dir) / "checkpoint.pt"));
   }
   instruments.add(std::make_unique<CheckpointWriter>());
   if (c.options->stop_after_epochs > 0) {

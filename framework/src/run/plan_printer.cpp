@@ -15,8 +15,8 @@ void train_line(std::ostream& os, const char* name, const TrainSpec& t) {
     return;
   }
   os << (t.steps ? std::to_string(t.steps) + " steps" : std::to_string(t.epochs) + " epochs")
-     << ", " << t.optimizer.name << " lr " << t.optimizer.lr << " momentum "
-     << t.optimizer.momentum << " weight_decay " << t.optimizer.weight_decay;
+     << ", " << t.optimizer.name << " lr " << t.optimizer.lr << " momentum " << t.optimizer.momentum
+     << " weight_decay " << t.optimizer.weight_decay;
   if (t.scheduler.name != "none") os << ", " << t.scheduler.name << " schedule";
   os << "\n";
 }
@@ -47,9 +47,8 @@ void quantizer_stage_lines(std::ostream& os, std::size_t i, const Experiment& x,
        << (cal.batch_size > 0 ? cal.batch_size : x.batch_size) << " training samples\n";
   }
   for (const auto& s : checked.sites) {
-    os << "              " << s.op_name << "." << s.target << " "
-       << *s.config.find("quant_dtype") << " " << *s.config.find("quant_scheme") << " "
-       << *s.config.find("granularity") << "\n";
+    os << "              " << s.op_name << "." << s.target << " " << *s.config.find("quant_dtype")
+       << " " << *s.config.find("quant_scheme") << " " << *s.config.find("granularity") << "\n";
   }
 }
 
@@ -80,8 +79,9 @@ void print_plan(const Experiment& x, const Model& model, const std::vector<Check
   train_line(os, "pretrain", x.pretrain);
   for (std::size_t i = 0; i < stages.size(); ++i) {
     if (stages[i].removes_channels) {
-      os << "  compress  [" << i << "] remove_channels: the pruned channels removed from the "
-                                  "model\n";
+      os << "  compress  [" << i
+         << "] remove_channels: the pruned channels removed from the "
+            "model\n";
     } else if (stages[i].prunes) {
       pruning_stage_lines(os, i, x.compress[i], stages[i]);
     } else {

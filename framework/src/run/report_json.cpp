@@ -58,8 +58,7 @@ json op_row(const MaskedOp& op, int64_t& zeros, int64_t& total) {
   const int64_t n = m.numel(), kept = m.ne(0).sum().item<int64_t>();
   const int64_t channels = m.dim() > 0 ? m.size(0) : 1;
   const int64_t gone =
-      m.dim() > 0 ? m.reshape({channels, -1}).ne(0).any(1).logical_not().sum().item<int64_t>()
-                  : 0;
+      m.dim() > 0 ? m.reshape({channels, -1}).ne(0).any(1).logical_not().sum().item<int64_t>() : 0;
   zeros += n - kept;
   total += n;
   return {{"op", op.target.op_name},
@@ -81,10 +80,10 @@ json pruning_table(const PruningStage& stage) {
   for (const auto& f : stage.followers()) {
     followers.push_back({{"op", f.op_name}, {"follows", stage.ops()[f.leader].target.op_name}});
   }
-  return {{"ops", ops},
-          {"batchnorms_following", followers},
-          {"weight_sparsity",
-           total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0}};
+  return {
+      {"ops", ops},
+      {"batchnorms_following", followers},
+      {"weight_sparsity", total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0}};
 }
 
 }  // namespace shrink

@@ -60,7 +60,8 @@ void save_run_checkpoint(RunContext& c, const std::string& phase,
                          torch::optim::Optimizer& optimizer) {
   Checkpoint k;
   k.meta = checkpoint_meta(c, phase).dump();
-  for_each_checkpointed(c, [&](const std::string& key, const at::Tensor& t) { k.tensors[key] = t; });
+  for_each_checkpointed(c,
+                        [&](const std::string& key, const at::Tensor& t) { k.tensors[key] = t; });
   k.tensors["rng"] = default_generator_state();
   std::filesystem::create_directories(c.out_dir);
   k.save(std::filesystem::path(c.out_dir) / "checkpoint.pt", &optimizer);

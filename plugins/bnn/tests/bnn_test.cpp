@@ -14,7 +14,8 @@ class BnnTest : public ::testing::Test {
  protected:
   BnnTest()
       : registry_(shrink::test::registry_of({shrink::test::kPluginDir})),
-        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("bnn"), shrink::Options{})) {
+        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("bnn"),
+                                                       shrink::Options{})) {
     q_->set_training(true);
   }
   int site(shrink::QuantType type, const std::string& bits = "1") {
@@ -35,12 +36,14 @@ class BnnTest : public ::testing::Test {
 TEST_F(BnnTest, SignWithZeroToPlusOne) {
   const int s = site(shrink::QuantType::kOutput, "1");
   const at::Tensor x = torch::tensor({-2.0f, -1e-7f, 0.0f, 1e-7f, 0.4f, 3.0f});
-  EXPECT_TRUE(torch::equal(q_->quantize(s, x), torch::tensor({-1.0f, -1.0f, 1.0f, 1.0f, 1.0f, 1.0f})));
+  EXPECT_TRUE(
+      torch::equal(q_->quantize(s, x), torch::tensor({-1.0f, -1.0f, 1.0f, 1.0f, 1.0f, 1.0f})));
 }
 
 TEST_F(BnnTest, GradientIsZeroWherePastOne) {
   const int s = site(shrink::QuantType::kOutput);
-  const at::Tensor x = torch::tensor({-1.5f, -1.0f, -0.2f, 0.0f, 0.9f, 1.0f, 1.01f}).requires_grad_(true);
+  const at::Tensor x =
+      torch::tensor({-1.5f, -1.0f, -0.2f, 0.0f, 0.9f, 1.0f, 1.01f}).requires_grad_(true);
   const at::Tensor up = torch::tensor({1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f});
   (q_->quantize(s, x) * up).sum().backward();
   EXPECT_TRUE(torch::equal(x.grad(), torch::tensor({0.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 0.0f})));
@@ -81,7 +84,8 @@ TEST_F(BnnTest, ShortTrainingLowersTheLoss) {
   const int sw = site(shrink::QuantType::kWeight);
   const int sx = site(shrink::QuantType::kOutput);
   auto loss_of = [&](const at::Tensor& x, const at::Tensor& yt) {
-    const at::Tensor logits = q_->quantize(sx, x.clamp(-1, 1)).matmul(q_->quantize(sw, w).t()).squeeze(1) * gain;
+    const at::Tensor logits =
+        q_->quantize(sx, x.clamp(-1, 1)).matmul(q_->quantize(sw, w).t()).squeeze(1) * gain;
     return torch::nn::functional::soft_margin_loss(logits, yt);
   };
   torch::optim::SGD sgd(std::vector<at::Tensor>{w, gain}, torch::optim::SGDOptions(0.05));

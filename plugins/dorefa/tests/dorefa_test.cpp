@@ -16,7 +16,8 @@ class DorefaTest : public ::testing::Test {
  protected:
   DorefaTest()
       : registry_(shrink::test::registry_of({shrink::test::kPluginDir})),
-        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("dorefa"), shrink::Options{})) {
+        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("dorefa"),
+                                                       shrink::Options{})) {
     q_->set_training(true);
   }
   int site(shrink::QuantType type, int bits) {
@@ -46,7 +47,8 @@ TEST_F(DorefaTest, WeightsFollowThePapersFormula) {
     const at::Tensor w = torch::randn({8, 3, 3, 3});
     const at::Tensor y = q_->quantize(s, w);
     double max_t = 0;
-    for (int64_t i = 0; i < w.numel(); ++i) max_t = std::max(max_t, std::abs(std::tanh(double(w.data_ptr<float>()[i]))));
+    for (int64_t i = 0; i < w.numel(); ++i)
+      max_t = std::max(max_t, std::abs(std::tanh(double(w.data_ptr<float>()[i]))));
     for (int64_t i = 0; i < w.numel(); ++i) {
       const double t = std::tanh(double(w.data_ptr<float>()[i]));
       const double expected = 2 * quantize_k(t / (2 * max_t) + 0.5, k) - 1;
@@ -62,7 +64,8 @@ TEST_F(DorefaTest, ActivationsAreClippedToUnitRangeAndQuantized) {
   const int s = site(shrink::QuantType::kOutput, 2);
   const at::Tensor x = torch::tensor({-0.5f, 0.0f, 0.1f, 0.2f, 0.5f, 0.9f, 1.0f, 3.0f});
   // 2 bits: the grid {0, 1/3, 2/3, 1}.
-  const at::Tensor expected = torch::tensor({0.0f, 0.0f, 0.0f, 1.0f / 3, 2.0f / 3, 1.0f, 1.0f, 1.0f});
+  const at::Tensor expected =
+      torch::tensor({0.0f, 0.0f, 0.0f, 1.0f / 3, 2.0f / 3, 1.0f, 1.0f, 1.0f});
   EXPECT_TRUE(torch::allclose(q_->quantize(s, x), expected, 0, 1e-6));
 }
 

@@ -17,12 +17,13 @@ class LsqTest : public ::testing::Test {
  protected:
   LsqTest()
       : registry_(shrink::test::registry_of({shrink::test::kPluginDir})),
-        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("lsq"), shrink::Options{})) {
+        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("lsq"),
+                                                       shrink::Options{})) {
     q_->set_training(true);
   }
 
-  int site(shrink::QuantType type, const std::string& dtype, const std::string& granularity = "default",
-           const at::Tensor& sample = {}) {
+  int site(shrink::QuantType type, const std::string& dtype,
+           const std::string& granularity = "default", const at::Tensor& sample = {}) {
     shrink::SiteSpec spec;
     spec.module_name = "fc1";
     spec.module_type = "Linear";
@@ -55,7 +56,8 @@ at::Tensor naive_lsq(const at::Tensor& x, float s, Range r) {
   const float* a = in.data_ptr<float>();
   float* y = out.data_ptr<float>();
   for (int64_t i = 0; i < x.numel(); ++i) {
-    const float v = std::min(std::max(a[i] / s, static_cast<float>(-r.qn)), static_cast<float>(r.qp));
+    const float v =
+        std::min(std::max(a[i] / s, static_cast<float>(-r.qn)), static_cast<float>(r.qp));
     y[i] = std::nearbyint(v) * s;
   }
   return out;
@@ -89,7 +91,7 @@ TEST_F(LsqTest, GradientsMatchThePapersClosedForm) {
   const int s = site(shrink::QuantType::kInput, "int4");
   torch::manual_seed(1);
   const at::Tensor data = torch::randn({3, 50}) * 1.5;
-  q_->quantize(s, data);  // initialises the step size
+  q_->quantize(s, data);          // initialises the step size
   data.narrow(1, 0, 3).mul_(20);  // outliers past the clipping range, both signs
   const float st = step(s).item<float>();
   const Range r = range_of(4, true);
@@ -142,7 +144,8 @@ TEST_F(LsqTest, WeightReceivesItsGradientAndPerChannelStepsTheirOwn) {
   for (int64_t c = 0; c < 6; ++c) {
     const float sc = static_cast<float>(2 * w0[c].abs().mean().item<double>() / std::sqrt(r.qp));
     EXPECT_NEAR(step(s)[c].item<float>(), sc, 1e-6 * sc);
-    EXPECT_TRUE(torch::allclose(y[c].detach(), naive_lsq(w0[c], step(s)[c].item<float>(), r), 0, 1e-6));
+    EXPECT_TRUE(
+        torch::allclose(y[c].detach(), naive_lsq(w0[c], step(s)[c].item<float>(), r), 0, 1e-6));
   }
   // Per-channel step gradients: g = 1 / sqrt(weights per channel * Qp).
   ASSERT_TRUE(step(s).grad().defined());
@@ -160,8 +163,8 @@ TEST_F(LsqTest, ExportIsWhatAtenFakeQuantizeComputes) {
   EXPECT_EQ(c.quant_min, 0);
   EXPECT_EQ(c.quant_max, 7);
   EXPECT_EQ(c.quant_dtype, "uint3");
-  const at::Tensor aten =
-      torch::fake_quantize_per_tensor_affine(x, c.scale.item<double>(), 0, c.quant_min, c.quant_max);
+  const at::Tensor aten = torch::fake_quantize_per_tensor_affine(x, c.scale.item<double>(), 0,
+                                                                 c.quant_min, c.quant_max);
   EXPECT_TRUE(torch::allclose(y, aten, 0, 1e-6));
 }
 

@@ -43,7 +43,7 @@ TEST(NaiveTest, ScaleIsARunningMaximumPerSite) {
   shrink::QuantizerInstance q(registry->require("naive"), {});
   int a = q.add_site(weight_site("conv1"));
   int b = q.add_site(weight_site("conv2"));
-  q.quantize(a, torch::tensor({0.0f, 12.7f}));  // scale 0.1
+  q.quantize(a, torch::tensor({0.0f, 12.7f}));                     // scale 0.1
   torch::Tensor y = q.quantize(a, torch::tensor({0.25f, 1.27f}));  // would be 0.01 alone
   EXPECT_TRUE(torch::allclose(y, torch::tensor({0.2f, 1.2f})));
   EXPECT_NEAR(q.site_state(a)[0].value.item<float>(), 0.1f, 1e-7);

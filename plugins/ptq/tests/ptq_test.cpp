@@ -41,7 +41,8 @@ class PtqTest : public ::testing::Test {
   // Calibrates on `batches` at `s`, then ends calibration.
   void calibrate(int s, const std::vector<at::Tensor>& batches) {
     q_->set_calibrating(true);
-    for (const auto& b : batches) EXPECT_TRUE(torch::equal(q_->quantize(s, b), b));  // observers only
+    for (const auto& b : batches)
+      EXPECT_TRUE(torch::equal(q_->quantize(s, b), b));  // observers only
     q_->set_calibrating(false);
     q_->end_calibration();
   }
@@ -64,14 +65,15 @@ TEST_F(PtqTest, MinMaxActivationIsAffinePerTensorAndQuantizesAsAten) {
   EXPECT_NEAR(c.scale.item<float>(), 4.0f / 254, 1e-7);
   EXPECT_EQ(c.zero_point.item<float>(), -63.0f);  // qmin - nearbyint(-1 / (4/254)) = -127 + 64
   const at::Tensor x = torch::linspace(-2, 4, 101);
-  EXPECT_TRUE(torch::equal(q_->quantize(s, x),
-                           torch::fake_quantize_per_tensor_affine(x, c.scale.item<float>(), -63, -127, 127)));
+  EXPECT_TRUE(torch::equal(q_->quantize(s, x), torch::fake_quantize_per_tensor_affine(
+                                                   x, c.scale.item<float>(), -63, -127, 127)));
 }
 
 TEST_F(PtqTest, MovingAverageFollowsTorchAoFormula) {
   make({{"estimator", "moving_average_minmax"}, {"averaging_constant", "0.5"}});
   int s = site("_input_0", shrink::QuantType::kInput);
-  calibrate(s, {torch::tensor({-1.0f, 1.0f}), torch::tensor({-3.0f, 5.0f}), torch::tensor({0.0f, 1.0f})});
+  calibrate(
+      s, {torch::tensor({-1.0f, 1.0f}), torch::tensor({-3.0f, 5.0f}), torch::tensor({0.0f, 1.0f})});
   // min: -1 -> -1 + 0.5 * (-3 + 1) = -2 -> -2 + 0.5 * (0 + 2) = -1; max: 1 -> 3 -> 2
   EXPECT_FLOAT_EQ(cal(s).tracked_min, -1.0);
   EXPECT_FLOAT_EQ(cal(s).tracked_max, 2.0);
@@ -104,7 +106,8 @@ TEST_F(PtqTest, PercentileClipsRareOutliers) {
   x[7] = 50.0f;                          // one outlier
   calibrate(s, {x});
   EXPECT_NEAR(cal(s).tracked_max, 0.999, 0.01);
-  EXPECT_NEAR(cal(s).tracked_min, 0.001, 0.01);  // what the estimator found; the scale's range adds 0
+  EXPECT_NEAR(cal(s).tracked_min, 0.001,
+              0.01);  // what the estimator found; the scale's range adds 0
 }
 
 // Squared error of fake-quantizing x over [lo, hi] (extended to 0), int8 affine [-127, 127].
@@ -113,7 +116,10 @@ static double squared_error(const at::Tensor& x, double lo, double hi) {
   hi = std::max(hi, 0.0);
   const double scale = (hi - lo) / 254;
   const auto zp = static_cast<int64_t>(-127 - std::nearbyint(lo / scale));
-  return (torch::fake_quantize_per_tensor_affine(x, scale, zp, -127, 127) - x).pow(2).sum().item<double>();
+  return (torch::fake_quantize_per_tensor_affine(x, scale, zp, -127, 127) - x)
+      .pow(2)
+      .sum()
+      .item<double>();
 }
 
 // MSE picks a range whose quantization error is below the full range's; on Gaussian data that
@@ -186,7 +192,8 @@ TEST_F(PtqTest, ClearErrors) {
     q_->end_calibration();
     FAIL() << "expected an error";
   } catch (const shrink::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("conv1._output_0 saw no data"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("conv1._output_0 saw no data"), std::string::npos)
+        << e.what();
   }
   // NaN reaching a site during calibration.
   q_->set_calibrating(true);

@@ -17,7 +17,8 @@ class QatTest : public ::testing::Test {
  protected:
   QatTest()
       : registry_(shrink::test::registry_of({shrink::test::kPluginDir})),
-        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("qat"), shrink::Options{})) {
+        q_(std::make_unique<shrink::QuantizerInstance>(registry_->require("qat"),
+                                                       shrink::Options{})) {
     q_->set_training(true);
   }
 
@@ -112,9 +113,11 @@ TEST_F(QatTest, DtypeSchemeTableOnWeights) {
     int s = site("weight", shrink::QuantType::kWeight, row.dtype, row.scheme, row.granularity, w);
     q_->quantize(s, w);
     at::Tensor scale = state(s, "scale").reshape({-1});
-    ASSERT_EQ(scale.numel(), static_cast<int64_t>(row.scale.size())) << row.dtype << " " << row.scheme;
+    ASSERT_EQ(scale.numel(), static_cast<int64_t>(row.scale.size()))
+        << row.dtype << " " << row.scheme;
     for (std::size_t i = 0; i < row.scale.size(); ++i) {
-      EXPECT_NEAR(scale[i].item<float>(), row.scale[i], 1e-7) << row.dtype << " " << row.scheme << " " << row.granularity;
+      EXPECT_NEAR(scale[i].item<float>(), row.scale[i], 1e-7)
+          << row.dtype << " " << row.scheme << " " << row.granularity;
     }
     EXPECT_TRUE((state(s, "zero_point") == row.zero_point).all().item<bool>())
         << row.dtype << " " << row.scheme << " " << state(s, "zero_point");
@@ -124,8 +127,10 @@ TEST_F(QatTest, DtypeSchemeTableOnWeights) {
 TEST_F(QatTest, DtypeSchemeTableOnInputs) {
   const at::Tensor x = torch::arange(0, 16, torch::kFloat).view({1, 1, 4, 4});
   const std::vector<std::tuple<std::string, std::string, float, float>> rows = {
-      {"int8", "symmetric", 15 / 127.f, 0},  {"uint8", "symmetric", 15 / 127.5f, 127},
-      {"int8", "affine", 15 / 254.f, -127},  {"uint8", "affine", 15 / 255.f, 0}};
+      {"int8", "symmetric", 15 / 127.f, 0},
+      {"uint8", "symmetric", 15 / 127.5f, 127},
+      {"int8", "affine", 15 / 254.f, -127},
+      {"uint8", "affine", 15 / 255.f, 0}};
   for (const auto& [dtype, scheme, scale, zp] : rows) {
     int s = site("_input_0", shrink::QuantType::kInput, dtype, scheme);
     q_->quantize(s, x);
@@ -182,7 +187,7 @@ TEST_F(QatTest, NoQuantizationOfActivationsBeforeQuantStartStep) {
   at::Tensor x = torch::linspace(-1, 1, 11);
   EXPECT_TRUE(torch::equal(q_->quantize(s, x), x));  // step 1
   q_->step();
-  EXPECT_TRUE(torch::equal(q_->quantize(s, x), x));  // step 2
+  EXPECT_TRUE(torch::equal(q_->quantize(s, x), x));     // step 2
   EXPECT_EQ(state(s, "observed").item<float>(), 1.0f);  // ranges are tracked meanwhile
   q_->step();
   at::Tensor y = q_->quantize(s, x);  // step 3: quantized to 3 levels
@@ -200,7 +205,8 @@ TEST_F(QatTest, EvaluationBeforeAnyTrainingStepIsFinite) {
   EXPECT_TRUE(torch::allclose(yw, x, 0, x.abs().max().item<float>() / 127));
   EXPECT_TRUE(torch::equal(q_->quantize(o, x), x));  // no range tracked yet: unquantized
   // An all-zero tensor never divides by zero: scale is at least float eps.
-  at::Tensor zeros = q_->quantize(site("weight", shrink::QuantType::kWeight, "int8"), torch::zeros({4}));
+  at::Tensor zeros =
+      q_->quantize(site("weight", shrink::QuantType::kWeight, "int8"), torch::zeros({4}));
   EXPECT_TRUE(torch::equal(zeros, torch::zeros({4})));
 }
 
@@ -220,8 +226,10 @@ TEST_F(QatTest, ExportsNniCalibrationFields) {
 // values that include exact ties (k + 0.5 steps), both clipping ends, per tensor and per channel.
 TEST_F(QatTest, KernelsMatchAtenFakeQuantize) {
   torch::manual_seed(5);
-  const at::Tensor w = torch::cat({torch::randn({3, 2, 5, 5}) * 0.3,
-                                   torch::arange(-60, 60, torch::kFloat).view({1, 2, 6, 10}).slice(2, 0, 5).slice(3, 0, 5) * 0.01});
+  const at::Tensor w = torch::cat(
+      {torch::randn({3, 2, 5, 5}) * 0.3,
+       torch::arange(-60, 60, torch::kFloat).view({1, 2, 6, 10}).slice(2, 0, 5).slice(3, 0, 5) *
+           0.01});
   for (const std::string granularity : {"default", "per_channel"}) {
     for (const std::string dtype : {"int8", "uint8", "int4"}) {
       int s = site("weight", shrink::QuantType::kWeight, dtype, "affine", granularity, w);
@@ -242,10 +250,12 @@ TEST_F(QatTest, KernelsMatchAtenFakeQuantize) {
         ref = torch::fake_quantize_per_tensor_affine_cachemask(w, scale.item<double>(),
                                                                zp.item<float>(), qmin, qmax);
       } else {
-        ref = at::fake_quantize_per_channel_affine_cachemask(w, scale, zp.to(torch::kInt), 0, qmin, qmax);
+        ref = at::fake_quantize_per_channel_affine_cachemask(w, scale, zp.to(torch::kInt), 0, qmin,
+                                                             qmax);
       }
       EXPECT_TRUE(torch::equal(y.detach(), std::get<0>(ref))) << dtype << " " << granularity;
-      EXPECT_TRUE(torch::equal(x.grad(), std::get<1>(ref).to(torch::kFloat) * 3)) << dtype << " " << granularity;
+      EXPECT_TRUE(torch::equal(x.grad(), std::get<1>(ref).to(torch::kFloat) * 3))
+          << dtype << " " << granularity;
       EXPECT_GT((std::get<1>(ref) == 0).sum().item<int64_t>(), 0) << "nothing clipped: a weak case";
     }
   }
@@ -254,8 +264,12 @@ TEST_F(QatTest, KernelsMatchAtenFakeQuantize) {
   q_->quantize(s, torch::tensor({-1.27f, 1.27f}));  // scale 0.01
   at::Tensor ties = torch::tensor({0.005f, 0.015f, 0.025f, -0.005f, -0.015f}) * 1.0f;
   at::Tensor got = q_->quantize(s, ties);
-  EXPECT_TRUE(torch::equal(got, torch::fake_quantize_per_tensor_affine(ties, state(s, "scale").item<double>(), 0, -127, 127)))
-      << got << torch::fake_quantize_per_tensor_affine(ties, state(s, "scale").item<double>(), 0, -127, 127) << state(s, "scale");
+  EXPECT_TRUE(torch::equal(got, torch::fake_quantize_per_tensor_affine(
+                                    ties, state(s, "scale").item<double>(), 0, -127, 127)))
+      << got
+      << torch::fake_quantize_per_tensor_affine(ties, state(s, "scale").item<double>(), 0, -127,
+                                                127)
+      << state(s, "scale");
 }
 
 // The activation range kernel against ATen's aminmax, on sizes around its 16-lane blocks and
@@ -305,8 +319,7 @@ TEST_F(QatTest, RejectsWhatItCannotDo) {
 
 TEST(QatTrainingTest, TrainsTheSeedNetWithItsQuickStartConfig) {
   auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
-  shrink::Model model =
-      shrink::Model::load(std::string(shrink::test::kTestModelDir) + "/mnist.pt");
+  shrink::Model model = shrink::Model::load(std::string(shrink::test::kTestModelDir) + "/mnist.pt");
   shrink::QuantizerInstance q(registry->require("qat"), {});
   auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(R"(
 - op_names: [conv1, conv2, fc1, fc2]
@@ -317,7 +330,9 @@ TEST(QatTrainingTest, TrainsTheSeedNetWithItsQuickStartConfig) {
   target_names: [_output_]
   quant_dtype: int8
   quant_scheme: affine
-)", "quickstart"), model.ops());
+)",
+                                                                 "quickstart"),
+                                  model.ops());
   shrink::QuantizedModel wrapped(model, q, sites);
   wrapped.train(true);
   torch::manual_seed(0);

@@ -13,10 +13,10 @@ struct DataOptions {
   std::string test_path;       // tensors only: the evaluation file
   std::vector<double> mean;    // per channel; empty: no normalisation
   std::vector<double> std;
-  int64_t resize = 0;          // square side; 0: keep
-  int64_t channels = 0;        // replicate a 1-channel image to this many; 0: keep
-  int64_t train_limit = 0;     // use the first N training samples; 0: all
-  int64_t test_limit = 0;      // use the first N test samples; 0: all
+  int64_t resize = 0;       // square side; 0: keep
+  int64_t channels = 0;     // replicate a 1-channel image to this many; 0: keep
+  int64_t train_limit = 0;  // use the first N training samples; 0: all
+  int64_t test_limit = 0;   // use the first N test samples; 0: all
 };
 
 }  // namespace shrink

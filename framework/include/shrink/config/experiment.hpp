@@ -110,7 +110,7 @@ struct Experiment {
   bool evaluate = true;
   std::string export_dir;  // resolved; may be overridden by --out
   bool export_model = true;
-  bool export_int8 = false;  // also model_int8.pt, LibTorch's int8 kernels (needs export_model)
+  bool export_int8 = false;   // also model_int8.pt, LibTorch's int8 kernels (needs export_model)
   std::string resolved_yaml;  // the experiment after --set, as YAML
 
   // Reads and validates `path`, applying `overrides` ("key.path=value", value parsed as YAML)

@@ -18,11 +18,11 @@ class Error : public std::runtime_error {
 
 // Throws shrink::Error with a streamed message when `cond` is false:
 //   SHRINK_CHECK(bits >= 2, "quant_bits is " << bits << ", expected 2..8");
-#define SHRINK_CHECK(cond, ...)                       \
-  do {                                                \
-    if (!(cond)) {                                    \
-      std::ostringstream shrink_check_stream_;        \
-      shrink_check_stream_ << __VA_ARGS__;            \
+#define SHRINK_CHECK(cond, ...)                          \
+  do {                                                   \
+    if (!(cond)) {                                       \
+      std::ostringstream shrink_check_stream_;           \
+      shrink_check_stream_ << __VA_ARGS__;               \
       throw ::shrink::Error(shrink_check_stream_.str()); \
-    }                                                 \
+    }                                                    \
   } while (0)

@@ -1,6 +1,6 @@
-// One op instance of a model, as a config_list selects it: a module (`conv1`, `layer1.0.conv1`) or a
-// functional call in some module's forward (the residual `add` of `layer1.0`). Torch-free, so that
-// plans (config/) can be made against a model's ops without the graph layer.
+// One op instance of a model, as a config_list selects it: a module (`conv1`, `layer1.0.conv1`) or
+// a functional call in some module's forward (the residual `add` of `layer1.0`). Torch-free, so
+// that plans (config/) can be made against a model's ops without the graph layer.
 #pragma once
 
 #include <string>

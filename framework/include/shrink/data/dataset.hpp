@@ -1,5 +1,5 @@
-// Data sources for experiments, as DataOptions describe them: IDX files (MNIST, Fashion-MNIST; gzip or plain) and tensor files
-// written by Python's torch.save((inputs, targets)).
+// Data sources for experiments, as DataOptions describe them: IDX files (MNIST, Fashion-MNIST; gzip
+// or plain) and tensor files written by Python's torch.save((inputs, targets)).
 #pragma once
 
 #include <shrink/config/data_options.hpp>

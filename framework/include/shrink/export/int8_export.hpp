@@ -13,9 +13,10 @@
 namespace shrink {
 
 struct Int8Export {
-  int quantized_ops = 0;                 // convolutions, linears, adds, ... now int8
-  std::vector<std::string> float_ops;    // "aten::log_softmax (output): no int8 kernel; runs in float"
-  std::vector<std::string> notes;        // e.g. weights re-quantized symmetric for oneDNN
+  int quantized_ops = 0;  // convolutions, linears, adds, ... now int8
+  std::vector<std::string>
+      float_ops;                   // "aten::log_softmax (output): no int8 kernel; runs in float"
+  std::vector<std::string> notes;  // e.g. weights re-quantized symmetric for oneDNN
 };
 
 // Reads `fake_quant_model` (a TorchScript file whose quantization is aten::fake_quantize_*

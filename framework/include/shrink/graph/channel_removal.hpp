@@ -15,8 +15,8 @@ namespace shrink {
 
 // What removal did to one module.
 struct ResizedModule {
-  std::string name;  // "conv2", "layer1.0.bn1"
-  std::string type;  // "Conv2d", "BatchNorm2d", "Linear"
+  std::string name;                       // "conv2", "layer1.0.bn1"
+  std::string type;                       // "Conv2d", "BatchNorm2d", "Linear"
   int64_t out_before = 0, out_after = 0;  // output channels (features)
   int64_t in_before = 0, in_after = 0;    // input channels (features); 0 where not applicable
   std::vector<int64_t> kept_out;          // indices kept, in the original numbering
@@ -26,7 +26,7 @@ struct ResizedModule {
 struct ChannelRemoval {
   std::vector<ResizedModule> modules;  // only those that changed
   int64_t parameters_before = 0, parameters_after = 0;
-  int64_t channels_removed = 0;        // output channels of producers (conv, linear)
+  int64_t channels_removed = 0;  // output channels of producers (conv, linear)
 };
 
 // Removes, in place, every output channel of a convolution or linear layer that is provably zero

@@ -4,8 +4,8 @@
 // it pruned.
 #pragma once
 
-#include <shrink/graph/channel_removal.hpp>
 #include <shrink/config/config_list.hpp>
+#include <shrink/graph/channel_removal.hpp>
 #include <shrink/host/masker_instance.hpp>
 
 #include <ATen/core/Tensor.h>
@@ -53,8 +53,8 @@ class PruningStage {
  public:
   // Checks that every target's op type is one the plugin handles and that the model has the
   // parameters; throws shrink::Error naming the op otherwise.
-  PruningStage(const AlgorithmInfo& algorithm, const Options& options, std::vector<PruneTarget> targets,
-               torch::jit::Module& module, std::string name);
+  PruningStage(const AlgorithmInfo& algorithm, const Options& options,
+               std::vector<PruneTarget> targets, torch::jit::Module& module, std::string name);
   ~PruningStage();
   PruningStage(const PruningStage&) = delete;
   PruningStage& operator=(const PruningStage&) = delete;
@@ -84,7 +84,9 @@ class PruningStage {
   const std::vector<MaskedOp>& ops() const { return ops_; }
   // The plugin's importance scores for ops()[i] (what a global ranking sees); undefined when it
   // gives none.
-  at::Tensor importance(std::size_t i) { return masker_->importance(wrapper(ops_.at(i)), static_cast<int>(i)); }
+  at::Tensor importance(std::size_t i) {
+    return masker_->importance(wrapper(ops_.at(i)), static_cast<int>(i));
+  }
   // BatchNorms that follow a pruned convolution alone: a filter pruned away takes the
   // BatchNorm's channel with it (gamma and beta masked too), so that the channel is exactly zero
   // after it and can be removed for real.

@@ -95,8 +95,8 @@ struct RunContext {
   Instruments* instruments = nullptr;  // what passes report to; may be null (nothing reported)
 
   // What the outputs say, filled in by the passes that produce it.
-  nlohmann::json pruning = nlohmann::json::array();      // per pruning stage
-  nlohmann::json calibration = nlohmann::json::array();  // per calibration pass
+  nlohmann::json pruning = nlohmann::json::array();            // per pruning stage
+  nlohmann::json calibration = nlohmann::json::array();        // per calibration pass
   nlohmann::json folded_batchnorms = nlohmann::json::array();  // per quantization stage
   nlohmann::json channel_removal = nullptr;
   nlohmann::json sites = nlohmann::json::array();  // per exported site

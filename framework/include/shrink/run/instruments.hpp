@@ -68,8 +68,8 @@ class ResumeFromCheckpoint : public Instrument {
  private:
   std::filesystem::path file_;
   std::unique_ptr<Checkpoint> checkpoint_;  // opened when the run starts
-  std::string phase_;    // the phase the checkpoint was taken in
-  bool reached_ = false;  // the pass of that phase has started
+  std::string phase_;                       // the phase the checkpoint was taken in
+  bool reached_ = false;                    // the pass of that phase has started
 };
 
 }  // namespace shrink

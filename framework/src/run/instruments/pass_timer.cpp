@@ -5,8 +5,7 @@
 
 namespace shrink {
 
-void PassTimer::after_pass(const Pass& pass, RunContext& context, PassMode mode,
-                           double seconds) {
+void PassTimer::after_pass(const Pass& pass, RunContext& context, PassMode mode, double seconds) {
   const bool restored = mode == PassMode::kRestore;
   context.pass_seconds.push_back(
       {{"pass", pass.name()}, {"seconds", seconds}, {"restored", restored}});

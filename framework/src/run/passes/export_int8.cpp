@@ -35,8 +35,9 @@ void say_result(RunContext& c, const Int8Export& lowered, double accuracy, doubl
 }  // namespace
 
 void ExportInt8Pass::run(RunContext& c) {
-  SHRINK_CHECK(c.exported != nullptr, "export.int8: there is no model_qat.pt to lower "
-                                      "(the experiment has no quantization stage)");
+  SHRINK_CHECK(c.exported != nullptr,
+               "export.int8: there is no model_qat.pt to lower "
+               "(the experiment has no quantization stage)");
   const fs::path int8_file = fs::path(c.staging) / "model_int8.pt";
   const Int8Export lowered = export_int8(c.exported->path(), int8_file.string());
   use_int8_engine();
@@ -54,8 +55,8 @@ void ExportInt8Pass::run(RunContext& c) {
             {"notes", lowered.notes},
             {"file_bytes", file_bytes(int8_file)},
             {"fp32_file_bytes", file_bytes(fp32)},
-            {"size_ratio", static_cast<double>(file_bytes(int8_file)) /
-                               static_cast<double>(file_bytes(fp32))}};
+            {"size_ratio",
+             static_cast<double>(file_bytes(int8_file)) / static_cast<double>(file_bytes(fp32))}};
   say_result(c, lowered, accuracy, sqnr);
 }
 

@@ -20,11 +20,12 @@ json train_json(RunContext& c) {
   const double compressed = c.finetune.seconds_per_epoch(c.train.size());
   c.summary.baseline_seconds_per_epoch = baseline;
   c.summary.compressed_seconds_per_epoch = compressed;
-  return {{"baseline_seconds_per_epoch", baseline},
-          {"compressed_seconds_per_epoch", compressed},
-          {"overhead", baseline > 0 && compressed > 0 ? json(compressed / baseline) : json(nullptr)},
-          {"pretrain", c.pretrain.to_json()},
-          {"finetune", c.finetune.to_json()}};
+  return {
+      {"baseline_seconds_per_epoch", baseline},
+      {"compressed_seconds_per_epoch", compressed},
+      {"overhead", baseline > 0 && compressed > 0 ? json(compressed / baseline) : json(nullptr)},
+      {"pretrain", c.pretrain.to_json()},
+      {"finetune", c.finetune.to_json()}};
 }
 
 }  // namespace
