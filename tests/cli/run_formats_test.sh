@@ -24,7 +24,7 @@ echo "== tensors file, adam + cosine, adamw + step, per-channel uint8 weights, i
 cat > "$work/tensors.yaml" <<YAML
 model: $model_dir/mnist.pt
 seed: 3
-data: {format: tensors, path: data.pt, batch_size: 16, test_batch_size: 32, normalize: {mean: [0.5], std: [0.25]}}
+data: {format: tensors, path: data.pt, test_path: train, batch_size: 16, test_batch_size: 32, normalize: {mean: [0.5], std: [0.25]}}
 pretrain: {steps: 12, optimizer: {name: adam, lr: 0.001}, scheduler: {name: cosine, eta_min: 0.0001}}
 compress:
   - plugin: qat

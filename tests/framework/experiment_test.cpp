@@ -6,6 +6,7 @@
 #include <shrink/run/pipeline.hpp>
 
 #include <gtest/gtest.h>
+#include <torch/script.h>
 
 #include <cmath>
 #include <filesystem>
@@ -194,6 +195,71 @@ TEST_F(ExperimentTest, ErrorsNameFileLineColumnKeyAndWhatIsAllowed) {
   } catch (const shrink::Error& e) {
     EXPECT_HAS(std::string(e.what()), "missing.yaml: no such experiment file");
   }
+}
+
+TEST_F(ExperimentTest, DuplicateKeysAtAnyDepthAreRefusedWithBothPlaces) {
+  const std::string file = (dir_ / "exp.yaml").string();
+  // yaml-cpp keeps both; the run would use the first and the report record the second.
+  EXPECT_EQ(error_of("seed: 0\n" + kGood + "seed: 7\n"),
+            file + ":16:1: seed: given twice (first at 1:1)");
+  std::string in_entry = kGood;
+  in_entry.replace(in_entry.find("quant_dtype: int8"), 17,
+                   "quant_dtype: int8\n        quant_dtype: uint8");
+  EXPECT_EQ(error_of(in_entry), file + ":13:9: quant_dtype: given twice (first at 12:9)");
+  EXPECT_HAS(error_of(kGood, {"finetune={steps: 1, steps: 2}"}),
+             "--set 'finetune={steps: 1, steps: 2}':1:12: steps: given twice (first at 1:2)");
+  // The same key in different mappings, and aliases, are fine.
+  EXPECT_EQ(error_of(kGood + "threads: &n 1\nseed: *n\n"), "<no error>");
+}
+
+TEST_F(ExperimentTest, TensorsDataSaysWhichFileIsTheTestSplit) {
+  std::ofstream(dir_ / "data.pt") << "x";
+  const std::string tensors = "model: mnist.pt\ndata: {format: tensors, path: data.pt";
+  EXPECT_HAS(error_of(tensors + "}\n"),
+             "data.test_path: required with format tensors (the evaluation file, or 'train' to "
+             "evaluate on data.path)");
+  const shrink::Experiment x = shrink::Experiment::load(write(tensors + ", test_path: train}\n"));
+  EXPECT_EQ(x.data.test_path, x.data.path);
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, test_path: /tmp}\n"),
+             "data.test_path: only for format tensors");
+}
+
+TEST_F(ExperimentTest, SizeLikeValuesHaveBounds) {
+  const std::string file = (dir_ / "exp.yaml").string();
+  EXPECT_EQ(error_of(kGood + "threads: 100000\n"),
+            file + ":15:10: threads: 100000 is above the maximum 256");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, resize: 100000}\n"),
+             "data.resize: 100000 is above the maximum 4096");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, channels: 1000}\n"),
+             "data.channels: 1000 is above the maximum 64");
+}
+
+// The plan check runs one sample through the model: a model that does not take the data, or a
+// model with NaN weights, is one line before anything trains.
+TEST_F(ExperimentTest, PlanRunsOneSampleThroughTheModel) {
+  fs::copy_file(std::string(shrink::test::kTestModelDir) + "/resnet18.pt", dir_ / "resnet18.pt");
+  std::string resnet = kGood;
+  resnet.replace(resnet.find("model: mnist.pt"), 15, "model: resnet18.pt");
+  resnet.replace(resnet.find("[conv1, fc2]"), 12, "[conv1, fc]");
+  const std::string why = plan_error_of(resnet);
+  EXPECT_HAS(why, (dir_ / "resnet18.pt").string() + " does not take the samples of " + kFashion +
+                      " (one is [1, 1, 28, 28]): ");
+  EXPECT_HAS(why, "channels");
+  EXPECT_EQ(why.find('\n'), std::string::npos) << why;
+  // With the data made 3x32x32 it does.
+  resnet.replace(resnet.find("  batch_size: 32"), 16,
+                 "  batch_size: 32\n  resize: 32\n  channels: 3");
+  resnet.replace(resnet.find("mean: [0.286], std: [0.353]"), 27,
+                 "mean: [0.286, 0.286, 0.286], std: [0.353, 0.353, 0.353]");
+  EXPECT_EQ(plan_error_of(resnet), "<no error>");
+
+  torch::jit::Module nan = torch::jit::load((dir_ / "mnist.pt").string());
+  at::NoGradGuard no_grad;
+  nan.attr("conv2").toModule().attr("weight").toTensor().view(-1)[7] = NAN;
+  nan.save((dir_ / "mnist.pt").string());
+  EXPECT_EQ(plan_error_of(kGood), (dir_ / "mnist.pt").string() +
+                                      ": parameter conv2.weight holds 1 NaN or infinite value(s) "
+                                      "of 25000");
 }
 
 TEST_F(ExperimentTest, StagesAreCheckedAgainstPluginsAndModelBeforeRunning) {

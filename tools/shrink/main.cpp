@@ -4,6 +4,7 @@
 #include <shrink/config/config_list.hpp>
 #include <shrink/config/experiment.hpp>
 #include <shrink/core/error.hpp>
+#include <shrink/core/interrupt.hpp>
 #include <shrink/core/logging.hpp>
 #include <shrink/core/version.hpp>
 #include <shrink/export/int8_export.hpp>
@@ -14,6 +15,7 @@
 #include <shrink/host/plugin_registry.hpp>
 #include <shrink/run/pipeline.hpp>
 
+#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
@@ -24,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -190,9 +193,25 @@ struct RunArgs {
   std::vector<std::string> overrides;
   bool print_plan = false;
   bool resume = false;
+  bool fresh = false;
   bool check_plugins = false;
   int64_t stop_after_epochs = 0;
 };
+
+// A run stopped by Ctrl-C or SIGTERM: what it kept and how to go on; the shell's exit status for
+// the signal (130, 143).
+int report_interrupt(const RunArgs& args, const shrink::RunSummary& summary) {
+  std::cerr << "shrink: interrupted by " << shrink::signal_name(summary.interrupted) << "; ";
+  if (summary.checkpoint.empty()) {
+    std::cerr << "no epoch had ended, so nothing was kept\n";
+  } else {
+    std::cerr << summary.out_dir << "/checkpoint.pt holds " << summary.checkpoint
+              << "; continue with: shrink run " << args.experiment
+              << (args.out.empty() ? "" : " --out " + args.out) << " --resume"
+              << (args.overrides.empty() ? "" : " (and the same --set options)") << "\n";
+  }
+  return 128 + summary.interrupted;
+}
 
 // `shrink run exp.yaml`: the whole experiment; results in the output folder.
 int run_run(const GlobalOptions& global, const RunArgs& args) {
@@ -204,8 +223,11 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
   options.out_dir = args.out;
   options.print_plan = args.print_plan;
   options.resume = args.resume;
+  options.fresh = args.fresh;
   options.stop_after_epochs = args.stop_after_epochs;
+  shrink::catch_interrupts();
   const shrink::RunSummary summary = shrink::run_experiment(experiment, registry, options);
+  if (summary.interrupted != 0) return report_interrupt(args, summary);
   if (args.print_plan || summary.stopped) return 0;
   std::cout << std::fixed << std::setprecision(4);
   std::cout << "results in " << summary.out_dir << "\n";
@@ -228,6 +250,17 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
   return 0;
 }
 
+// Whether `module`'s forward runs any int8 kernel (quantized::conv2d, ...): a float model given as
+// --int8 would report a speed-up of nothing.
+bool runs_int8_kernels(const torch::jit::Module& module) {
+  auto graph = module.get_method("forward").graph()->copy();
+  torch::jit::Inline(*graph);
+  for (const torch::jit::Node* node : graph->nodes()) {
+    if (std::string(node->kind().toQualString()).rfind("quantized::", 0) == 0) return true;
+  }
+  return false;
+}
+
 // `shrink export model_qat.pt --int8 -o model_int8.pt`: a fake-quant model to LibTorch's int8
 // kernels. `shrink export model.pt --fold-bn -o model_folded.pt`: a float model frozen for
 // inference, BatchNorms folded into the convolutions before them.
@@ -242,7 +275,17 @@ int run_export(const std::string& model, bool int8, bool fold_bn, std::string ou
                                                                    : stem) +
         (int8 ? "_int8.pt" : "_folded.pt");
   }
+  std::error_code ec;
+  SHRINK_CHECK(!std::filesystem::is_directory(out, ec),
+               "export: -o " << out << " is a folder; give the file to write, e.g. " << out << "/"
+                             << std::filesystem::path(model).stem().string()
+                             << (int8 ? "_int8.pt" : "_folded.pt"));
+  SHRINK_CHECK(!std::filesystem::equivalent(model, out, ec),
+               "export: -o " << out << " is the model itself; give another file");
   if (fold_bn) {
+    SHRINK_CHECK(!runs_int8_kernels(shrink::load_torchscript(model)),
+                 "export --fold-bn: " << model << " already runs int8 kernels (its BatchNorms "
+                                      << "were folded when it was exported); give a float model");
     const int folded = shrink::fold_batchnorm(model, out);
     std::cout << "fold-bn: " << folded << " BatchNorm" << (folded == 1 ? "" : "s") << " folded -> "
               << out << "\n";
@@ -269,14 +312,7 @@ struct BenchArgs {
   bool json = false;
 };
 
-int run_bench(const BenchArgs& args) {
-  SHRINK_CHECK(!args.shape.empty(),
-               "bench: --shape is required (one sample's shape, e.g. 1,28,28)");
-  at::set_num_threads(args.threads);
-  // Denormal floats (tiny weights and activations after training) take a slow path on x86 and
-  // made timings swing with the weights' values; runs flush them, as training does.
-  at::globalContext().setFlushDenormal(true);
-  torch::NoGradGuard no_grad;
+std::vector<std::pair<std::string, torch::jit::Module>> load_bench_models(const BenchArgs& args) {
   std::vector<std::pair<std::string, torch::jit::Module>> models;
   auto load = [](const std::string& file) {
     torch::jit::Module m = shrink::load_torchscript(file);
@@ -287,9 +323,37 @@ int run_bench(const BenchArgs& args) {
   if (!args.int8.empty()) {
     shrink::use_int8_engine();
     models.emplace_back("int8", load(args.int8));
+    SHRINK_CHECK(runs_int8_kernels(models.back().second),
+                 "bench: --int8 " << args.int8 << " runs no int8 kernel (no quantized:: op); "
+                                  << "give model_int8.pt, or compare float models with --vs");
   }
   if (!args.other.empty()) models.emplace_back("other", load(args.other));
+  return models;
+}
+
+// One forward; a model that does not take the input says so in one line.
+double timed_forward(torch::jit::Module& m, const std::string& name, const at::Tensor& x) {
   using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  try {
+    m.forward({x});
+  } catch (const std::exception& e) {
+    throw shrink::Error("bench: the " + name + " model does not take input of shape " +
+                        c10::str(x.sizes()) + ": " + shrink::interpreter_error_line(e));
+  }
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+int run_bench(const BenchArgs& args) {
+  SHRINK_CHECK(!args.shape.empty(),
+               "bench: --shape is required (one sample's shape, e.g. 1,28,28)");
+  for (int64_t d : args.shape) SHRINK_CHECK(d > 0, "bench: --shape: every size must be > 0");
+  at::set_num_threads(args.threads);
+  // Denormal floats (tiny weights and activations after training) take a slow path on x86 and
+  // made timings swing with the weights' values; runs flush them, as training does.
+  at::globalContext().setFlushDenormal(true);
+  torch::NoGradGuard no_grad;
+  auto models = load_bench_models(args);
   nlohmann::json rows = nlohmann::json::array();
   std::cout << "threads " << args.threads << "\n";
   std::cout << std::left << std::setw(8) << "batch";
@@ -300,15 +364,11 @@ int run_bench(const BenchArgs& args) {
     std::vector<int64_t> sizes = {batch};
     sizes.insert(sizes.end(), args.shape.begin(), args.shape.end());
     const at::Tensor x = torch::randn(sizes);
-    auto once = [&](torch::jit::Module& m) {
-      const auto start = Clock::now();
-      m.forward({x});
-      return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    };
     double slowest = 0;  // per run of a warmed-up model
     for (auto& m : models) {
-      for (int i = 0; i < 3; ++i) once(m.second);  // warm-up: the profiling executor settles
-      slowest = std::max(slowest, once(m.second));
+      // Warm-up: the profiling executor settles.
+      for (int i = 0; i < 3; ++i) timed_forward(m.second, m.first, x);
+      slowest = std::max(slowest, timed_forward(m.second, m.first, x));
     }
     const int runs =
         args.runs > 0
@@ -422,8 +482,12 @@ void add_run_command(Cli& c) {
                         "relative to the current folder, as --out; repeatable)");
   c.run_cmd->add_flag("--print-plan", a.print_plan,
                       "Check everything and print the resolved pipeline without running it");
-  c.run_cmd->add_flag("--resume", a.resume,
-                      "Continue an interrupted run from the checkpoint in its output folder");
+  auto* resume = c.run_cmd->add_flag(
+      "--resume", a.resume, "Continue an interrupted run from the checkpoint in its output folder");
+  c.run_cmd
+      ->add_flag("--fresh", a.fresh,
+                 "Discard the checkpoint an interrupted run left in the output folder")
+      ->excludes(resume);
   c.run_cmd->add_flag("--check-plugins", a.check_plugins,
                       "Check every plugin result for NaN and inf too (a host sync per call)");
   c.run_cmd
@@ -452,10 +516,14 @@ void add_bench_command(Cli& c) {
       ->required();
   c.bench_cmd->add_option("--batch", a.batches, "Batch sizes")
       ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
-  c.bench_cmd->add_option("--threads", a.threads, "Intra-op threads")->capture_default_str();
-  c.bench_cmd->add_option("--runs", a.runs,
-                          "Timed runs per model and batch size (default: about 1 s)");
+  c.bench_cmd->add_option("--threads", a.threads, "Intra-op threads")
+      ->check(CLI::Range(1, shrink::kMaxThreads))
+      ->capture_default_str();
+  c.bench_cmd
+      ->add_option("--runs", a.runs, "Timed runs per model and batch size (default: about 1 s)")
+      ->check(CLI::Range(1, 1000000));
   c.bench_cmd->add_flag("--json", a.json, "Also print the figures as one JSON line");
 }
 

@@ -3,6 +3,7 @@
 #include <shrink/core/logging.hpp>
 
 #include "config/yaml_messages.hpp"
+#include "config/yaml_reader.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -276,14 +277,7 @@ const std::vector<std::string>& default_op_types() {
 }
 
 std::vector<ConfigList> ConfigList::load_file(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw Error(path + ": cannot open the file");
-  } catch (const YAML::Exception& e) {
-    throw Error(detail::yaml_parse_error(path, e));
-  }
+  const YAML::Node root = detail::load_yaml_file(path);
   if (root.IsSequence()) return {parse(root, path)};
   SHRINK_CHECK(root.IsMap(), path << ": expected a config_list, a mapping with config_list, or an "
                                      "experiment with compress stages");
@@ -301,13 +295,7 @@ std::vector<ConfigList> ConfigList::load_file(const std::string& path) {
 }
 
 ConfigList ConfigList::parse_text(const std::string& yaml, const std::string& file) {
-  YAML::Node node;
-  try {
-    node = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    throw Error(detail::yaml_parse_error(file, e));
-  }
-  return parse(node, file);
+  return parse(detail::load_yaml_text(yaml, file), file);
 }
 
 ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {

@@ -2,11 +2,13 @@
 #include <shrink/core/error.hpp>
 
 #include "config/yaml_messages.hpp"
+#include "config/yaml_reader.hpp"
 
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -61,8 +63,12 @@ class MapReader {
                             << "' (allowed: " << join(allowed) << ")");
     return v;
   }
-  int64_t integer(const std::string& key, int64_t fallback, int64_t min_value) const {
-    return scalar<int64_t>(key, fallback, min_value, "an integer");
+  int64_t integer(const std::string& key, int64_t fallback, int64_t min_value,
+                  int64_t max_value = std::numeric_limits<int64_t>::max()) const {
+    const int64_t v = scalar<int64_t>(key, fallback, min_value, "an integer");
+    SHRINK_CHECK(v <= max_value, where(key) << ": " << qualified(key) << ": " << v
+                                            << " is above the maximum " << max_value);
+    return v;
   }
   double number(const std::string& key, double fallback, double min_value) const {
     return scalar<double>(key, fallback, min_value, "a number");
@@ -170,12 +176,9 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   SHRINK_CHECK(eq != std::string::npos && eq > 0,
                "--set '" << assignment << "': expected key.path=value");
   const std::string path = assignment.substr(0, eq);
-  YAML::Node value;
-  try {
-    value = YAML::Load(assignment.substr(eq + 1));
-  } catch (const YAML::Exception& e) {
-    throw Error("--set '" + assignment + "': the value is not valid YAML: " + e.msg);
-  }
+  // Errors in the value say "--set 'key=value':line:column: ...".
+  YAML::Node value =
+      detail::load_yaml_text(assignment.substr(eq + 1), "--set '" + assignment + "'");
   std::vector<std::string> parts;
   std::stringstream in(path);
   std::string part;
@@ -261,6 +264,27 @@ double SchedulerSpec::lr_at(double base_lr, int64_t epoch, int64_t epochs) const
 
 namespace {
 
+// The evaluation split of a tensors file is said explicitly: evaluating on the training file
+// unasked would report a training accuracy as a test one. IDX folders hold both splits.
+void read_test_path(const MapReader& d, const std::string& base, DataOptions& data) {
+  if (data.format == "idx") {
+    SHRINK_CHECK(!d.has("test_path"), d.where("test_path")
+                                          << ": data.test_path: only for format tensors (an IDX "
+                                             "folder holds its t10k test split)");
+    return;
+  }
+  SHRINK_CHECK(d.has("test_path"), d.where("path")
+                                       << ": data.test_path: required with format tensors (the "
+                                          "evaluation file, or 'train' to evaluate on data.path)");
+  if (d.str("test_path", "") == "train") {
+    data.test_path = data.path;
+    return;
+  }
+  data.test_path = resolve_path(base, d.node("test_path"), d.str("test_path", ""));
+  SHRINK_CHECK(fs::exists(data.test_path),
+               d.where("test_path") << ": data.test_path: no such file " << data.test_path);
+}
+
 // `data:`: where the samples come from and how they are prepared.
 void read_data(const MapReader& r, const std::string& path, const std::string& base,
                Experiment& x) {
@@ -273,13 +297,11 @@ void read_data(const MapReader& r, const std::string& path, const std::string& b
   x.data.path = resolve_path(base, d.node("path"), d.str("path", ""));
   SHRINK_CHECK(fs::exists(x.data.path),
                d.where("path") << ": data.path: no such file or folder " << x.data.path);
-  x.data.test_path = resolve_path(base, d.node("test_path"), d.str("test_path", ""));
-  SHRINK_CHECK(x.data.test_path.empty() || fs::exists(x.data.test_path),
-               d.where("test_path") << ": data.test_path: no such file " << x.data.test_path);
+  read_test_path(d, base, x.data);
   x.batch_size = d.integer("batch_size", 64, 1);
   x.test_batch_size = d.integer("test_batch_size", 1000, 1);
-  x.data.resize = d.integer("resize", 0, 0);
-  x.data.channels = d.integer("channels", 0, 0);
+  x.data.resize = d.integer("resize", 0, 0, kMaxImageSide);
+  x.data.channels = d.integer("channels", 0, 0, kMaxChannels);
   x.data.train_limit = d.integer("train_limit", 0, 0);
   x.data.test_limit = d.integer("test_limit", 0, 0);
   if (d.has("normalize")) {
@@ -375,12 +397,7 @@ void read_export(const MapReader& r, const std::string& path, const std::string&
 
 Experiment Experiment::load(const std::string& path, const std::vector<std::string>& overrides) {
   SHRINK_CHECK(fs::exists(path), path << ": no such experiment file");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw Error(detail::yaml_parse_error(path, e));
-  }
+  YAML::Node root = detail::load_yaml_file(path);
   SHRINK_CHECK(root.IsMap(), path << ": expected a mapping with model, data, compress, ...");
   detail::OverrideScope override_scope;
   for (const auto& o : overrides) apply_override(root, o);
@@ -395,7 +412,7 @@ Experiment Experiment::load(const std::string& path, const std::vector<std::stri
   x.model = resolve_path(base, r.node("model"), r.str("model", ""));
   SHRINK_CHECK(fs::exists(x.model), r.where("model") << ": model: no such file " << x.model);
   x.seed = r.integer("seed", 0, 0);
-  x.threads = r.integer("threads", 0, 0);
+  x.threads = r.integer("threads", 0, 0, kMaxThreads);
   const std::vector<std::string> plugin_paths = r.strings("plugin_paths");
   for (std::size_t i = 0; i < plugin_paths.size(); ++i) {
     x.plugin_paths.push_back(resolve_path(base, r.node("plugin_paths")[i], plugin_paths[i]));

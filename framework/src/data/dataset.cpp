@@ -5,6 +5,9 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -13,27 +16,70 @@ namespace fs = std::filesystem;
 namespace shrink {
 namespace {
 
-std::string read_gz_or_plain(const std::string& file) {
-  SHRINK_CHECK(fs::exists(file), file << ": no such file");
-  gzFile gz = gzopen(file.c_str(), "rb");  // reads plain files too
-  SHRINK_CHECK(gz != nullptr, file << ": cannot be opened");
-  std::string bytes;
-  char buffer[1 << 16];
-  int n = 0;
-  while ((n = gzread(gz, buffer, sizeof buffer)) > 0)
-    bytes.append(buffer, static_cast<std::size_t>(n));
-  int err = 0;
-  const char* message = gzerror(gz, &err);
-  const bool failed = n < 0 || (err != Z_OK && err != Z_STREAM_END);
-  const std::string why = failed ? message : "";
-  gzclose(gz);
-  SHRINK_CHECK(!failed, file << ": corrupt gzip data (" << why << ")");
-  return bytes;
+// A gzip or plain file, read as it is needed (gzread reads plain files too).
+class GzReader {
+ public:
+  explicit GzReader(const std::string& file) : file_(file) {
+    SHRINK_CHECK(fs::exists(file), file << ": no such file");
+    gz_ = gzopen(file.c_str(), "rb");
+    SHRINK_CHECK(gz_ != nullptr, file << ": cannot be opened");
+  }
+  ~GzReader() { gzclose(gz_); }
+  GzReader(const GzReader&) = delete;
+  GzReader& operator=(const GzReader&) = delete;
+
+  // Up to `n` bytes into `into`; how many there were.
+  std::size_t read(void* into, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
+      const int got = gzread(gz_, static_cast<char*>(into) + done, chunk);
+      if (got < 0) {
+        int err = 0;
+        throw Error(file_ + ": corrupt gzip data (" + gzerror(gz_, &err) + ")");
+      }
+      if (got == 0) break;
+      done += static_cast<std::size_t>(got);
+    }
+    return done;
+  }
+
+ private:
+  std::string file_;
+  gzFile gz_;
+};
+
+double physical_memory() {
+  return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
 }
 
-uint32_t big_endian(const std::string& bytes, std::size_t at) {
-  return (uint32_t(uint8_t(bytes[at])) << 24) | (uint32_t(uint8_t(bytes[at + 1])) << 16) |
-         (uint32_t(uint8_t(bytes[at + 2])) << 8) | uint32_t(uint8_t(bytes[at + 3]));
+uint32_t big_endian(const unsigned char* bytes) {
+  return (uint32_t(bytes[0]) << 24) | (uint32_t(bytes[1]) << 16) | (uint32_t(bytes[2]) << 8) |
+         uint32_t(bytes[3]);
+}
+
+// The shape an IDX header promises, read before any of the body: a header that promises more
+// than this machine's memory (a gzip bomb, a corrupt header) is refused before anything is read.
+std::vector<int64_t> read_idx_header(GzReader& in, const std::string& file) {
+  unsigned char word[4];
+  SHRINK_CHECK(in.read(word, 4) == 4, file << ": too short for an IDX header");
+  const uint32_t magic = big_endian(word);
+  SHRINK_CHECK((magic >> 16) == 0 && ((magic >> 8) & 0xff) == 0x08,
+               file << ": not an IDX file of unsigned bytes (magic 0x" << std::hex << magic << ")");
+  const uint32_t ndim = magic & 0xff;
+  SHRINK_CHECK(ndim >= 1 && ndim <= 4, file << ": IDX with " << ndim << " dimensions");
+  std::vector<int64_t> shape;
+  const double memory = physical_memory();
+  double count = 1;
+  for (uint32_t i = 0; i < ndim; ++i) {
+    SHRINK_CHECK(in.read(word, 4) == 4, file << ": truncated IDX header");
+    shape.push_back(big_endian(word));
+    count *= static_cast<double>(shape.back());
+  }
+  SHRINK_CHECK(count <= memory, file << ": the IDX header promises " << count
+                                     << " bytes, more than this machine's memory (" << memory / 1e9
+                                     << " GB)");
+  return shape;
 }
 
 // The IDX file of a split: "<prefix>-images-idx3-ubyte[.gz]".
@@ -48,17 +94,57 @@ std::string idx_file(const std::string& folder, bool train, const std::string& w
               "/usr/share/datasets/fashion-mnist)");
 }
 
+// Labels are class indices in [0, classes) (classes = 0: not known, only >= 0), checked before
+// anything trains: LibTorch's loss would ignore -100, fail on others without naming the sample,
+// and a float label would be truncated.
+void check_labels(const at::Tensor& targets, int64_t classes, const std::string& source) {
+  SHRINK_CHECK(targets.dim() == 1, source << ": the labels have shape " << targets.sizes()
+                                          << ", expected [N] class indices");
+  const at::ScalarType type = targets.scalar_type();
+  SHRINK_CHECK(
+      at::isIntegralType(type, /*includeBool=*/false),
+      source << ": the labels are " << c10::toString(type) << ", expected integer class indices");
+  const at::Tensor t = targets.to(torch::kLong);
+  at::Tensor bad = t.lt(0);
+  if (classes > 0) bad = bad.logical_or(t.ge(classes));
+  if (!bad.any().item<bool>()) return;
+  const int64_t i = bad.nonzero()[0][0].item<int64_t>();
+  throw Error(source + ": label " + std::to_string(t[i].item<int64_t>()) + " of sample " +
+              std::to_string(i) +
+              (classes > 0 ? " is outside [0, " + std::to_string(classes) + "), the model's " +
+                                 std::to_string(classes) + " classes"
+                           : " is negative"));
+}
+
+// The whole split is held as float32 after resize and channel replication: refuse, in one line, a
+// set that cannot fit rather than fail in the allocator.
+void check_fits_in_memory(const at::Tensor& inputs, const DataOptions& o,
+                          const std::string& source) {
+  const double side = static_cast<double>(o.resize);
+  const double h = o.resize > 0 ? side : static_cast<double>(inputs.size(2));
+  const double w = o.resize > 0 ? side : static_cast<double>(inputs.size(3));
+  const double c = static_cast<double>(o.channels > 0 ? o.channels : inputs.size(1));
+  const double bytes = static_cast<double>(inputs.size(0)) * c * h * w * 4.0;
+  const double memory = physical_memory();
+  SHRINK_CHECK(bytes <= memory / 2, source << ": " << inputs.size(0) << " samples of [" << c << ", "
+                                           << h << ", " << w << "] need " << bytes / 1e9
+                                           << " GB as float32, more than half this machine's "
+                                           << memory / 1e9 << " GB");
+}
+
 Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int64_t limit,
-                const std::string& source) {
+                const std::string& source, const std::string& label_source, int64_t classes) {
   SHRINK_CHECK(inputs.size(0) == targets.size(0),
                source << ": " << inputs.size(0) << " inputs but " << targets.size(0) << " targets");
   if (limit > 0 && limit < inputs.size(0)) {
     inputs = inputs.narrow(0, 0, limit);
     targets = targets.narrow(0, 0, limit);
   }
+  check_labels(targets, classes, label_source);
   if (inputs.dim() == 3) inputs = inputs.unsqueeze(1);
   SHRINK_CHECK(inputs.dim() == 4, source << ": inputs have " << inputs.dim()
                                          << " dimensions, expected [N, H, W] or [N, C, H, W]");
+  check_fits_in_memory(inputs, o, source);
   if (o.resize > 0 && (inputs.size(2) != o.resize || inputs.size(3) != o.resize)) {
     inputs = torch::upsample_bilinear2d(inputs, {o.resize, o.resize}, false);
   }
@@ -85,46 +171,9 @@ Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int
   return d;
 }
 
-}  // namespace
-
-at::Tensor read_idx(const std::string& file) {
-  const std::string bytes = read_gz_or_plain(file);
-  SHRINK_CHECK(bytes.size() >= 4, file << ": too short for an IDX header");
-  const uint32_t magic = big_endian(bytes, 0);
-  SHRINK_CHECK((magic >> 16) == 0 && ((magic >> 8) & 0xff) == 0x08,
-               file << ": not an IDX file of unsigned bytes (magic 0x" << std::hex << magic << ")");
-  const uint32_t ndim = magic & 0xff;
-  SHRINK_CHECK(ndim >= 1 && ndim <= 4, file << ": IDX with " << ndim << " dimensions");
-  SHRINK_CHECK(bytes.size() >= 4 + 4 * ndim, file << ": truncated IDX header");
-  std::vector<int64_t> shape;
-  int64_t count = 1;
-  for (uint32_t i = 0; i < ndim; ++i) {
-    shape.push_back(big_endian(bytes, 4 + 4 * i));
-    count *= shape.back();
-  }
-  const std::size_t offset = 4 + 4 * ndim;
-  SHRINK_CHECK(
-      bytes.size() == offset + static_cast<std::size_t>(count),
-      file << ": " << bytes.size() - offset << " bytes of data, the header promises " << count);
-  at::Tensor out = torch::empty(shape, torch::kUInt8);
-  std::memcpy(out.data_ptr(), bytes.data() + offset, static_cast<std::size_t>(count));
-  return out;
-}
-
-Dataset load_dataset(const DataOptions& o, bool train) {
-  const int64_t limit = train ? o.train_limit : o.test_limit;
-  if (o.format == "idx") {
-    const std::string images_file = idx_file(o.path, train, "images-idx3-ubyte");
-    const std::string labels_file = idx_file(o.path, train, "labels-idx1-ubyte");
-    at::Tensor images = read_idx(images_file);
-    at::Tensor labels = read_idx(labels_file);
-    SHRINK_CHECK(images.dim() == 3, images_file << ": expected [N, H, W] images");
-    SHRINK_CHECK(labels.dim() == 1, labels_file << ": expected [N] labels");
-    return prepare(images.to(torch::kFloat).div_(255.0), labels, o, limit, images_file);
-  }
-  SHRINK_CHECK(o.format == "tensors",
-               "data.format is '" << o.format << "', expected idx or tensors");
-  const std::string file = train ? o.path : (o.test_path.empty() ? o.path : o.test_path);
+// torch.save((inputs, targets)): the inputs as float (uint8 scaled to [0, 1]), the targets as
+// they are.
+std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
   SHRINK_CHECK(fs::exists(file), file << ": no such file");
   std::ifstream in(file, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -141,7 +190,66 @@ Dataset load_dataset(const DataOptions& o, bool train) {
   const auto& items = value.toTupleRef().elements();
   at::Tensor inputs = items[0].toTensor();
   if (inputs.scalar_type() == torch::kUInt8) inputs = inputs.to(torch::kFloat).div_(255.0);
-  return prepare(inputs.to(torch::kFloat), items[1].toTensor(), o, limit, file);
+  return {inputs.to(torch::kFloat), items[1].toTensor()};
+}
+
+}  // namespace
+
+at::Tensor read_idx(const std::string& file) {
+  GzReader in(file);
+  const std::vector<int64_t> shape = read_idx_header(in, file);
+  at::Tensor out = torch::empty(shape, torch::kUInt8);
+  const std::size_t count = static_cast<std::size_t>(out.numel());
+  const std::size_t got = in.read(out.data_ptr(), count);
+  char extra = 0;
+  SHRINK_CHECK(got == count && in.read(&extra, 1) == 0,
+               file << ": " << (got < count ? std::to_string(got) : "more") << " bytes of data, "
+                    << "the header promises " << count);
+  return out;
+}
+
+namespace {
+
+std::vector<int64_t> idx_shape(const std::string& file) {
+  GzReader in(file);
+  return read_idx_header(in, file);
+}
+
+}  // namespace
+
+Dataset load_dataset(const DataOptions& o, bool train, int64_t classes) {
+  const int64_t limit = train ? o.train_limit : o.test_limit;
+  if (o.format == "idx") {
+    const std::string images_file = idx_file(o.path, train, "images-idx3-ubyte");
+    const std::string labels_file = idx_file(o.path, train, "labels-idx1-ubyte");
+    at::Tensor images = read_idx(images_file);
+    at::Tensor labels = read_idx(labels_file);
+    SHRINK_CHECK(images.dim() == 3, images_file << ": expected [N, H, W] images");
+    SHRINK_CHECK(labels.dim() == 1, labels_file << ": expected [N] labels");
+    return prepare(images.to(torch::kFloat).div_(255.0), labels, o, limit, images_file, labels_file,
+                   classes);
+  }
+  SHRINK_CHECK(o.format == "tensors",
+               "data.format is '" << o.format << "', expected idx or tensors");
+  const std::string file = train ? o.path : o.test_path;
+  const auto [inputs, targets] = read_tensors(file);
+  return prepare(inputs, targets, o, limit, file, file, classes);
+}
+
+std::vector<int64_t> sample_shape(const DataOptions& o) {
+  std::vector<int64_t> shape;
+  if (o.format == "idx") {
+    shape = idx_shape(idx_file(o.path, true, "images-idx3-ubyte"));
+  } else {
+    const at::Tensor inputs = read_tensors(o.path).first;
+    shape = inputs.sizes().vec();
+  }
+  shape.erase(shape.begin());  // the sample count
+  if (shape.size() == 2) shape.insert(shape.begin(), 1);
+  if (shape.size() != 3) return shape;  // prepare() says what is wrong
+  if (o.resize > 0) shape[1] = shape[2] = o.resize;
+  if (o.channels > 0) shape[0] = o.channels;
+  return shape;
 }
 
 }  // namespace shrink

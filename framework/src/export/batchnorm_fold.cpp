@@ -79,7 +79,7 @@ int fold_batchnorm(const std::string& model, const std::string& out_file) {
   module.eval();
   torch::jit::Module frozen = torch::jit::freeze_module(module);
   const int folded = detail::fold_frozen_batchnorms(*frozen.get_method("forward").graph());
-  detail::save_staged(frozen, out_file);
+  save_torchscript(frozen, out_file);
   return folded;
 }
 

@@ -62,7 +62,7 @@ Int8Export export_int8(const std::string& fake_quant_model, const std::string& o
   torch::jit::Module frozen = torch::jit::freeze_module(module);
   torch::jit::FoldQuantizedPrepackingOps(frozen);
   note_load_time_kernels(detail::add_load_time_kernels(frozen), result);
-  detail::save_staged(frozen, out_file);
+  save_torchscript(frozen, out_file);
   return result;
 }
 

@@ -237,10 +237,4 @@ at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::T
   return k;
 }
 
-void save_staged(const torch::jit::Module& module, const std::string& out_file) {
-  const std::string partial = out_file + ".partial";
-  module.save(partial);
-  std::filesystem::rename(partial, out_file);
-}
-
 }  // namespace shrink::detail

@@ -92,8 +92,4 @@ at::Tensor fold_batchnorm_into(at::Tensor& weight, at::Tensor& bias, const at::T
                                const at::Tensor& beta, const at::Tensor& mean,
                                const at::Tensor& var, double eps);
 
-// Saves `module` to `out_file` through `out_file`.partial, renamed when complete: a reader never
-// sees half a model.
-void save_staged(const torch::jit::Module& module, const std::string& out_file);
-
 }  // namespace shrink::detail

@@ -1,4 +1,5 @@
 #include <shrink/core/error.hpp>
+#include <shrink/core/files.hpp>
 #include <shrink/graph/model.hpp>
 
 #include "graph/graph_utils.hpp"
@@ -9,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 
 namespace shrink {
 
@@ -55,12 +57,49 @@ torch::jit::Module load_torchscript(const std::string& path) {
   throw Error(path + ": not a loadable TorchScript model: " + why.substr(0, why.find('\n')));
 }
 
+namespace {
+
+// A NaN or inf weight (a corrupt file, a diverged training) would surface as a non-finite loss
+// much later, blamed on the learning rate.
+void check_finite_parameters(const torch::jit::Module& module, const std::string& path) {
+  auto check = [&](const std::string& kind, const std::string& name, const at::Tensor& t) {
+    if (!at::isFloatingType(t.scalar_type()) || t.numel() == 0) return;
+    const int64_t bad = t.numel() - at::isfinite(t).sum().item<int64_t>();
+    SHRINK_CHECK(bad == 0, path << ": " << kind << " " << name << " holds " << bad
+                                << " NaN or infinite value(s) of " << t.numel());
+  };
+  for (const auto& p : module.named_parameters(true)) check("parameter", p.name, p.value);
+  for (const auto& b : module.named_buffers(true)) check("buffer", b.name, b.value);
+}
+
+}  // namespace
+
+std::string interpreter_error_line(const std::exception& e) {
+  const c10::Error* c10_error = dynamic_cast<const c10::Error*>(&e);
+  const std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  // The interpreter's traceback ends with the Python-style line that says what went wrong.
+  std::istringstream lines(text);
+  std::string line, found;
+  while (std::getline(lines, line)) {
+    const auto colon = line.find("Error: ");
+    if (colon != std::string::npos && line.find(' ') > colon) found = line.substr(colon + 7);
+  }
+  return found.empty() ? text.substr(0, text.find('\n')) : found;
+}
+
+void save_torchscript(const torch::jit::Module& module, const std::string& path) {
+  std::ostringstream bytes;
+  module.save(bytes);
+  write_file_atomically(path, bytes.str());
+}
+
 Model Model::load(const std::string& path) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->module = load_torchscript(path);
   SHRINK_CHECK(impl->module.find_method("forward").has_value(),
                path << ": the TorchScript module has no forward method");
+  check_finite_parameters(impl->module, path);
 
   // Leaf modules are ops of their own.
   std::set<std::string> leaves;

@@ -1,6 +1,7 @@
 #include "run/checkpoint.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/core/files.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim.h>
@@ -34,13 +35,11 @@ void Checkpoint::save(const std::filesystem::path& path, torch::optim::Optimizer
     optimizer->save(state);
     archive.write("optimizer", state);
   }
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  try {
-    archive.save_to(tmp.string());
-  } catch (const c10::Error& e) {
-    throw Error(path.string() + ": cannot write the checkpoint: " + e.what_without_backtrace());
-  }
-  std::filesystem::rename(tmp, path);
+  // In memory first: LibTorch's file writer reports a full disk from its destructor, which
+  // aborts the process; our own write says so and keeps the previous checkpoint.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomically(path, bytes.str());
 }
 
 Checkpoint Checkpoint::load(const std::filesystem::path& path) {

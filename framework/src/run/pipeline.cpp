@@ -1,8 +1,12 @@
+#include <shrink/core/error.hpp>
+#include <shrink/core/files.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/run/instruments.hpp>
 #include <shrink/run/passes.hpp>
 #include <shrink/run/pipeline.hpp>
 #include <shrink/run/plan.hpp>
+
+#include "run/run_state.hpp"
 
 #include <unistd.h>
 
@@ -79,6 +83,7 @@ Instruments default_instruments(const RunContext& c, std::ostream& out) {
   Instruments instruments;
   instruments.add(std::make_unique<ProgressPrinter>(out, &out == &std::cout && isatty(1) != 0));
   instruments.add(std::make_unique<PassTimer>());
+  instruments.add(std::make_unique<StopOnInterrupt>());
   if (c.options->resume) {
     instruments.add(std::make_unique<ResumeFromCheckpoint>(fs::path(c.out_dir) / "checkpoint.pt"));
   }
@@ -87,6 +92,36 @@ Instruments default_instruments(const RunContext& c, std::ostream& out) {
     instruments.add(std::make_unique<StopAfterEpochs>(c.options->stop_after_epochs));
   }
   return instruments;
+}
+
+// A checkpoint in the output folder is an interrupted run's work: a new run over it must be told
+// what to do with it (--resume or --fresh), not replace it after its first epoch.
+void check_earlier_checkpoint(const RunContext& c) {
+  const fs::path checkpoint = fs::path(c.out_dir) / "checkpoint.pt";
+  std::error_code ec;
+  if (c.options->resume || !fs::exists(checkpoint, ec)) return;
+  SHRINK_CHECK(c.options->fresh, c.out_dir << " holds a checkpoint ("
+                                           << describe_run_checkpoint(checkpoint)
+                                           << "): pass --resume to continue it or --fresh to "
+                                              "discard it");
+  fs::remove(checkpoint, ec);
+}
+
+// Staging folders of runs that were killed (this run holds the folder's lock, so no other run
+// is using one).
+void remove_leftover_staging(const std::string& out_dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(out_dir, ec)) {
+    if (entry.path().filename().string().rfind(".staging.", 0) == 0) fs::remove_all(entry, ec);
+  }
+}
+
+void finish_stopped(RunContext& c, int signal) {
+  c.summary.stopped = true;
+  c.summary.interrupted = signal;
+  const fs::path checkpoint = fs::path(c.out_dir) / "checkpoint.pt";
+  std::error_code ec;
+  if (fs::exists(checkpoint, ec)) c.summary.checkpoint = describe_run_checkpoint(checkpoint);
 }
 
 }  // namespace
@@ -98,23 +133,28 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   c.experiment = &experiment;
   c.options = &options;
   c.out_dir = output_folder(experiment, options);
-  c.staging = c.out_dir + ".partial";
   // Everything that can be checked without running is checked first.
+  const std::string unwritable = unwritable_folder(c.out_dir);
+  SHRINK_CHECK(unwritable.empty(), "output folder " << c.out_dir << ": " << unwritable);
   c.model = std::make_unique<Model>(Model::load(experiment.model));
+  c.classes = check_model_on_data(experiment, *c.model);
   c.stages = check_stages(experiment, *c.model, registry);
   if (options.print_plan) {
     print_plan(experiment, *c.model, c.stages, out);
     return c.summary;
   }
+  FolderLock lock(c.out_dir);
+  check_earlier_checkpoint(c);
+  remove_leftover_staging(c.out_dir);
+  c.staging = (fs::path(c.out_dir) / (".staging." + std::to_string(getpid()))).string();
   Instruments instruments = default_instruments(c, out);
   const auto passes = build_passes(c);
   std::error_code ec;
-  fs::remove_all(c.staging, ec);
   try {
     run_passes(c, passes, instruments);
-  } catch (const StopRequested&) {
+  } catch (const StopRequested& stop) {
     fs::remove_all(c.staging, ec);
-    c.summary.stopped = true;
+    finish_stopped(c, stop.signal);
   } catch (...) {
     fs::remove_all(c.staging, ec);
     throw;

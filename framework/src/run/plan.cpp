@@ -1,4 +1,5 @@
 #include <shrink/core/error.hpp>
+#include <shrink/data/dataset.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/graph/quantized_model.hpp>
 #include <shrink/host/plugin_check.hpp>
@@ -175,6 +176,31 @@ CheckedStage check_stage(const Experiment& x, std::size_t i, const Model& model,
 }
 
 }  // namespace
+
+int64_t check_model_on_data(const Experiment& x, Model& model) {
+  const std::vector<int64_t> shape = sample_shape(x.data);
+  std::vector<int64_t> batch = {1};
+  batch.insert(batch.end(), shape.begin(), shape.end());
+  torch::jit::Module& module = model.module();
+  const bool training = module.is_training();
+  module.eval();
+  torch::NoGradGuard no_grad;
+  c10::IValue out;
+  try {
+    out = module.forward({at::zeros(batch)});
+  } catch (const std::exception& e) {
+    module.train(training);
+    throw Error(model.path() + " does not take the samples of " + x.data.path + " (one is " +
+                c10::str(c10::IntArrayRef(batch)) + "): " + interpreter_error_line(e));
+  }
+  module.train(training);
+  SHRINK_CHECK(out.isTensor() && out.toTensor().dim() == 2 && out.toTensor().size(0) == 1 &&
+                   out.toTensor().size(1) >= 2,
+               model.path() << ": one sample of shape " << c10::IntArrayRef(batch) << " gives "
+                            << (out.isTensor() ? c10::str(out.toTensor().sizes()) : out.tagKind())
+                            << ", expected class scores of shape [1, classes]");
+  return out.toTensor().size(1);
+}
 
 std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
 

@@ -1,12 +1,12 @@
 #include "run/report_json.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/core/files.hpp>
 #include <shrink/prune/pruning_stage.hpp>
 
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
-#include <fstream>
 
 namespace shrink {
 
@@ -45,10 +45,7 @@ json tensor_json(const at::Tensor& t) {
 json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 void write_json(const std::filesystem::path& file, const json& value) {
-  std::ofstream out(file);
-  out << value.dump(2) << "\n";
-  out.close();
-  SHRINK_CHECK(out.good(), file.string() << ": cannot be written");
+  write_file_atomically(file, value.dump(2) + "\n");
 }
 
 namespace {

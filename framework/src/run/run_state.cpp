@@ -11,6 +11,9 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <sys/stat.h>
+
+#include <ctime>
 #include <filesystem>
 
 namespace shrink {
@@ -65,6 +68,25 @@ void save_run_checkpoint(RunContext& c, const std::string& phase,
   k.tensors["rng"] = default_generator_state();
   std::filesystem::create_directories(c.out_dir);
   k.save(std::filesystem::path(c.out_dir) / "checkpoint.pt", &optimizer);
+}
+
+std::string describe_run_checkpoint(const std::filesystem::path& file) {
+  std::string what = "an unreadable checkpoint";
+  try {
+    const nlohmann::json meta = nlohmann::json::parse(Checkpoint::load(file).meta);
+    const std::string phase = meta.at("phase");
+    what = phase + " epoch " + std::to_string(PhaseProgress::from_json(meta.at(phase)).epochs_done);
+  } catch (const std::exception&) {
+    // Still worth naming, with its time: the user decides what to do with it.
+  }
+  struct stat s {};
+  char when[32] = "at an unknown time";
+  if (::stat(file.c_str(), &s) == 0) {
+    std::tm local{};
+    localtime_r(&s.st_mtime, &local);
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M", &local);
+  }
+  return what + ", written " + when;
 }
 
 void restore_run_state(RunContext& c, const Checkpoint& k) {

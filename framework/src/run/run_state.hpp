@@ -5,6 +5,7 @@
 
 #include <shrink/run/context.hpp>
 
+#include <filesystem>
 #include <string>
 
 namespace torch::optim {
@@ -16,6 +17,9 @@ namespace shrink {
 // <out>/checkpoint.pt after an epoch of `phase`, with the optimizer's state.
 void save_run_checkpoint(RunContext& context, const std::string& phase,
                          torch::optim::Optimizer& optimizer);
+// "pretrain epoch 3, written 2026-12-02 14:31" for the checkpoint at `file`: what a message about
+// it says; "an unreadable checkpoint, written ..." when it cannot be read.
+std::string describe_run_checkpoint(const std::filesystem::path& file);
 // Copies the checkpoint's tensors into the run's (the shapes must match) and restores the RNG.
 void restore_run_state(RunContext& context, const Checkpoint& checkpoint);
 

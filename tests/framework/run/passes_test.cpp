@@ -4,6 +4,7 @@
 #include "test_paths.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/core/interrupt.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/host/quantizer_instance.hpp>
 #include <shrink/run/instruments.hpp>
@@ -16,6 +17,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <regex>
 #include <sstream>
@@ -365,6 +367,41 @@ TEST_F(PassesTest, PlanDryRunsThePruningStagesMasker) {
   const std::string shape = refused("nan_mask", "shape");
   EXPECT_NE(shape.find("calc_mask"), std::string::npos) << shape;
   EXPECT_NE(shape.find("shape"), std::string::npos) << shape;
+}
+
+// Ctrl-C is only noted by its handler; the run stops at the next pass (or batch) boundary, as a
+// StopRequested that carries the signal, and the pass under way is not cut short.
+TEST_F(PassesTest, AnInterruptStopsTheRunAtTheNextPassBoundary) {
+  catch_interrupts();
+  clear_interrupt();
+  auto c = context();
+  auto first = std::make_unique<CountingPass>("first");
+  auto second = std::make_unique<CountingPass>("second");
+  CountingPass* ran_first = first.get();
+  CountingPass* ran_second = second.get();
+  std::vector<std::unique_ptr<Pass>> passes;
+  passes.push_back(std::move(first));
+  passes.push_back(std::move(second));
+  class RaiseAfterFirst : public Instrument {
+   public:
+    void after_pass(const Pass& p, RunContext&, PassMode, double) override {
+      if (p.name() == "first") std::raise(SIGINT);
+    }
+  };
+  Instruments instruments;
+  instruments.add(std::make_unique<RaiseAfterFirst>());
+  instruments.add(std::make_unique<StopOnInterrupt>());
+  int signal = 0;
+  try {
+    run_passes(*c, passes, instruments);
+  } catch (const StopRequested& stop) {
+    signal = stop.signal;
+  }
+  clear_interrupt();
+  catch_interrupts();  // SA_RESETHAND took the handler away
+  EXPECT_EQ(signal, SIGINT);
+  EXPECT_EQ(ran_first->runs, 1);
+  EXPECT_EQ(ran_second->runs, 0);
 }
 
 TEST(ProgressPrinterTest, PrintsOneLineAnEpochAndWhatPassesSay) {

@@ -28,6 +28,7 @@
 #include <shrink/config/data_options.hpp>
 #include <shrink/core/options.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,12 @@ struct StageSpec {
   bool remove_channels = false;
   std::string where;  // file:line:column of the stage
 };
+
+// Bounds of size-like settings: past them a value is a typo (threads: 100000 would start as many
+// threads and hang; resize: 100000 would ask for terabytes), refused with its file:line:column.
+constexpr int kMaxThreads = 256;
+constexpr int64_t kMaxImageSide = 4096;
+constexpr int64_t kMaxChannels = 64;
 
 struct Experiment {
   std::string file;

@@ -22,7 +22,13 @@ struct Dataset {
 // the file and what is wrong with it.
 at::Tensor read_idx(const std::string& file);
 
-// The training (train = true) or test split, prepared as the options say.
-Dataset load_dataset(const DataOptions& options, bool train);
+// The training (train = true) or test split, prepared as the options say. The labels must be
+// integer class indices in [0, classes) (`classes` = 0: not known, then only >= 0); a bad one is
+// a shrink::Error naming the file and the sample.
+Dataset load_dataset(const DataOptions& options, bool train, int64_t classes = 0);
+
+// The shape of one training sample as the options prepare it ([C, H, W]), read from the IDX
+// header alone (a tensors file is read whole): what the plan check runs through the model.
+std::vector<int64_t> sample_shape(const DataOptions& options);
 
 }  // namespace shrink

@@ -5,6 +5,7 @@
 
 #include <shrink/core/op_instance.hpp>
 
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,7 +20,7 @@ namespace shrink {
 class Model {
  public:
   // Loads a TorchScript file (torch.jit.script or torch.jit.trace). Throws shrink::Error naming
-  // the file and what is wrong.
+  // the file and what is wrong, a parameter or buffer holding NaN or inf included.
   static Model load(const std::string& path);
 
   Model(Model&&) noexcept;
@@ -41,6 +42,15 @@ class Model {
 // Loads a TorchScript file as it is (no op discovery). Throws shrink::Error, one line naming the
 // file: "<path>: no such file (...)" or "<path>: not a loadable TorchScript model: <why>".
 torch::jit::Module load_torchscript(const std::string& path);
+
+// Saves `module` to `path` with write_file_atomically (core/files.hpp): serialized in memory first,
+// so that a full disk is one shrink::Error and `path` is either the whole model or as it was.
+void save_torchscript(const torch::jit::Module& module, const std::string& path);
+
+// The line that says what went wrong in an error from a TorchScript forward ("Given groups=1,
+// weight of size ...": the last "RuntimeError: ..." line of the interpreter's traceback), or the
+// first line of any other error.
+std::string interpreter_error_line(const std::exception& e);
 
 // "__torch__.torch.nn.modules.conv.___torch_mangle_0.Conv2d" -> "Conv2d".
 std::string op_type_from_qualified_name(const std::string& qualified_name);

@@ -30,6 +30,7 @@ struct RunOptions {
   std::string out_dir;            // overrides export.dir when non-empty
   bool print_plan = false;        // check everything, print the resolved pipeline, run nothing
   bool resume = false;            // continue from <out>/checkpoint.pt
+  bool fresh = false;             // discard <out>/checkpoint.pt and start over
   int64_t stop_after_epochs = 0;  // stop (resumably) after this many epochs in all; 0: never
   std::ostream* out = nullptr;    // where progress and the plan go; nullptr: std::cout
 };
@@ -42,7 +43,9 @@ struct RunSummary {
   double baseline_seconds_per_epoch = 0;
   double compressed_seconds_per_epoch = 0;
   std::string exported_file;  // model_qat.pt; model_fp32.pt without compress stages; "" if none
-  bool stopped = false;       // stop_after_epochs was reached; no results were written
+  bool stopped = false;       // stop_after_epochs or a signal; no results were written
+  int interrupted = 0;        // the signal that stopped the run (SIGINT, SIGTERM), or 0
+  std::string checkpoint;     // when stopped: what <out>/checkpoint.pt holds; "" when none
   std::string out_dir;
 };
 
@@ -79,8 +82,9 @@ struct RunContext {
   const Experiment* experiment = nullptr;
   const RunOptions* options = nullptr;
   std::string out_dir;  // where results go
-  std::string staging;  // where they are written first (out_dir + ".partial")
+  std::string staging;  // where they are written first (<out_dir>/.staging.<pid>)
   std::unique_ptr<Model> model;
+  int64_t classes = 0;               // the model's outputs (plan check); 0: not known
   std::vector<CheckedStage> stages;  // one per experiment->compress entry
   Dataset train;
   Dataset test;

@@ -46,9 +46,11 @@ struct EpochEnd {
   torch::optim::Optimizer* optimizer = nullptr;  // its state belongs in a checkpoint
 };
 
-// Thrown by an instrument to end the run early and resumably (stop-after-epochs); the run writes
-// no results.
-struct StopRequested {};
+// Thrown by an instrument to end the run early and resumably (stop-after-epochs, Ctrl-C); the run
+// writes no results.
+struct StopRequested {
+  int signal = 0;  // the signal that asked for it (StopOnInterrupt), 0 for stop-after-epochs
+};
 
 class Instrument {
  public:

@@ -6,6 +6,7 @@
 #include <shrink/run/context.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -17,6 +18,11 @@ class Model;
 // Throws shrink::Error, naming the stage and the file:line:column of what is wrong.
 std::vector<CheckedStage> check_stages(const Experiment& experiment, const Model& model,
                                        PluginRegistry& registry);
+
+// Runs one sample of the experiment's data (zeros of data's prepared sample shape) through the
+// model in eval mode: the number of classes (the model's output is [1, classes]). Throws
+// shrink::Error in one line when the model does not take the data or gives no logits.
+int64_t check_model_on_data(const Experiment& experiment, Model& model);
 
 // "compress[i]": how messages, passes and the report name stage `i`.
 std::string stage_name(std::size_t i);

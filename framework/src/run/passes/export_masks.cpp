@@ -1,4 +1,5 @@
 #include <shrink/core/error.hpp>
+#include <shrink/core/files.hpp>
 #include <shrink/run/context.hpp>
 #include <shrink/run/passes.hpp>
 
@@ -8,7 +9,6 @@
 #include <torch/serialize.h>
 
 #include <filesystem>
-#include <fstream>
 
 namespace shrink {
 
@@ -26,9 +26,7 @@ void ExportMasksPass::run(RunContext& c) {
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(all));
   std::filesystem::create_directories(c.staging);
   const std::filesystem::path file = std::filesystem::path(c.staging) / "masks.pt";
-  std::ofstream out(file, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  SHRINK_CHECK(out.good(), file.string() << ": cannot be written");
+  write_file_atomically(file, std::string_view(bytes.data(), bytes.size()));
 }
 
 }  // namespace shrink

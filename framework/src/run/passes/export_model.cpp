@@ -50,7 +50,7 @@ void ExportModelPass::run(RunContext& c) {
   }
   std::filesystem::create_directories(c.staging);
   const std::filesystem::path file = std::filesystem::path(c.staging) / c.summary.exported_file;
-  c.model->module().save(file.string());
+  save_torchscript(c.model->module(), file.string());
   // Check what was written: reload it as a user would and score it.
   auto reloaded = std::make_unique<Model>(Model::load(file.string()));
   if (c.experiment->evaluate) score_reloaded(c, *reloaded, quantized);

@@ -46,8 +46,8 @@ void PrepareDataPass::run(RunContext& c) {
   torch::jit::setGraphExecutorOptimize(false);
   at::globalContext().setFlushDenormal(true);
   torch::manual_seed(static_cast<uint64_t>(x.seed));
-  c.train = load_dataset(x.data, true);
-  c.test = load_dataset(x.data, false);
+  c.train = load_dataset(x.data, true, c.classes);
+  c.test = load_dataset(x.data, false, c.classes);
   std::ostringstream line;
   line << "data: " << c.train.size() << " training, " << c.test.size() << " test samples of shape "
        << c.train.inputs.sizes().slice(1);

@@ -1,0 +1,131 @@
+// Data as it loads: labels checked against the model's classes, IDX headers checked before their
+// bodies are read, a split that cannot fit in memory refused in one line.
+#include <shrink/core/error.hpp>
+#include <shrink/data/dataset.hpp>
+
+#include <gtest/gtest.h>
+#include <torch/serialize.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+template <typename Body>
+std::string error_of(Body&& body) {
+  try {
+    body();
+  } catch (const shrink::Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+class DatasetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("shrink_data_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // torch.save((inputs, targets)) as Python writes it.
+  std::string tensors_file(const at::Tensor& inputs, const at::Tensor& targets) {
+    const fs::path file = dir_ / "data.pt";
+    const std::vector<char> bytes =
+        torch::pickle_save(c10::ivalue::Tuple::create({inputs, targets}));
+    std::ofstream(file, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return file.string();
+  }
+  shrink::DataOptions tensors(const at::Tensor& inputs, const at::Tensor& targets) {
+    shrink::DataOptions o;
+    o.format = "tensors";
+    o.path = o.test_path = tensors_file(inputs, targets);
+    return o;
+  }
+  // An IDX file of unsigned bytes: the header for `shape`, then `body_bytes` zeros.
+  void idx_file(const std::string& name, const std::vector<uint32_t>& shape,
+                std::size_t body_bytes) {
+    std::ofstream out(dir_ / name, std::ios::binary);
+    const unsigned char magic[4] = {0, 0, 0x08, static_cast<unsigned char>(shape.size())};
+    out.write(reinterpret_cast<const char*>(magic), 4);
+    for (uint32_t d : shape) {
+      const unsigned char be[4] = {
+          static_cast<unsigned char>(d >> 24), static_cast<unsigned char>(d >> 16),
+          static_cast<unsigned char>(d >> 8), static_cast<unsigned char>(d)};
+      out.write(reinterpret_cast<const char*>(be), 4);
+    }
+    out << std::string(body_bytes, '\0');
+  }
+  fs::path dir_;
+};
+
+TEST_F(DatasetTest, LabelsOutsideTheModelsClassesNameFileAndSample) {
+  const at::Tensor x = torch::rand({6, 1, 4, 4});
+  auto o = tensors(x, torch::tensor({0, 1, 2, 200, 3, 4}, torch::kLong));
+  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, false, 10); }),
+            o.path + ": label 200 of sample 3 is outside [0, 10), the model's 10 classes");
+  o = tensors(x, torch::tensor({0, -5, 2, 1, 3, 4}, torch::kLong));
+  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 0); }),
+            o.path + ": label -5 of sample 1 is negative");
+  o = tensors(x, torch::tensor({-100, -100, -100, -100, -100, -100}, torch::kLong));
+  EXPECT_NE(error_of([&] { shrink::load_dataset(o, false, 10); }).find("label -100 of sample 0"),
+            std::string::npos);
+  o = tensors(x, torch::tensor({0.0, 3.7, 2.0, 1.0, 3.0, 4.0}));
+  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+            o.path + ": the labels are Float, expected integer class indices");
+  o = tensors(x, torch::tensor({0, 9, 2, 1, 3, 4}, torch::kInt));
+  const shrink::Dataset d = shrink::load_dataset(o, true, 10);
+  EXPECT_EQ(d.targets.scalar_type(), at::kLong);
+  EXPECT_EQ(d.targets[1].item<int64_t>(), 9);
+}
+
+TEST_F(DatasetTest, AnIdxHeaderPromisingMoreThanMemoryIsRefusedBeforeItsBody) {
+  // 100000^3 bytes: a gzip bomb's or a corrupt header's promise; nothing is allocated.
+  idx_file("huge", {100000, 100000, 100000}, 16);
+  const std::string why = error_of([&] { shrink::read_idx((dir_ / "huge").string()); });
+  EXPECT_NE(why.find("the IDX header promises 1e+15 bytes, more than this machine's memory"),
+            std::string::npos)
+      << why;
+  idx_file("long", {2, 3}, 7);
+  EXPECT_EQ(error_of([&] { shrink::read_idx((dir_ / "long").string()); }),
+            (dir_ / "long").string() + ": more bytes of data, the header promises 6");
+  idx_file("short", {2, 3}, 5);
+  EXPECT_EQ(error_of([&] { shrink::read_idx((dir_ / "short").string()); }),
+            (dir_ / "short").string() + ": 5 bytes of data, the header promises 6");
+  idx_file("right", {2, 3}, 6);
+  EXPECT_EQ(shrink::read_idx((dir_ / "right").string()).sizes(), c10::IntArrayRef({2, 3}));
+}
+
+TEST_F(DatasetTest, ASplitThatCannotFitInMemoryIsOneLine) {
+  // 1000 tiny samples that resize and channel replication would blow up to 4.3 TB.
+  auto o = tensors(torch::rand({1000, 1, 1, 1}), torch::zeros({1000}, torch::kLong));
+  o.resize = 4096;
+  o.channels = 64;
+  const std::string why = error_of([&] { shrink::load_dataset(o, true, 10); });
+  EXPECT_NE(why.find(": 1000 samples of [64, 4096, 4096] need 4294.97 GB as float32, more than "
+                     "half this machine's"),
+            std::string::npos)
+      << why;
+}
+
+TEST_F(DatasetTest, SampleShapeComesFromTheHeaderAndTheOptions) {
+  idx_file("train-images-idx3-ubyte", {3, 28, 28}, 3 * 28 * 28);
+  shrink::DataOptions o;
+  o.path = dir_.string();
+  EXPECT_EQ(shrink::sample_shape(o), (std::vector<int64_t>{1, 28, 28}));
+  o.resize = 32;
+  o.channels = 3;
+  EXPECT_EQ(shrink::sample_shape(o), (std::vector<int64_t>{3, 32, 32}));
+  auto t = tensors(torch::rand({4, 2, 5, 6}), torch::zeros({4}, torch::kLong));
+  EXPECT_EQ(shrink::sample_shape(t), (std::vector<int64_t>{2, 5, 6}));
+}
+
+}  // namespace
