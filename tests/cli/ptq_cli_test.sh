@@ -213,7 +213,7 @@ torch.save((x, torch.randint(0, 10, (64,))), sys.argv[1])
 PY
 expect_error nan "nan.pt: the inputs contain NaN or infinity" \
   "$src/configs/ptq_quickstart.yaml" --set "model=$model_dir/mnist.pt" --set pretrain=null \
-  --set data.format=tensors --set "data.path=$work/nan.pt"
+  --set data.format=tensors --set "data.path=$work/nan.pt" --set data.test_path=train
 # A 4-bit site cannot become int8: said before anything trains.
 expect_error four_bit "compress\[0\]: conv1._input_0 is a 4-bit site; export.int8 needs 8-bit sites" \
   "$src/configs/ptq_quickstart.yaml" "${short[@]}" --set compress.0.config_list.0.quant_dtype=int4

@@ -397,7 +397,16 @@ void read_export(const MapReader& r, const std::string& path, const std::string&
 
 Experiment Experiment::load(const std::string& path, const std::vector<std::string>& overrides) {
   SHRINK_CHECK(fs::exists(path), path << ": no such experiment file");
-  YAML::Node root = detail::load_yaml_file(path);
+  return from_yaml(detail::load_yaml_file(path), path, overrides);
+}
+
+Experiment Experiment::parse(const std::string& text, const std::string& path,
+                             const std::vector<std::string>& overrides) {
+  return from_yaml(detail::load_yaml_text(text, path), path, overrides);
+}
+
+Experiment Experiment::from_yaml(YAML::Node root, const std::string& path,
+                                 const std::vector<std::string>& overrides) {
   SHRINK_CHECK(root.IsMap(), path << ": expected a mapping with model, data, compress, ...");
   detail::OverrideScope override_scope;
   for (const auto& o : overrides) apply_override(root, o);

@@ -3,11 +3,10 @@
 #include <shrink/core/version.hpp>
 #include <shrink/host/host_api.hpp>
 #include <shrink/host/plugin_registry.hpp>
+#include <shrink/host/shared_library.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
-
-#include <elf.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -23,60 +22,11 @@ namespace fs = std::filesystem;
 namespace shrink {
 namespace {
 
-#if defined(__x86_64__)
-constexpr uint16_t kHostMachine = EM_X86_64;
-#elif defined(__aarch64__)
-constexpr uint16_t kHostMachine = EM_AARCH64;
-#else
-#error "Shrink's plugin loader knows x86_64 and aarch64 only"
-#endif
-
 // Libraries are never unloaded: dlclose of a library that links LibTorch crashes at exit
 // (pytorch#46171). The vector is leaked on purpose so no destructor runs at exit either.
 std::vector<boost::dll::shared_library>& keep_loaded() {
   static auto* libraries = new std::vector<boost::dll::shared_library>();
   return *libraries;
-}
-
-// Checks that `file` is a complete shared object for this machine before dlopen sees it: glibc
-// maps a truncated library and then dies of SIGBUS, so a corrupt file must be caught here.
-// Returns "" or what is wrong.
-std::string check_elf(const std::string& file) {
-  std::ifstream in(file, std::ios::binary | std::ios::ate);
-  if (!in) return "cannot be read";
-  const auto size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
-  Elf64_Ehdr header;
-  in.read(reinterpret_cast<char*>(&header), sizeof(header));
-  if (in.gcount() < 4 || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
-    return "not a shared library (no ELF header); skipped";
-  }
-  if (static_cast<std::size_t>(in.gcount()) < sizeof(header)) {
-    return "corrupt shared library: truncated ELF header";
-  }
-  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_machine != kHostMachine) {
-    return "shared library for another machine (ELF class " +
-           std::to_string(header.e_ident[EI_CLASS]) + ", machine " +
-           std::to_string(header.e_machine) + ")";
-  }
-  if (header.e_type != ET_DYN) return "an ELF file but not a shared library";
-  if (header.e_phoff + uint64_t{header.e_phnum} * header.e_phentsize > size ||
-      header.e_shoff + uint64_t{header.e_shnum} * header.e_shentsize > size) {
-    return "corrupt shared library: truncated (" + std::to_string(size) +
-           " bytes, its headers point past the end)";
-  }
-  for (uint16_t i = 0; i < header.e_phnum; ++i) {
-    Elf64_Phdr ph;
-    in.seekg(static_cast<std::streamoff>(header.e_phoff + uint64_t{i} * header.e_phentsize));
-    in.read(reinterpret_cast<char*>(&ph), sizeof(ph));
-    if (static_cast<std::size_t>(in.gcount()) < sizeof(ph))
-      return "corrupt shared library: bad program header";
-    if (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > size) {
-      return "corrupt shared library: truncated (" + std::to_string(size) +
-             " bytes, a segment ends at " + std::to_string(ph.p_offset + ph.p_filesz) + ")";
-    }
-  }
-  return "";
 }
 
 // "torch=1.13.1;cxx11_abi=1;compiler=gcc 12.2" -> value of `key`, or "" when absent.
@@ -466,7 +416,7 @@ bool PluginRegistry::load_file(const std::string& given, PathOrigin origin, bool
   }
   seen_files_[file] = true;
   if (ec || !fs::is_regular_file(file, ec)) return fail(candidate, "not a regular file");
-  std::string problem = check_elf(file);
+  std::string problem = check_shared_library(file);
   if (!problem.empty()) return fail(candidate, problem);
   // From here on the library stays loaded, accepted or not.
   const shrink_plugin_descriptor* d = open_plugin(file, problem);

@@ -116,6 +116,18 @@ void remove_leftover_staging(const std::string& out_dir) {
   }
 }
 
+// A run that ends without results removes what it staged, and the output folder itself when it
+// made it and nothing but its lock is there (no checkpoint yet): a refused run leaves no trace.
+void abandon(const RunContext& c, bool created_folder) {
+  std::error_code ec;
+  fs::remove_all(c.staging, ec);
+  if (!created_folder) return;
+  for (const auto& entry : fs::directory_iterator(c.out_dir, ec)) {
+    if (entry.path().filename() != ".shrink.lock") return;
+  }
+  fs::remove_all(c.out_dir, ec);
+}
+
 void finish_stopped(RunContext& c, int signal) {
   c.summary.stopped = true;
   c.summary.interrupted = signal;
@@ -143,20 +155,20 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
     print_plan(experiment, *c.model, c.stages, out);
     return c.summary;
   }
+  const bool created = !fs::exists(c.out_dir);
   FolderLock lock(c.out_dir);
   check_earlier_checkpoint(c);
   remove_leftover_staging(c.out_dir);
   c.staging = (fs::path(c.out_dir) / (".staging." + std::to_string(getpid()))).string();
   Instruments instruments = default_instruments(c, out);
   const auto passes = build_passes(c);
-  std::error_code ec;
   try {
     run_passes(c, passes, instruments);
   } catch (const StopRequested& stop) {
-    fs::remove_all(c.staging, ec);
+    abandon(c, created);
     finish_stopped(c, stop.signal);
   } catch (...) {
-    fs::remove_all(c.staging, ec);
+    abandon(c, created);
     throw;
   }
   c.summary.out_dir = c.out_dir;

@@ -32,6 +32,10 @@
 #include <string>
 #include <vector>
 
+namespace YAML {
+class Node;
+}
+
 namespace shrink {
 
 struct OptimizerSpec {
@@ -123,6 +127,13 @@ struct Experiment {
   // Reads and validates `path`, applying `overrides` ("key.path=value", value parsed as YAML)
   // first. Throws shrink::Error with "file:line:column: key: what is wrong (allowed: ...)".
   static Experiment load(const std::string& path, const std::vector<std::string>& overrides = {});
+  // The same for YAML text, read as if it were the file `path` (relative paths resolve beside it).
+  static Experiment parse(const std::string& text, const std::string& path,
+                          const std::vector<std::string>& overrides = {});
+
+ private:
+  static Experiment from_yaml(YAML::Node root, const std::string& path,
+                              const std::vector<std::string>& overrides);
 };
 
 }  // namespace shrink

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# libFuzzer (clang, with ASan and UBSan) on Shrink's readers of untrusted input: the YAML
+# experiment with --set overrides, the config_list parser and planner, the IDX and tensors
+# readers, the plugin file checks before dlopen (tests/fuzz/targets.hpp). Not part of the test
+# run; the inputs it keeps are (tests/fuzz/replay_test.cpp).
+#   scripts/fuzz.sh                      # every target for 600 s
+#   scripts/fuzz.sh 60 idx tensors       # 60 s each, two targets
+# The corpus grows in build-fuzz/corpus/<target>/ from tests/fuzz/seeds/<target>/ and is kept
+# between runs; a crash's input lands in build-fuzz/crashes/<target>/. Fix it, then copy the input
+# into tests/fuzz/regressions/<target>/ so that the normal test run replays it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-600}
+shift || true
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || targets=(experiment config_list idx tensors plugin_file)
+scripts/setup.sh >/dev/null
+if [ ! -f build-fuzz/build.ninja ]; then
+  CC=clang CXX=clang++ cmake -S tests/fuzz -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+fi
+cmake --build build-fuzz -j "$(nproc)"
+export ASAN_OPTIONS="detect_odr_violation=0"
+export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "build-fuzz/corpus/$t" "build-fuzz/crashes/$t"
+  echo "== fuzz_$t for ${seconds}s"
+  if ! build-fuzz/fuzz_$t -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
+      -max_len=65536 -print_final_stats=1 -artifact_prefix="build-fuzz/crashes/$t/" \
+      "build-fuzz/corpus/$t" "tests/fuzz/seeds/$t" 2>"build-fuzz/fuzz_$t.log"; then
+    echo "fuzz_$t found a crash: build-fuzz/crashes/$t/ (log: build-fuzz/fuzz_$t.log)"
+    status=1
+  fi
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "build-fuzz/fuzz_$t.log" || true
+done
+exit $status

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test suite under AddressSanitizer and UndefinedBehaviorSanitizer: a build of its own in
+# build-asan/ (the framework, the CLI, every plugin and test plugin instrumented), then its tests.
+#   scripts/sanitize.sh            # the unit tests (shrink_tests) and the CLI tests that train
+#                                  # little: what CI runs
+#   scripts/sanitize.sh --all      # every test, the long CLI ones too
+# Any finding fails the run: ASan aborts on the first error, UBSan does not recover. LeakSanitizer
+# reports only leaks in Shrink's own code (tests/sanitizers/lsan.supp lists LibTorch's and
+# Python's start-up allocations, which live for the process by design).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+if [ ! -f build-asan/build.ninja ]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHRINK_SANITIZE=ON
+fi
+cmake --build build-asan -j "$(nproc)"
+export ASAN_OPTIONS="abort_on_error=0:halt_on_error=1:detect_odr_violation=0:detect_leaks=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
+# Python (the fixtures' eval scripts) is not instrumented: the runtime must not be preloaded there.
+selection=(-E '^(out_of_tree|cli\.(run|ptq|int8_models|lowbit|prune|run_formats))')
+[ "${1:-}" = "--all" ] && selection=()
+ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "${selection[@]}"

@@ -1,0 +1,34 @@
+// Every input the fuzzers keep (tests/fuzz/regressions/<target>/: inputs that once crashed, kept
+// once fixed) and the seed corpus (tests/fuzz/seeds/<target>/) replayed through the same targets in
+// the normal test run: read or refused in one line, nothing else.
+#include "targets.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#ifndef SHRINK_FUZZ_DIR
+#error "SHRINK_FUZZ_DIR: tests/fuzz"
+#endif
+
+namespace fs = std::filesystem;
+
+TEST(FuzzReplayTest, KeptInputsAreReadOrRefusedInOneLine) {
+  int replayed = 0;
+  for (const shrink_fuzz::Target& target : shrink_fuzz::targets()) {
+    for (const char* kind : {"regressions", "seeds"}) {
+      const fs::path dir = fs::path(SHRINK_FUZZ_DIR) / kind / target.name;
+      if (!fs::is_directory(dir)) continue;
+      for (const auto& entry : fs::directory_iterator(dir)) {
+        std::ifstream in(entry.path(), std::ios::binary);
+        const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+        EXPECT_NO_THROW(target.run(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()))
+            << target.name << ": " << entry.path();
+        ++replayed;
+      }
+    }
+  }
+  EXPECT_GT(replayed, 5) << "no seeds found under " << SHRINK_FUZZ_DIR;
+}

@@ -1,0 +1,117 @@
+#include "targets.hpp"
+
+#include <shrink/config/config_list.hpp>
+#include <shrink/config/experiment.hpp>
+#include <shrink/core/error.hpp>
+#include <shrink/core/op_instance.hpp>
+#include <shrink/data/dataset.hpp>
+#include <shrink/host/shared_library.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#ifndef SHRINK_FUZZ_EXPERIMENT_PATH
+#error "SHRINK_FUZZ_EXPERIMENT_PATH: where the fuzzed experiment pretends to live (configs/)"
+#endif
+
+namespace shrink_fuzz {
+
+namespace {
+
+std::string text(const uint8_t* data, std::size_t size) {
+  return std::string(reinterpret_cast<const char*>(data), size);
+}
+
+// The input as a file (the readers take paths), in a folder of this process's own.
+std::string as_file(const uint8_t* data, std::size_t size, const char* name) {
+  static const std::filesystem::path dir = [] {
+    const std::filesystem::path d =
+        std::filesystem::temp_directory_path() / ("shrink_fuzz_" + std::to_string(getpid()));
+    std::filesystem::create_directories(d);
+    return d;
+  }();
+  const std::filesystem::path file = dir / name;
+  std::ofstream(file, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  return file.string();
+}
+
+template <typename Body>
+void refused_is_fine(Body&& body) {
+  try {
+    body();
+  } catch (const shrink::Error&) {
+    // Refused in one line: what bad input should get.
+  }
+}
+
+// The quick-start net's ops, as Model::load finds them.
+const std::vector<shrink::OpInstance>& mnist_ops() {
+  static const std::vector<shrink::OpInstance> ops = [] {
+    std::vector<shrink::OpInstance> v;
+    for (const char* conv : {"conv1", "conv2"}) v.push_back({conv, "Conv2d", false, true, true});
+    for (const char* fc : {"fc1", "fc2"}) v.push_back({fc, "Linear", false, true, true});
+    for (const char* relu : {"relu1", "relu2", "relu3"}) v.push_back({relu, "ReLU6"});
+    v.push_back({"pool1", "MaxPool2d"});
+    v.push_back({"flatten", "flatten", true});
+    v.push_back({"add", "add", true});
+    return v;
+  }();
+  return ops;
+}
+
+}  // namespace
+
+void experiment(const uint8_t* data, std::size_t size) {
+  const std::string all = text(data, size);
+  const std::size_t nul = all.find('\0');
+  std::vector<std::string> overrides;
+  if (nul != std::string::npos) {
+    std::size_t at = nul + 1;
+    while (at <= all.size()) {
+      const std::size_t next = std::min(all.find('\0', at), all.size());
+      overrides.push_back(all.substr(at, next - at));
+      at = next + 1;
+    }
+  }
+  refused_is_fine([&] {
+    shrink::Experiment::parse(all.substr(0, nul), SHRINK_FUZZ_EXPERIMENT_PATH, overrides);
+  });
+}
+
+void config_list(const uint8_t* data, std::size_t size) {
+  refused_is_fine([&] {
+    const shrink::ConfigList list = shrink::ConfigList::parse_text(text(data, size), "fuzz.yaml");
+    refused_is_fine([&] { shrink::plan_sites(list, mnist_ops()); });
+    refused_is_fine([&] { shrink::plan_pruning(list, mnist_ops()); });
+  });
+}
+
+void idx(const uint8_t* data, std::size_t size) {
+  const std::string file = as_file(data, size, "data-idx");
+  refused_is_fine([&] { shrink::read_idx(file); });
+}
+
+void tensors(const uint8_t* data, std::size_t size) {
+  shrink::DataOptions options;
+  options.format = "tensors";
+  options.path = options.test_path = as_file(data, size, "data.pt");
+  refused_is_fine([&] { shrink::load_dataset(options, true, 10); });
+}
+
+void plugin_file(const uint8_t* data, std::size_t size) {
+  shrink::check_shared_library(as_file(data, size, "plugin.so"));
+}
+
+const std::vector<Target>& targets() {
+  static const std::vector<Target> all = {{"experiment", experiment},
+                                          {"config_list", config_list},
+                                          {"idx", idx},
+                                          {"tensors", tensors},
+                                          {"plugin_file", plugin_file}};
+  return all;
+}
+
+}  // namespace shrink_fuzz
