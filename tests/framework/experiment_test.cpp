@@ -48,6 +48,15 @@ class ExperimentTest : public ::testing::Test {
     return "<no error>";
   }
 
+  std::string error_of_file(const std::string& file) {
+    try {
+      shrink::Experiment::load(file);
+    } catch (const shrink::Error& e) {
+      return e.what();
+    }
+    return "<no error>";
+  }
+
   // The message of the error checking the whole run (plugins, sites) throws, or "<no error>".
   std::string plan_error_of(const std::string& yaml) {
     auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
@@ -210,6 +219,22 @@ TEST_F(ExperimentTest, DuplicateKeysAtAnyDepthAreRefusedWithBothPlaces) {
              "--set 'finetune={steps: 1, steps: 2}':1:12: steps: given twice (first at 1:2)");
   // The same key in different mappings, and aliases, are fine.
   EXPECT_EQ(error_of(kGood + "threads: &n 1\nseed: *n\n"), "<no error>");
+  // A list as a key, and aliases that expand past a million values (the readers expand them).
+  EXPECT_EQ(error_of(kGood + "? [a]\n: 1\n"),
+            file + ":15:3: a key must be a plain value, not a list or mapping");
+  std::string laughs = "l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n";
+  for (int i = 1; i < 8; ++i) {
+    const std::string prev = "*l" + std::to_string(i - 1);
+    laughs += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [" + prev;
+    for (int k = 1; k < 10; ++k) laughs += ", " + prev;
+    laughs += "]\n";
+  }
+  EXPECT_HAS(error_of(kGood + laughs),
+             ": the document expands to more than 1000000 values through its aliases");
+  EXPECT_HAS(error_of(kGood, {"plugin_paths=[[a]]"}), "plugin_paths: expected a list of strings");
+  fs::create_directories(dir_ / "folder.yaml");
+  EXPECT_EQ(error_of_file((dir_ / "folder.yaml").string()),
+            (dir_ / "folder.yaml").string() + ": a folder, expected a YAML file");
 }
 
 TEST_F(ExperimentTest, TensorsDataSaysWhichFileIsTheTestSplit) {

@@ -2,10 +2,13 @@
 
 #include <shrink/core/error.hpp>
 #include <shrink/host/quantizer_instance.hpp>
+#include <shrink/host/shared_library.hpp>
 
+#include <elf.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -127,6 +130,25 @@ TEST(PluginRegistryTest, RejectsCorruptSharedLibrary) {
   ASSERT_EQ(registry->failures().size(), 1u);
   EXPECT_TRUE(contains(registry->failures()[0].message, "corrupt shared library: truncated"))
       << registry->failures()[0].message;
+}
+
+// Header offsets chosen so that offset + count * size wraps around 2^64 and lands inside the file:
+// the check must not be fooled into letting dlopen map it.
+TEST(PluginRegistryTest, HeaderOffsetsThatOverflowAreTruncation) {
+  TempDir dir;
+  const fs::path good = fs::path(test_plugins("c_round")) / "c_round.so";
+  std::ifstream in(good, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Elf64_Ehdr header;
+  std::memcpy(&header, bytes.data(), sizeof header);
+  header.e_phoff = ~uint64_t{0} - 8;  // + e_phnum * e_phentsize wraps to a small number
+  std::memcpy(&bytes[0], &header, sizeof header);
+  const fs::path file = dir.path() / "wrapped.so";
+  std::ofstream(file, std::ios::binary) << bytes;
+  EXPECT_EQ(shrink::check_shared_library(file.string()),
+            "corrupt shared library: truncated (" + std::to_string(bytes.size()) +
+                " bytes, its headers point past the end)");
+  EXPECT_EQ(shrink::check_shared_library(good.string()), "");
 }
 
 TEST(PluginRegistryTest, MissingExplicitPathIsARequestedFailure) {

@@ -1,6 +1,7 @@
 // Every input the fuzzers keep (tests/fuzz/regressions/<target>/: inputs that once crashed, kept
 // once fixed) and the seed corpus (tests/fuzz/seeds/<target>/) replayed through the same targets in
-// the normal test run: read or refused in one line, nothing else.
+// the normal test run: read or refused in one line, nothing else. A seed named bad_* must be
+// refused, any other seed read (so that the fuzzers start from inputs that go deep).
 #include "targets.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <string>
 
 #ifndef SHRINK_FUZZ_DIR
 #error "SHRINK_FUZZ_DIR: tests/fuzz"
@@ -24,8 +26,14 @@ TEST(FuzzReplayTest, KeptInputsAreReadOrRefusedInOneLine) {
       for (const auto& entry : fs::directory_iterator(dir)) {
         std::ifstream in(entry.path(), std::ios::binary);
         const std::string bytes{std::istreambuf_iterator<char>(in), {}};
-        EXPECT_NO_THROW(target.run(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()))
+        bool read = false;
+        EXPECT_NO_THROW(
+            read = target.run(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()))
             << target.name << ": " << entry.path();
+        if (std::string(kind) == "seeds") {
+          const bool bad = entry.path().filename().string().rfind("bad_", 0) == 0;
+          EXPECT_EQ(read, !bad) << target.name << ": " << entry.path();
+        }
         ++replayed;
       }
     }

@@ -24,26 +24,42 @@ std::string text(const uint8_t* data, std::size_t size) {
   return std::string(reinterpret_cast<const char*>(data), size);
 }
 
-// The input as a file (the readers take paths), in a folder of this process's own.
+// A folder of this process's own for the inputs as files (the readers take paths), removed when
+// the process ends.
+class Scratch {
+ public:
+  Scratch()
+      : dir_(std::filesystem::temp_directory_path() / ("shrink_fuzz_" + std::to_string(getpid()))) {
+    std::filesystem::create_directories(dir_);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::string write(const uint8_t* data, std::size_t size, const char* name) const {
+    const std::filesystem::path file = dir_ / name;
+    std::ofstream(file, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+    return file.string();
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
+
 std::string as_file(const uint8_t* data, std::size_t size, const char* name) {
-  static const std::filesystem::path dir = [] {
-    const std::filesystem::path d =
-        std::filesystem::temp_directory_path() / ("shrink_fuzz_" + std::to_string(getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  const std::filesystem::path file = dir / name;
-  std::ofstream(file, std::ios::binary | std::ios::trunc)
-      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  return file.string();
+  static const Scratch scratch;
+  return scratch.write(data, size, name);
 }
 
+// Whether `body` read its input; a shrink::Error is a refusal, what bad input should get.
 template <typename Body>
-void refused_is_fine(Body&& body) {
+bool read_or_refused(Body&& body) {
   try {
     body();
+    return true;
   } catch (const shrink::Error&) {
-    // Refused in one line: what bad input should get.
+    return false;
   }
 }
 
@@ -64,7 +80,7 @@ const std::vector<shrink::OpInstance>& mnist_ops() {
 
 }  // namespace
 
-void experiment(const uint8_t* data, std::size_t size) {
+bool experiment(const uint8_t* data, std::size_t size) {
   const std::string all = text(data, size);
   const std::size_t nul = all.find('\0');
   std::vector<std::string> overrides;
@@ -76,33 +92,36 @@ void experiment(const uint8_t* data, std::size_t size) {
       at = next + 1;
     }
   }
-  refused_is_fine([&] {
+  return read_or_refused([&] {
     shrink::Experiment::parse(all.substr(0, nul), SHRINK_FUZZ_EXPERIMENT_PATH, overrides);
   });
 }
 
-void config_list(const uint8_t* data, std::size_t size) {
-  refused_is_fine([&] {
-    const shrink::ConfigList list = shrink::ConfigList::parse_text(text(data, size), "fuzz.yaml");
-    refused_is_fine([&] { shrink::plan_sites(list, mnist_ops()); });
-    refused_is_fine([&] { shrink::plan_pruning(list, mnist_ops()); });
-  });
+bool config_list(const uint8_t* data, std::size_t size) {
+  shrink::ConfigList list;
+  if (!read_or_refused([&] { list = shrink::ConfigList::parse_text(text(data, size), "fuzz"); })) {
+    return false;
+  }
+  // A list is for quantization or for pruning: read when one of the two plans it.
+  const bool sites = read_or_refused([&] { shrink::plan_sites(list, mnist_ops()); });
+  const bool pruning = read_or_refused([&] { shrink::plan_pruning(list, mnist_ops()); });
+  return sites || pruning;
 }
 
-void idx(const uint8_t* data, std::size_t size) {
+bool idx(const uint8_t* data, std::size_t size) {
   const std::string file = as_file(data, size, "data-idx");
-  refused_is_fine([&] { shrink::read_idx(file); });
+  return read_or_refused([&] { shrink::read_idx(file); });
 }
 
-void tensors(const uint8_t* data, std::size_t size) {
+bool tensors(const uint8_t* data, std::size_t size) {
   shrink::DataOptions options;
   options.format = "tensors";
   options.path = options.test_path = as_file(data, size, "data.pt");
-  refused_is_fine([&] { shrink::load_dataset(options, true, 10); });
+  return read_or_refused([&] { shrink::load_dataset(options, true, 10); });
 }
 
-void plugin_file(const uint8_t* data, std::size_t size) {
-  shrink::check_shared_library(as_file(data, size, "plugin.so"));
+bool plugin_file(const uint8_t* data, std::size_t size) {
+  return shrink::check_shared_library(as_file(data, size, "plugin.so")).empty();
 }
 
 const std::vector<Target>& targets() {

@@ -1,6 +1,6 @@
-// What each fuzz target feeds to Shrink's readers of untrusted input. Each returns normally when
-// the input was read or refused with a shrink::Error (the contract: one line, nothing else); any
-// other exception, crash or sanitizer finding is a bug. Used by the libFuzzer binaries
+// What each fuzz target feeds to Shrink's readers of untrusted input. Each returns whether the
+// input was read (true) or refused with a shrink::Error (false: the contract, one line); any other
+// exception, crash or sanitizer finding is a bug. Used by the libFuzzer binaries
 // (fuzz_<target>.cpp, scripts/fuzz.sh) and by the regression test that replays every kept input.
 #pragma once
 
@@ -12,19 +12,19 @@
 namespace shrink_fuzz {
 
 // A YAML experiment; after the first NUL byte, NUL-separated `--set` overrides.
-void experiment(const uint8_t* data, std::size_t size);
+bool experiment(const uint8_t* data, std::size_t size);
 // A config_list, planned against the quick-start net's ops (sites and pruning targets).
-void config_list(const uint8_t* data, std::size_t size);
+bool config_list(const uint8_t* data, std::size_t size);
 // An IDX file (gzip or plain).
-void idx(const uint8_t* data, std::size_t size);
+bool idx(const uint8_t* data, std::size_t size);
 // A torch.save((inputs, targets)) file loaded as a tensors data split with 10 classes.
-void tensors(const uint8_t* data, std::size_t size);
+bool tensors(const uint8_t* data, std::size_t size);
 // A plugin file's checks before dlopen.
-void plugin_file(const uint8_t* data, std::size_t size);
+bool plugin_file(const uint8_t* data, std::size_t size);
 
 struct Target {
   const char* name;
-  void (*run)(const uint8_t*, std::size_t);
+  bool (*run)(const uint8_t*, std::size_t);
 };
 const std::vector<Target>& targets();
 

@@ -17,6 +17,12 @@ namespace fs = std::filesystem;
 namespace shrink {
 namespace {
 
+// Whether `path` exists; a name too long or a folder that cannot be searched is "no".
+bool exists(const std::string& path) {
+  std::error_code ec;
+  return fs::exists(path, ec);
+}
+
 using detail::join;
 using detail::override_of;
 using detail::override_origins;
@@ -101,7 +107,12 @@ class MapReader {
     if (!has(key)) return out;
     SHRINK_CHECK(node_[key].IsSequence(),
                  where(key) << ": " << qualified(key) << ": expected a list of strings");
-    for (const auto& item : node_[key]) out.push_back(item.as<std::string>());
+    for (const auto& item : node_[key]) {
+      SHRINK_CHECK(item.IsScalar(), detail::yaml_mark(file_, item)
+                                        << ": " << qualified(key)
+                                        << ": expected a list of strings");
+      out.push_back(item.as<std::string>());
+    }
     return out;
   }
 
@@ -281,8 +292,8 @@ void read_test_path(const MapReader& d, const std::string& base, DataOptions& da
     return;
   }
   data.test_path = resolve_path(base, d.node("test_path"), d.str("test_path", ""));
-  SHRINK_CHECK(fs::exists(data.test_path),
-               d.where("test_path") << ": data.test_path: no such file " << data.test_path);
+  SHRINK_CHECK(exists(data.test_path), d.where("test_path")
+                                           << ": data.test_path: no such file " << data.test_path);
 }
 
 // `data:`: where the samples come from and how they are prepared.
@@ -295,8 +306,8 @@ void read_data(const MapReader& r, const std::string& path, const std::string& b
   x.data.format = d.choice("format", "idx", {"idx", "tensors"});
   SHRINK_CHECK(d.has("path"), d.where("path") << ": data.path: required");
   x.data.path = resolve_path(base, d.node("path"), d.str("path", ""));
-  SHRINK_CHECK(fs::exists(x.data.path),
-               d.where("path") << ": data.path: no such file or folder " << x.data.path);
+  SHRINK_CHECK(exists(x.data.path), d.where("path")
+                                        << ": data.path: no such file or folder " << x.data.path);
   read_test_path(d, base, x.data);
   x.batch_size = d.integer("batch_size", 64, 1);
   x.test_batch_size = d.integer("test_batch_size", 1000, 1);
@@ -396,7 +407,7 @@ void read_export(const MapReader& r, const std::string& path, const std::string&
 }  // namespace
 
 Experiment Experiment::load(const std::string& path, const std::vector<std::string>& overrides) {
-  SHRINK_CHECK(fs::exists(path), path << ": no such experiment file");
+  SHRINK_CHECK(exists(path), path << ": no such experiment file");
   return from_yaml(detail::load_yaml_file(path), path, overrides);
 }
 
@@ -419,7 +430,7 @@ Experiment Experiment::from_yaml(YAML::Node root, const std::string& path,
                "finetune", "evaluate", "export"});
   SHRINK_CHECK(r.has("model"), path << ": model: required (a TorchScript file)");
   x.model = resolve_path(base, r.node("model"), r.str("model", ""));
-  SHRINK_CHECK(fs::exists(x.model), r.where("model") << ": model: no such file " << x.model);
+  SHRINK_CHECK(exists(x.model), r.where("model") << ": model: no such file " << x.model);
   x.seed = r.integer("seed", 0, 0);
   x.threads = r.integer("threads", 0, 0, kMaxThreads);
   const std::vector<std::string> plugin_paths = r.strings("plugin_paths");

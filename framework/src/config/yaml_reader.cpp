@@ -6,46 +6,65 @@
 
 #include <yaml-cpp/eventhandler.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <system_error>
 #include <vector>
 
 namespace shrink::detail {
 
 namespace {
 
-// Finds a key given twice in one mapping from the parser's events, so that aliases are not
-// expanded (a billion-laughs document costs its own size, not its expansion).
-class DuplicateKeys : public YAML::EventHandler {
+// What yaml-cpp accepts and Shrink's readers must not see, found from the parser's events
+// (aliases are not expanded here, so a billion-laughs document costs its own size):
+//  - a key given twice in one mapping (yaml-cpp keeps both; a lookup sees the first);
+//  - a key that is not a plain value (a list or mapping as a key);
+//  - a document whose aliases expand it past kMaxNodes nodes (the readers do expand them).
+class DocumentChecks : public YAML::EventHandler {
  public:
-  explicit DuplicateKeys(std::string file) : file_(std::move(file)) {}
+  static constexpr int64_t kMaxNodes = 1000000;
+
+  explicit DocumentChecks(std::string file) : file_(std::move(file)) {}
 
   void OnDocumentStart(const YAML::Mark&) override {}
   void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { item(mark, nullptr); }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { item(mark, nullptr); }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    item(mark, nullptr, false);
+    count(anchor, 1);
+    add(mark, 1);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    item(mark, nullptr, false);
+    const auto it = sizes_.find(anchor);
+    add(mark, it == sizes_.end() ? 1 : it->second);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                 const std::string& value) override {
-    item(mark, &value);
+    item(mark, &value, false);
+    count(anchor, 1);
+    add(mark, 1);
   }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    item(mark, nullptr);
-    stack_.push_back({false});
+    item(mark, nullptr, true);
+    open(mark, false, anchor);
   }
-  void OnSequenceEnd() override { stack_.pop_back(); }
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    item(mark, nullptr);
-    stack_.push_back({true});
+    item(mark, nullptr, true);
+    open(mark, true, anchor);
   }
-  void OnMapEnd() override { stack_.pop_back(); }
+  void OnMapEnd() override { close(); }
 
  private:
   struct Frame {
     bool map = false;
     bool value_next = false;  // in a map: the next item is a value, not a key
+    YAML::anchor_t anchor = 0;
+    int64_t nodes_before = 0;  // the expanded count when it opened
     std::map<std::string, YAML::Mark> keys;
   };
 
@@ -54,23 +73,48 @@ class DuplicateKeys : public YAML::EventHandler {
   }
 
   // One item (scalar, null, alias or the start of a collection) in the current collection.
-  void item(const YAML::Mark& mark, const std::string* scalar) {
+  void item(const YAML::Mark& mark, const std::string* scalar, bool collection) {
     if (stack_.empty() || !stack_.back().map) return;
     Frame& f = stack_.back();
     const bool key = !f.value_next;
     f.value_next = !f.value_next;
-    if (!key || scalar == nullptr) return;
+    if (!key) return;
+    SHRINK_CHECK(!collection, file_ << ":" << at(mark)
+                                    << ": a key must be a plain value, not a list or mapping");
+    if (scalar == nullptr) return;
     const auto [it, fresh] = f.keys.emplace(*scalar, mark);
-    SHRINK_CHECK(fresh, file_ << ":" << at(mark) << ": " << *scalar << ": given twice (first at "
+    std::string shown = *scalar;
+    for (char& ch : shown) ch = ch == '\n' ? ' ' : ch;  // the message stays one line
+    SHRINK_CHECK(fresh, file_ << ":" << at(mark) << ": " << shown << ": given twice (first at "
                               << at(it->second) << ")");
+  }
+  void open(const YAML::Mark& mark, bool map, YAML::anchor_t anchor) {
+    add(mark, 1);
+    stack_.push_back({map, false, anchor, nodes_ - 1, {}});
+  }
+  void close() {
+    if (stack_.back().anchor != 0)
+      sizes_[stack_.back().anchor] = nodes_ - stack_.back().nodes_before;
+    stack_.pop_back();
+  }
+  void count(YAML::anchor_t anchor, int64_t n) {
+    if (anchor != 0) sizes_[anchor] = n;
+  }
+  void add(const YAML::Mark& mark, int64_t n) {
+    nodes_ += n;
+    SHRINK_CHECK(nodes_ <= kMaxNodes, file_ << ":" << at(mark)
+                                            << ": the document expands to more than " << kMaxNodes
+                                            << " values through its aliases");
   }
 
   std::string file_;
   std::vector<Frame> stack_;
+  std::map<YAML::anchor_t, int64_t> sizes_;
+  int64_t nodes_ = 0;
 };
 
-void check_duplicate_keys(std::istream& in, const std::string& name) {
-  DuplicateKeys handler(name);
+void check_document(std::istream& in, const std::string& name) {
+  DocumentChecks handler(name);
   YAML::Parser parser(in);
   while (parser.HandleNextDocument(handler)) {
   }
@@ -83,7 +127,7 @@ YAML::Node load_yaml_text(const std::string& text, const std::string& name) {
   try {
     root = YAML::Load(text);
     std::istringstream in(text);
-    check_duplicate_keys(in, name);
+    check_document(in, name);
   } catch (const YAML::Exception& e) {
     throw Error(yaml_parse_error(name, e));
   }
@@ -91,6 +135,9 @@ YAML::Node load_yaml_text(const std::string& text, const std::string& name) {
 }
 
 YAML::Node load_yaml_file(const std::string& path) {
+  std::error_code ec;
+  SHRINK_CHECK(!std::filesystem::is_directory(path, ec),
+               path << ": a folder, expected a YAML file");
   std::ifstream in(path, std::ios::binary);
   SHRINK_CHECK(in.good(), path << ": cannot open the file");
   in.seekg(0, std::ios::end);

@@ -19,7 +19,11 @@ namespace {
 
 // The one line for a failed write of `bytes` bytes to `path`, errno `err`.
 [[noreturn]] void write_failed(const fs::path& path, std::size_t bytes, int err) {
-  if (err == ENOSPC || err == EDQUOT) {
+  if (err == EDQUOT) {
+    throw Error("disk quota exceeded writing " + path.string() + ": " + std::to_string(bytes) +
+                " bytes needed");
+  }
+  if (err == ENOSPC) {
     const int64_t free = free_bytes(path);
     throw Error("no space left writing " + path.string() + ": " + std::to_string(bytes) +
                 " bytes needed" + (free >= 0 ? ", " + std::to_string(free) + " free" : ""));
@@ -60,7 +64,7 @@ int64_t free_bytes(const fs::path& path) {
 
 void write_file_atomically(const fs::path& path, std::string_view bytes) {
   const fs::path tmp = temporary_beside(path);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) write_failed(path, bytes.size(), errno);
   int err = write_all(fd, bytes);
   if (::close(fd) != 0 && err == 0) err = errno;

@@ -1,30 +1,56 @@
 #include <shrink/core/interrupt.hpp>
 
+#include <atomic>
 #include <csignal>
+#include <initializer_list>
 
 namespace shrink {
 
 namespace {
 
-volatile std::sig_atomic_t received = 0;
+// Written by whichever thread the kernel picks for the signal, read by the training loop.
+std::atomic<int> received{0};
+static_assert(std::atomic<int>::is_always_lock_free,
+              "the handler may only touch lock-free atomics");
 
-extern "C" void note_signal(int signal) { received = signal; }
+void restore_default(int signal) {
+  struct sigaction action {};
+  action.sa_handler = SIG_DFL;
+  sigemptyset(&action.sa_mask);
+  sigaction(signal, &action, nullptr);
+}
+
+extern "C" void note_signal(int signal) {
+  received.store(signal);
+  // The next SIGINT or SIGTERM, whichever comes, ends the process (sigaction is
+  // async-signal-safe).
+  restore_default(SIGINT);
+  restore_default(SIGTERM);
+}
 
 }  // namespace
 
 void catch_interrupts() {
-  struct sigaction action {};
-  action.sa_handler = note_signal;
-  sigemptyset(&action.sa_mask);
-  // SA_RESETHAND: the second signal finds the default action back and ends the process.
-  action.sa_flags = SA_RESETHAND | SA_RESTART;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  for (const int signal : {SIGINT, SIGTERM}) {
+    struct sigaction old {};
+    sigaction(signal, nullptr, &old);
+    if (old.sa_handler == SIG_IGN) continue;  // ignored by whoever started us (nohup, `cmd &`)
+    struct sigaction action {};
+    action.sa_handler = note_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(signal, &action, nullptr);
+  }
 }
 
-int interrupt_signal() { return received; }
+void default_interrupts() {
+  restore_default(SIGINT);
+  restore_default(SIGTERM);
+}
 
-void clear_interrupt() { received = 0; }
+int interrupt_signal() { return received.load(std::memory_order_relaxed); }
+
+void clear_interrupt() { received.store(0); }
 
 const char* signal_name(int signal) {
   switch (signal) {

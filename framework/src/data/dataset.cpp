@@ -25,6 +25,14 @@ class GzReader {
     SHRINK_CHECK(gz_ != nullptr, file << ": cannot be opened");
   }
   ~GzReader() { gzclose(gz_); }
+
+  // The most bytes the file can hold: its size when plain, what deflate's best ratio (1032:1)
+  // gives when gzip. Valid once something was read.
+  double most_bytes() const {
+    std::error_code ec;
+    const double size = static_cast<double>(fs::file_size(file_, ec));
+    return gzdirect(gz_) ? size : 1032.0 * size;
+  }
   GzReader(const GzReader&) = delete;
   GzReader& operator=(const GzReader&) = delete;
 
@@ -58,8 +66,9 @@ uint32_t big_endian(const unsigned char* bytes) {
          uint32_t(bytes[3]);
 }
 
-// The shape an IDX header promises, read before any of the body: a header that promises more
-// than this machine's memory (a gzip bomb, a corrupt header) is refused before anything is read.
+// The shape an IDX header promises, read before any of the body: a header that promises more than
+// the file can hold (a corrupt header, a gzip bomb) or than this machine's memory is refused before
+// anything is allocated.
 std::vector<int64_t> read_idx_header(GzReader& in, const std::string& file) {
   unsigned char word[4];
   SHRINK_CHECK(in.read(word, 4) == 4, file << ": too short for an IDX header");
@@ -79,6 +88,8 @@ std::vector<int64_t> read_idx_header(GzReader& in, const std::string& file) {
   SHRINK_CHECK(count <= memory, file << ": the IDX header promises " << count
                                      << " bytes, more than this machine's memory (" << memory / 1e9
                                      << " GB)");
+  SHRINK_CHECK(count <= in.most_bytes(), file << ": the IDX header promises " << count
+                                              << " bytes, more than the file can hold");
   return shape;
 }
 
@@ -98,8 +109,6 @@ std::string idx_file(const std::string& folder, bool train, const std::string& w
 // anything trains: LibTorch's loss would ignore -100, fail on others without naming the sample,
 // and a float label would be truncated.
 void check_labels(const at::Tensor& targets, int64_t classes, const std::string& source) {
-  SHRINK_CHECK(targets.dim() == 1, source << ": the labels have shape " << targets.sizes()
-                                          << ", expected [N] class indices");
   const at::ScalarType type = targets.scalar_type();
   SHRINK_CHECK(
       at::isIntegralType(type, /*includeBool=*/false),
@@ -132,8 +141,15 @@ void check_fits_in_memory(const at::Tensor& inputs, const DataOptions& o,
                                            << memory / 1e9 << " GB");
 }
 
+// Inputs as they were read (uint8 or floating point, [N, H, W] or [N, C, H, W]) become float32
+// [N, C, H, W], uint8 scaled to [0, 1]; everything about them is checked before the conversion.
 Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int64_t limit,
                 const std::string& source, const std::string& label_source, int64_t classes) {
+  SHRINK_CHECK(inputs.dim() == 3 || inputs.dim() == 4,
+               source << ": inputs have " << inputs.dim()
+                      << " dimensions, expected [N, H, W] or [N, C, H, W]");
+  SHRINK_CHECK(targets.dim() == 1, label_source << ": the labels have shape " << targets.sizes()
+                                                << ", expected [N] class indices");
   SHRINK_CHECK(inputs.size(0) == targets.size(0),
                source << ": " << inputs.size(0) << " inputs but " << targets.size(0) << " targets");
   if (limit > 0 && limit < inputs.size(0)) {
@@ -142,9 +158,9 @@ Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int
   }
   check_labels(targets, classes, label_source);
   if (inputs.dim() == 3) inputs = inputs.unsqueeze(1);
-  SHRINK_CHECK(inputs.dim() == 4, source << ": inputs have " << inputs.dim()
-                                         << " dimensions, expected [N, H, W] or [N, C, H, W]");
   check_fits_in_memory(inputs, o, source);
+  inputs = inputs.scalar_type() == torch::kUInt8 ? inputs.to(torch::kFloat).div_(255.0)
+                                                 : inputs.to(torch::kFloat);
   if (o.resize > 0 && (inputs.size(2) != o.resize || inputs.size(3) != o.resize)) {
     inputs = torch::upsample_bilinear2d(inputs, {o.resize, o.resize}, false);
   }
@@ -171,8 +187,7 @@ Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int
   return d;
 }
 
-// torch.save((inputs, targets)): the inputs as float (uint8 scaled to [0, 1]), the targets as
-// they are.
+// torch.save((inputs, targets)), as they are: dense CPU tensors, inputs uint8 or floating point.
 std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
   SHRINK_CHECK(fs::exists(file), file << ": no such file");
   std::ifstream in(file, std::ios::binary);
@@ -188,9 +203,15 @@ std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
                    value.toTupleRef().elements()[1].isTensor(),
                file << ": expected a pair of tensors written by torch.save((inputs, targets))");
   const auto& items = value.toTupleRef().elements();
-  at::Tensor inputs = items[0].toTensor();
-  if (inputs.scalar_type() == torch::kUInt8) inputs = inputs.to(torch::kFloat).div_(255.0);
-  return {inputs.to(torch::kFloat), items[1].toTensor()};
+  const at::Tensor inputs = items[0].toTensor(), targets = items[1].toTensor();
+  for (const at::Tensor* t : {&inputs, &targets}) {
+    SHRINK_CHECK(t->layout() == at::kStrided && t->device().is_cpu() && !t->is_quantized(),
+                 file << ": expected dense CPU tensors, got " << t->toString());
+  }
+  SHRINK_CHECK(inputs.scalar_type() == torch::kUInt8 || at::isFloatingType(inputs.scalar_type()),
+               file << ": the inputs are " << c10::toString(inputs.scalar_type())
+                    << ", expected uint8 or floating point");
+  return {inputs, targets};
 }
 
 }  // namespace
@@ -226,8 +247,7 @@ Dataset load_dataset(const DataOptions& o, bool train, int64_t classes) {
     at::Tensor labels = read_idx(labels_file);
     SHRINK_CHECK(images.dim() == 3, images_file << ": expected [N, H, W] images");
     SHRINK_CHECK(labels.dim() == 1, labels_file << ": expected [N] labels");
-    return prepare(images.to(torch::kFloat).div_(255.0), labels, o, limit, images_file, labels_file,
-                   classes);
+    return prepare(images, labels, o, limit, images_file, labels_file, classes);
   }
   SHRINK_CHECK(o.format == "tensors",
                "data.format is '" << o.format << "', expected idx or tensors");
@@ -244,9 +264,11 @@ std::vector<int64_t> sample_shape(const DataOptions& o) {
     const at::Tensor inputs = read_tensors(o.path).first;
     shape = inputs.sizes().vec();
   }
+  SHRINK_CHECK(shape.size() == 3 || shape.size() == 4,
+               o.path << ": inputs have " << shape.size()
+                      << " dimensions, expected [N, H, W] or [N, C, H, W]");
   shape.erase(shape.begin());  // the sample count
   if (shape.size() == 2) shape.insert(shape.begin(), 1);
-  if (shape.size() != 3) return shape;  // prepare() says what is wrong
   if (o.resize > 0) shape[1] = shape[2] = o.resize;
   if (o.channels > 0) shape[0] = o.channels;
   return shape;

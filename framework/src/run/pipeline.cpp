@@ -1,5 +1,6 @@
 #include <shrink/core/error.hpp>
 #include <shrink/core/files.hpp>
+#include <shrink/core/interrupt.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/run/instruments.hpp>
 #include <shrink/run/passes.hpp>
@@ -83,7 +84,6 @@ Instruments default_instruments(const RunContext& c, std::ostream& out) {
   Instruments instruments;
   instruments.add(std::make_unique<ProgressPrinter>(out, &out == &std::cout && isatty(1) != 0));
   instruments.add(std::make_unique<PassTimer>());
-  instruments.add(std::make_unique<StopOnInterrupt>());
   if (c.options->resume) {
     instruments.add(std::make_unique<ResumeFromCheckpoint>(fs::path(c.out_dir) / "checkpoint.pt"));
   }
@@ -91,6 +91,7 @@ Instruments default_instruments(const RunContext& c, std::ostream& out) {
   if (c.options->stop_after_epochs > 0) {
     instruments.add(std::make_unique<StopAfterEpochs>(c.options->stop_after_epochs));
   }
+  instruments.add(std::make_unique<StopOnInterrupt>());
   return instruments;
 }
 
@@ -107,12 +108,15 @@ void check_earlier_checkpoint(const RunContext& c) {
   fs::remove(checkpoint, ec);
 }
 
-// Staging folders of runs that were killed (this run holds the folder's lock, so no other run
-// is using one).
-void remove_leftover_staging(const std::string& out_dir) {
+// What runs that were killed left: staging folders and temporary files (".checkpoint.pt.<pid>.tmp",
+// core/files.hpp). This run holds the folder's lock, so no other run is writing them.
+void remove_leftovers(const std::string& out_dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(out_dir, ec)) {
-    if (entry.path().filename().string().rfind(".staging.", 0) == 0) fs::remove_all(entry, ec);
+    const std::string name = entry.path().filename().string();
+    const bool temporary =
+        name.size() > 5 && name[0] == '.' && name.compare(name.size() - 4, 4, ".tmp") == 0;
+    if (name.rfind(".staging.", 0) == 0 || temporary) fs::remove_all(entry, ec);
   }
 }
 
@@ -151,6 +155,12 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   c.model = std::make_unique<Model>(Model::load(experiment.model));
   c.classes = check_model_on_data(experiment, *c.model);
   c.stages = check_stages(experiment, *c.model, registry);
+  // Ctrl-C while the plan was checked: nothing has been touched yet, nothing will be.
+  if (const int signal = interrupt_signal()) {
+    finish_stopped(c, signal);
+    c.summary.out_dir = c.out_dir;
+    return c.summary;
+  }
   if (options.print_plan) {
     print_plan(experiment, *c.model, c.stages, out);
     return c.summary;
@@ -158,7 +168,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   const bool created = !fs::exists(c.out_dir);
   FolderLock lock(c.out_dir);
   check_earlier_checkpoint(c);
-  remove_leftover_staging(c.out_dir);
+  remove_leftovers(c.out_dir);
   c.staging = (fs::path(c.out_dir) / (".staging." + std::to_string(getpid()))).string();
   Instruments instruments = default_instruments(c, out);
   const auto passes = build_passes(c);

@@ -94,6 +94,11 @@ TEST_F(DatasetTest, AnIdxHeaderPromisingMoreThanMemoryIsRefusedBeforeItsBody) {
   EXPECT_NE(why.find("the IDX header promises 1e+15 bytes, more than this machine's memory"),
             std::string::npos)
       << why;
+  // 1e9 bytes fit in memory, not in a 24-byte plain file (nor in a gzip file of its size).
+  idx_file("small", {1000, 1000, 1000}, 8);
+  EXPECT_EQ(error_of([&] { shrink::read_idx((dir_ / "small").string()); }),
+            (dir_ / "small").string() +
+                ": the IDX header promises 1e+09 bytes, more than the file can hold");
   idx_file("long", {2, 3}, 7);
   EXPECT_EQ(error_of([&] { shrink::read_idx((dir_ / "long").string()); }),
             (dir_ / "long").string() + ": more bytes of data, the header promises 6");
@@ -102,6 +107,20 @@ TEST_F(DatasetTest, AnIdxHeaderPromisingMoreThanMemoryIsRefusedBeforeItsBody) {
             (dir_ / "short").string() + ": 5 bytes of data, the header promises 6");
   idx_file("right", {2, 3}, 6);
   EXPECT_EQ(shrink::read_idx((dir_ / "right").string()).sizes(), c10::IntArrayRef({2, 3}));
+}
+
+TEST_F(DatasetTest, TensorsOfTheWrongKindAreRefusedBeforeAnythingUsesThem) {
+  auto o = tensors(torch::tensor(0.5), torch::tensor({1}));
+  EXPECT_EQ(error_of([&] { shrink::sample_shape(o); }),
+            o.path + ": inputs have 0 dimensions, expected [N, H, W] or [N, C, H, W]");
+  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+            o.path + ": inputs have 0 dimensions, expected [N, H, W] or [N, C, H, W]");
+  o = tensors(torch::zeros({4, 28, 28}), torch::tensor(3));
+  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+            o.path + ": the labels have shape [], expected [N] class indices");
+  o = tensors(torch::zeros({4, 28, 28}, torch::kInt), torch::zeros({4}, torch::kLong));
+  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+            o.path + ": the inputs are Int, expected uint8 or floating point");
 }
 
 TEST_F(DatasetTest, ASplitThatCannotFitInMemoryIsOneLine) {

@@ -41,13 +41,15 @@ class CheckpointWriter : public Instrument {
   void after_run(RunContext& context) override;
 };
 
-// Ends the run (StopRequested with the signal) at the first batch or pass boundary after a Ctrl-C
-// or SIGTERM (core/interrupt.hpp): the step under way finishes, the checkpoint of the latest whole
-// epoch stays, no results are written.
+// Ends the run (StopRequested with the signal) at the first batch, epoch or pass boundary after a
+// Ctrl-C or SIGTERM (core/interrupt.hpp): the step under way finishes, the checkpoint of the latest
+// whole epoch stays (an epoch's last step finishes the epoch first: this goes after the
+// CheckpointWriter), no results are written.
 class StopOnInterrupt : public Instrument {
  public:
   PassMode before_pass(const Pass& pass, RunContext& context) override;
   void on_batch(const BatchEnd& batch) override;
+  void on_epoch(const EpochEnd& epoch, RunContext& context) override;
 };
 
 // Ends the run (StopRequested) once this many resumable epochs are done in all; goes after the
