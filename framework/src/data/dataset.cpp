@@ -1,6 +1,8 @@
 #include <shrink/core/error.hpp>
 #include <shrink/data/dataset.hpp>
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 #include <zlib.h>
@@ -79,11 +81,13 @@ std::vector<int64_t> read_idx_header(GzReader& in, const std::string& file) {
   SHRINK_CHECK(ndim >= 1 && ndim <= 4, file << ": IDX with " << ndim << " dimensions");
   std::vector<int64_t> shape;
   const double memory = physical_memory();
+  // A dimension of 0 makes the count 0 whatever the others are, but LibTorch still multiplies
+  // them (and overflows): the others are bounded as if it were 1.
   double count = 1;
   for (uint32_t i = 0; i < ndim; ++i) {
     SHRINK_CHECK(in.read(word, 4) == 4, file << ": truncated IDX header");
     shape.push_back(big_endian(word));
-    count *= static_cast<double>(shape.back());
+    count *= std::max(1.0, static_cast<double>(shape.back()));
   }
   SHRINK_CHECK(count <= memory, file << ": the IDX header promises " << count
                                      << " bytes, more than this machine's memory (" << memory / 1e9
@@ -187,14 +191,37 @@ Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int
   return d;
 }
 
+// Whether every element of `t` lies inside its storage: LibTorch's unpickler takes a file's sizes,
+// strides and offset as they are, so a crafted file could make a tensor that reads past its
+// buffer.
+bool inside_storage(const at::Tensor& t) {
+  if (t.numel() == 0) return true;
+  if (!t.has_storage() || t.storage_offset() < 0) return false;
+  uint64_t last = static_cast<uint64_t>(t.storage_offset());
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) < 0) return false;
+    const uint64_t span = static_cast<uint64_t>(t.size(d) - 1) * static_cast<uint64_t>(t.stride(d));
+    if (t.stride(d) != 0 &&
+        span / static_cast<uint64_t>(t.stride(d)) != static_cast<uint64_t>(t.size(d) - 1)) {
+      return false;  // overflow
+    }
+    last += span;
+  }
+  const uint64_t elements = t.storage().nbytes() / t.element_size();
+  return last < elements;
+}
+
 // torch.save((inputs, targets)), as they are: dense CPU tensors, inputs uint8 or floating point.
 std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
   SHRINK_CHECK(fs::exists(file), file << ": no such file");
-  std::ifstream in(file, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   c10::IValue value;
   try {
-    value = torch::pickle_load(bytes);
+    // What torch::pickle_load does, reading the file through LibTorch's file adapter: 1.13's
+    // in-memory reader copies past the end of its buffer when a zip directory points there
+    // (found by fuzzing: tests/fuzz/regressions/tensors/).
+    caffe2::serialize::PyTorchStreamReader reader(file);
+    value = torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt,
+                                              c10::nullopt, reader);
   } catch (const c10::Error& e) {
     throw Error(file + ": not a file written by torch.save((inputs, targets))");
   }
@@ -207,6 +234,8 @@ std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
   for (const at::Tensor* t : {&inputs, &targets}) {
     SHRINK_CHECK(t->layout() == at::kStrided && t->device().is_cpu() && !t->is_quantized(),
                  file << ": expected dense CPU tensors, got " << t->toString());
+    SHRINK_CHECK(inside_storage(*t), file << ": a tensor of shape " << t->sizes()
+                                          << " whose strides reach past its data (corrupt file)");
   }
   SHRINK_CHECK(inputs.scalar_type() == torch::kUInt8 || at::isFloatingType(inputs.scalar_type()),
                file << ": the inputs are " << c10::toString(inputs.scalar_type())
