@@ -1,6 +1,8 @@
 #include <shrink/core/error.hpp>
 #include <shrink/data/dataset.hpp>
 
+#include "data/zip_check.hpp"
+
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/serialize.h>
@@ -214,6 +216,10 @@ bool inside_storage(const at::Tensor& t) {
 // torch.save((inputs, targets)), as they are: dense CPU tensors, inputs uint8 or floating point.
 std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
   SHRINK_CHECK(fs::exists(file), file << ": no such file");
+  const std::string zip_problem = detail::check_zip_directory(file);
+  SHRINK_CHECK(zip_problem.empty(), file << ": not a file written by torch.save((inputs, "
+                                            "targets)): "
+                                         << zip_problem);
   c10::IValue value;
   try {
     // What torch::pickle_load does, reading the file through LibTorch's file adapter: 1.13's
@@ -222,7 +228,8 @@ std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
     caffe2::serialize::PyTorchStreamReader reader(file);
     value = torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt,
                                               c10::nullopt, reader);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception&) {
+    // c10::Error, and the std::out_of_range LibTorch's unpickler lets out on a corrupt file.
     throw Error(file + ": not a file written by torch.save((inputs, targets))");
   }
   SHRINK_CHECK(value.isTuple() && value.toTupleRef().elements().size() == 2 &&

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace fs = std::filesystem;
 
@@ -121,6 +122,31 @@ TEST_F(DatasetTest, TensorsOfTheWrongKindAreRefusedBeforeAnythingUsesThem) {
   o = tensors(torch::zeros({4, 28, 28}, torch::kInt), torch::zeros({4}, torch::kLong));
   EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
             o.path + ": the inputs are Int, expected uint8 or floating point");
+}
+
+// LibTorch's zip reader trusts the file's directory: a directory that points past the end, or an
+// entry declaring more than the file holds, is refused before LibTorch reads it.
+TEST_F(DatasetTest, ATorchSaveFileWhoseDirectoryLiesIsRefusedBeforeLibTorchReadsIt) {
+  auto o = tensors(torch::rand({4, 1, 4, 4}), torch::zeros({4}, torch::kLong));
+  std::ifstream in(o.path, std::ios::binary);
+  std::string bytes{std::istreambuf_iterator<char>(in), {}};
+  in.close();
+  const std::size_t eocd = bytes.rfind(std::string("PK\x05\x06", 4));
+  ASSERT_NE(eocd, std::string::npos);
+  std::string moved = bytes;
+  moved[eocd + 16] = '\xff';  // the directory's offset, far past the end
+  moved[eocd + 17] = '\xff';
+  moved[eocd + 18] = '\xff';
+  std::ofstream(o.path, std::ios::binary) << moved;
+  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+            o.path +
+                ": not a file written by torch.save((inputs, targets)): its directory lies "
+                "past the end");
+  std::ofstream(o.path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  EXPECT_NE(error_of([&] {
+              shrink::load_dataset(o, true, 10);
+            }).find(": not a file written by torch.save((inputs, targets))"),
+            std::string::npos);
 }
 
 TEST_F(DatasetTest, ASplitThatCannotFitInMemoryIsOneLine) {
