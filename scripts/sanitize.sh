@@ -13,11 +13,13 @@ scripts/setup.sh
 if [ ! -f build-asan/build.ninja ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHRINK_SANITIZE=ON
 fi
-cmake --build build-asan -j "$(nproc)"
+# Set for the build too: it runs the instrumented test binary to list its tests.
 export ASAN_OPTIONS="abort_on_error=0:halt_on_error=1:detect_odr_violation=0:detect_leaks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
-# Python (the fixtures' eval scripts) is not instrumented: the runtime must not be preloaded there.
+cmake --build build-asan -j "$(nproc)"
+# The CLI tests that train for minutes (several times slower instrumented) and the out-of-tree
+# builds run with --all only.
 selection=(-E '^(out_of_tree|cli\.(run|ptq|int8_models|lowbit|prune|run_formats))')
 [ "${1:-}" = "--all" ] && selection=()
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "${selection[@]}"
