@@ -88,16 +88,25 @@ echo "keep me" > "$work/b.partial"  # a user's file named like the old staging f
 # Job control: without it a script's background jobs start with SIGINT ignored, and shrink keeps
 # an ignored signal ignored.
 set -m
-"$shrink" run "$exp" "${long[@]}" --out "$work/b" >"$work/a.log" 2>"$work/a.err" &
-a=$!
-for _ in $(seq 600); do grep -q "^pretrain epoch 1/30" "$work/a.log" && break; sleep 0.1; done
-grep -q "^pretrain epoch 1/30" "$work/a.log" || fail "run A did not finish an epoch: $(cat "$work/a.err")"
-expect_error concurrent "$work/b: another run (pid $a) is writing its results here" \
+# start_long_run NAME OUT PATTERN: the long run into OUT in the background (its pid in run_pid,
+# its output in $work/NAME.log and NAME.err), returning once its log shows PATTERN.
+start_long_run() {
+  "$shrink" run "$exp" "${long[@]}" --out "$2" >"$work/$1.log" 2>"$work/$1.err" &
+  run_pid=$!
+  for _ in $(seq 600); do grep -q "$3" "$work/$1.log" && return; sleep 0.1; done
+  fail "run $1 never printed '$3': $(cat "$work/$1.err")"
+}
+# stop_run SIGNAL RC: sends SIGNAL to the long run, which must exit with RC.
+stop_run() {
+  kill -"$1" "$run_pid"
+  wait "$run_pid"
+  local rc=$?
+  [ "$rc" -eq "$2" ] || fail "SIG$1: exit $rc, expected $2"
+}
+start_long_run a "$work/b" "^pretrain epoch 1/30"
+expect_error concurrent "$work/b: another run (pid $run_pid) is writing its results here" \
   run "$exp" "${tiny[@]}" --out "$work/b"
-kill -INT "$a"
-wait "$a"
-rc=$?
-[ "$rc" -eq 130 ] || fail "SIGINT: exit $rc, expected 130"
+stop_run INT 130
 grep -q "^shrink: interrupted by SIGINT; $work/b/checkpoint.pt holds pretrain epoch [1-4], written .*; continue with: shrink run $exp --out $work/b --resume (and the same --set options)$" "$work/a.err" \
   || fail "SIGINT message: $(cat "$work/a.err")"
 [ -s "$work/b/checkpoint.pt" ] || fail "SIGINT: no checkpoint kept"
@@ -111,13 +120,8 @@ grep -qF "): pass --resume to continue it or --fresh to discard it" "$work/err" 
 [ -s "$work/b/report.json" ] && [ ! -e "$work/b/checkpoint.pt" ] || fail "--fresh: results or checkpoint wrong"
 
 echo "== SIGTERM before the first epoch ends"
-"$shrink" run "$exp" "${long[@]}" --out "$work/c" >"$work/c.log" 2>"$work/c.err" &
-c=$!
-for _ in $(seq 600); do grep -q "^data: " "$work/c.log" && break; sleep 0.1; done
-kill -TERM "$c"
-wait "$c"
-rc=$?
-[ "$rc" -eq 143 ] || fail "SIGTERM: exit $rc, expected 143"
+start_long_run c "$work/c" "^data: "
+stop_run TERM 143
 grep -q "^shrink: interrupted by SIGTERM; no epoch had ended, so nothing was kept$" "$work/c.err" \
   || fail "SIGTERM message: $(cat "$work/c.err")"
 

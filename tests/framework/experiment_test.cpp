@@ -1,5 +1,6 @@
 #include "plugin_fixtures.hpp"
 #include "test_paths.hpp"
+#include "test_support.hpp"
 
 #include <shrink/config/experiment.hpp>
 #include <shrink/core/error.hpp>
@@ -23,9 +24,7 @@ constexpr const char* kFashion = "/usr/share/datasets/fashion-mnist";
 class ExperimentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("shrink_experiment_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = shrink::test::test_dir("shrink_experiment_test");
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     fs::copy_file(std::string(shrink::test::kTestModelDir) + "/mnist.pt", dir_ / "mnist.pt");
@@ -40,21 +39,7 @@ class ExperimentTest : public ::testing::Test {
 
   // The message of the error loading `yaml` throws, or "<no error>".
   std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-    try {
-      shrink::Experiment::load(write(yaml), overrides);
-    } catch (const shrink::Error& e) {
-      return e.what();
-    }
-    return "<no error>";
-  }
-
-  std::string error_of_file(const std::string& file) {
-    try {
-      shrink::Experiment::load(file);
-    } catch (const shrink::Error& e) {
-      return e.what();
-    }
-    return "<no error>";
+    return shrink::test::error_of([&] { shrink::Experiment::load(write(yaml), overrides); });
   }
 
   // The message of the error checking the whole run (plugins, sites) throws, or "<no error>".
@@ -233,8 +218,9 @@ TEST_F(ExperimentTest, DuplicateKeysAtAnyDepthAreRefusedWithBothPlaces) {
              ": the document expands to more than 1000000 values through its aliases");
   EXPECT_HAS(error_of(kGood, {"plugin_paths=[[a]]"}), "plugin_paths: expected a list of strings");
   fs::create_directories(dir_ / "folder.yaml");
-  EXPECT_EQ(error_of_file((dir_ / "folder.yaml").string()),
-            (dir_ / "folder.yaml").string() + ": a folder, expected a YAML file");
+  EXPECT_EQ(
+      shrink::test::error_of([&] { shrink::Experiment::load((dir_ / "folder.yaml").string()); }),
+      (dir_ / "folder.yaml").string() + ": a folder, expected a YAML file");
 }
 
 TEST_F(ExperimentTest, TensorsDataSaysWhichFileIsTheTestSplit) {

@@ -2,6 +2,7 @@
 // the dry runs the plan check and `shrink check` use; the plugin's line recovered from a
 // TorchScript traceback. Each trap is a plugin under tests/plugins/.
 #include "plugin_fixtures.hpp"
+#include "test_support.hpp"
 
 #include <shrink/core/error.hpp>
 #include <shrink/host/plugin_check.hpp>
@@ -13,6 +14,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+using shrink::test::error_of;
 using shrink::test::registry_of;
 using shrink::test::test_plugins;
 
@@ -24,17 +26,6 @@ shrink::SiteSpec weight_site(const at::Tensor& weight) {
 
 shrink::SiteSpec activation_site(const char* target, shrink::QuantType type) {
   return {"conv1", "Conv2d", target, type, {}, {}};
-}
-
-// The message of the shrink::Error `body` throws, or "<no error>".
-template <typename Body>
-std::string error_of(Body&& body) {
-  try {
-    body();
-  } catch (const shrink::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 #define EXPECT_HAS(text, part) EXPECT_NE((text).find(part), std::string::npos) << (text)

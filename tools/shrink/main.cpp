@@ -15,7 +15,6 @@
 #include <shrink/host/plugin_registry.hpp>
 #include <shrink/run/pipeline.hpp>
 
-#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
@@ -250,17 +249,6 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
   return 0;
 }
 
-// Whether `module`'s forward runs any int8 kernel (quantized::conv2d, ...): a float model given as
-// --int8 would report a speed-up of nothing.
-bool runs_int8_kernels(const torch::jit::Module& module) {
-  auto graph = module.get_method("forward").graph()->copy();
-  torch::jit::Inline(*graph);
-  for (const torch::jit::Node* node : graph->nodes()) {
-    if (std::string(node->kind().toQualString()).rfind("quantized::", 0) == 0) return true;
-  }
-  return false;
-}
-
 // `shrink export model_qat.pt --int8 -o model_int8.pt`: a fake-quant model to LibTorch's int8
 // kernels. `shrink export model.pt --fold-bn -o model_folded.pt`: a float model frozen for
 // inference, BatchNorms folded into the convolutions before them.
@@ -283,7 +271,7 @@ int run_export(const std::string& model, bool int8, bool fold_bn, std::string ou
   SHRINK_CHECK(!std::filesystem::equivalent(model, out, ec),
                "export: -o " << out << " is the model itself; give another file");
   if (fold_bn) {
-    SHRINK_CHECK(!runs_int8_kernels(shrink::load_torchscript(model)),
+    SHRINK_CHECK(!shrink::runs_int8_kernels(shrink::load_torchscript(model)),
                  "export --fold-bn: " << model << " already runs int8 kernels (its BatchNorms "
                                       << "were folded when it was exported); give a float model");
     const int folded = shrink::fold_batchnorm(model, out);
@@ -323,7 +311,7 @@ std::vector<std::pair<std::string, torch::jit::Module>> load_bench_models(const 
   if (!args.int8.empty()) {
     shrink::use_int8_engine();
     models.emplace_back("int8", load(args.int8));
-    SHRINK_CHECK(runs_int8_kernels(models.back().second),
+    SHRINK_CHECK(shrink::runs_int8_kernels(models.back().second),
                  "bench: --int8 " << args.int8 << " runs no int8 kernel (no quantized:: op); "
                                   << "give model_int8.pt, or compare float models with --vs");
   }

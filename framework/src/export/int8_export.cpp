@@ -66,4 +66,12 @@ Int8Export export_int8(const std::string& fake_quant_model, const std::string& o
   return result;
 }
 
+bool runs_int8_kernels(const torch::jit::Module& module) {
+  const auto graph = detail::inlined_forward(module, detail::ForwardGraph::kCopy);
+  for (const torch::jit::Node* node : graph->nodes()) {
+    if (std::string(node->kind().toQualString()).rfind("quantized::", 0) == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace shrink

@@ -1,5 +1,7 @@
 // Writing results so that a failure loses nothing: a full disk, a folder in the way, two runs into
 // one folder. The full disk is a real one: a 1 MiB tmpfs (skipped where mounting is not allowed).
+#include "test_support.hpp"
+
 #include <shrink/core/error.hpp>
 #include <shrink/core/files.hpp>
 
@@ -23,9 +25,7 @@ std::string read_all(const fs::path& file) {
 class FilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("shrink_files_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = shrink::test::test_dir("shrink_files");
     fs::create_directories(dir_);
   }
   void TearDown() override {

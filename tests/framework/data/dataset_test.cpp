@@ -1,5 +1,7 @@
 // Data as it loads: labels checked against the model's classes, IDX headers checked before their
 // bodies are read, a split that cannot fit in memory refused in one line.
+#include "test_support.hpp"
+
 #include <shrink/core/error.hpp>
 #include <shrink/data/dataset.hpp>
 
@@ -16,22 +18,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-template <typename Body>
-std::string error_of(Body&& body) {
-  try {
-    body();
-  } catch (const shrink::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using shrink::test::error_of;
 
 class DatasetTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("shrink_data_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = shrink::test::test_dir("shrink_data");
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -2,6 +2,7 @@
 // around them (progress, checkpoints, stop and resume), the pass list an experiment gives.
 #include "plugin_fixtures.hpp"
 #include "test_paths.hpp"
+#include "test_support.hpp"
 
 #include <shrink/core/error.hpp>
 #include <shrink/core/interrupt.hpp>
@@ -64,9 +65,7 @@ std::vector<std::unique_ptr<Pass>> one(std::unique_ptr<Pass> pass) {
 class PassesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("shrink_passes_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = test::test_dir("shrink_passes");
     fs::remove_all(dir_);
     x_.model = std::string(test::kTestModelDir) + "/mnist.pt";
     x_.batch_size = 32;

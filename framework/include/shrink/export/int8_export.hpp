@@ -10,6 +10,10 @@
 #include <string>
 #include <vector>
 
+namespace torch::jit {
+struct Module;
+}
+
 namespace shrink {
 
 struct Int8Export {
@@ -29,6 +33,10 @@ Int8Export export_int8(const std::string& fake_quant_model, const std::string& o
 // a convolution folded into it (weight * k, (bias - mean) * k + beta, k = gamma / sqrt(var + eps):
 // the arithmetic export_int8 uses). Returns how many were folded.
 int fold_batchnorm(const std::string& model, const std::string& out_file);
+
+// Whether `module`'s forward runs any int8 kernel (a quantized:: op): what a model from export_int8
+// does and a float model does not.
+bool runs_int8_kernels(const torch::jit::Module& module);
 
 // Selects LibTorch's oneDNN quantized engine (what int8 models from export_int8 run on).
 void use_int8_engine();
