@@ -1,6 +1,7 @@
 #include <shrink/core/error.hpp>
 #include <shrink/data/dataset.hpp>
 
+#include "data/pickle_check.hpp"
 #include "data/zip_check.hpp"
 
 #include <caffe2/serialize/inline_container.h>
@@ -213,6 +214,28 @@ bool inside_storage(const at::Tensor& t) {
   return last < elements;
 }
 
+// What torch::pickle_load does, reading the file through LibTorch's file adapter: 1.13's in-memory
+// reader copies past the end of its buffer when a zip directory points there (found by fuzzing:
+// tests/fuzz/regressions/tensors/). The pickle is looked over first: LibTorch's unpickler
+// allocates what its fields declare.
+c10::IValue unpickle(const std::string& file) {
+  const std::string refusal = file + ": not a file written by torch.save((inputs, targets))";
+  std::string problem;
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(file);
+    const auto [bytes, size] = reader.getRecord("data.pkl");
+    problem = detail::check_pickle(static_cast<const unsigned char*>(bytes.get()), size);
+    if (problem.empty()) {
+      return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt,
+                                               c10::nullopt, reader);
+    }
+  } catch (const std::exception&) {
+    // c10::Error, and the std::out_of_range LibTorch's unpickler lets out on a corrupt file.
+    throw Error(refusal);
+  }
+  throw Error(refusal + ": " + problem);
+}
+
 // torch.save((inputs, targets)), as they are: dense CPU tensors, inputs uint8 or floating point.
 std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
   SHRINK_CHECK(fs::exists(file), file << ": no such file");
@@ -220,18 +243,7 @@ std::pair<at::Tensor, at::Tensor> read_tensors(const std::string& file) {
   SHRINK_CHECK(zip_problem.empty(), file << ": not a file written by torch.save((inputs, "
                                             "targets)): "
                                          << zip_problem);
-  c10::IValue value;
-  try {
-    // What torch::pickle_load does, reading the file through LibTorch's file adapter: 1.13's
-    // in-memory reader copies past the end of its buffer when a zip directory points there
-    // (found by fuzzing: tests/fuzz/regressions/tensors/).
-    caffe2::serialize::PyTorchStreamReader reader(file);
-    value = torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt,
-                                              c10::nullopt, reader);
-  } catch (const std::exception&) {
-    // c10::Error, and the std::out_of_range LibTorch's unpickler lets out on a corrupt file.
-    throw Error(file + ": not a file written by torch.save((inputs, targets))");
-  }
+  const c10::IValue value = unpickle(file);
   SHRINK_CHECK(value.isTuple() && value.toTupleRef().elements().size() == 2 &&
                    value.toTupleRef().elements()[0].isTensor() &&
                    value.toTupleRef().elements()[1].isTensor(),
