@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 #include <torch/script.h>
+#include <torch/serialize.h>
+#include <torch/torch.h>
 
 #include <cmath>
 #include <filesystem>
@@ -271,6 +273,26 @@ TEST_F(ExperimentTest, PlanRunsOneSampleThroughTheModel) {
   EXPECT_EQ(plan_error_of(kGood), (dir_ / "mnist.pt").string() +
                                       ": parameter conv2.weight holds 1 NaN or infinite value(s) "
                                       "of 25000");
+}
+
+// Images stored [N, H, W, C] (as numpy and PIL hand them over) for a model that takes
+// [N, C, H, W]: the plan check says which layout the model takes.
+TEST_F(ExperimentTest, ChannelsLastDataIsNamedAsSuch) {
+  const fs::path data = dir_ / "nhwc.pt";
+  const std::vector<char> bytes = torch::pickle_save(
+      c10::ivalue::Tuple::create({torch::rand({4, 32, 32, 3}), torch::arange(4, torch::kLong)}));
+  std::ofstream(data, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  const std::string model = std::string(shrink::test::kTestModelDir) + "/own_cifar.pt";
+  const std::string why =
+      plan_error_of("model: " + model + "\ndata: {format: tensors, path: " + data.string() +
+                    ", test_path: train}\n");
+  EXPECT_HAS(
+      why, model + " does not take the samples of " + data.string() + " (one is [1, 32, 32, 3]): ");
+  EXPECT_HAS(why,
+             "; it takes [1, 3, 32, 32]: are the samples channels last (NHWC)? store them "
+             "as [N, C, H, W]");
+  EXPECT_EQ(why.find('\n'), std::string::npos) << why;
 }
 
 TEST_F(ExperimentTest, StagesAreCheckedAgainstPluginsAndModelBeforeRunning) {

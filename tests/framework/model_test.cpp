@@ -76,3 +76,25 @@ TEST(ModelTest, BadFilesGetOneClearLine) {
   }
   std::filesystem::remove(text);
 }
+
+// The model as its user wrote it: `F.relu` at the top level and in residual blocks
+// (TorchScript inlines F.relu as a branch on its `inplace` argument), F.adaptive_avg_pool2d.
+TEST(ModelTest, FunctionalCallsInScriptedCodeAreOps) {
+  shrink::Model model = shrink::Model::load(model_path("own_cifar"));
+  using V = std::vector<std::string>;
+  EXPECT_EQ(names_of_type(model, "relu"),
+            (V{"relu", "res1.relu", "res2.relu", "relu_1", "relu_2"}));
+  EXPECT_EQ(names_of_type(model, "add"), (V{"res1.add", "res2.add"}));
+  EXPECT_EQ(names_of_type(model, "adaptive_avg_pool2d"), (V{"adaptive_avg_pool2d"}));
+  EXPECT_TRUE(model.find_op("relu_1")->functional);
+}
+
+// torch.jit.trace records the same calls: a traced model has the scripted one's op names.
+TEST(ModelTest, ATracedModelHasTheScriptedModelsOps) {
+  shrink::Model scripted = shrink::Model::load(model_path("own_cifar"));
+  shrink::Model traced = shrink::Model::load(model_path("own_cifar_traced"));
+  std::vector<std::string> a, b;
+  for (const auto& op : scripted.ops()) a.push_back(op.name + " " + op.type);
+  for (const auto& op : traced.ops()) b.push_back(op.name + " " + op.type);
+  EXPECT_EQ(a, b);
+}

@@ -9,6 +9,10 @@ NAME is one of:
                 for binarized (BNN) experiments, whose activations live in [-1, 1]
   resnet_small  a small ResNet for 1x28x28 inputs whose blocks share one TorchScript class type
   resnet_2stage a small ResNet of two stages (16 channels at 14x14, 32 at 7x7), input 1x28x28
+  own_cifar     a CIFAR-style model written the way users write one: functional F.relu,
+                residual blocks F.relu(x + self.block(x)), a depthwise-separable pair,
+                F.adaptive_avg_pool2d, dropout; input 3x32x32 (--trace: torch.jit.trace, in
+                eval mode, as users trace)
   resnet18      torchvision's resnet18 (random weights), input 3x32x32 and up
   mobilenet_v2, mobilenet_v3_small, shufflenet_v2_x0_5, squeezenet1_1
                 torchvision's (random weights, 10 classes), input 3x32x32 and up
@@ -134,6 +138,46 @@ class ResNet2Stage(torch.nn.Module):
         return self.fc(x)
 
 
+class Residual(torch.nn.Module):
+    """`F.relu(x + self.block(x))`, the way people write a residual block by hand."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.block = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, channels, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(channels), torch.nn.ReLU(),
+            torch.nn.Conv2d(channels, channels, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        return F.relu(x + self.block(x))
+
+
+class OwnCifar(torch.nn.Module):
+    """A CIFAR-style model as a user writes it, functional calls and all: stem convolution,
+    BatchNorm and F.relu, two residual blocks, a depthwise-separable pair,
+    F.adaptive_avg_pool2d, dropout and a linear head. Input 3x32x32."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem_conv = torch.nn.Conv2d(3, 32, 3, 1, 1, bias=False)
+        self.stem_bn = torch.nn.BatchNorm2d(32)
+        self.res1 = Residual(32)
+        self.res2 = Residual(32)
+        self.dw = torch.nn.Conv2d(32, 32, 3, 2, 1, groups=32, bias=False)
+        self.dw_bn = torch.nn.BatchNorm2d(32)
+        self.pw = torch.nn.Conv2d(32, 64, 1, bias=False)
+        self.pw_bn = torch.nn.BatchNorm2d(64)
+        self.drop = torch.nn.Dropout(0.2)
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem_bn(self.stem_conv(x)))
+        x = self.res2(self.res1(x))
+        x = F.relu(self.dw_bn(self.dw(x)))
+        x = F.relu(self.pw_bn(self.pw(x)))
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(self.drop(x))
+
+
 def build(name):
     if name == "mnist":
         return Mnist(), torch.randn(2, 1, 28, 28)
@@ -143,11 +187,13 @@ def build(name):
         return ResNetSmall(), torch.randn(2, 1, 28, 28)
     if name == "resnet_2stage":
         return ResNet2Stage(), torch.randn(2, 1, 28, 28)
+    if name == "own_cifar":
+        return OwnCifar(), torch.randn(2, 3, 32, 32)
     if name in TORCHVISION:
         import torchvision
 
         return getattr(torchvision.models, name)(num_classes=10), torch.randn(2, 3, 32, 32)
-    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, mnist_hardtanh, resnet_small, resnet_2stage, "
+    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, mnist_hardtanh, resnet_small, resnet_2stage, own_cifar, "
                      + ", ".join(TORCHVISION) + ")")
 
 

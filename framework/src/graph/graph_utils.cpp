@@ -29,6 +29,12 @@ const std::map<std::string, std::string>& functional_kinds() {
       {"aten::hardswish", "hardswish"},
       {"aten::hardswish_", "hardswish"},
       {"aten::sigmoid", "sigmoid"},
+      {"aten::silu", "silu"},
+      {"aten::silu_", "silu"},
+      {"aten::tanh", "tanh"},
+      {"aten::gelu", "gelu"},
+      {"aten::leaky_relu", "leaky_relu"},
+      {"aten::leaky_relu_", "leaky_relu"},
       {"aten::matmul", "matmul"},
       {"aten::adaptive_avg_pool2d", "adaptive_avg_pool2d"},
       {"aten::max_pool2d", "max_pool2d"},
@@ -58,7 +64,6 @@ void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph,
                           const torch::jit::Module& module, bool for_evaluation) {
   std::map<const torch::jit::Value*, c10::IValue> values;
   values[graph->inputs().at(0)] = module._ivalue();
-  bool folded = false;
   for (torch::jit::Node* node : all_nodes(graph->block())) {
     if (node->kind() != c10::prim::GetAttr) continue;
     auto base = values.find(node->input(0));
@@ -76,10 +81,10 @@ void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph,
     torch::jit::WithInsertPoint guard(node);
     node->output()->replaceAllUsesWith(
         graph->insertConstant(name == "training" ? c10::IValue(false) : value));
-    folded = true;
   }
-  if (!folded) return;
-  // Resolves the branches (and computes whatever else now has constant inputs).
+  // Resolves the branches (and computes whatever else now has constant inputs). Also when no
+  // attribute was folded: a functional call such as F.relu inlines as a branch on its constant
+  // `inplace` argument, whose relu lies in the top-level block only once that is resolved.
   torch::jit::ConstantPropagation(graph, /*ignore_custom_classes=*/true);
   torch::jit::EliminateDeadCode(graph);
 }
@@ -105,6 +110,23 @@ std::string scope_of(const torch::jit::Node* node) {
     path += (path.empty() ? "" : ".") + name;
   }
   return path;
+}
+
+std::map<const torch::jit::Node*, std::string> node_names(torch::jit::Graph& graph) {
+  std::map<const torch::jit::Node*, std::string> names;
+  std::map<std::string, int> seen;
+  for (const torch::jit::Node* node : graph.block()->nodes()) {
+    if (node->outputs().size() != 1 || !node->output()->type()->cast<c10::TensorType>()) continue;
+    std::string name = scope_of(node);
+    if (name.empty()) {
+      name = node->kind().toUnqualString();
+      if (name.size() > 1 && name.back() == '_') name.pop_back();
+      const int index = seen[name]++;
+      if (index > 0) name += "_" + std::to_string(index);
+    }
+    names[node] = name;
+  }
+  return names;
 }
 
 std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph,
@@ -142,6 +164,10 @@ const std::vector<std::string>& anchor_kinds(const std::string& module_type) {
       {"Hardtanh", {"aten::hardtanh", "aten::hardtanh_"}},
       {"Hardswish", {"aten::hardswish", "aten::hardswish_"}},
       {"Sigmoid", {"aten::sigmoid"}},
+      {"SiLU", {"aten::silu", "aten::silu_"}},
+      {"Tanh", {"aten::tanh"}},
+      {"GELU", {"aten::gelu"}},
+      {"LeakyReLU", {"aten::leaky_relu", "aten::leaky_relu_"}},
       {"BatchNorm1d", {"aten::batch_norm"}},
       {"BatchNorm2d", {"aten::batch_norm"}},
       {"MaxPool2d", {"aten::max_pool2d"}},

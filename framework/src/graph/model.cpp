@@ -3,6 +3,7 @@
 #include <shrink/graph/model.hpp>
 
 #include "graph/graph_utils.hpp"
+#include "graph/traced.hpp"
 
 #include <torch/script.h>
 
@@ -47,7 +48,9 @@ torch::jit::Module load_torchscript(const std::string& path) {
                        "saved with torch.jit.script or torch.jit.trace)");
   std::string why;
   try {
-    return torch::jit::load(path);
+    torch::jit::Module module = torch::jit::load(path);
+    detail::rewrite_traced(module);
+    return module;
   } catch (const c10::Error& e) {
     why = e.what_without_backtrace();
   } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include <shrink/core/error.hpp>
 #include <shrink/data/dataset.hpp>
+#include <shrink/graph/channel_removal.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/graph/quantized_model.hpp>
 #include <shrink/host/plugin_check.hpp>
@@ -20,6 +21,7 @@ struct Before {
   bool prunes = false;
   bool quantizes = false;
   bool removes_channels = false;
+  std::vector<std::string> pruned_ops;  // by the pruning stages so far
 };
 
 // Throwaway copies the checks set plugins up on (their setup_site sees each site).
@@ -36,6 +38,30 @@ void check_remove_channels(const Before& before, const std::string& where) {
                                       << ".remove_channels: put it before the quantization "
                                          "stages (their sites are set up for the model's shapes)");
   SHRINK_CHECK(!before.removes_channels, where << ".remove_channels: only once per experiment");
+}
+
+// Channel 0 of every pruned op zeroed in a copy of the model, then removed: an op that channel
+// removal cannot follow fails here, before any training, and not after the pruning stages'.
+void dry_run_channel_removal(const Experiment& x, const Before& before, const std::string& where) {
+  torch::jit::Module copy = load_torchscript(x.model);
+  {
+    torch::NoGradGuard no_grad;
+    for (const std::string& name : before.pruned_ops) {
+      torch::jit::Module op = copy;
+      for (std::size_t at = 0, dot = 0; dot != std::string::npos; at = dot + 1) {
+        dot = name.find('.', at);
+        op = op.attr(name.substr(at, dot == std::string::npos ? dot : dot - at)).toModule();
+      }
+      for (const char* tensor : {"weight", "bias"}) {
+        if (op.hasattr(tensor) && op.attr(tensor).isTensor()) op.attr(tensor).toTensor()[0].zero_();
+      }
+    }
+  }
+  try {
+    remove_pruned_channels(copy);
+  } catch (const Error& e) {
+    throw Error(where + ".remove_channels: " + e.what());
+  }
 }
 
 // One importance and one calc_mask per pruned op on a throwaway instance, every check on, so that
@@ -150,6 +176,7 @@ CheckedStage check_stage(const Experiment& x, std::size_t i, const Model& model,
   CheckedStage checked;
   if (stage.remove_channels) {
     check_remove_channels(before, where);
+    dry_run_channel_removal(x, before, where);
     checked.removes_channels = true;
     return checked;
   }
@@ -177,23 +204,48 @@ CheckedStage check_stage(const Experiment& x, std::size_t i, const Model& model,
 
 }  // namespace
 
+namespace {
+
+// One forward of zeros of shape `batch` in eval mode, no gradients; the model's mode is kept.
+c10::IValue forward_zeros(torch::jit::Module& module, const std::vector<int64_t>& batch) {
+  const bool training = module.is_training();
+  module.eval();
+  torch::NoGradGuard no_grad;
+  struct Restore {
+    torch::jit::Module& m;
+    bool training;
+    ~Restore() { m.train(training); }
+  } restore{module, training};
+  return module.forward({at::zeros(batch)});
+}
+
+// [1, H, W, C] -> [1, C, H, W] when that is what the model takes: the data is channels last.
+std::string channels_last_hint(torch::jit::Module& module, const std::vector<int64_t>& batch) {
+  if (batch.size() != 4 || batch[3] > 4) return "";
+  const std::vector<int64_t> nchw = {1, batch[3], batch[1], batch[2]};
+  try {
+    forward_zeros(module, nchw);
+  } catch (const std::exception&) {
+    return "";
+  }
+  return "; it takes " + c10::str(c10::IntArrayRef(nchw)) +
+         ": are the samples channels last (NHWC)? " + "store them as [N, C, H, W]";
+}
+
+}  // namespace
+
 int64_t check_model_on_data(const Experiment& x, Model& model) {
   const std::vector<int64_t> shape = sample_shape(x.data);
   std::vector<int64_t> batch = {1};
   batch.insert(batch.end(), shape.begin(), shape.end());
-  torch::jit::Module& module = model.module();
-  const bool training = module.is_training();
-  module.eval();
-  torch::NoGradGuard no_grad;
   c10::IValue out;
   try {
-    out = module.forward({at::zeros(batch)});
+    out = forward_zeros(model.module(), batch);
   } catch (const std::exception& e) {
-    module.train(training);
     throw Error(model.path() + " does not take the samples of " + x.data.path + " (one is " +
-                c10::str(c10::IntArrayRef(batch)) + "): " + interpreter_error_line(e));
+                c10::str(c10::IntArrayRef(batch)) + "): " + interpreter_error_line(e) +
+                channels_last_hint(model.module(), batch));
   }
-  module.train(training);
   SHRINK_CHECK(out.isTensor() && out.toTensor().dim() == 2 && out.toTensor().size(0) == 1 &&
                    out.toTensor().size(1) >= 2,
                model.path() << ": one sample of shape " << c10::IntArrayRef(batch) << " gives "
@@ -239,6 +291,7 @@ std::vector<CheckedStage> check_stages(const Experiment& x, const Model& model,
     out.push_back(check_stage(x, i, model, registry, probe, before));
     before.prunes |= out.back().prunes;
     before.removes_channels |= out.back().removes_channels;
+    for (const PruneTarget& t : out.back().prune_targets) before.pruned_ops.push_back(t.op_name);
     before.quantizes |= out.back().algorithm != nullptr && !out.back().prunes;
   }
   check_int8_request(x, out);

@@ -60,6 +60,29 @@ class DatasetTest : public ::testing::Test {
   fs::path dir_;
 };
 
+// data.normalize over float inputs that are normalized already is said (it halves accuracy
+// silently otherwise); over raw bytes or unnormalized floats it is not.
+TEST_F(DatasetTest, NormalizingNormalizedInputsIsAWarning) {
+  torch::manual_seed(0);
+  const at::Tensor labels = torch::zeros({500}, torch::kLong);
+  auto o = tensors(torch::randn({500, 1, 4, 4}), labels);
+  o.mean = {0.5};
+  o.std = {0.25};
+  const shrink::Dataset normalized = shrink::load_dataset(o, true);
+  ASSERT_EQ(normalized.warnings.size(), 1u);
+  EXPECT_NE(normalized.warnings[0].find(o.path + ": the inputs are floats of mean "),
+            std::string::npos)
+      << normalized.warnings[0];
+  EXPECT_NE(normalized.warnings[0].find("already; data.normalize is applied to them again"),
+            std::string::npos);
+  o = tensors(torch::rand({500, 1, 4, 4}), labels);  // in [0, 1): mean 0.5
+  o.mean = {0.5};
+  o.std = {0.25};
+  EXPECT_TRUE(shrink::load_dataset(o, true).warnings.empty());
+  o = tensors(torch::randn({500, 1, 4, 4}), labels);  // no normalize asked
+  EXPECT_TRUE(shrink::load_dataset(o, true).warnings.empty());
+}
+
 TEST_F(DatasetTest, LabelsOutsideTheModelsClassesNameFileAndSample) {
   const at::Tensor x = torch::rand({6, 1, 4, 4});
   auto o = tensors(x, torch::tensor({0, 1, 2, 200, 3, 4}, torch::kLong));

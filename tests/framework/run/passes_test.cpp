@@ -368,6 +368,55 @@ TEST_F(PassesTest, PlanDryRunsThePruningStagesMasker) {
   EXPECT_NE(shape.find("shape"), std::string::npos) << shape;
 }
 
+// remove_channels gets its dry run at the plan too: an op channel removal cannot follow (a
+// sigmoid, which maps a removed channel's zeros to 0.5) fails the plan, not the end of the
+// pruning stage's training.
+TEST_F(PassesTest, PlanDryRunsChannelRemoval) {
+  auto registry = test::registry_of({test::kPluginDir});
+  torch::jit::Module conv("Conv2d");
+  conv.register_parameter("weight", torch::randn({4, 1, 3, 3}), false);
+  conv.register_parameter("bias", torch::randn({4}), false);
+  conv.define("def forward(self, x):\n  return torch.conv2d(x, self.weight, self.bias)\n");
+  torch::jit::Module fc("Linear");
+  fc.register_parameter("weight", torch::randn({10, 4}), false);
+  fc.register_parameter("bias", torch::randn({10}), false);
+  fc.define("def forward(self, x):\n  return torch.linear(x, self.weight, self.bias)\n");
+  torch::jit::Module root("Net");
+  root.register_module("conv", conv);
+  root.register_module("fc", fc);
+  root.define(
+      "def forward(self, x):\n"
+      "  y = torch.sigmoid(self.conv.forward(x))\n"
+      "  return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1))\n");
+  fs::create_directories(dir_);
+  const std::string sigmoid_model = (dir_ / "sigmoid.pt").string();
+  root.save(sigmoid_model);
+  auto planned = [&](const std::string& model, const char* pruned) {
+    x_.model = model;
+    StageSpec prune, remove;
+    prune.where = "exp.yaml:3:3";
+    prune.plugin = "l1_norm";
+    prune.config_list = ConfigList::parse_text(pruned, "t");
+    remove.where = "exp.yaml:5:3";
+    remove.remove_channels = true;
+    x_.compress = {prune, remove};
+    Model m = Model::load(model);
+    try {
+      check_stages(x_, m, *registry);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  const std::string mnist = std::string(test::kTestModelDir) + "/mnist.pt";
+  EXPECT_EQ(planned(mnist, "- {op_names: [conv1, conv2], sparse_ratio: 0.5}"), "accepted");
+  const std::string refused = planned(sigmoid_model, "- {op_names: [conv], sparse_ratio: 0.5}");
+  EXPECT_NE(refused.find("exp.yaml:5:3: compress[1].remove_channels: channel removal cannot "
+                         "follow aten::sigmoid: it reads pruned channels of conv"),
+            std::string::npos)
+      << refused;
+}
+
 // Ctrl-C is only noted by its handler; the run stops at the next pass (or batch) boundary, as a
 // StopRequested that carries the signal, and the pass under way is not cut short.
 TEST_F(PassesTest, AnInterruptStopsTheRunAtTheNextPassBoundary) {

@@ -13,8 +13,9 @@
 namespace shrink {
 
 struct Dataset {
-  at::Tensor inputs;   // float32 [N, C, H, W], normalised
-  at::Tensor targets;  // int64 [N]
+  at::Tensor inputs;                  // float32 [N, C, H, W], normalised
+  at::Tensor targets;                 // int64 [N]
+  std::vector<std::string> warnings;  // what looks like a mistake but may not be one
   int64_t size() const { return inputs.defined() ? inputs.size(0) : 0; }
 };
 

@@ -39,8 +39,10 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
-// Loads a TorchScript file as it is (no op discovery). Throws shrink::Error, one line naming the
-// file: "<path>: no such file (...)" or "<path>: not a loadable TorchScript model: <why>".
+// Loads a TorchScript file (no op discovery); a traced model's convolutions and BatchNorm and
+// Dropout modes are rewritten as scripting writes them (graph/traced.hpp). Throws shrink::Error,
+// one line naming the file: "<path>: no such file (...)" or "<path>: not a loadable TorchScript
+// model: <why>".
 torch::jit::Module load_torchscript(const std::string& path);
 
 // Saves `module` to `path` with write_file_atomically (core/files.hpp): serialized in memory first,

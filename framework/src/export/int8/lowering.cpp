@@ -31,18 +31,19 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
 
 }  // namespace
 
-std::string describe(const Node* n) {
-  std::string where = detail::scope_of(n);
-  if (where.empty() && n->outputs().size() == 1) where = "%" + n->output()->debugName();
-  return std::string(n->kind().toQualString()) + (where.empty() ? "" : " (" + where + ")");
-}
-
 Lowering::Lowering(torch::jit::Module& module, std::string file, const RuleTable& rules)
     : module_(module), file_(std::move(file)), rules_(rules) {
   // Evaluation only: `training` reads become false and their branches go (with those of the
   // model's other flags).
   graph_ = detail::inlined_forward(module_, detail::ForwardGraph::kOwn, /*for_evaluation=*/true);
   paths_ = detail::attribute_paths(*graph_);
+  names_ = detail::node_names(*graph_);
+}
+
+std::string Lowering::describe(const Node* n) const {
+  const auto named = names_.find(n);
+  const std::string where = named != names_.end() ? named->second : detail::scope_of(n);
+  return std::string(n->kind().toQualString()) + (where.empty() ? "" : " (" + where + ")");
 }
 
 Int8Export Lowering::run() {

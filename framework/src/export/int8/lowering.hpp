@@ -98,6 +98,9 @@ class Lowering {
   void destroy_retired();
   void shape_queries_read_twins();
   void report_float_ops();
+  // What a node is called in reports: its kind and where it comes from ("aten::add (layer1.0)",
+  // "aten::log_softmax (log_softmax)").
+  std::string describe(const torch::jit::Node* n) const;
   void fold_lone_quantizes();
 
   torch::jit::Module& module_;
@@ -105,6 +108,7 @@ class Lowering {
   const RuleTable& rules_;
   std::shared_ptr<torch::jit::Graph> graph_;
   std::map<const torch::jit::Value*, std::string> paths_;
+  std::map<const torch::jit::Node*, std::string> names_;  // as the graph came (node_names)
   std::unordered_map<const torch::jit::Value*, Twin> twins_;
   std::unordered_map<const torch::jit::Value*, int64_t> channels_;
   std::set<torch::jit::Node*> dead_;
@@ -112,8 +116,5 @@ class Lowering {
   std::map<const torch::jit::Node*, std::string> float_reasons_;
   Int8Export result_;
 };
-
-// What a node is called in reports: its kind and where it comes from ("aten::add (layer1.0)").
-std::string describe(const torch::jit::Node* n);
 
 }  // namespace shrink::int8

@@ -52,6 +52,9 @@ void PrepareDataPass::run(RunContext& c) {
   line << "data: " << c.train.size() << " training, " << c.test.size() << " test samples of shape "
        << c.train.inputs.sizes().slice(1);
   c.say(line.str());
+  for (const Dataset* d : {&c.train, &c.test}) {
+    for (const std::string& warning : d->warnings) c.say("warning: " + warning);
+  }
   check_calibration_sizes(c);
 }
 
