@@ -135,7 +135,7 @@ out = sys.argv[1]
 report = json.load(open(out + "/report.json"))
 m = report["metrics"]
 print(m, report["folded_batchnorms"])
-assert report["folded_batchnorms"] == [["conv1 + batchnorm1"]], report["folded_batchnorms"]
+assert report["folded_batchnorms"] == ["conv1 + batchnorm1"], report["folded_batchnorms"]
 assert abs(m["exported_accuracy"] - m["compressed_accuracy"]) <= 0.002, m
 assert report["int8"]["quantized_ops"] == 3 and abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
 qat = torch.jit.load(out + "/model_qat.pt")

@@ -90,6 +90,12 @@ assert by["taylor"]["ops"][0]["channels_pruned"] == 20, by["taylor"]       # 50 
 assert by["slim"]["ops"][0]["channels_pruned"] == 5, by["slim"]            # 20 * 0.25
 assert by["fpgm"]["ops"][0]["channels_pruned"] == 100, by["fpgm"]          # 500 * 0.2
 assert by["level"]["ops"][0]["weight_sparsity"] == 0.5 and by["level"]["ops"][0]["channels_pruned"] == 0, by["level"]
+# Pruning only: no calibration.json (it would be empty), no BatchNorm folding, no fine-tuning
+# epoch time (null, not 0).
+import os
+assert not os.path.exists(out + "/calibration.json"), os.listdir(out)
+assert r["folded_batchnorms"] == [], r["folded_batchnorms"]
+assert r["train"]["compressed_seconds_per_epoch"] is None and r["train"]["overhead"] is None, r["train"]
 # Every stage's masks still hold in the exported model (later stages trained with them). taylor's
 # taps on conv2's output (shrink::tap, which plain PyTorch could not load) are gone.
 model = torch.jit.load(out + "/model_pruned.pt")

@@ -39,6 +39,7 @@ assert report["train"]["finetune"]["steps_done"] == 0, report["train"]
 # close to it; only log_softmax stays float; the file is about a quarter of the fp32 one.
 i8 = report["int8"]
 assert i8["quantized_ops"] == 3 and i8["engine"] == "onednn", i8
+assert i8["int8_ops"] == ["aten::conv2d (conv1)", "aten::conv2d (conv2)", "aten::linear (fc1)"], i8
 assert abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
 assert i8["sqnr_db_vs_fake_quant"] > 20, i8
 # fc2 (500 -> 10) is faster in float than oneDNN's int8 linear, on its fake-quantized weights.

@@ -115,9 +115,30 @@ std::string scope_of(const torch::jit::Node* node) {
 std::map<const torch::jit::Node*, std::string> node_names(torch::jit::Graph& graph) {
   std::map<const torch::jit::Node*, std::string> names;
   std::map<std::string, int> seen;
+  const auto paths = attribute_paths(graph);
+  // A saved inlined graph (model_qat.pt) has no call stacks left: a weighted op is named by the
+  // module its weight belongs to (read directly, or through its fake-quant).
+  auto owner = [&](const torch::jit::Value* v) {
+    const auto it = paths.find(v);
+    const std::string suffix = ".weight";
+    if (it == paths.end() || it->second.size() <= suffix.size() ||
+        it->second.compare(it->second.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      return std::string();
+    }
+    return it->second.substr(0, it->second.size() - suffix.size());
+  };
+  auto weight_owner = [&](const torch::jit::Node* node) {
+    for (const torch::jit::Value* input : node->inputs()) {
+      std::string name = owner(input);
+      if (name.empty() && !input->node()->inputs().empty()) name = owner(input->node()->input(0));
+      if (!name.empty()) return name;
+    }
+    return std::string();
+  };
   for (const torch::jit::Node* node : graph.block()->nodes()) {
     if (node->outputs().size() != 1 || !node->output()->type()->cast<c10::TensorType>()) continue;
     std::string name = scope_of(node);
+    if (name.empty()) name = weight_owner(node);
     if (name.empty()) {
       name = node->kind().toUnqualString();
       if (name.size() > 1 && name.back() == '_') name.pop_back();

@@ -25,7 +25,8 @@ bool is(const torch::jit::Node* n, const char* kind);
 std::string scope_of(const torch::jit::Node* node);
 
 // What reports call the top-level nodes of `graph` with one tensor output: the module path a node
-// runs in ("layer1.0.conv1", "layer1.0"), or for a call made in the root module's forward, its
+// runs in ("layer1.0.conv1", "layer1.0") or whose weight it reads, or else (a call made in the root
+// module's forward, or in a saved inlined graph, which keeps no module paths) its
 // name there as op discovery gives it ("relu_1", "log_softmax": the kind without "aten::" and a
 // trailing "_", numbered in graph order). Taken before a rewrite, so that names stay put.
 std::map<const torch::jit::Node*, std::string> node_names(torch::jit::Graph& graph);

@@ -44,7 +44,7 @@ std::vector<std::unique_ptr<Pass>> build_passes(const RunContext& c) {
   if (x.finetune.enabled) passes.push_back(std::make_unique<TrainPass>("finetune"));
   if (quantizes) passes.push_back(std::make_unique<MeasurePass>());
   if (x.evaluate) passes.push_back(std::make_unique<EvaluatePass>("compressed"));
-  passes.push_back(std::make_unique<ExportCalibrationPass>());
+  if (quantizes) passes.push_back(std::make_unique<ExportCalibrationPass>());
   if (prunes) passes.push_back(std::make_unique<ExportMasksPass>());
   if (x.export_model) passes.push_back(std::make_unique<ExportModelPass>());
   if (x.export_int8) passes.push_back(std::make_unique<ExportInt8Pass>());

@@ -17,7 +17,8 @@ struct Module;
 namespace shrink {
 
 struct Int8Export {
-  int quantized_ops = 0;  // convolutions, linears, adds, ... now int8
+  int quantized_ops = 0;              // convolutions, linears, adds, ... now int8
+  std::vector<std::string> int8_ops;  // which: "aten::conv2d (layer1.0.conv1)", in graph order
   std::vector<std::string>
       float_ops;                   // "aten::log_softmax (output): no int8 kernel; runs in float"
   std::vector<std::string> notes;  // e.g. weights re-quantized symmetric for oneDNN

@@ -87,7 +87,11 @@ class Lowering {
   void set_channels(const torch::jit::Value* q, int64_t channels);
 
   // What the result reports.
-  void count_quantized_op() { ++result_.quantized_ops; }
+  // `n` now runs on an int8 kernel.
+  void count_quantized_op(const torch::jit::Node* n) {
+    ++result_.quantized_ops;
+    result_.int8_ops.push_back(describe(n));
+  }
   void note(std::string text) { result_.notes.push_back(std::move(text)); }
   // `n` stays float on purpose: reported with `reason` rather than as an op with no lowering.
   void float_on_purpose(const torch::jit::Node* n, std::string reason);

@@ -51,6 +51,7 @@ void ExportInt8Pass::run(RunContext& c) {
             {"accuracy", c.experiment->evaluate ? json(accuracy) : json(nullptr)},
             {"sqnr_db_vs_fake_quant", std::isfinite(sqnr) ? json(sqnr) : json(nullptr)},
             {"quantized_ops", lowered.quantized_ops},
+            {"int8_ops", lowered.int8_ops},
             {"float_ops", lowered.float_ops},
             {"notes", lowered.notes},
             {"file_bytes", file_bytes(int8_file)},

@@ -21,11 +21,21 @@ json train_json(RunContext& c) {
   c.summary.baseline_seconds_per_epoch = baseline;
   c.summary.compressed_seconds_per_epoch = compressed;
   return {
-      {"baseline_seconds_per_epoch", baseline},
-      {"compressed_seconds_per_epoch", compressed},
+      // null, not 0, for a phase that did not train.
+      {"baseline_seconds_per_epoch", baseline > 0 ? json(baseline) : json(nullptr)},
+      {"compressed_seconds_per_epoch", compressed > 0 ? json(compressed) : json(nullptr)},
       {"overhead", baseline > 0 && compressed > 0 ? json(compressed / baseline) : json(nullptr)},
       {"pretrain", c.pretrain.to_json()},
       {"finetune", c.finetune.to_json()}};
+}
+
+// Every stage's folded pairs in one list ("conv1 + batchnorm1"): [] when none folds.
+json folded_pairs(const RunContext& c) {
+  json pairs = json::array();
+  for (const auto& stage : c.folded_batchnorms) {
+    for (const std::string& pair : stage) pairs.push_back(pair);
+  }
+  return pairs;
 }
 
 }  // namespace
@@ -47,7 +57,7 @@ void WriteReportPass::run(RunContext& c) {
         {"int8_accuracy", accuracy_or_null(s.int8_accuracy)}}},
       {"train", train_json(c)},
       {"calibration", c.calibration},
-      {"folded_batchnorms", c.folded_batchnorms},
+      {"folded_batchnorms", folded_pairs(c)},
       {"pruning", c.pruning},
       {"channel_removal", c.channel_removal},
       {"int8", c.int8},

@@ -26,7 +26,7 @@ bool fuse_output(Lowering& lowering, torch::jit::Node* n,
   std::vector<torch::jit::Node*> replaced = {n, f};
   if (relu) replaced.insert(replaced.begin() + 1, relu);
   lowering.retire(replaced, lowering.set_twin(f->output(), q, p));
-  lowering.count_quantized_op();
+  lowering.count_quantized_op(n);
   return true;
 }
 

@@ -182,7 +182,7 @@ void replace_with_int8(Lowering& lowering, Node* n, const FusedChain& chain, Val
   std::vector<Node*> replaced = {n};
   replaced.insert(replaced.end(), chain.nodes.begin(), chain.nodes.end());
   lowering.retire(replaced, f);
-  lowering.count_quantized_op();
+  lowering.count_quantized_op(n);
 }
 
 }  // namespace shrink::int8
