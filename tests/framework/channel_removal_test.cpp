@@ -2,6 +2,7 @@
 // model reloads in plain LibTorch; residual adds remove only what every joined producer prunes;
 // depthwise convolutions (mobilenet_v2) follow; an op it cannot follow is named.
 #include "plugin_fixtures.hpp"
+#include "sigmoid_net.hpp"
 
 #include <shrink/config/config_list.hpp>
 #include <shrink/core/error.hpp>
@@ -273,21 +274,7 @@ TEST(ChannelRemoval, AModuleCalledTwiceIsNamed) {
 TEST(ChannelRemoval, NamesAnOpItCannotFollow) {
   // conv (pruned filter) -> sigmoid: sigmoid(0) = 0.5, so the channel is read as non-zero by an op
   // the removal does not know.
-  torch::jit::Module conv("Conv");
-  conv.register_parameter("weight", torch::randn({4, 1, 3, 3}), false);
-  conv.register_parameter("bias", torch::randn({4}), false);
-  conv.define("def forward(self, x):\n  return torch.conv2d(x, self.weight, self.bias)\n");
-  torch::jit::Module fc("Fc");
-  fc.register_parameter("weight", torch::randn({3, 4}), false);
-  fc.register_parameter("bias", torch::randn({3}), false);
-  fc.define("def forward(self, x):\n  return torch.linear(x, self.weight, self.bias)\n");
-  torch::jit::Module root("Net");
-  root.register_module("conv", conv);
-  root.register_module("fc", fc);
-  root.define(
-      "def forward(self, x):\n"
-      "  y = torch.sigmoid(self.conv.forward(x))\n"
-      "  return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1))\n");
+  torch::jit::Module root = shrink::test::conv_sigmoid_net(3);
   zero_channels(root, "conv", {2});
   try {
     shrink::remove_pruned_channels(root);

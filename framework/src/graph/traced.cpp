@@ -24,10 +24,10 @@ std::size_t spatial_dims(const torch::jit::Value* stride) {
 
 // aten::_convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding,
 // groups, benchmark, deterministic, cudnn_enabled, allow_tf32).
-bool rewrite_convolution(torch::jit::Graph& graph, torch::jit::Node* node) {
+void rewrite_convolution(torch::jit::Graph& graph, torch::jit::Node* node) {
   const auto transposed = torch::jit::constant_as<bool>(node->input(6));
   const std::size_t dims = spatial_dims(node->input(3));
-  if (!transposed || *transposed || dims < 1 || dims > 3) return false;
+  if (!transposed || *transposed || dims < 1 || dims > 3) return;
   const std::string kind = "aten::conv" + std::to_string(dims) + "d";
   torch::jit::WithInsertPoint guard(node);
   torch::jit::Node* conv = graph.insertNode(graph.create(
@@ -37,7 +37,6 @@ bool rewrite_convolution(torch::jit::Graph& graph, torch::jit::Node* node) {
   conv->setSourceRange(node->sourceRange());
   node->output()->replaceAllUsesWith(conv->output());
   node->destroy();
-  return true;
 }
 
 // The index of the `training` argument of a BatchNorm or Dropout module's call, -1 for any other.
@@ -54,17 +53,15 @@ int training_argument(const std::string& module_type, const torch::jit::Node* no
   return -1;
 }
 
-bool follow_training(torch::jit::Graph& graph, torch::jit::Node* node, int argument) {
-  if (argument < 0 || node->input(argument)->node()->kind() != c10::prim::Constant) return false;
+void follow_training(torch::jit::Graph& graph, torch::jit::Node* node, int argument) {
+  if (argument < 0 || node->input(argument)->node()->kind() != c10::prim::Constant) return;
   torch::jit::WithInsertPoint guard(node);
   node->replaceInput(argument, graph.insertGetAttr(graph.inputs().at(0), "training"));
-  return true;
 }
 
 }  // namespace
 
-TracedRewrites rewrite_traced(torch::jit::Module& module) {
-  TracedRewrites done;
+void rewrite_traced(torch::jit::Module& module) {
   for (const auto& item : module.named_modules()) {
     const std::string type =
         op_type_from_qualified_name(item.value.type()->name()->qualifiedName());
@@ -72,14 +69,13 @@ TracedRewrites rewrite_traced(torch::jit::Module& module) {
       const std::shared_ptr<torch::jit::Graph> graph = method.graph();
       for (torch::jit::Node* node : all_nodes(graph->block())) {
         if (is(node, "aten::_convolution")) {
-          done.convolutions += rewrite_convolution(*graph, node) ? 1 : 0;
+          rewrite_convolution(*graph, node);
         } else {
-          done.modes += follow_training(*graph, node, training_argument(type, node)) ? 1 : 0;
+          follow_training(*graph, node, training_argument(type, node));
         }
       }
     }
   }
-  return done;
 }
 
 }  // namespace shrink::detail

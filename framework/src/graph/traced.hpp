@@ -6,11 +6,6 @@
 
 namespace shrink::detail {
 
-struct TracedRewrites {
-  int convolutions = 0;  // aten::_convolution calls now aten::conv1d/2d/3d
-  int modes = 0;         // BatchNorm and Dropout calls that follow `training` again
-};
-
 // Rewrites, in place, in the methods of `module` and all its submodules:
 // - aten::_convolution (what tracing records for every convolution) that is not transposed into
 //   aten::conv1d, conv2d or conv3d, the calls the int8 lowering, channel removal and MAC
@@ -20,6 +15,6 @@ struct TracedRewrites {
 //   and dropout never drops while training), into a read of the module's `training` attribute,
 //   as the scripted modules do.
 // A scripted model has neither and is left as it is.
-TracedRewrites rewrite_traced(torch::jit::Module& module);
+void rewrite_traced(torch::jit::Module& module);
 
 }  // namespace shrink::detail

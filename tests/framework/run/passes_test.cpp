@@ -1,6 +1,7 @@
 // The run's passes and instruments on their own: each pass on a small context, the instruments
 // around them (progress, checkpoints, stop and resume), the pass list an experiment gives.
 #include "plugin_fixtures.hpp"
+#include "sigmoid_net.hpp"
 #include "test_paths.hpp"
 #include "test_support.hpp"
 
@@ -373,21 +374,7 @@ TEST_F(PassesTest, PlanDryRunsThePruningStagesMasker) {
 // pruning stage's training.
 TEST_F(PassesTest, PlanDryRunsChannelRemoval) {
   auto registry = test::registry_of({test::kPluginDir});
-  torch::jit::Module conv("Conv2d");
-  conv.register_parameter("weight", torch::randn({4, 1, 3, 3}), false);
-  conv.register_parameter("bias", torch::randn({4}), false);
-  conv.define("def forward(self, x):\n  return torch.conv2d(x, self.weight, self.bias)\n");
-  torch::jit::Module fc("Linear");
-  fc.register_parameter("weight", torch::randn({10, 4}), false);
-  fc.register_parameter("bias", torch::randn({10}), false);
-  fc.define("def forward(self, x):\n  return torch.linear(x, self.weight, self.bias)\n");
-  torch::jit::Module root("Net");
-  root.register_module("conv", conv);
-  root.register_module("fc", fc);
-  root.define(
-      "def forward(self, x):\n"
-      "  y = torch.sigmoid(self.conv.forward(x))\n"
-      "  return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1))\n");
+  torch::jit::Module root = test::conv_sigmoid_net(10);
   fs::create_directories(dir_);
   const std::string sigmoid_model = (dir_ / "sigmoid.pt").string();
   root.save(sigmoid_model);
