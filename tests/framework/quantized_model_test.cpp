@@ -48,7 +48,19 @@ TEST(QuantizedModelTest, EverySiteOfTheSeedConfigIsCalledOncePerForward) {
   shrink::QuantizerInstance q(registry->require("counting"), {});
   auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(kSeedConfig, "seed"), model.ops());
   shrink::QuantizedModel wrapped(model, q, sites);
-  ASSERT_EQ(wrapped.site_ids().size(), 15u);
+  ASSERT_EQ(sites.size(), 15u);
+  // The inputs of conv2, fc1 and fc2 are the outputs of relu1, relu2 and relu3 after pooling and
+  // reshaping, which keep their values: one site quantizes each of those tensors.
+  std::vector<std::string> merged;
+  for (const auto& p : wrapped.shared_points()) {
+    EXPECT_EQ(p.conflict, "");
+    merged.push_back(p.site + " -> " + p.into);
+  }
+  EXPECT_EQ(merged, (std::vector<std::string>{"conv2._input_0 -> relu1._output_0",
+                                              "fc1._input_0 -> relu2._output_0",
+                                              "fc2._input_0 -> relu3._output_0"}));
+  EXPECT_EQ(wrapped.shared_points()[1].through, (std::vector<std::string>{"max_pool2d", "view"}));
+  ASSERT_EQ(wrapped.site_ids().size(), 12u);
 
   torch::manual_seed(0);
   wrapped.train(false);
@@ -154,15 +166,26 @@ TEST(QuantizedModelTest, TorchvisionResnet18IsFullyWrapped) {
   at::Tensor y = wrapped.forward(torch::randn({1, 3, 32, 32}));
   EXPECT_EQ(y.sizes(), (std::vector<int64_t>{1, 10}));
   int relu_calls = 0;
-  for (std::size_t i = 0; i < sites.size(); ++i) {
+  const auto& kept = wrapped.sites();
+  for (std::size_t i = 0; i < kept.size(); ++i) {
     const float n = calls(q, wrapped.site_ids()[i]);
-    if (sites[i].op_type == "ReLU") {
+    if (kept[i].op_type == "ReLU") {
       relu_calls += static_cast<int>(n);  // a BasicBlock calls its one ReLU module twice
     } else {
-      EXPECT_EQ(n, 1.0f) << sites[i].op_name << "." << sites[i].target;
+      EXPECT_EQ(n, 1.0f) << kept[i].op_name << "." << kept[i].target;
     }
   }
   EXPECT_EQ(relu_calls, 1 + 8 * 2);
+  // What a ReLU (or the max pool after the stem's) passes on is one tensor with the next
+  // convolution's input; the downsample reads the block's input too.
+  int merged = 0;
+  for (const auto& p : wrapped.shared_points()) {
+    EXPECT_EQ(p.conflict, "") << p.text();
+    EXPECT_EQ(p.site.substr(p.site.size() - 9), "._input_0") << p.text();
+    ++merged;
+  }
+  EXPECT_EQ(wrapped.sites().size() + merged, sites.size());
+  EXPECT_GT(merged, 8);
 }
 
 TEST(QuantizedModelTest, HooksAndTrainingFlagReachThePlugin) {

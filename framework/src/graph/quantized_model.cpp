@@ -191,7 +191,69 @@ void move_site_after_batch_norm(const PairParts& p) {
   p.out_site->replaceInput(0, p.bn->output());
 }
 
+// Ops whose output holds only values of their input (they pass, move, select or zero them), so
+// that a quantized input leaves the output on the same grid. The dropouts are identities in the
+// evaluated and int8 models.
+bool keeps_grid(const torch::jit::Node* n) {
+  static const std::set<std::string> kinds = {
+      "aten::relu",          "aten::relu_",   "aten::max_pool1d", "aten::max_pool2d",
+      "aten::max_pool3d",    "aten::dropout", "aten::dropout_",   "aten::feature_dropout",
+      "aten::alpha_dropout", "aten::flatten", "aten::reshape",    "aten::view",
+      "aten::contiguous",    "aten::squeeze", "aten::unsqueeze"};
+  return kinds.count(n->kind().toQualString()) != 0;
+}
+
+// The planned activation site whose quantize call `v` comes from, directly or through ops that
+// keep its grid (appended to `through`, once each); -1 when none does.
+int quantized_by(const torch::jit::Value* v, int quantizer, const std::vector<PlannedSite>& sites,
+                 std::vector<std::string>& through) {
+  static const c10::Symbol kQuantize = sym("shrink::quantize");
+  for (const torch::jit::Node* n = v->node();; n = n->input(0)->node()) {
+    if (n->kind() == kQuantize) {
+      // Another stage's calls quantize for another plugin, with sites of their own.
+      const auto index = torch::jit::constant_as<int64_t>(n->input(2));
+      if (!index || torch::jit::constant_as<int64_t>(n->input(1)) != quantizer ||
+          sites.at(*index).quant_type == QuantType::kWeight)
+        return -1;
+      return static_cast<int>(*index);
+    }
+    if (!keeps_grid(n) || n->inputs().empty()) return -1;
+    std::string kind = n->kind().toUnqualString();
+    if (kind.back() == '_') kind.pop_back();
+    // Walked backwards: each op goes in front, so that the list reads in the graph's order.
+    if (std::find(through.begin(), through.end(), kind) == through.end()) {
+      through.insert(through.begin(), kind);
+    }
+  }
+}
+
+// "quant_bits 8 vs 4, ..." for the settings two sites do not share; "" when they are the same.
+std::string settings_difference(const Options& a, const Options& b) {
+  std::set<std::string> keys;
+  for (const auto& kv : a.entries) keys.insert(kv.first);
+  for (const auto& kv : b.entries) keys.insert(kv.first);
+  std::string out;
+  for (const std::string& key : keys) {
+    const std::string* x = a.find(key);
+    const std::string* y = b.find(key);
+    if (x && y && *x == *y) continue;
+    out += (out.empty() ? "" : ", ") + key + " " + (x ? *x : "unset") + " vs " + (y ? *y : "unset");
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string QuantizedModel::SharedPoint::text() const {
+  std::string via;
+  for (const std::string& op : through) via += (via.empty() ? " through " : ", ") + op;
+  if (conflict.empty()) {
+    return site + " merged into " + into + ": the same tensor" + via +
+           ", quantized once with the earlier site's range";
+  }
+  return site + " and " + into + " quantize the same tensor" + via + " with other settings (" +
+         conflict + "): both stay, and an int8 model requantizes between them";
+}
 
 struct QuantizedModel::FoldedPair {
   std::string conv, bn;  // module paths
@@ -212,100 +274,166 @@ std::vector<std::string> QuantizedModel::folded_batchnorms() const {
   return out;
 }
 
+// Where the sites go in the inlined graph, found before any insertion so that inserted nodes
+// never shift the lookups.
+struct QuantizedModel::Anchors {
+  std::map<std::string, torch::jit::Node*> functional;               // op name -> its call
+  std::map<std::string, std::vector<torch::jit::Node*>> modules;     // op name -> its calls
+  std::map<std::string, std::vector<torch::jit::Node*>> attr_reads;  // "conv1.weight" -> reads
+};
+
 QuantizedModel::QuantizedModel(Model& model, QuantizerInstance& quantizer,
                                const std::vector<PlannedSite>& sites, bool fold_bn)
-    : model_(&model), quantizer_(&quantizer), sites_(sites) {
+    : model_(&model), quantizer_(&quantizer) {
   // A method that has run keeps the execution plan it compiled, and editing its graph afterwards
   // changes nothing that runs. The rewrite therefore goes into a clone, whose methods are new.
   model.module() = model.module().clone(/*inplace=*/true);  // same parameter tensors
-  torch::jit::Module& module = model.module();
   std::shared_ptr<torch::jit::Graph> graph =
-      detail::inlined_forward(module, detail::ForwardGraph::kOwn);
+      detail::inlined_forward(model.module(), detail::ForwardGraph::kOwn);
+  const Anchors anchors = find_anchors(*graph);
+  // Each call carries its planned site's index until the sites that remain are registered.
+  std::vector<std::vector<torch::jit::Node*>> calls;
+  for (std::size_t k = 0; k < sites.size(); ++k) {
+    calls.push_back(insert_site(*graph, sites[k], static_cast<int>(k), anchors));
+  }
+  if (fold_bn) fold_batchnorms(*graph);
+  merge_shared_points(sites, calls);
+  register_sites(*graph, sites, calls);
+  graph->lint();
+}
 
+QuantizedModel::Anchors QuantizedModel::find_anchors(torch::jit::Graph& graph) const {
   std::set<std::string> leaves;
-  for (const auto& op : model.ops()) {
+  for (const auto& op : model_->ops()) {
     if (!op.functional) leaves.insert(op.name);
   }
-  // Anchors are found before any insertion so that inserted nodes never shift the lookups.
-  std::map<std::string, torch::jit::Node*> functional;
-  for (const auto& f : detail::functional_ops(*graph, leaves)) functional[f.op.name] = f.node;
-  std::map<std::string, std::vector<torch::jit::Node*>> module_anchors;
-  std::map<std::string, std::vector<torch::jit::Node*>> attr_reads;
-  const auto paths = detail::attribute_paths(*graph);
-  for (torch::jit::Node* node : detail::all_nodes(graph->block())) {
+  Anchors a;
+  for (const auto& f : detail::functional_ops(graph, leaves)) a.functional[f.op.name] = f.node;
+  const auto paths = detail::attribute_paths(graph);
+  for (torch::jit::Node* node : detail::all_nodes(graph.block())) {
     if (node->kind() == c10::prim::GetAttr) {
       auto it = paths.find(node->output());
-      if (it != paths.end()) attr_reads[it->second].push_back(node);
+      if (it != paths.end()) a.attr_reads[it->second].push_back(node);
       continue;
     }
     const std::string scope = detail::scope_of(node);
     if (!leaves.count(scope)) continue;
-    const OpInstance* op = model.find_op(scope);
-    const auto& kinds = detail::anchor_kinds(op->type);
+    const auto& kinds = detail::anchor_kinds(model_->find_op(scope)->type);
     if (std::find(kinds.begin(), kinds.end(), node->kind().toQualString()) != kinds.end()) {
-      module_anchors[scope].push_back(node);
+      a.modules[scope].push_back(node);
     }
   }
+  return a;
+}
 
-  for (const PlannedSite& planned : sites) {
+std::vector<torch::jit::Node*> QuantizedModel::insert_site(torch::jit::Graph& graph,
+                                                           const PlannedSite& planned, int index,
+                                                           const Anchors& anchors) {
+  const OpInstance* op = model_->find_op(planned.op_name);
+  SHRINK_CHECK(op != nullptr, "op '" << planned.op_name << "' is not in the model");
+  std::vector<torch::jit::Node*> calls;
+  if (planned.target == "weight" || planned.target == "bias") {
+    const auto reads = anchors.attr_reads.find(planned.op_name + "." + planned.target);
+    SHRINK_CHECK(reads != anchors.attr_reads.end(),
+                 "the forward graph never reads " << planned.op_name << "." << planned.target);
+    for (torch::jit::Node* read : reads->second) {
+      torch::jit::WithInsertPoint guard(read->next());
+      torch::jit::Value* q = insert_quantize(graph, read->output(), quantizer_->id(), index);
+      read->output()->replaceAllUsesAfterNodeWith(q->node(), q);
+      calls.push_back(q->node());
+    }
+    return calls;
+  }
+  std::vector<torch::jit::Node*> ops;
+  if (op->functional) {
+    ops.push_back(anchors.functional.at(op->name));
+  } else {
+    SHRINK_CHECK(!detail::anchor_kinds(op->type).empty(),
+                 "op '" << op->name << "' is a " << op->type
+                        << ", whose inputs and outputs Shrink cannot locate yet; quantize its "
+                           "weight only, or select its neighbours instead");
+    const auto found = anchors.modules.find(op->name);
+    SHRINK_CHECK(found != anchors.modules.end(), "op '"
+                                                     << op->name << "' (" << op->type
+                                                     << ") is never called by the model's forward");
+    ops = found->second;
+  }
+  const int at = target_index(planned.target);
+  for (torch::jit::Node* anchor : ops) {
+    if (planned.quant_type == QuantType::kInput) {
+      SHRINK_CHECK(at < static_cast<int>(anchor->inputs().size()) &&
+                       anchor->input(at)->type()->cast<c10::TensorType>(),
+                   "op '" << op->name << "' has no tensor input " << at);
+      torch::jit::WithInsertPoint guard(anchor);
+      torch::jit::Value* q = insert_quantize(graph, anchor->input(at), quantizer_->id(), index);
+      anchor->replaceInput(at, q);
+      calls.push_back(q->node());
+    } else {
+      SHRINK_CHECK(at == 0, "op '" << op->name << "' has one output; use _output_ or _output_0");
+      torch::jit::WithInsertPoint guard(anchor->next());
+      torch::jit::Value* q = insert_quantize(graph, anchor->output(), quantizer_->id(), index);
+      anchor->output()->replaceAllUsesAfterNodeWith(q->node(), q);
+      calls.push_back(q->node());
+    }
+  }
+  return calls;
+}
+
+// Two activation sites on one tensor (a convolution's output and the next one's input, say)
+// quantize it twice: the second rounds values already on the first one's grid, and the int8
+// model pays a dequantize + quantize between them. With the same settings the second goes (the
+// first one's range serves both); with others both stay, and the plan says so.
+void QuantizedModel::merge_shared_points(const std::vector<PlannedSite>& sites,
+                                         std::vector<std::vector<torch::jit::Node*>>& calls) {
+  std::vector<int> into(sites.size(), -1);
+  for (std::size_t k = 0; k < sites.size(); ++k) {
+    if (sites[k].quant_type == QuantType::kWeight || calls[k].empty()) continue;
+    std::set<int> sources;
+    std::vector<std::string> through;
+    for (torch::jit::Node* call : calls[k]) {
+      sources.insert(quantized_by(call->input(0), quantizer_->id(), sites, through));
+    }
+    if (sources.size() != 1 || *sources.begin() < 0) continue;
+    const int j = *sources.begin();
+    SharedPoint point{sites[k].op_name + "." + sites[k].target,
+                      sites[j].op_name + "." + sites[j].target, through,
+                      settings_difference(sites[k].config, sites[j].config)};
+    if (point.conflict.empty()) into[k] = j;
+    shared_points_.push_back(std::move(point));
+  }
+  for (std::size_t k = 0; k < sites.size(); ++k) {
+    if (into[k] < 0) continue;
+    for (torch::jit::Node* call : calls[k]) {
+      call->output()->replaceAllUsesWith(call->input(0));
+      call->destroy();
+    }
+    calls[k].clear();
+  }
+}
+
+void QuantizedModel::register_sites(torch::jit::Graph& graph, const std::vector<PlannedSite>& sites,
+                                    const std::vector<std::vector<torch::jit::Node*>>& calls) {
+  torch::jit::Module& module = model_->module();
+  for (std::size_t k = 0; k < sites.size(); ++k) {
+    const PlannedSite& planned = sites[k];
+    if (calls[k].empty()) continue;  // merged into another
     SiteSpec spec;
     spec.module_name = planned.op_name;
     spec.module_type = planned.op_type;
     spec.target = planned.target;
     spec.quant_type = planned.quant_type;
     spec.config = planned.config;
-    const OpInstance* op = model.find_op(planned.op_name);
-    SHRINK_CHECK(op != nullptr, "op '" << planned.op_name << "' is not in the model");
     if (planned.target == "weight" || planned.target == "bias") {
       spec.sample = detail::attribute_at(module, planned.op_name + "." + planned.target).toTensor();
     }
-    const int site = quantizer.add_site(spec);
+    const int site = quantizer_->add_site(spec);
     site_ids_.push_back(site);
-
-    if (planned.target == "weight" || planned.target == "bias") {
-      const auto& reads = attr_reads[planned.op_name + "." + planned.target];
-      SHRINK_CHECK(!reads.empty(),
-                   "the forward graph never reads " << planned.op_name << "." << planned.target);
-      for (torch::jit::Node* read : reads) {
-        torch::jit::WithInsertPoint guard(read->next());
-        torch::jit::Value* q = insert_quantize(*graph, read->output(), quantizer.id(), site);
-        read->output()->replaceAllUsesAfterNodeWith(q->node(), q);
-      }
-      continue;
-    }
-
-    std::vector<torch::jit::Node*> anchors;
-    if (op->functional) {
-      anchors.push_back(functional.at(op->name));
-    } else {
-      SHRINK_CHECK(!detail::anchor_kinds(op->type).empty(),
-                   "op '" << op->name << "' is a " << op->type
-                          << ", whose inputs and outputs Shrink cannot locate yet; quantize its "
-                             "weight only, or select its neighbours instead");
-      anchors = module_anchors[op->name];
-      SHRINK_CHECK(!anchors.empty(), "op '" << op->name << "' (" << op->type
-                                            << ") is never called by the model's forward");
-    }
-    const int index = target_index(planned.target);
-    for (torch::jit::Node* anchor : anchors) {
-      if (planned.quant_type == QuantType::kInput) {
-        SHRINK_CHECK(index < static_cast<int>(anchor->inputs().size()) &&
-                         anchor->input(index)->type()->cast<c10::TensorType>(),
-                     "op '" << op->name << "' has no tensor input " << index);
-        torch::jit::WithInsertPoint guard(anchor);
-        anchor->replaceInput(index,
-                             insert_quantize(*graph, anchor->input(index), quantizer.id(), site));
-      } else {
-        SHRINK_CHECK(index == 0,
-                     "op '" << op->name << "' has one output; use _output_ or _output_0");
-        torch::jit::WithInsertPoint guard(anchor->next());
-        torch::jit::Value* q = insert_quantize(*graph, anchor->output(), quantizer.id(), site);
-        anchor->output()->replaceAllUsesAfterNodeWith(q->node(), q);
-      }
+    sites_.push_back(planned);
+    for (torch::jit::Node* call : calls[k]) {
+      torch::jit::WithInsertPoint guard(call);
+      call->replaceInput(2, graph.insertConstant(static_cast<int64_t>(site)));
     }
   }
-  if (fold_bn) fold_batchnorms(*graph);
-  graph->lint();
 }
 
 // Conv2d -> [its output site] -> BatchNorm2d pairs, rewritten for simulated folding (see the

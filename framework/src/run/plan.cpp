@@ -164,6 +164,9 @@ void check_quantizer_stage(const Experiment& x, std::size_t i, const std::string
     // One quantize per weight site and one export_site per site, every check on: a plugin that
     // fails or returns something wrong says so now, not after the training.
     dry_run(*probe.quantizers.back());
+    for (const auto& point : probe.wrapped.back()->shared_points()) {
+      checked.site_notes.push_back(point.text());
+    }
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
   }

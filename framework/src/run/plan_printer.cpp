@@ -50,6 +50,7 @@ void quantizer_stage_lines(std::ostream& os, std::size_t i, const Experiment& x,
     os << "              " << s.op_name << "." << s.target << " " << *s.config.find("quant_dtype")
        << " " << *s.config.find("quant_scheme") << " " << *s.config.find("granularity") << "\n";
   }
+  for (const std::string& note : checked.site_notes) os << "              " << note << "\n";
 }
 
 void export_line(std::ostream& os, const Experiment& x, const std::vector<CheckedStage>& stages) {

@@ -15,7 +15,8 @@
 
 namespace torch::jit {
 struct Graph;
-}
+struct Node;
+}  // namespace torch::jit
 
 #include <memory>
 #include <string>
@@ -47,9 +48,21 @@ class QuantizedModel {
   void train(bool on = true);
   Model& model() { return *model_; }
   QuantizerInstance& quantizer() { return *quantizer_; }
-  // The quantizer's site index of each planned site, in the same order.
+  // The planned sites that quantize (those merged into another are not among them), and the
+  // quantizer's index of each, in the same order.
   const std::vector<int>& site_ids() const { return site_ids_; }
   const std::vector<PlannedSite>& sites() const { return sites_; }
+  // Two activation sites on one tensor, directly or through ops that keep its values on the first
+  // site's grid (ReLU, max pooling, dropout, reshapes): with the same settings the later one is
+  // merged into the earlier (it quantizes nothing); with others both stay (`conflict` names the
+  // settings that differ).
+  struct SharedPoint {
+    std::string site, into;            // "layer1.conv2._input_0", "layer1.conv1._output_0"
+    std::vector<std::string> through;  // "relu", "max_pool2d"
+    std::string conflict;              // "quant_bits 8 vs 4"; "" when merged
+    std::string text() const;          // a line for the plan and the log
+  };
+  const std::vector<SharedPoint>& shared_points() const { return shared_points_; }
   // "conv1 + batchnorm1" for each pair folded.
   std::vector<std::string> folded_batchnorms() const;
   // For export, after training: each folded pair becomes one convolution whose weight is the
@@ -59,11 +72,21 @@ class QuantizedModel {
 
  private:
   struct FoldedPair;
+  struct Anchors;
+  Anchors find_anchors(torch::jit::Graph& graph) const;
+  // Inserts the calls of planned site `index`, which carry `index` until register_sites.
+  std::vector<torch::jit::Node*> insert_site(torch::jit::Graph& graph, const PlannedSite& planned,
+                                             int index, const Anchors& anchors);
+  void merge_shared_points(const std::vector<PlannedSite>& sites,
+                           std::vector<std::vector<torch::jit::Node*>>& calls);
+  void register_sites(torch::jit::Graph& graph, const std::vector<PlannedSite>& sites,
+                      const std::vector<std::vector<torch::jit::Node*>>& calls);
   void fold_batchnorms(torch::jit::Graph& graph);
   Model* model_;
   QuantizerInstance* quantizer_;
   std::vector<PlannedSite> sites_;
   std::vector<int> site_ids_;
+  std::vector<SharedPoint> shared_points_;
   std::vector<std::unique_ptr<FoldedPair>> folded_;
 };
 

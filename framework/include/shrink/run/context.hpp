@@ -66,7 +66,8 @@ struct PhaseProgress {
 // the sites or ops it plans.
 struct CheckedStage {
   const AlgorithmInfo* algorithm = nullptr;
-  std::vector<PlannedSite> sites;          // a quantizer's
+  std::vector<PlannedSite> sites;          // a quantizer's, as planned
+  std::vector<std::string> site_notes;     // sites merged or on one tensor (the plan says them)
   bool prunes = false;                     // a weight masker or pruner
   std::vector<PruneTarget> prune_targets;  // a pruner's
   bool removes_channels = false;           // `remove_channels: true`
@@ -102,6 +103,7 @@ struct RunContext {
   nlohmann::json pruning = nlohmann::json::array();            // per pruning stage
   nlohmann::json calibration = nlohmann::json::array();        // per calibration pass
   nlohmann::json folded_batchnorms = nlohmann::json::array();  // per quantization stage
+  nlohmann::json shared_points = nlohmann::json::array();      // sites on one tensor
   nlohmann::json channel_removal = nullptr;
   nlohmann::json sites = nlohmann::json::array();  // per exported site
   nlohmann::json int8 = nullptr;

@@ -87,6 +87,9 @@ class Lowering {
   void set_channels(const torch::jit::Value* q, int64_t channels);
 
   // What the result reports.
+  // What a node is called in reports: its kind and where it comes from ("aten::add (layer1.0)",
+  // "aten::log_softmax (log_softmax)").
+  std::string describe(const torch::jit::Node* n) const;
   // `n` now runs on an int8 kernel.
   void count_quantized_op(const torch::jit::Node* n) {
     ++result_.quantized_ops;
@@ -102,9 +105,6 @@ class Lowering {
   void destroy_retired();
   void shape_queries_read_twins();
   void report_float_ops();
-  // What a node is called in reports: its kind and where it comes from ("aten::add (layer1.0)",
-  // "aten::log_softmax (log_softmax)").
-  std::string describe(const torch::jit::Node* n) const;
   void fold_lone_quantizes();
 
   torch::jit::Module& module_;

@@ -8,6 +8,8 @@
 
 namespace shrink {
 
+using json = nlohmann::json;
+
 std::string QuantizeStagePass::name() const { return stage_name(stage_); }
 
 void QuantizeStagePass::run(RunContext& c) {
@@ -17,16 +19,28 @@ void QuantizeStagePass::run(RunContext& c) {
   auto q = std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options);
   c.wrapped.push_back(std::make_unique<QuantizedModel>(*c.model, *q, checked.sites, stage.fold_bn));
   c.quantizers.push_back(std::move(q));
-  const auto folded = c.wrapped.back()->folded_batchnorms();
+  const QuantizedModel& wrapped = *c.wrapped.back();
+  const auto folded = wrapped.folded_batchnorms();
   c.folded_batchnorms.push_back(folded);
   std::ostringstream line;
-  line << "compress: " << stage.plugin << " on " << checked.sites.size() << " sites";
+  line << "compress: " << stage.plugin << " on " << wrapped.sites().size() << " sites";
+  const std::size_t merged = checked.sites.size() - wrapped.sites().size();
+  if (merged > 0) line << " (" << merged << " merged into the site before them)";
   if (stage.fold_bn) {
     line << ", " << folded.size() << " BatchNorm" << (folded.size() == 1 ? "" : "s") << " folded";
     for (std::size_t k = 0; k < folded.size(); ++k) line << (k ? ", " : " (") << folded[k];
     if (!folded.empty()) line << ")";
   }
   c.say(line.str());
+  for (const QuantizedModel::SharedPoint& p : wrapped.shared_points()) {
+    c.shared_points.push_back(
+        {{"site", p.site},
+         {"into", p.into},
+         {"through", p.through},
+         {"merged", p.conflict.empty()},
+         {"conflict", p.conflict.empty() ? json(nullptr) : json(p.conflict)}});
+    if (!p.conflict.empty()) c.say("warning: " + p.text());
+  }
 }
 
 }  // namespace shrink

@@ -58,6 +58,7 @@ void WriteReportPass::run(RunContext& c) {
       {"train", train_json(c)},
       {"calibration", c.calibration},
       {"folded_batchnorms", folded_pairs(c)},
+      {"shared_points", c.shared_points},
       {"pruning", c.pruning},
       {"channel_removal", c.channel_removal},
       {"int8", c.int8},

@@ -134,7 +134,14 @@ std::optional<FusedChain> fused_chain(Lowering& lowering, Node* n, const std::st
   }
   take_relu(chain, v);
   if (chain.output_fq == nullptr) {
-    lowering.note(name + " stays float: its output is not fake-quantized");
+    // The BatchNorm and ReLU after it would fuse into it: the site goes after the last of them.
+    const Node* last =
+        only_use(v, {"aten::relu", "aten::relu_", "aten::hardtanh", "aten::hardtanh_"});
+    if (last == nullptr) last = v->node();
+    lowering.note(name + " stays float: its output is not fake-quantized" +
+                  (last == n ? std::string("; give it an _output_ site")
+                             : "; quantize the output of " + lowering.describe(last) +
+                                   " instead (an _output_ site there)"));
     return std::nullopt;
   }
   chain.out = lowering.activation_params(chain.output_fq, *fake_quant_of(chain.output_fq));
