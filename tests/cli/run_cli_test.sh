@@ -47,12 +47,18 @@ assert abs(m["int8_accuracy"] - m["compressed_accuracy"]) <= 0.005, m
 assert any("re-quantized symmetric" in n for n in i8["notes"]), i8
 assert t["baseline_seconds_per_epoch"] > 0 and t["compressed_seconds_per_epoch"] > 0, t
 assert report["experiment"]["resolved"]["finetune"]["epochs"] == 2, report["experiment"]
-# The seed's config_list: 4 ops x 3 targets + 3 relu outputs.
+# The seed's config_list: 4 ops x 3 targets + 3 relu outputs, less the inputs of conv2, fc1 and
+# fc2: each is a relu's output after pooling or a reshape, quantized once, by the relu's site.
 sites = {(op, target) for op, targets in cal.items() for target in targets}
 expected = {(op, t) for op in ("conv1", "conv2", "fc1", "fc2") for t in ("_input_0", "weight", "_output_0")}
 expected |= {(f"relu{i}", "_output_0") for i in (1, 2, 3)}
-assert sites == expected, sites ^ expected
-assert len(report["sites"]) == 15, len(report["sites"])
+merged = {(op, "_input_0") for op in ("conv2", "fc1", "fc2")}
+assert sites == expected - merged, sites ^ (expected - merged)
+assert len(report["sites"]) == 12, len(report["sites"])
+points = {(p["site"], p["into"], tuple(p["through"])) for p in report["shared_points"]}
+assert points == {("conv2._input_0", "relu1._output_0", ("max_pool2d",)),
+                  ("fc1._input_0", "relu2._output_0", ("max_pool2d", "view")),
+                  ("fc2._input_0", "relu3._output_0", ())}, points
 for op, targets in cal.items():
     for target, c in targets.items():
         assert c["quant_dtype"] == "int8" and c["quant_scheme"] == "affine" and c["quant_bits"] == 8, c
