@@ -238,6 +238,7 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
       std::cout << ", " << summary.exported_file << " " << summary.exported_accuracy;
     }
     if (summary.int8_accuracy >= 0) std::cout << ", model_int8.pt " << summary.int8_accuracy;
+    if (summary.pruned_accuracy >= 0) std::cout << ", model_pruned.pt " << summary.pruned_accuracy;
     std::cout << "\n";
   }
   if (summary.baseline_seconds_per_epoch > 0 && summary.compressed_seconds_per_epoch > 0) {
@@ -246,6 +247,7 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
               << summary.compressed_seconds_per_epoch / summary.baseline_seconds_per_epoch
               << "x)\n";
   }
+  for (const std::string& line : summary.latency) std::cout << "  " << line << "\n";
   return 0;
 }
 
@@ -288,7 +290,9 @@ int run_export(const std::string& model, bool int8, bool fold_bn, std::string ou
 
 // `shrink bench model.pt [--int8 model_int8.pt | --vs other.pt] --shape 1,28,28 [--batch 1,64]
 // [--threads 1]`: median latency of each model, measured side by side (the models take turns, run
-// by run, so that a noisy neighbour slows both alike).
+// by run, so that a noisy neighbour slows both alike). The fp32 model runs as loaded and frozen +
+// optimize_for_inference; a speed-up is against the faster of the two, the best fp32 a user can
+// run without Shrink.
 struct BenchArgs {
   std::string model;
   std::string int8;
@@ -308,6 +312,11 @@ std::vector<std::pair<std::string, torch::jit::Module>> load_bench_models(const 
     return m;
   };
   models.emplace_back("fp32", load(args.model));
+  try {
+    models.emplace_back("fp32_frozen", shrink::frozen_for_inference(models.front().second));
+  } catch (const shrink::Error& e) {
+    std::cerr << "bench: " << args.model << " " << e.what() << "; fp32 runs as loaded only\n";
+  }
   if (!args.int8.empty()) {
     shrink::use_int8_engine();
     models.emplace_back("int8", load(args.int8));
@@ -319,17 +328,27 @@ std::vector<std::pair<std::string, torch::jit::Module>> load_bench_models(const 
   return models;
 }
 
-// One forward; a model that does not take the input says so in one line.
-double timed_forward(torch::jit::Module& m, const std::string& name, const at::Tensor& x) {
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  try {
-    m.forward({x});
-  } catch (const std::exception& e) {
-    throw shrink::Error("bench: the " + name + " model does not take input of shape " +
-                        c10::str(x.sizes()) + ": " + shrink::interpreter_error_line(e));
+// One table row: each model's median, the best fp32, and the compared model's speed-up over it.
+nlohmann::json bench_row(const std::vector<std::pair<std::string, torch::jit::Module>>& models,
+                         const shrink::LatencyRow& r, bool compares) {
+  nlohmann::json row = {{"batch", r.batch}, {"runs", r.runs}};
+  double best = r.ms[0];
+  std::cout << std::left << std::setw(8) << r.batch << std::fixed << std::setprecision(3);
+  for (std::size_t k = 0; k < models.size(); ++k) {
+    row[models[k].first + "_ms"] = r.ms[k];
+    std::cout << std::setw(14) << r.ms[k];
+    if (models[k].first.rfind("fp32", 0) == 0) best = std::min(best, r.ms[k]);
   }
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  row["best_fp32_ms"] = best;
+  if (compares) {
+    const double speedup = best / r.ms.back();
+    row["speedup"] = speedup;
+    row["speedup_vs_loaded"] = r.ms[0] / r.ms.back();
+    std::cout << std::setprecision(2) << speedup << "x"
+              << (speedup < 1 ? "  (slower than the best fp32)" : "");
+  }
+  std::cout << std::defaultfloat << "\n";
+  return row;
 }
 
 int run_bench(const BenchArgs& args) {
@@ -342,44 +361,24 @@ int run_bench(const BenchArgs& args) {
   at::globalContext().setFlushDenormal(true);
   torch::NoGradGuard no_grad;
   auto models = load_bench_models(args);
-  nlohmann::json rows = nlohmann::json::array();
+  const bool compares = !args.int8.empty() || !args.other.empty();
   std::cout << "threads " << args.threads << "\n";
   std::cout << std::left << std::setw(8) << "batch";
   for (const auto& m : models) std::cout << std::setw(14) << (m.first + " ms");
-  if (models.size() == 2) std::cout << "speed-up";
+  if (compares) std::cout << "speed-up vs best fp32";
   std::cout << "\n";
-  for (int64_t batch : args.batches) {
-    std::vector<int64_t> sizes = {batch};
-    sizes.insert(sizes.end(), args.shape.begin(), args.shape.end());
-    const at::Tensor x = torch::randn(sizes);
-    double slowest = 0;  // per run of a warmed-up model
-    for (auto& m : models) {
-      // Warm-up: the profiling executor settles.
-      for (int i = 0; i < 3; ++i) timed_forward(m.second, m.first, x);
-      slowest = std::max(slowest, timed_forward(m.second, m.first, x));
-    }
-    const int runs =
-        args.runs > 0
-            ? args.runs
-            : static_cast<int>(std::min(2000.0, std::max(20.0, 1000.0 / std::max(slowest, 0.01))));
-    std::vector<torch::jit::Module*> turns;
-    for (auto& m : models) turns.push_back(&m.second);
-    const std::vector<double> medians = shrink::median_latency(turns, x, runs);
-    nlohmann::json row = {{"batch", batch}, {"runs", runs}};
-    std::cout << std::left << std::setw(8) << batch << std::fixed << std::setprecision(3);
-    for (std::size_t k = 0; k < models.size(); ++k) {
-      row[models[k].first + "_ms"] = medians[k];
-      std::cout << std::setw(14) << medians[k];
-    }
-    if (medians.size() == 2) {
-      row["speedup"] = medians[0] / medians[1];
-      std::cout << std::setprecision(2) << medians[0] / medians[1] << "x";
-    }
-    std::cout << std::defaultfloat << "\n";
-    rows.push_back(row);
+  std::vector<shrink::NamedModel> named;
+  for (auto& m : models) named.push_back({m.first, &m.second});
+  std::vector<shrink::LatencyRow> rows;
+  try {
+    rows = shrink::latency_table(named, args.shape, args.batches, args.runs, 1000.0);
+  } catch (const shrink::Error& e) {
+    throw shrink::Error(std::string("bench: ") + e.what());
   }
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& r : rows) results.push_back(bench_row(models, r, compares));
   if (args.json)
-    std::cout << nlohmann::json{{"threads", args.threads}, {"results", rows}}.dump() << "\n";
+    std::cout << nlohmann::json{{"threads", args.threads}, {"results", results}}.dump() << "\n";
   return 0;
 }
 

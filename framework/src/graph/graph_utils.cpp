@@ -51,12 +51,14 @@ c10::Symbol sym(const char* qualified) { return c10::Symbol::fromQualString(qual
 
 bool is(const torch::jit::Node* n, const char* kind) { return n->kind() == sym(kind); }
 
+GraphOptimizeOn::GraphOptimizeOn() : before_(torch::jit::getGraphExecutorOptimize()) {
+  torch::jit::setGraphExecutorOptimize(true);
+}
+
+GraphOptimizeOn::~GraphOptimizeOn() { torch::jit::setGraphExecutorOptimize(before_); }
+
 void inline_calls(torch::jit::Graph& graph) {
-  struct OptimizeOn {
-    bool before = torch::jit::getGraphExecutorOptimize();
-    OptimizeOn() { torch::jit::setGraphExecutorOptimize(true); }
-    ~OptimizeOn() { torch::jit::setGraphExecutorOptimize(before); }
-  } on;
+  GraphOptimizeOn on;
   torch::jit::Inline(graph);
 }
 

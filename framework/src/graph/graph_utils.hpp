@@ -44,6 +44,19 @@ std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph,
 // when the type is unknown.
 const std::vector<std::string>& anchor_kinds(const std::string& module_type);
 
+// The graph executor's optimisation on for a scope (as it is by default, in Python too), then as
+// it was: training turns it off (run/passes/prepare_data.cpp).
+class GraphOptimizeOn {
+ public:
+  GraphOptimizeOn();
+  ~GraphOptimizeOn();
+  GraphOptimizeOn(const GraphOptimizeOn&) = delete;
+  GraphOptimizeOn& operator=(const GraphOptimizeOn&) = delete;
+
+ private:
+  bool before_;
+};
+
 // torch::jit::Inline, fully: the inliner splices in each callee's *optimized* graph, which is
 // itself inlined only while the graph executor's optimisation is on (the pipeline turns it off for
 // training), so this turns it on for the call.

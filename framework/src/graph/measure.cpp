@@ -2,6 +2,9 @@
 
 #include "graph/graph_utils.hpp"
 
+#include <shrink/core/error.hpp>
+#include <shrink/graph/model.hpp>
+
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/script.h>
 
@@ -56,6 +59,74 @@ std::vector<double> median_latency(const std::vector<torch::jit::Module*>& modul
     medians.push_back(t[t.size() / 2]);
   }
   return medians;
+}
+
+torch::jit::Module frozen_for_inference(const torch::jit::Module& module) {
+  detail::GraphOptimizeOn on;  // freezing inlines the methods it then drops
+  torch::jit::Module copy = module.clone();
+  copy.eval();
+  try {
+    torch::jit::Module frozen = torch::jit::freeze(copy);
+    return torch::jit::optimize_for_inference(frozen);
+  } catch (const std::exception& e) {
+    throw Error("cannot be frozen for inference: " + interpreter_error_line(e));
+  }
+}
+
+namespace {
+
+// oneDNN's prepacked convolutions of a frozen + optimize_for_inference model warn that their
+// output buffer is resized whenever the batch size changes: said once per batch size and model,
+// it tells a user of the table nothing.
+class QuietWarnings : public c10::WarningHandler {
+ public:
+  void process(const c10::SourceLocation&, const std::string&, const bool) override {}
+};
+
+// One forward; a model that does not take the input says so in one line.
+double timed_forward(const NamedModel& m, const at::Tensor& x) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  try {
+    m.module->forward({x});
+  } catch (const std::exception& e) {
+    throw Error("the " + m.name + " model does not take input of shape " + c10::str(x.sizes()) +
+                ": " + interpreter_error_line(e));
+  }
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
+                                      const std::vector<int64_t>& sample_shape,
+                                      const std::vector<int64_t>& batches, int runs,
+                                      double budget_ms) {
+  detail::GraphOptimizeOn on;  // as a user runs the models
+  QuietWarnings quiet;
+  c10::Warning::WarningHandlerGuard no_warnings(&quiet);
+  std::vector<LatencyRow> rows;
+  std::vector<torch::jit::Module*> turns;
+  for (const NamedModel& m : models) turns.push_back(m.module);
+  for (int64_t batch : batches) {
+    std::vector<int64_t> sizes = {batch};
+    sizes.insert(sizes.end(), sample_shape.begin(), sample_shape.end());
+    const at::Tensor x = at::randn(sizes);
+    double slowest = 0;  // per run of a warmed-up model
+    for (const NamedModel& m : models) {
+      // Warm-up: the profiling executor settles.
+      for (int i = 0; i < 3; ++i) timed_forward(m, x);
+      slowest = std::max(slowest, timed_forward(m, x));
+    }
+    LatencyRow row;
+    row.batch = batch;
+    row.runs = runs > 0
+                   ? runs
+                   : static_cast<int>(std::clamp(budget_ms / std::max(slowest, 0.01), 5.0, 2000.0));
+    row.ms = median_latency(turns, x, row.runs);
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 }  // namespace shrink

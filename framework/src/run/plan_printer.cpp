@@ -61,9 +61,15 @@ void export_line(std::ostream& os, const Experiment& x, const std::vector<Checke
   os << "  export    " << x.export_dir << " (calibration.json, report.json"
      << (prunes ? ", masks.pt" : "");
   if (x.export_model) {
-    os << (quantizes ? ", model_qat.pt" : prunes ? ", model_pruned.pt" : ", model_fp32.pt");
+    os << (prunes ? ", model_pruned.pt" : "") << (quantizes ? ", model_qat.pt" : "")
+       << (quantizes || prunes ? "" : ", model_fp32.pt");
   }
   os << (x.export_int8 ? ", model_int8.pt" : "") << ")\n";
+  if (x.export_latency && x.export_model && (x.export_int8 || prunes)) {
+    os << "  latency   " << (x.export_int8 ? "model_int8.pt" : "model_pruned.pt")
+       << " vs the fp32 model (as loaded, and frozen + optimize_for_inference), batch 1"
+       << (x.batch_size > 1 ? " and " + std::to_string(x.batch_size) : "") << ", 1 thread\n";
+  }
 }
 
 }  // namespace

@@ -295,9 +295,45 @@ TEST_F(PassesTest, PassListFollowsTheExperiment) {
                                              "export-calibration",
                                              "export-model",
                                              "export-int8",
+                                             "latency",
                                              "report",
                                              "publish"};
   EXPECT_EQ(names, expected);
+}
+
+// Did it pay: a pruned model in the staging folder is timed beside the fp32 model as loaded and
+// frozen, at batch 1 and the training batch, and held against the faster of the two.
+TEST_F(PassesTest, LatencyPassHoldsResultsAgainstTheBestFp32) {
+  auto c = context();
+  fs::create_directories(c->staging);
+  fs::copy_file(x_.model, fs::path(c->staging) / "model_pruned.pt");
+  Instruments instruments;
+  auto& said = static_cast<Recorder&>(instruments.add(std::make_unique<Recorder>()));
+  run_passes(*c, one(std::make_unique<MeasureLatencyPass>()), instruments);
+  const auto& rows = c->latency["rows"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["batch"], 1);
+  EXPECT_EQ(rows[1]["batch"], 32);
+  for (const auto& row : rows) {
+    const double loaded = row["fp32_ms"], frozen = row["fp32_frozen_ms"];
+    EXPECT_GT(loaded, 0);
+    EXPECT_GT(frozen, 0);
+    EXPECT_EQ(row["best_fp32_ms"].get<double>(), std::min(loaded, frozen));
+    EXPECT_EQ(row["best_fp32"], loaded <= frozen ? "as loaded" : "frozen + optimize_for_inference");
+    const double pruned = row["pruned_best_ms"];
+    EXPECT_EQ(pruned,
+              std::min(row["pruned_ms"].get<double>(), row["pruned_frozen_ms"].get<double>()));
+    EXPECT_DOUBLE_EQ(row["pruned_speedup"].get<double>(), std::min(loaded, frozen) / pruned);
+    EXPECT_FALSE(row.contains("int8_ms"));
+  }
+  ASSERT_EQ(c->summary.latency.size(), 2u);
+  EXPECT_EQ(said.lines, c->summary.latency);
+  EXPECT_TRUE(std::regex_search(c->summary.latency[1],
+                                std::regex("^latency, batch 32, 1 thread: best fp32 [0-9.]+ ms "
+                                           "\\((as loaded|frozen \\+ optimize_for_inference)\\); "
+                                           "pruned [0-9.]+ ms: [0-9.]+x(, SLOWER| faster) than "
+                                           "the best fp32$")))
+      << c->summary.latency[1];
 }
 
 // The plan fails before anything trains: a plugin whose export_site throws, or a NaN weight, is

@@ -121,6 +121,8 @@ struct Experiment {
   bool evaluate = true;
   std::string export_dir;  // resolved; may be overridden by --out
   bool export_model = true;
+  bool export_latency =
+      true;                   // model_int8.pt's and model_pruned.pt's latency vs fp32 in the report
   bool export_int8 = false;   // also model_int8.pt, LibTorch's int8 kernels (needs export_model)
   std::string resolved_yaml;  // the experiment after --set, as YAML
 

@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace torch::jit {
@@ -20,5 +21,28 @@ int64_t count_macs(torch::jit::Module& module, const at::Tensor& x);
 // modules run in turns, so that a slow spell of the machine falls on all of them alike.
 std::vector<double> median_latency(const std::vector<torch::jit::Module*>& modules,
                                    const at::Tensor& x, int runs);
+
+// `module` (in evaluation mode) as the fastest float model a user can make of it without Shrink:
+// frozen (attributes become constants) and through torch::jit::optimize_for_inference
+// (BatchNorms folded into convolutions, ops fused). Throws shrink::Error when freezing fails.
+torch::jit::Module frozen_for_inference(const torch::jit::Module& module);
+
+// Median latencies of several models on random inputs of one sample's shape, for each batch
+// size, measured side by side (median_latency). `runs` 0: enough for about `budget_ms` per model
+// and batch size (at least 5, at most 2000). A model that does not take the input is a
+// shrink::Error naming it.
+struct NamedModel {
+  std::string name;
+  torch::jit::Module* module;
+};
+struct LatencyRow {
+  int64_t batch = 0;
+  int runs = 0;
+  std::vector<double> ms;  // per model, in order
+};
+std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
+                                      const std::vector<int64_t>& sample_shape,
+                                      const std::vector<int64_t>& batches, int runs,
+                                      double budget_ms);
 
 }  // namespace shrink

@@ -17,6 +17,10 @@
 #include <utility>
 #include <vector>
 
+namespace torch::jit {
+struct Module;
+}  // namespace torch::jit
+
 namespace shrink {
 
 class Model;
@@ -40,6 +44,7 @@ struct RunSummary {
   double compressed_accuracy = -1;
   double exported_accuracy = -1;  // exported_file reloaded and evaluated; -1 when not exported
   double int8_accuracy = -1;      // model_int8.pt reloaded and evaluated; -1 when not exported
+  double pruned_accuracy = -1;    // model_pruned.pt beside model_qat.pt; -1 when not written
   double baseline_seconds_per_epoch = 0;
   double compressed_seconds_per_epoch = 0;
   std::string exported_file;  // model_qat.pt; model_fp32.pt without compress stages; "" if none
@@ -47,6 +52,7 @@ struct RunSummary {
   int interrupted = 0;        // the signal that stopped the run (SIGINT, SIGTERM), or 0
   std::string checkpoint;     // when stopped: what <out>/checkpoint.pt holds; "" when none
   std::string out_dir;
+  std::vector<std::string> latency;  // one line per batch size: did it pay?
 };
 
 // Training progress of one phase ("pretrain", "finetune"), kept in checkpoints.
@@ -110,6 +116,10 @@ struct RunContext {
   nlohmann::json pass_seconds = nlohmann::json::array();  // [{pass, seconds}] as they end
   std::map<std::string, std::pair<at::Tensor, at::Tensor>> masks_before_removal;
   std::unique_ptr<Model> exported;  // model_qat.pt as a user loads it, once written
+  // The pruned float model as the first quantization stage found it (sharing its parameters, so
+  // that it has the later training), written as model_pruned.pt beside model_qat.pt.
+  std::shared_ptr<torch::jit::Module> pruned_float;
+  nlohmann::json latency = nullptr;
 
   // One line of progress, to the instruments (only instruments print).
   void say(const std::string& line) const;

@@ -130,6 +130,14 @@ class ExportInt8Pass : public Pass {
   void run(RunContext& context) override;
 };
 
+// The latency of model_int8.pt and model_pruned.pt against the fp32 model as loaded and frozen +
+// optimize_for_inference (the faster of the two), at batch 1 and the training batch, one thread.
+class MeasureLatencyPass : public Pass {
+ public:
+  std::string name() const override { return "latency"; }
+  void run(RunContext& context) override;
+};
+
 // report.json: metrics, timings, calibration, pruning, int8, sites, the resolved experiment.
 class WriteReportPass : public Pass {
  public:

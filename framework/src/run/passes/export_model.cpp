@@ -39,10 +39,26 @@ void score_reloaded(RunContext& c, Model& reloaded, bool quantized) {
   }
 }
 
+// model_pruned.pt beside model_qat.pt: the pruned float model with the weights trained since
+// (before the folded BatchNorms are baked into them), scored as a user reloads it.
+void export_pruned_float(RunContext& c) {
+  std::filesystem::create_directories(c.staging);
+  const std::filesystem::path file = std::filesystem::path(c.staging) / "model_pruned.pt";
+  save_torchscript(*c.pruned_float, file.string());
+  if (!c.experiment->evaluate) return;
+  torch::jit::Module reloaded = load_torchscript(file.string());
+  c.summary.pruned_accuracy = evaluate(c, reloaded, c.test);
+  std::ostringstream line;
+  line.precision(4);
+  line << "model_pruned.pt accuracy " << c.summary.pruned_accuracy;
+  c.say(line.str());
+}
+
 }  // namespace
 
 void ExportModelPass::run(RunContext& c) {
   const bool quantized = !c.quantizers.empty();
+  if (c.pruned_float) export_pruned_float(c);
   c.summary.exported_file = exported_name(c);
   if (quantized) {
     for (auto& w : c.wrapped) w->bake_folded_batchnorms();

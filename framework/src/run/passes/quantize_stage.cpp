@@ -4,6 +4,8 @@
 #include <shrink/run/passes.hpp>
 #include <shrink/run/plan.hpp>
 
+#include <torch/script.h>
+
 #include <sstream>
 
 namespace shrink {
@@ -16,6 +18,9 @@ void QuantizeStagePass::run(RunContext& c) {
   const StageSpec& stage = c.experiment->compress[stage_];
   CheckedStage& checked = c.stages[stage_];
   checked.quantizer = static_cast<int>(c.quantizers.size());
+  if (!c.pruners.empty() && c.quantizers.empty()) {
+    c.pruned_float = std::make_shared<torch::jit::Module>(c.model->module());
+  }
   auto q = std::make_unique<QuantizerInstance>(*checked.algorithm, stage.options);
   c.wrapped.push_back(std::make_unique<QuantizedModel>(*c.model, *q, checked.sites, stage.fold_bn));
   c.quantizers.push_back(std::move(q));

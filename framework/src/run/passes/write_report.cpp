@@ -54,7 +54,8 @@ void WriteReportPass::run(RunContext& c) {
        {{"baseline_accuracy", accuracy_or_null(s.baseline_accuracy)},
         {"compressed_accuracy", accuracy_or_null(s.compressed_accuracy)},
         {"exported_accuracy", accuracy_or_null(s.exported_accuracy)},
-        {"int8_accuracy", accuracy_or_null(s.int8_accuracy)}}},
+        {"int8_accuracy", accuracy_or_null(s.int8_accuracy)},
+        {"pruned_accuracy", accuracy_or_null(s.pruned_accuracy)}}},
       {"train", train_json(c)},
       {"calibration", c.calibration},
       {"folded_batchnorms", folded_pairs(c)},
@@ -62,6 +63,7 @@ void WriteReportPass::run(RunContext& c) {
       {"pruning", c.pruning},
       {"channel_removal", c.channel_removal},
       {"int8", c.int8},
+      {"latency", c.latency},
       {"sites", c.sites},
       {"passes", c.pass_seconds}};
   std::filesystem::create_directories(c.staging);

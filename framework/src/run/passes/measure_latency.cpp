@@ -1,0 +1,132 @@
+// Did it pay? The results' latency against the fp32 model a user could run without Shrink.
+#include <shrink/core/error.hpp>
+#include <shrink/export/int8_export.hpp>
+#include <shrink/graph/measure.hpp>
+#include <shrink/graph/model.hpp>
+#include <shrink/run/context.hpp>
+#include <shrink/run/passes.hpp>
+
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+
+#include <filesystem>
+#include <iomanip>
+#include <optional>
+#include <sstream>
+
+namespace shrink {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// A float model both as loaded and frozen + optimize_for_inference (when it freezes); what runs
+// faster is what the compressed models are held against.
+struct FloatPair {
+  torch::jit::Module loaded;
+  std::optional<torch::jit::Module> frozen;
+};
+
+FloatPair float_pair(const std::string& file, RunContext& c) {
+  FloatPair p{load_torchscript(file), std::nullopt};
+  p.loaded.eval();
+  try {
+    p.frozen = frozen_for_inference(p.loaded);
+  } catch (const Error& e) {
+    c.say("warning: latency: " + fs::path(file).filename().string() + " " + e.what() +
+          "; it is timed as loaded only");
+  }
+  return p;
+}
+
+void add(std::vector<NamedModel>& models, const std::string& name, FloatPair& p) {
+  models.push_back({name, &p.loaded});
+  if (p.frozen) models.push_back({name + "_frozen", &*p.frozen});
+}
+
+// The fastest of the columns whose name starts with `name`, and which it was.
+std::pair<double, std::string> best_of(const std::vector<NamedModel>& models, const LatencyRow& r,
+                                       const std::string& name) {
+  std::pair<double, std::string> best{-1, ""};
+  for (std::size_t k = 0; k < models.size(); ++k) {
+    if (models[k].name.rfind(name, 0) != 0) continue;
+    if (best.first < 0 || r.ms[k] < best.first) {
+      best = {r.ms[k], models[k].name == name ? "as loaded" : "frozen + optimize_for_inference"};
+    }
+  }
+  return best;
+}
+
+// "int8 0.210 ms: 1.96x faster than the best fp32" or "... 0.94x: slower than the best fp32".
+std::string verdict(const std::string& what, double ms, double fp32_ms) {
+  std::ostringstream s;
+  const double speedup = fp32_ms / ms;
+  s << what << " " << std::fixed << std::setprecision(3) << ms << " ms: " << std::setprecision(2)
+    << speedup << "x" << (speedup >= 1 ? " faster than" : ", SLOWER than") << " the best fp32";
+  return s.str();
+}
+
+json row_json(const std::vector<NamedModel>& models, const LatencyRow& r,
+              std::vector<std::string>& lines) {
+  json row = {{"batch", r.batch}, {"runs", r.runs}};
+  for (std::size_t k = 0; k < models.size(); ++k) row[models[k].name + "_ms"] = r.ms[k];
+  const auto fp32 = best_of(models, r, "fp32");
+  row["best_fp32_ms"] = fp32.first;
+  row["best_fp32"] = fp32.second;
+  std::ostringstream line;
+  line << "latency, batch " << r.batch << ", 1 thread: best fp32 " << std::fixed
+       << std::setprecision(3) << fp32.first << " ms (" << fp32.second << ")";
+  for (const char* what : {"int8", "pruned"}) {
+    const auto best = best_of(models, r, what);
+    if (best.first < 0) continue;
+    row[std::string(what) + "_best_ms"] = best.first;
+    row[std::string(what) + "_speedup"] = fp32.first / best.first;
+    line << "; " << verdict(what, best.first, fp32.first);
+  }
+  lines.push_back(line.str());
+  return row;
+}
+
+// Restores the intra-op thread count on every path.
+struct ThreadCount {
+  int before = at::get_num_threads();
+  explicit ThreadCount(int n) { at::set_num_threads(n); }
+  ~ThreadCount() { at::set_num_threads(before); }
+};
+
+}  // namespace
+
+void MeasureLatencyPass::run(RunContext& c) {
+  const Experiment& x = *c.experiment;
+  const fs::path int8_file = fs::path(c.staging) / "model_int8.pt";
+  const fs::path pruned_file = fs::path(c.staging) / "model_pruned.pt";
+  ThreadCount one(1);
+  torch::NoGradGuard no_grad;
+  FloatPair fp32 = float_pair(x.model, c);
+  std::vector<NamedModel> models;
+  add(models, "fp32", fp32);
+  std::optional<FloatPair> pruned;
+  if (fs::exists(pruned_file)) {
+    pruned = float_pair(pruned_file.string(), c);
+    add(models, "pruned", *pruned);
+  }
+  torch::jit::Module int8;
+  if (fs::exists(int8_file)) {
+    use_int8_engine();
+    int8 = load_torchscript(int8_file.string());
+    int8.eval();
+    models.push_back({"int8", &int8});
+  }
+  std::vector<int64_t> batches = {1};
+  if (x.batch_size > 1) batches.push_back(x.batch_size);
+  const std::vector<int64_t> shape = c.train.inputs.sizes().slice(1).vec();  // as prepared
+  const auto rows = latency_table(models, shape, batches, 0, 300.0);
+  json table = json::array();
+  std::vector<std::string> lines;
+  for (const LatencyRow& r : rows) table.push_back(row_json(models, r, lines));
+  c.latency = {{"threads", 1}, {"rows", table}};
+  for (const std::string& line : lines) c.say(line);
+  c.summary.latency = lines;
+}
+
+}  // namespace shrink
