@@ -170,6 +170,47 @@ TEST(ChannelRemoval, MobileNetV2AfterL1FilterPruning) {
   EXPECT_TRUE(depthwise_resized);
 }
 
+TEST(ChannelRemoval, DepthwiseConvolutionSharesTheMaskOfTheChannelsItReads) {
+  // own_cifar's depthwise conv reads the residual stream: pruned with its own mask, only the
+  // channels both masks happened to prune could go (10 of 16); with the stream's mask, all 16.
+  auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
+  shrink::Model model = shrink::Model::load(model_file("own_cifar"));
+  EXPECT_EQ(
+      shrink::channel_dependency_groups(model.module()),
+      (std::vector<std::vector<std::string>>{{"stem_conv", "res1.block.3", "res2.block.3", "dw"}}));
+  const auto targets = shrink::plan_pruning(
+      shrink::ConfigList::parse_text("- op_types: [Conv2d]\n  sparse_ratio: 0.5\n", "t.yaml"),
+      model.ops());
+  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(),
+                             "compress[0]");
+  stage.update(shrink::Schedule::kOneShot, 1, 1);
+  const auto o = remove_and_check(model.module(), torch::randn({2, 3, 32, 32}));
+  EXPECT_LT(o.difference, 1e-4);
+  EXPECT_EQ(param(model.module(), "dw.weight").sizes(), (std::vector<int64_t>{16, 1, 3, 3}));
+  EXPECT_EQ(param(model.module(), "stem_conv.weight").size(0), 16);
+  EXPECT_EQ(param(model.module(), "pw.weight").sizes(), (std::vector<int64_t>{32, 16, 1, 1}));
+}
+
+TEST(ChannelRemoval, SaysWhyPrunedFiltersStay) {
+  // Only the stem pruned: its channels are the residual stream's, which the blocks' last
+  // convolutions (not pruned) keep writing, so none can go; removal says so and by whom.
+  auto registry = shrink::test::registry_of({shrink::test::kPluginDir});
+  shrink::Model model = shrink::Model::load(model_file("own_cifar"));
+  const auto targets = shrink::plan_pruning(
+      shrink::ConfigList::parse_text("- op_names: [stem_conv]\n  sparse_ratio: 0.5\n", "t.yaml"),
+      model.ops());
+  shrink::PruningStage stage(registry->require("l1_norm"), {}, targets, model.module(),
+                             "compress[0]");
+  stage.update(shrink::Schedule::kOneShot, 1, 1);
+  const auto o = remove_and_check(model.module(), torch::randn({2, 3, 32, 32}));
+  EXPECT_EQ(o.removal.channels_removed, 0);
+  ASSERT_EQ(o.removal.kept_pruned.size(), 1u);
+  EXPECT_EQ(o.removal.kept_pruned[0].name, "stem_conv");
+  EXPECT_EQ(o.removal.kept_pruned[0].channels, 16);
+  EXPECT_EQ(o.removal.kept_pruned[0].why,
+            "its channels are also those of dw, res1.block.3, res2.block.3, which keep them");
+}
+
 TEST(ChannelRemoval, JoinedConvolutionsShareOneMaskAndShrinkTogether) {
   // l1_norm at 0.5 on every convolution of resnet_small: the stem and both blocks' conv2 feed the
   // residual adds, so they get one mask (their scores summed) and half the residual channels go.

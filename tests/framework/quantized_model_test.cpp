@@ -237,7 +237,8 @@ TEST(QuantizedModelTest, WrapsAModelWhoseForwardHasAlreadyRun) {
 
 // Simulated BatchNorm folding (fold_bn): with an identity quantizer the rewritten model computes
 // what the original does, in training (batch statistics) and in evaluation, with and without a
-// conv bias (mnist's conv1 has one, resnet_small's convolutions none); once baked for export the
+// conv bias (mnist's conv1 has one, resnet_small's convolutions none), and with a channel whose
+// gamma is 0 (pruned); once baked for export the
 // BatchNorm is gone, the conv carries W * gamma / sqrt(var + eps), and the outputs stay the same.
 TEST(QuantizedModelTest, FoldedBatchNormsComputeWhatTheOriginalDoes) {
   for (const std::string name : {"mnist", "resnet_small"}) {
@@ -257,6 +258,8 @@ TEST(QuantizedModelTest, FoldedBatchNormsComputeWhatTheOriginalDoes) {
           sub.value.attr("running_var").toTensor().copy_(torch::rand({c}) + 0.5);
           sub.value.attr("weight").toTensor().copy_(torch::randn({c}));
           sub.value.attr("bias").toTensor().copy_(torch::randn({c}) * 0.2);
+          // Channel 0 as filter pruning leaves it: gamma 0 (sf 0, which a division made NaN).
+          sub.value.attr("weight").toTensor()[0].zero_();
         }
       }
     }

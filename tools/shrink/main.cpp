@@ -336,7 +336,7 @@ nlohmann::json bench_row(const std::vector<std::pair<std::string, torch::jit::Mo
   std::cout << std::left << std::setw(8) << r.batch << std::fixed << std::setprecision(3);
   for (std::size_t k = 0; k < models.size(); ++k) {
     row[models[k].first + "_ms"] = r.ms[k];
-    std::cout << std::setw(14) << r.ms[k];
+    std::cout << std::setw(16) << r.ms[k];
     if (models[k].first.rfind("fp32", 0) == 0) best = std::min(best, r.ms[k]);
   }
   row["best_fp32_ms"] = best;
@@ -364,7 +364,7 @@ int run_bench(const BenchArgs& args) {
   const bool compares = !args.int8.empty() || !args.other.empty();
   std::cout << "threads " << args.threads << "\n";
   std::cout << std::left << std::setw(8) << "batch";
-  for (const auto& m : models) std::cout << std::setw(14) << (m.first + " ms");
+  for (const auto& m : models) std::cout << std::setw(16) << (m.first + " ms");
   if (compares) std::cout << "speed-up vs best fp32";
   std::cout << "\n";
   std::vector<shrink::NamedModel> named;

@@ -42,9 +42,10 @@ struct Layout {
 struct ModuleUse {
   std::string type;
   Node* node = nullptr;
-  std::vector<int> out_classes;  // producers and position-wise ops: their output channels
-  bool position_wise = false;    // BatchNorm, depthwise convolution: out channels = in channels
-  std::optional<Layout> input;   // convolution or linear reading a tracked input
+  std::vector<int> out_classes;   // producers and position-wise ops: their output channels
+  std::vector<char> zero_filter;  // convolutions and linears: which filters are zero (pruned)
+  bool position_wise = false;     // BatchNorm, depthwise convolution: out channels = in channels
+  std::optional<Layout> input;    // convolution or linear reading a tracked input
   int64_t in_features = 0;
   bool shared = false;  // called more than once: left as it is
 };
@@ -66,7 +67,10 @@ class Analysis {
     for (const Node* n : graph_->nodes()) {
       for (const auto& kv : uses_) {
         const ModuleUse& u = kv.second;
-        if (u.node != n || u.position_wise || u.out_classes.empty()) continue;
+        // A depthwise convolution's channels are its input's: it joins the group of what it
+        // reads, so that one mask prunes a channel from both (BatchNorms follow their producer).
+        const bool depthwise = u.position_wise && u.type == "Conv2d";
+        if (u.node != n || (u.position_wise && !depthwise) || u.out_classes.empty()) continue;
         const int root = find(u.out_classes.front());
         // Joined only when every channel is joined with the same position of the others.
         bool aligned = true;
@@ -159,6 +163,10 @@ class Analysis {
     return std::string(n->kind().toQualString()) + (where.empty() ? "" : " (" + where + ")");
   }
 
+  static std::vector<char> zero_filters(const at::Tensor& w) {
+    const at::Tensor zero = w.reshape({w.size(0), -1}).eq(0).all(1).to(at::kChar).contiguous();
+    return std::vector<char>(zero.data_ptr<int8_t>(), zero.data_ptr<int8_t>() + zero.numel());
+  }
   Layout produced(const at::Tensor& w, const at::Tensor& b, int rank) {
     Layout out;
     out.rank = rank;
@@ -305,6 +313,7 @@ class Analysis {
       }
       Layout out = produced(w, b, 4);
       use.out_classes = out.classes;
+      use.zero_filter = zero_filters(w);
       layouts_[n->output()] = out;
       return;
     }
@@ -327,6 +336,7 @@ class Analysis {
     }
     use.position_wise = true;
     use.out_classes = out.classes;
+    use.zero_filter = zero_filters(w);
     layouts_[n->output()] = out;
   }
 
@@ -357,6 +367,7 @@ class Analysis {
     }
     Layout out = produced(w, b, 2);
     use.out_classes = out.classes;
+    use.zero_filter = zero_filters(w);
     layouts_[n->output()] = out;
   }
 
@@ -485,7 +496,10 @@ class Analysis {
       if (u.position_wise || u.out_classes.empty()) continue;
       bool any = false;
       for (int c : u.out_classes) any = any || !removed(c);
-      if (!any) needed_[find(u.out_classes.front())] = 1;
+      if (!any) {
+        needed_[find(u.out_classes.front())] = 1;
+        kept_one_.insert(find(u.out_classes.front()));
+      }
     }
   }
 
@@ -571,6 +585,7 @@ class Analysis {
         result_.modules.push_back(std::move(r));
       }
     }
+    for (const auto& kv : uses_) note_kept_pruned(kv.first, kv.second);
     // Flatten sizes written into the graph (x.view(-1, 800)): the new width.
     for (Node* n : reshapes_) {
       auto l = layouts_.find(n->output());
@@ -595,6 +610,35 @@ class Analysis {
     torch::jit::EliminateDeadCode(graph_);
   }
 
+  // Pruned filters of `name` whose channels stay, and why: an op that reads them in full, or
+  // what shares the channels and keeps them (a residual add's other producers, say).
+  void note_kept_pruned(const std::string& name, const ModuleUse& u) {
+    KeptPruned k{name, 0, ""};
+    if (u.zero_filter.size() != u.out_classes.size()) return;
+    for (std::size_t i = 0; i < u.zero_filter.size(); ++i) {
+      if (!u.zero_filter[i] || removed(u.out_classes[i])) continue;
+      if (k.channels++ == 0) k.why = why_kept(name, find(u.out_classes[i]));
+    }
+    if (k.channels > 0 && !u.shared) result_.kept_pruned.push_back(std::move(k));
+  }
+  std::string why_kept(const std::string& name, int root) {
+    if (kept_one_.count(root)) return "every filter was pruned, and a layer keeps one";
+    if (!pinned_by_[root].empty()) return "read in full by " + pinned_by_[root];
+    std::string others;
+    for (const auto& kv : uses_) {
+      const ModuleUse& o = kv.second;
+      if (o.zero_filter.size() != o.out_classes.size()) continue;
+      for (std::size_t i = 0; kv.first != name && i < o.zero_filter.size(); ++i) {
+        if (find(o.out_classes[i]) == root && !o.zero_filter[i]) {
+          others += (others.empty() ? "" : ", ") + kv.first;
+          break;
+        }
+      }
+    }
+    return others.empty() ? "read as non-zero further on"
+                          : "its channels are also those of " + others + ", which keep them";
+  }
+
   torch::jit::Module& module_;
   std::shared_ptr<torch::jit::Graph> graph_;
   std::map<const Value*, std::string> paths_;
@@ -604,6 +648,7 @@ class Analysis {
   std::vector<int> parent_;
   std::vector<char> needed_, read_, pruned_;
   std::vector<std::string> pinned_by_;
+  std::set<int> kept_one_;  // classes kept so that a layer keeps one channel
   ChannelRemoval result_;
 };
 

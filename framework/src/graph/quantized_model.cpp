@@ -164,10 +164,14 @@ torch::jit::Value* unfold_output(torch::jit::Graph& graph, const PairParts& p,
   torch::jit::Node* conv = p.conv;
   torch::jit::WithInsertPoint guard(conv->next());
   const std::vector<int64_t> per_channel = {1, -1, 1, 1};
+  // A channel whose gamma is 0 (pruned with its filter, which filter pruning does) has sf 0 and a
+  // zero folded filter: its output is divided by 1 (the zero it is), not by 0 (NaN).
+  torch::jit::Value* divisor =
+      graph.insert(sym("aten::where"), {graph.insert(sym("aten::eq"), {sf, 0.0}), 1.0, sf});
   torch::jit::Node* div =
       graph
           .insert(sym("aten::div"),
-                  {conv->output(), graph.insert(sym("aten::reshape"), {sf, per_channel})})
+                  {conv->output(), graph.insert(sym("aten::reshape"), {divisor, per_channel})})
           ->node();
   torch::jit::Value* y = div->output();
   if (!p.no_bias) {

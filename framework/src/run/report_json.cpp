@@ -6,6 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace shrink {
@@ -50,7 +51,8 @@ void write_json(const std::filesystem::path& file, const json& value) {
 
 namespace {
 
-json op_row(const MaskedOp& op, int64_t& zeros, int64_t& total) {
+json op_row(const MaskedOp& op, const std::vector<std::string>& shares, int64_t& zeros,
+            int64_t& total) {
   const at::Tensor m = op.weight_mask;
   const int64_t n = m.numel(), kept = m.ne(0).sum().item<int64_t>();
   const int64_t channels = m.dim() > 0 ? m.size(0) : 1;
@@ -64,7 +66,8 @@ json op_row(const MaskedOp& op, int64_t& zeros, int64_t& total) {
           {"global", op.target.global},
           {"weight_sparsity", static_cast<double>(n - kept) / static_cast<double>(n)},
           {"channels", channels},
-          {"channels_pruned", gone}};
+          {"channels_pruned", gone},
+          {"shares_mask_with", shares}};
 }
 
 }  // namespace
@@ -72,7 +75,16 @@ json op_row(const MaskedOp& op, int64_t& zeros, int64_t& total) {
 json pruning_table(const PruningStage& stage) {
   json ops = json::array();
   int64_t zeros = 0, total = 0;
-  for (const MaskedOp& op : stage.ops()) ops.push_back(op_row(op, zeros, total));
+  for (std::size_t i = 0; i < stage.ops().size(); ++i) {
+    std::vector<std::string> shares;  // the other ops of its residual group, pruned as one
+    for (const auto& group : stage.shared_masks()) {
+      if (std::find(group.begin(), group.end(), i) == group.end()) continue;
+      for (std::size_t k : group) {
+        if (k != i) shares.push_back(stage.ops()[k].target.op_name);
+      }
+    }
+    ops.push_back(op_row(stage.ops()[i], shares, zeros, total));
+  }
   json followers = json::array();
   for (const auto& f : stage.followers()) {
     followers.push_back({{"op", f.op_name}, {"follows", stage.ops()[f.leader].target.op_name}});

@@ -23,8 +23,16 @@ struct ResizedModule {
   std::vector<int64_t> kept_in;
 };
 
+// Pruned (zero) filters of a convolution or linear whose channels could not go, and why.
+struct KeptPruned {
+  std::string name;
+  int64_t channels = 0;
+  std::string why;  // "its channels are also those of res2.block.3, which keep them"
+};
+
 struct ChannelRemoval {
   std::vector<ResizedModule> modules;  // only those that changed
+  std::vector<KeptPruned> kept_pruned;
   int64_t parameters_before = 0, parameters_after = 0;
   int64_t channels_removed = 0;  // output channels of producers (conv, linear)
 };
@@ -43,9 +51,10 @@ struct ChannelRemoval {
 ChannelRemoval remove_pruned_channels(torch::jit::Module& module);
 
 // Convolutions and linears whose output channels are joined channel by channel (residual adds,
-// through BatchNorms, ReLUs, pooling, depthwise convolutions): a channel can only go from all of
-// them at once, so filter pruning gives them one mask. Groups of two or more module names, in
-// graph order. The module is not changed.
+// through BatchNorms, ReLUs, pooling, depthwise convolutions), and the depthwise convolutions
+// that read them (their channels are their input's): a channel can only go from all of them at
+// once, so filter pruning gives them one mask. Groups of two or more module names, in graph
+// order. The module is not changed.
 std::vector<std::vector<std::string>> channel_dependency_groups(const torch::jit::Module& module);
 
 }  // namespace shrink

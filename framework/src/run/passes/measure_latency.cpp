@@ -57,16 +57,21 @@ std::pair<double, std::string> best_of(const std::vector<NamedModel>& models, co
   return best;
 }
 
-// "int8 0.210 ms: 1.96x faster than the best fp32" or "... 0.94x: slower than the best fp32".
+// "int8 0.210 ms: 1.96x faster than the best fp32", "... 0.94x, SLOWER than the best fp32";
+// within 3 % either way, "about as fast as" (the medians' own spread).
 std::string verdict(const std::string& what, double ms, double fp32_ms) {
   std::ostringstream s;
   const double speedup = fp32_ms / ms;
   s << what << " " << std::fixed << std::setprecision(3) << ms << " ms: " << std::setprecision(2)
-    << speedup << "x" << (speedup >= 1 ? " faster than" : ", SLOWER than") << " the best fp32";
+    << speedup << "x, "
+    << (speedup > 1.03   ? "faster than"
+        : speedup < 0.97 ? "SLOWER than"
+                         : "about as fast as")
+    << " the best fp32";
   return s.str();
 }
 
-json row_json(const std::vector<NamedModel>& models, const LatencyRow& r,
+json row_json(const std::vector<NamedModel>& models, const LatencyRow& r, bool masked_only,
               std::vector<std::string>& lines) {
   json row = {{"batch", r.batch}, {"runs", r.runs}};
   for (std::size_t k = 0; k < models.size(); ++k) row[models[k].name + "_ms"] = r.ms[k];
@@ -82,6 +87,9 @@ json row_json(const std::vector<NamedModel>& models, const LatencyRow& r,
     row[std::string(what) + "_best_ms"] = best.first;
     row[std::string(what) + "_speedup"] = fp32.first / best.first;
     line << "; " << verdict(what, best.first, fp32.first);
+    if (std::string(what) == "pruned" && masked_only) {
+      line << " (its pruned channels are zeros; remove_channels: true removes them)";
+    }
   }
   lines.push_back(line.str());
   return row;
@@ -123,10 +131,10 @@ void MeasureLatencyPass::run(RunContext& c) {
   const auto rows = latency_table(models, shape, batches, 0, 300.0);
   json table = json::array();
   std::vector<std::string> lines;
-  for (const LatencyRow& r : rows) table.push_back(row_json(models, r, lines));
+  const bool masked_only = c.channel_removal.is_null();
+  for (const LatencyRow& r : rows) table.push_back(row_json(models, r, masked_only, lines));
   c.latency = {{"threads", 1}, {"rows", table}};
-  for (const std::string& line : lines) c.say(line);
-  c.summary.latency = lines;
+  c.summary.latency = lines;  // the run's summary says them
 }
 
 }  // namespace shrink

@@ -10,7 +10,9 @@
 #include "run/merged_masks.hpp"
 
 #include <torch/script.h>
+
 #include <torch/torch.h>
+#include <map>
 
 #include <algorithm>
 #include <iomanip>
@@ -37,6 +39,27 @@ std::string resized_list(const ChannelRemoval& removal, nlohmann::json& modules)
     }
   }
   return list.str();
+}
+
+// The pruning tables' rows get the channels removed for real, and why a pruned filter stayed.
+nlohmann::json kept_pruned(RunContext& c, const ChannelRemoval& removal) {
+  nlohmann::json kept = nlohmann::json::array();
+  std::map<std::string, const KeptPruned*> why;
+  for (const KeptPruned& k : removal.kept_pruned) {
+    kept.push_back({{"op", k.name}, {"channels", k.channels}, {"why", k.why}});
+    why[k.name] = &k;
+  }
+  std::map<std::string, int64_t> removed;
+  for (const ResizedModule& r : removal.modules) removed[r.name] = r.out_before - r.out_after;
+  for (auto& stage : c.pruning) {
+    if (!stage.contains("ops") || !stage["ops"].is_array()) continue;
+    for (auto& row : stage["ops"]) {
+      const std::string op = row["op"];
+      row["channels_removed"] = removed.count(op) ? removed[op] : 0;
+      row["kept_pruned"] = why.count(op) ? nlohmann::json(why[op]->why) : nlohmann::json(nullptr);
+    }
+  }
+  return kept;
 }
 
 }  // namespace
@@ -74,7 +97,8 @@ void RemoveChannelsPass::run(RunContext& c) {
                        {"latency_batch", x.size(0)},
                        {"latency_ms_before", latency[0]},
                        {"latency_ms_after", latency[1]},
-                       {"max_output_difference", diff}};
+                       {"max_output_difference", diff},
+                       {"kept_pruned", kept_pruned(c, removal)}};
   std::ostringstream line;
   line << name() << ": removed " << removal.channels_removed << " channels (" << list
        << "); parameters " << removal.parameters_before << " -> " << removal.parameters_after
@@ -83,6 +107,10 @@ void RemoveChannelsPass::run(RunContext& c) {
        << " ms; outputs as before (max difference " << std::scientific << std::setprecision(1)
        << diff << ")";
   c.say(line.str());
+  for (const KeptPruned& k : removal.kept_pruned) {
+    c.say(name() + ": " + k.name + " keeps " + std::to_string(k.channels) + " pruned channel" +
+          (k.channels == 1 ? "" : "s") + ": " + k.why);
+  }
 }
 
 }  // namespace shrink
