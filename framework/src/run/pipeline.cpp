@@ -87,6 +87,7 @@ Instruments default_instruments(const RunContext& c, std::ostream& out) {
   Instruments instruments;
   instruments.add(std::make_unique<ProgressPrinter>(out, &out == &std::cout && isatty(1) != 0));
   instruments.add(std::make_unique<PassTimer>());
+  instruments.add(std::make_unique<RunLog>());  // before the checkpoint writer: the history
   if (c.options->resume) {
     instruments.add(std::make_unique<ResumeFromCheckpoint>(fs::path(c.out_dir) / "checkpoint.pt"));
   }

@@ -58,8 +58,8 @@ void export_line(std::ostream& os, const Experiment& x, const std::vector<Checke
   for (const CheckedStage& s : stages) {
     if (s.algorithm) (s.prunes ? prunes : quantizes) = true;
   }
-  os << "  export    " << x.export_dir << " (calibration.json, report.json"
-     << (prunes ? ", masks.pt" : "");
+  os << "  export    " << x.export_dir << " (report.json, run.log"
+     << (quantizes ? ", calibration.json" : "") << (prunes ? ", masks.pt" : "");
   if (x.export_model) {
     os << (prunes ? ", model_pruned.pt" : "") << (quantizes ? ", model_qat.pt" : "")
        << (quantizes || prunes ? "" : ", model_fp32.pt");

@@ -25,7 +25,8 @@ nlohmann::json checkpoint_meta(const RunContext& c, const std::string& phase) {
           {"phase", phase},
           {"pretrain", c.pretrain.to_json()},
           {"finetune", c.finetune.to_json()},
-          {"baseline_accuracy", c.summary.baseline_accuracy}};
+          {"baseline_accuracy", c.summary.baseline_accuracy},
+          {"history", c.history}};
 }
 
 template <typename F>

@@ -21,6 +21,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <sstream>
 
@@ -103,6 +104,7 @@ class PassesTest : public ::testing::Test {
     auto c = context();
     torch::manual_seed(0);
     Instruments stopping;
+    stopping.add(std::make_unique<RunLog>());
     stopping.add(std::make_unique<CheckpointWriter>());
     stopping.add(std::make_unique<StopAfterEpochs>(1));
     auto& said = static_cast<Recorder&>(stopping.add(std::make_unique<Recorder>()));
@@ -200,12 +202,25 @@ TEST_F(PassesTest, StopAndResumeGiveTheUninterruptedResult) {
   torch::manual_seed(123);  // the checkpoint's RNG state takes over
   Instruments resuming;
   auto& seen = static_cast<Recorder&>(resuming.add(std::make_unique<Recorder>()));
+  resuming.add(std::make_unique<RunLog>());
   resuming.add(std::make_unique<ResumeFromCheckpoint>(dir_ / "checkpoint.pt"));
   resuming.add(std::make_unique<CheckpointWriter>());
   std::vector<std::unique_ptr<Pass>> passes;
   passes.push_back(std::make_unique<CountingPass>("before"));
   passes.push_back(std::make_unique<TrainPass>("pretrain"));
+  passes.push_back(std::make_unique<CountingPass>("publish"));
   run_passes(*resumed, passes, resuming);
+  // The history is whole (the first epoch came with the checkpoint); the log, with the results.
+  ASSERT_EQ(resumed->history.size(), 2u);
+  EXPECT_EQ(resumed->history[0]["epoch"], 1);
+  EXPECT_EQ(resumed->history[1]["epoch"], 2);
+  EXPECT_EQ(resumed->history[1]["phase"], "pretrain");
+  EXPECT_DOUBLE_EQ(resumed->history[1]["loss"].get<double>(), seen.epochs[0].loss);
+  std::ifstream log(fs::path(resumed->staging) / "run.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(std::regex_search(text, std::regex("^[0-9:]{8} resuming after pretrain epoch 1")))
+      << text;
+  EXPECT_NE(text.find(" pretrain epoch 2/2: loss "), std::string::npos) << text;
   EXPECT_EQ(static_cast<CountingPass&>(*passes[0]).restores, 1);
   ASSERT_EQ(seen.epochs.size(), 1u);
   EXPECT_EQ(seen.epochs[0].epoch, 2);

@@ -114,6 +114,7 @@ struct RunContext {
   nlohmann::json sites = nlohmann::json::array();  // per exported site
   nlohmann::json int8 = nullptr;
   nlohmann::json pass_seconds = nlohmann::json::array();  // [{pass, seconds}] as they end
+  nlohmann::json history = nlohmann::json::array();       // per training epoch, every phase
   std::map<std::string, std::pair<at::Tensor, at::Tensor>> masks_before_removal;
   std::unique_ptr<Model> exported;  // model_qat.pt as a user loads it, once written
   // The pruned float model as the first quantization stage found it (sharing its parameters, so

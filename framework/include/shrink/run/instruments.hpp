@@ -27,6 +27,23 @@ class ProgressPrinter : public Instrument {
   bool terminal_;
 };
 
+// "pretrain epoch 2/5: loss 0.4321, accuracy 0.8456, lr 0.01, 5718 images/s, 1.1 s".
+std::string epoch_line(const EpochEnd& epoch);
+
+// The run's log and per-epoch history, kept with its results: every epoch goes into
+// RunContext::history (which checkpoints carry, so that a resumed run's history is whole), every
+// line said and every epoch into run.log, written into the staging folder as the results are
+// published.
+class RunLog : public Instrument {
+ public:
+  PassMode before_pass(const Pass& pass, RunContext& context) override;
+  void on_epoch(const EpochEnd& epoch, RunContext& context) override;
+  void on_line(const std::string& line) override;
+
+ private:
+  std::string text_;
+};
+
 // Each pass's wall time: in RunContext::pass_seconds (the report) and in the debug log.
 class PassTimer : public Instrument {
  public:

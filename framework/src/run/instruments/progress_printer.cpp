@@ -2,6 +2,7 @@
 
 #include <iomanip>
 #include <ostream>
+#include <sstream>
 
 namespace shrink {
 
@@ -18,14 +19,20 @@ void ProgressPrinter::on_batch(const BatchEnd& b) {
        << std::setprecision(4) << b.mean_loss << std::defaultfloat << std::flush;
 }
 
+std::string epoch_line(const EpochEnd& e) {
+  std::ostringstream out;
+  out << e.phase << " epoch " << e.epoch << "/" << e.epochs << ": loss " << std::fixed
+      << std::setprecision(4) << e.loss << ", accuracy " << e.accuracy << ", lr "
+      << std::setprecision(6) << std::defaultfloat << e.lr << ", " << std::fixed
+      << std::setprecision(0) << static_cast<double>(e.images) / e.seconds << " images/s, "
+      << std::setprecision(1) << e.seconds << " s";
+  return out.str();
+}
+
 void ProgressPrinter::on_epoch(const EpochEnd& e, RunContext& context) {
   (void)context;
   if (terminal_) out_ << "\r\033[K";
-  out_ << e.phase << " epoch " << e.epoch << "/" << e.epochs << ": loss " << std::fixed
-       << std::setprecision(4) << e.loss << ", accuracy " << e.accuracy << ", lr "
-       << std::setprecision(6) << std::defaultfloat << e.lr << ", " << std::fixed
-       << std::setprecision(0) << static_cast<double>(e.images) / e.seconds << " images/s, "
-       << std::setprecision(1) << e.seconds << " s" << std::defaultfloat << std::endl;
+  out_ << epoch_line(e) << std::endl;
 }
 
 void ProgressPrinter::on_line(const std::string& line) { out_ << line << std::endl; }

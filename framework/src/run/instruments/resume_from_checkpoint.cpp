@@ -34,6 +34,7 @@ void ResumeFromCheckpoint::before_run(RunContext& c) {
     c.pretrain = PhaseProgress::from_json(meta.at("pretrain"));
     c.finetune = PhaseProgress::from_json(meta.at("finetune"));
     c.summary.baseline_accuracy = meta.at("baseline_accuracy").get<double>();
+    c.history = meta.value("history", nlohmann::json::array());
   } catch (const nlohmann::json::exception& e) {
     throw Error(file + ": not a Shrink checkpoint (" + e.what() + ")");
   }

@@ -26,7 +26,8 @@ json train_json(RunContext& c) {
       {"compressed_seconds_per_epoch", compressed > 0 ? json(compressed) : json(nullptr)},
       {"overhead", baseline > 0 && compressed > 0 ? json(compressed / baseline) : json(nullptr)},
       {"pretrain", c.pretrain.to_json()},
-      {"finetune", c.finetune.to_json()}};
+      {"finetune", c.finetune.to_json()},
+      {"history", c.history}};
 }
 
 // Every stage's folded pairs in one list ("conv1 + batchnorm1"): [] when none folds.
