@@ -77,6 +77,37 @@ TEST(QuantizedModelTest, EverySiteOfTheSeedConfigIsCalledOncePerForward) {
   EXPECT_TRUE(torch::allclose(y, original.forward({x}).toTensor(), 1e-5, 1e-6));
 }
 
+// Two sites on one tensor with other settings both stay, and say which settings differ.
+TEST(QuantizedModelTest, SitesOnOneTensorWithOtherSettingsStayApart) {
+  auto registry = registry_of({test_plugins("counting")});
+  shrink::Model model = shrink::Model::load(model_path("mnist"));
+  shrink::QuantizerInstance q(registry->require("counting"), {});
+  auto sites = shrink::plan_sites(shrink::ConfigList::parse_text(R"(
+- op_names: [relu1]
+  target_names: [_output_]
+  quant_bits: 8
+- op_names: [conv2]
+  target_names: [_input_]
+  quant_bits: 4
+)",
+                                                                 "cfg"),
+                                  model.ops());
+  shrink::QuantizedModel wrapped(model, q, sites);
+  EXPECT_EQ(wrapped.sites().size(), 2u);
+  ASSERT_EQ(wrapped.shared_points().size(), 1u);
+  const auto& p = wrapped.shared_points()[0];
+  EXPECT_EQ(p.text(),
+            "conv2._input_0 and relu1._output_0 quantize the same tensor through max_pool2d with "
+            "other settings (" +
+                p.conflict +
+                "): both stay, and an int8 model requantizes between "
+                "them");
+  EXPECT_NE(p.conflict.find("quant_bits 4 vs 8"), std::string::npos) << p.conflict;
+  wrapped.train(false);
+  wrapped.forward(torch::randn({2, 1, 28, 28}));
+  for (int site : wrapped.site_ids()) EXPECT_EQ(calls(q, site), 1.0f);
+}
+
 TEST(QuantizedModelTest, FakeQuantizedSeedNetTrainsFromCpp) {
   auto registry = registry_of({test_plugins("seed_examples")});
   shrink::Model model = shrink::Model::load(model_path("mnist"));

@@ -214,10 +214,28 @@ def forward(self, x):
   EXPECT_EQ(lowered.result.quantized_ops, 0);
   EXPECT_EQ(count_kind(lowered.module, "aten::conv2d"), 1);
   ASSERT_EQ(lowered.result.notes.size(), 1u);
-  EXPECT_NE(lowered.result.notes[0].find("aten::conv2d (weight) stays float: its output is not "
-                                         "fake-quantized"),
-            std::string::npos)
-      << lowered.result.notes[0];
+  EXPECT_EQ(lowered.result.notes[0],
+            "aten::conv2d (weight) stays float: its output is not fake-quantized; give it an "
+            "_output_ site");
+  expect_within(lowered, {torch::randn({2, 2, 6, 6})}, 0);
+}
+
+// The note names the op whose output a site should quantize: the ReLU that would fuse.
+TEST_F(Int8RulesTest, AFloatConv2dNoteNamesTheOpToQuantizeAfterIt) {
+  torch::jit::Module m("m");
+  add_weight(m, "weight", torch::randn({4, 2, 3, 3}) * 0.3);
+  save_fake_quant(m, R"(
+def forward(self, x):
+    x = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    w = torch.fake_quantize_per_channel_affine(self.weight, self.weight_scale, self.weight_zero_point, 0, -128, 127)
+    return torch.relu(torch.conv2d(x, w, None, [1, 1], [0, 0], [1, 1], 1))
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(lowered.result.quantized_ops, 0);
+  ASSERT_EQ(lowered.result.notes.size(), 1u);
+  EXPECT_EQ(lowered.result.notes[0],
+            "aten::conv2d (weight) stays float: its output is not fake-quantized; quantize the "
+            "output of aten::relu (relu) instead (an _output_ site there)");
   expect_within(lowered, {torch::randn({2, 2, 6, 6})}, 0);
 }
 
