@@ -136,7 +136,7 @@ for line in open(rows_file):
         continue
     runs = [{x["batch"]: x for x in json.loads(l)["results"]} for l in open(bench) if l.strip()]
     med = lambda v: sorted(v)[len(v) // 2]
-    b = {n: {"fp32_ms": med([r[n]["fp32_ms"] for r in runs]), "other_ms": med([r[n]["other_ms"] for r in runs]),
+    b = {n: {"fp32_ms": med([r[n]["best_fp32_ms"] for r in runs]), "other_ms": med([r[n]["other_ms"] for r in runs]),
              "speedup": med([r[n]["speedup"] for r in runs]),
              "range": (min(r[n]["speedup"] for r in runs), max(r[n]["speedup"] for r in runs))} for n in (64, 1)}
     cr = r["channel_removal"]
