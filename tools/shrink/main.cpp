@@ -371,7 +371,7 @@ int run_bench(const BenchArgs& args) {
   for (auto& m : models) named.push_back({m.first, &m.second});
   std::vector<shrink::LatencyRow> rows;
   try {
-    rows = shrink::latency_table(named, args.shape, args.batches, args.runs, 1000.0);
+    rows = shrink::latency_table(named, args.shape, args.batches, args.runs, 1000.0, 20);
   } catch (const shrink::Error& e) {
     throw shrink::Error(std::string("bench: ") + e.what());
   }

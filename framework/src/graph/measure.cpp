@@ -101,7 +101,7 @@ double timed_forward(const NamedModel& m, const at::Tensor& x) {
 std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
                                       const std::vector<int64_t>& sample_shape,
                                       const std::vector<int64_t>& batches, int runs,
-                                      double budget_ms) {
+                                      double budget_ms, int min_runs) {
   detail::GraphOptimizeOn on;  // as a user runs the models
   QuietWarnings quiet;
   c10::Warning::WarningHandlerGuard no_warnings(&quiet);
@@ -120,9 +120,9 @@ std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
     }
     LatencyRow row;
     row.batch = batch;
-    row.runs = runs > 0
-                   ? runs
-                   : static_cast<int>(std::clamp(budget_ms / std::max(slowest, 0.01), 5.0, 2000.0));
+    row.runs = runs > 0 ? runs
+                        : static_cast<int>(std::clamp(budget_ms / std::max(slowest, 0.01),
+                                                      static_cast<double>(min_runs), 2000.0));
     row.ms = median_latency(turns, x, row.runs);
     rows.push_back(std::move(row));
   }

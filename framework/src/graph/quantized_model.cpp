@@ -196,14 +196,14 @@ void move_site_after_batch_norm(const PairParts& p) {
 }
 
 // Ops whose output holds only values of their input (they pass, move, select or zero them), so
-// that a quantized input leaves the output on the same grid. The dropouts are identities in the
-// evaluated and int8 models.
+// that a quantized input leaves the output on the same grid, and which the int8 export runs on
+// the quantized tensor (export/int8/rules): a site merged through any other op would leave the
+// op after it without an input fake-quant, in float. Dropout is the identity in the evaluated and
+// int8 models (in training it scales what it keeps, and the merged site no longer sees that).
 bool keeps_grid(const torch::jit::Node* n) {
   static const std::set<std::string> kinds = {
-      "aten::relu",          "aten::relu_",   "aten::max_pool1d", "aten::max_pool2d",
-      "aten::max_pool3d",    "aten::dropout", "aten::dropout_",   "aten::feature_dropout",
-      "aten::alpha_dropout", "aten::flatten", "aten::reshape",    "aten::view",
-      "aten::contiguous",    "aten::squeeze", "aten::unsqueeze"};
+      "aten::relu",    "aten::relu_", "aten::max_pool2d", "aten::dropout", "aten::flatten",
+      "aten::reshape", "aten::view",  "aten::contiguous", "aten::squeeze", "aten::unsqueeze"};
   return kinds.count(n->kind().toQualString()) != 0;
 }
 

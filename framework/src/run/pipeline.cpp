@@ -48,7 +48,7 @@ std::vector<std::unique_ptr<Pass>> build_passes(const RunContext& c) {
   if (prunes) passes.push_back(std::make_unique<ExportMasksPass>());
   if (x.export_model) passes.push_back(std::make_unique<ExportModelPass>());
   if (x.export_int8) passes.push_back(std::make_unique<ExportInt8Pass>());
-  if (x.export_latency && x.export_model && (x.export_int8 || prunes)) {
+  if (x.export_latency && x.export_model && (x.export_int8 || writes_pruned_model(c.stages))) {
     passes.push_back(std::make_unique<MeasureLatencyPass>());
   }
   passes.push_back(std::make_unique<WriteReportPass>());

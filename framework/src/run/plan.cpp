@@ -261,6 +261,13 @@ std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) +
 
 bool ranks_in_training(const AlgorithmInfo& a) { return a.is_pruner() && a.ranks_in_training(); }
 
+bool writes_pruned_model(const std::vector<CheckedStage>& stages) {
+  for (const CheckedStage& s : stages) {
+    if (s.algorithm != nullptr) return s.prunes;  // the first stage with a plugin decides
+  }
+  return false;
+}
+
 namespace {
 
 // export.int8 lowers conv2d/linear ops whose weight is fake-quantized at 8 bits and whose input

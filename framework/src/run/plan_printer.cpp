@@ -60,13 +60,17 @@ void export_line(std::ostream& os, const Experiment& x, const std::vector<Checke
   }
   os << "  export    " << x.export_dir << " (report.json, run.log"
      << (quantizes ? ", calibration.json" : "") << (prunes ? ", masks.pt" : "");
+  const bool pruned_model = writes_pruned_model(stages);
   if (x.export_model) {
-    os << (prunes ? ", model_pruned.pt" : "") << (quantizes ? ", model_qat.pt" : "")
+    os << (pruned_model ? ", model_pruned.pt" : "") << (quantizes ? ", model_qat.pt" : "")
        << (quantizes || prunes ? "" : ", model_fp32.pt");
   }
   os << (x.export_int8 ? ", model_int8.pt" : "") << ")\n";
-  if (x.export_latency && x.export_model && (x.export_int8 || prunes)) {
-    os << "  latency   " << (x.export_int8 ? "model_int8.pt" : "model_pruned.pt")
+  if (x.export_latency && x.export_model && (x.export_int8 || pruned_model)) {
+    os << "  latency   "
+       << (x.export_int8 && pruned_model ? "model_int8.pt and model_pruned.pt"
+           : x.export_int8               ? "model_int8.pt"
+                                         : "model_pruned.pt")
        << " vs the fp32 model (as loaded, and frozen + optimize_for_inference), batch 1"
        << (x.batch_size > 1 ? " and " + std::to_string(x.batch_size) : "") << ", 1 thread\n";
   }

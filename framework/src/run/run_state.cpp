@@ -21,6 +21,7 @@ namespace {
 
 nlohmann::json checkpoint_meta(const RunContext& c, const std::string& phase) {
   return {{"shrink_version", version()},
+          {"layout", kCheckpointLayout},
           {"experiment", c.experiment->resolved_yaml},
           {"phase", phase},
           {"pretrain", c.pretrain.to_json()},

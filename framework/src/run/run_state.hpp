@@ -14,6 +14,11 @@ class Optimizer;
 
 namespace shrink {
 
+// What a checkpoint's keys mean: 2 since two sites on one tensor merge, which renumbers the
+// quantizers' sites (their state is kept by site number). A checkpoint of another layout would
+// load one site's state into another: resuming it is refused.
+constexpr int kCheckpointLayout = 2;
+
 // <out>/checkpoint.pt after an epoch of `phase`, with the optimizer's state.
 void save_run_checkpoint(RunContext& context, const std::string& phase,
                          torch::optim::Optimizer& optimizer);

@@ -1,6 +1,7 @@
 // The run's passes and instruments on their own: each pass on a small context, the instruments
 // around them (progress, checkpoints, stop and resume), the pass list an experiment gives.
 #include "plugin_fixtures.hpp"
+#include "run/checkpoint.hpp"
 #include "sigmoid_net.hpp"
 #include "test_paths.hpp"
 #include "test_support.hpp"
@@ -234,6 +235,29 @@ TEST_F(PassesTest, StopAndResumeGiveTheUninterruptedResult) {
   EXPECT_FALSE(fs::exists(dir_ / "checkpoint.pt"));  // the run ended: it served its purpose
 }
 
+// A checkpoint from before sites on one tensor merged numbers the quantizers' sites otherwise:
+// resuming it would load one site's state into another.
+TEST_F(PassesTest, ResumeRefusesACheckpointOfAnOlderLayout) {
+  stop_after_one_epoch();
+  Checkpoint old = Checkpoint::load(dir_ / "checkpoint.pt");
+  nlohmann::json meta = nlohmann::json::parse(old.meta);
+  meta.erase("layout");
+  old.meta = meta.dump();
+  old.save(dir_ / "checkpoint.pt", nullptr);
+  auto c = context();
+  Instruments resuming;
+  resuming.add(std::make_unique<ResumeFromCheckpoint>(dir_ / "checkpoint.pt"));
+  try {
+    run_passes(*c, one(std::make_unique<TrainPass>("pretrain")), resuming);
+    FAIL() << "resumed a checkpoint of another layout";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was written by an older Shrink, which numbered "
+                                         "quantization sites otherwise; run without --resume"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(PassesTest, ResumeRefusesAnotherExperimentsCheckpoint) {
   stop_after_one_epoch();
   x_.resolved_yaml = "another";
@@ -351,6 +375,25 @@ TEST_F(PassesTest, LatencyPassHoldsResultsAgainstTheBestFp32) {
                                    "fast as) the best fp32 \\(its pruned channels are "
                                    "zeros; remove_channels: true removes them\\)$")))
       << c->summary.latency[1];
+}
+
+// A model that cannot be timed costs the table, not the run (its results are written by then).
+TEST_F(PassesTest, ALatencyFailureIsAWarning) {
+  auto c = context();
+  fs::create_directories(c->staging);
+  fs::copy_file(std::string(test::kTestModelDir) + "/own_cifar.pt",
+                fs::path(c->staging) / "model_pruned.pt");  // takes 3x32x32, not 1x28x28
+  Instruments instruments;
+  auto& said = static_cast<Recorder&>(instruments.add(std::make_unique<Recorder>()));
+  run_passes(*c, one(std::make_unique<MeasureLatencyPass>()), instruments);
+  EXPECT_TRUE(c->latency.is_null());
+  EXPECT_TRUE(c->summary.latency.empty());
+  ASSERT_EQ(said.lines.size(), 1u);
+  EXPECT_EQ(said.lines[0].rfind("warning: latency: the pruned model does not take input of shape "
+                                "[1, 1, 28, 28]: ",
+                                0),
+            0u)
+      << said.lines[0];
 }
 
 // The plan fails before anything trains: a plugin whose export_site throws, or a NaN weight, is

@@ -29,7 +29,7 @@ torch::jit::Module frozen_for_inference(const torch::jit::Module& module);
 
 // Median latencies of several models on random inputs of one sample's shape, for each batch
 // size, measured side by side (median_latency). `runs` 0: enough for about `budget_ms` per model
-// and batch size (at least 5, at most 2000). A model that does not take the input is a
+// and batch size (at least `min_runs`, at most 2000). A model that does not take the input is a
 // shrink::Error naming it.
 struct NamedModel {
   std::string name;
@@ -43,6 +43,6 @@ struct LatencyRow {
 std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
                                       const std::vector<int64_t>& sample_shape,
                                       const std::vector<int64_t>& batches, int runs,
-                                      double budget_ms);
+                                      double budget_ms, int min_runs);
 
 }  // namespace shrink

@@ -32,8 +32,8 @@ std::string epoch_line(const EpochEnd& epoch);
 
 // The run's log and per-epoch history, kept with its results: every epoch goes into
 // RunContext::history (which checkpoints carry, so that a resumed run's history is whole), every
-// line said and every epoch into run.log, written into the staging folder as the results are
-// published.
+// line said, every epoch and the latency lines into run.log, written into the staging folder as the
+// results are published.
 class RunLog : public Instrument {
  public:
   PassMode before_pass(const Pass& pass, RunContext& context) override;

@@ -31,6 +31,10 @@ std::string stage_name(std::size_t i);
 // each stretch of training, not the start.
 bool ranks_in_training(const AlgorithmInfo& algorithm);
 
+// Whether the run writes model_pruned.pt (with export.model): a pruning stage comes before any
+// quantization stage (the pruned float model is the one the first quantizer wraps).
+bool writes_pruned_model(const std::vector<CheckedStage>& stages);
+
 void print_plan(const Experiment& experiment, const Model& model,
                 const std::vector<CheckedStage>& stages, std::ostream& os);
 

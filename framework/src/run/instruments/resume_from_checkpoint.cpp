@@ -38,6 +38,9 @@ void ResumeFromCheckpoint::before_run(RunContext& c) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(file + ": not a Shrink checkpoint (" + e.what() + ")");
   }
+  SHRINK_CHECK(meta.value("layout", 1) == kCheckpointLayout,
+               file << ": was written by an older Shrink, which numbered quantization sites "
+                       "otherwise; run without --resume (--fresh discards it)");
   SHRINK_CHECK(meta.value("experiment", "") == c.experiment->resolved_yaml,
                file << ": was written by a different experiment (or other --set values); "
                        "resume with the same ones, or run without --resume");
