@@ -329,16 +329,15 @@ std::vector<std::pair<std::string, torch::jit::Module>> load_bench_models(const 
 }
 
 // One table row: each model's median, the best fp32, and the compared model's speed-up over it.
-nlohmann::json bench_row(const std::vector<std::pair<std::string, torch::jit::Module>>& models,
-                         const shrink::LatencyRow& r, bool compares) {
+nlohmann::json bench_row(const std::vector<shrink::NamedModel>& models, const shrink::LatencyRow& r,
+                         bool compares) {
   nlohmann::json row = {{"batch", r.batch}, {"runs", r.runs}};
-  double best = r.ms[0];
   std::cout << std::left << std::setw(8) << r.batch << std::fixed << std::setprecision(3);
   for (std::size_t k = 0; k < models.size(); ++k) {
-    row[models[k].first + "_ms"] = r.ms[k];
+    row[models[k].name + "_ms"] = r.ms[k];
     std::cout << std::setw(16) << r.ms[k];
-    if (models[k].first.rfind("fp32", 0) == 0) best = std::min(best, r.ms[k]);
   }
+  const double best = r.ms[static_cast<std::size_t>(shrink::fastest(models, r, "fp32"))];
   row["best_fp32_ms"] = best;
   if (compares) {
     const double speedup = best / r.ms.back();
@@ -376,7 +375,7 @@ int run_bench(const BenchArgs& args) {
     throw shrink::Error(std::string("bench: ") + e.what());
   }
   nlohmann::json results = nlohmann::json::array();
-  for (const auto& r : rows) results.push_back(bench_row(models, r, compares));
+  for (const auto& r : rows) results.push_back(bench_row(named, r, compares));
   if (args.json)
     std::cout << nlohmann::json{{"threads", args.threads}, {"results", results}}.dump() << "\n";
   return 0;

@@ -167,13 +167,14 @@ class Analysis {
     const at::Tensor zero = w.reshape({w.size(0), -1}).eq(0).all(1).to(at::kChar).contiguous();
     return std::vector<char>(zero.data_ptr<int8_t>(), zero.data_ptr<int8_t>() + zero.numel());
   }
-  Layout produced(const at::Tensor& w, const at::Tensor& b, int rank) {
+  // The output channels of a producer whose filters are `zero_filter` (zero_filters(w)).
+  Layout produced(const std::vector<char>& zero_filter, const at::Tensor& b, int rank) {
     Layout out;
     out.rank = rank;
-    const at::Tensor filter_zero = w.reshape({w.size(0), -1}).eq(0).all(1);
-    const at::Tensor bias_zero = b.defined() ? b.eq(0) : at::ones({w.size(0)}, at::kBool);
-    for (int64_t i = 0; i < w.size(0); ++i) {
-      const bool pruned = filter_zero[i].item<bool>();
+    const auto n = static_cast<int64_t>(zero_filter.size());
+    const at::Tensor bias_zero = b.defined() ? b.eq(0) : at::ones({n}, at::kBool);
+    for (int64_t i = 0; i < n; ++i) {
+      const bool pruned = zero_filter[static_cast<std::size_t>(i)] != 0;
       out.classes.push_back(new_class(pruned));
       out.zero.push_back(pruned && bias_zero[i].item<bool>() ? 1 : 0);
     }
@@ -305,15 +306,15 @@ class Analysis {
     ModuleUse& use = uses_[name];
     use.type = "Conv2d";
     use.node = n;
+    use.zero_filter = zero_filters(w);
     if (*groups == 1) {
       if (in != layouts_.end()) {
         read(in->second);
         use.input = in->second;
         use.in_features = w.size(1);
       }
-      Layout out = produced(w, b, 4);
+      Layout out = produced(use.zero_filter, b, 4);
       use.out_classes = out.classes;
-      use.zero_filter = zero_filters(w);
       layouts_[n->output()] = out;
       return;
     }
@@ -321,7 +322,7 @@ class Analysis {
     if (!depthwise || in == layouts_.end() ||
         static_cast<int64_t>(in->second.classes.size()) != *groups) {
       pin(n->input(0), describe(n) + ": a grouped convolution");
-      Layout out = produced(w, b, 4);
+      Layout out = produced(use.zero_filter, b, 4);
       for (int c : out.classes)
         needed_[c] = 1, pinned_by_[c] = describe(n) + ": a grouped convolution";
       layouts_[n->output()] = out;
@@ -329,14 +330,12 @@ class Analysis {
     }
     // Depthwise: channel i in, channel i out.
     Layout out = in->second;
-    const at::Tensor filter_zero = w.reshape({w.size(0), -1}).eq(0).all(1);
     for (std::size_t i = 0; i < out.classes.size(); ++i) {
       const bool bias_zero = !b.defined() || b[static_cast<int64_t>(i)].item<double>() == 0;
-      out.zero[i] = (out.zero[i] || filter_zero[static_cast<int64_t>(i)].item<bool>()) && bias_zero;
+      out.zero[i] = (out.zero[i] || use.zero_filter[i] != 0) && bias_zero;
     }
     use.position_wise = true;
     use.out_classes = out.classes;
-    use.zero_filter = zero_filters(w);
     layouts_[n->output()] = out;
   }
 
@@ -365,9 +364,9 @@ class Analysis {
         pin(n->input(0), describe(n) + ": its input's features are not its channels");
       }
     }
-    Layout out = produced(w, b, 2);
-    use.out_classes = out.classes;
     use.zero_filter = zero_filters(w);
+    Layout out = produced(use.zero_filter, b, 2);
+    use.out_classes = out.classes;
     layouts_[n->output()] = out;
   }
 

@@ -98,6 +98,18 @@ double timed_forward(const NamedModel& m, const at::Tensor& x) {
 
 }  // namespace
 
+int fastest(const std::vector<NamedModel>& models, const LatencyRow& row, const std::string& name) {
+  int best = -1;
+  for (std::size_t k = 0; k < models.size(); ++k) {
+    const std::string& m = models[k].name;
+    if (m != name && m.rfind(name + "_", 0) != 0) continue;
+    if (best < 0 || row.ms[k] < row.ms[static_cast<std::size_t>(best)]) {
+      best = static_cast<int>(k);
+    }
+  }
+  return best;
+}
+
 std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
                                       const std::vector<int64_t>& sample_shape,
                                       const std::vector<int64_t>& batches, int runs,

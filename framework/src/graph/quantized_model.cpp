@@ -49,6 +49,15 @@ torch::jit::Value* insert_quantize(torch::jit::Graph& graph, torch::jit::Value* 
   return graph.insert(kQuantize, {x, static_cast<int64_t>(quantizer), static_cast<int64_t>(site)});
 }
 
+// A quantize call on `node`'s output, inserted right after it; every later use reads the call.
+torch::jit::Node* quantize_output(torch::jit::Graph& graph, torch::jit::Node* node, int quantizer,
+                                  int site) {
+  torch::jit::WithInsertPoint guard(node->next());
+  torch::jit::Value* q = insert_quantize(graph, node->output(), quantizer, site);
+  node->output()->replaceAllUsesAfterNodeWith(q->node(), q);
+  return q->node();
+}
+
 int target_index(const std::string& target) {
   return std::stoi(target.substr(target.rfind('_') + 1));
 }
@@ -341,10 +350,7 @@ std::vector<torch::jit::Node*> QuantizedModel::insert_site(torch::jit::Graph& gr
     SHRINK_CHECK(reads != anchors.attr_reads.end(),
                  "the forward graph never reads " << planned.op_name << "." << planned.target);
     for (torch::jit::Node* read : reads->second) {
-      torch::jit::WithInsertPoint guard(read->next());
-      torch::jit::Value* q = insert_quantize(graph, read->output(), quantizer_->id(), index);
-      read->output()->replaceAllUsesAfterNodeWith(q->node(), q);
-      calls.push_back(q->node());
+      calls.push_back(quantize_output(graph, read, quantizer_->id(), index));
     }
     return calls;
   }
@@ -374,10 +380,7 @@ std::vector<torch::jit::Node*> QuantizedModel::insert_site(torch::jit::Graph& gr
       calls.push_back(q->node());
     } else {
       SHRINK_CHECK(at == 0, "op '" << op->name << "' has one output; use _output_ or _output_0");
-      torch::jit::WithInsertPoint guard(anchor->next());
-      torch::jit::Value* q = insert_quantize(graph, anchor->output(), quantizer_->id(), index);
-      anchor->output()->replaceAllUsesAfterNodeWith(q->node(), q);
-      calls.push_back(q->node());
+      calls.push_back(quantize_output(graph, anchor, quantizer_->id(), index));
     }
   }
   return calls;

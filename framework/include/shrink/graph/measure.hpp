@@ -40,6 +40,10 @@ struct LatencyRow {
   int runs = 0;
   std::vector<double> ms;  // per model, in order
 };
+// The fastest in `row` of the models called `name` or `name_<form>` ("fp32", "fp32_frozen"): its
+// index in `models`, or -1 when there is none.
+int fastest(const std::vector<NamedModel>& models, const LatencyRow& row, const std::string& name);
+
 std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
                                       const std::vector<int64_t>& sample_shape,
                                       const std::vector<int64_t>& batches, int runs,

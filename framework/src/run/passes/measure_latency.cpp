@@ -44,17 +44,14 @@ void add(std::vector<NamedModel>& models, const std::string& name, FloatPair& p)
   if (p.frozen) models.push_back({name + "_frozen", &*p.frozen});
 }
 
-// The fastest of the columns whose name starts with `name`, and which it was.
+// The milliseconds of the fastest form of `name` (as loaded, or frozen), and which form it was;
+// -1 when `name` was not timed.
 std::pair<double, std::string> best_of(const std::vector<NamedModel>& models, const LatencyRow& r,
                                        const std::string& name) {
-  std::pair<double, std::string> best{-1, ""};
-  for (std::size_t k = 0; k < models.size(); ++k) {
-    if (models[k].name.rfind(name, 0) != 0) continue;
-    if (best.first < 0 || r.ms[k] < best.first) {
-      best = {r.ms[k], models[k].name == name ? "as loaded" : "frozen + optimize_for_inference"};
-    }
-  }
-  return best;
+  const int k = fastest(models, r, name);
+  if (k < 0) return {-1, ""};
+  const auto i = static_cast<std::size_t>(k);
+  return {r.ms[i], models[i].name == name ? "as loaded" : "frozen + optimize_for_inference"};
 }
 
 // "int8 0.210 ms: 1.96x faster than the best fp32", "... 0.94x, SLOWER than the best fp32";
