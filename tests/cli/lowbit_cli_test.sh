@@ -43,7 +43,7 @@ YAML
 
 echo "== lsq, mixed bit widths"
 "$shrink" run "$work/lsq_mixed.yaml" --out "$work/lsq" "${short[@]}" | tee "$work/lsq.log"
-/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/lsq/model_qat.pt" --limit 2000 > "$work/py.json"
+/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/lsq/model_qat.pt" --like "$work/lsq/report.json" > "$work/py.json"
 /usr/bin/python3 - "$work/lsq" "$work/py.json" <<'PY'
 import json, sys
 out, py = sys.argv[1], json.load(open(sys.argv[2]))

@@ -69,7 +69,13 @@ for key, v in local.items():
         assert sqnr[key] <= v + 0.5, (key, sqnr[key], v)
     if key[1] == "weight" or key == ("conv1", "_input_0"):
         assert abs(sqnr[key] - v) < 1e-6, (key, sqnr[key], v)
-assert sqnr[("fc2", "_output_0")] < local[("fc2", "_output_0")] - 0.5, "no accumulated noise at fc2"
+# fc2's output carries the noise of everything before it: visible where its own noise is well below
+# what reaches it (minmax, which clips nothing); an estimator that clips fc2's output (a moving
+# average lagging the largest batches) makes its own noise dominate, and the sum shows little.
+incoming, own = sqnr[("fc1", "_output_0")], local[("fc2", "_output_0")]
+assert estimator != "minmax" or own > incoming + 3, (own, incoming)
+if own > incoming + 3:
+    assert sqnr[("fc2", "_output_0")] < own - 0.5, ("no accumulated noise at fc2", own, incoming)
 for op, targets in cal.items():
     for target, c in targets.items():
         if target == "weight":   # ptq's default: symmetric per output channel
@@ -80,8 +86,8 @@ for op, targets in cal.items():
             assert c["tracked_min"] <= c["tracked_max"], (op, c)
 PY
 done
-/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/entropy/model_qat.pt" --limit 2000 > "$work/py.json"
-/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/entropy/model_int8.pt" --limit 2000 > "$work/py8.json"
+/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/entropy/model_qat.pt" --like "$work/entropy/report.json" > "$work/py.json"
+/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/entropy/model_int8.pt" --like "$work/entropy/report.json" > "$work/py8.json"
 /usr/bin/python3 - "$work/entropy/report.json" "$work/py.json" "$work/py8.json" <<'PY'
 import json, sys
 m, py, py8 = json.load(open(sys.argv[1]))["metrics"], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))

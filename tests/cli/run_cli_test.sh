@@ -23,7 +23,7 @@ done
 [ ! -e "$work/a.partial" ] || fail "the staging folder was left behind"
 grep -q "^finetune epoch 2/2: loss .*images/s" "$work/a.log" || fail "no per-epoch progress line"
 
-/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/a/model_qat.pt" --limit 2000 > "$work/py.json"
+/usr/bin/python3 "$src/tools/models/eval_model.py" "$work/a/model_qat.pt" --like "$work/a/report.json" > "$work/py.json"
 cat "$work/py.json"
 /usr/bin/python3 - "$work/a" "$work/py.json" <<'PY'
 import json, sys

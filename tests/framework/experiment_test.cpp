@@ -87,8 +87,11 @@ TEST_F(ExperimentTest, ReadsEveryKeyAndResolvesPathsBesideTheFile) {
   EXPECT_EQ(x.export_dir, (dir_ / "out").string());
   EXPECT_EQ(x.data.path, kFashion);
   EXPECT_EQ(x.batch_size, 32);
-  ASSERT_EQ(x.data.mean.size(), 1u);
-  EXPECT_DOUBLE_EQ(x.data.std[0], 0.353);
+  // The old key normalize is the normalize transform of both splits.
+  ASSERT_EQ(x.data.train_transforms.size(), 1u);
+  EXPECT_EQ(x.data.train_transforms[0].name, "normalize");
+  ASSERT_EQ(x.data.test_transforms.size(), 1u);
+  EXPECT_DOUBLE_EQ(x.data.test_transforms[0].std[0], 0.353);
   EXPECT_TRUE(x.pretrain.enabled);
   EXPECT_EQ(x.pretrain.epochs, 1);
   EXPECT_DOUBLE_EQ(x.pretrain.optimizer.momentum, 0.9);
@@ -163,8 +166,15 @@ TEST_F(ExperimentTest, ErrorsNameFileLineColumnKeyAndWhatIsAllowed) {
              file + ":1:8: model: no such file " + (dir_ / "nothere.pt").string());
   EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /no/such/folder}\n"),
              file + ":2:14: data.path: no such file or folder /no/such/folder");
-  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, format: csv}\n"),
-             "data.format: 'csv' (allowed: idx, tensors)");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, transforms: [blur]}\n"),
+             file +
+                 ":2:33: data.transforms: unknown transform 'blur' (known: resize, "
+                 "center_crop, random_resized_crop, random_crop, random_horizontal_flip, "
+                 "to_channels, normalize)");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, transforms: [{resize: [0, 2]}]}\n"),
+             "data.transforms.resize.size: 0 is outside [1, 4096]");
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, resize: 32, transforms: []}\n"),
+             "data.resize: not with data.transforms (write it as a transform there)");
   EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, batch_size: 0}\n"),
              "data.batch_size: 0 is below the minimum 1");
   EXPECT_HAS(
@@ -230,11 +240,11 @@ TEST_F(ExperimentTest, TensorsDataSaysWhichFileIsTheTestSplit) {
   const std::string tensors = "model: mnist.pt\ndata: {format: tensors, path: data.pt";
   EXPECT_HAS(error_of(tensors + "}\n"),
              "data.test_path: required with format tensors (the evaluation file, or 'train' to "
-             "evaluate on data.path)");
+             "evaluate on the training data)");
   const shrink::Experiment x = shrink::Experiment::load(write(tensors + ", test_path: train}\n"));
   EXPECT_EQ(x.data.test_path, x.data.path);
   EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, test_path: /tmp}\n"),
-             "data.test_path: only for format tensors");
+             "data.test_path: not for format idx (an IDX folder holds its t10k test split)");
 }
 
 TEST_F(ExperimentTest, SizeLikeValuesHaveBounds) {

@@ -4,7 +4,9 @@
 #include <shrink/config/experiment.hpp>
 #include <shrink/core/error.hpp>
 #include <shrink/core/op_instance.hpp>
-#include <shrink/data/dataset.hpp>
+#include <shrink/data/loader.hpp>
+
+#include <ATen/ATen.h>
 #include <shrink/host/shared_library.hpp>
 
 #include <unistd.h>
@@ -117,7 +119,14 @@ bool tensors(const uint8_t* data, std::size_t size) {
   shrink::DataOptions options;
   options.format = "tensors";
   options.path = options.test_path = as_file(data, size, "data.pt");
-  return read_or_refused([&] { shrink::load_dataset(options, true, 10); });
+  return read_or_refused([&] {
+    shrink::DataSplit split(shrink::open_builtin_source(options, true, {}), options, true, 0);
+    split.check_labels(10);
+    shrink::Loader loader(split, at::arange(split.size()), 64, false, 0);
+    shrink::Batch batch;
+    while (loader.next(batch)) {
+    }
+  });
 }
 
 bool plugin_file(const uint8_t* data, std::size_t size) {

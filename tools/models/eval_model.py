@@ -2,8 +2,12 @@
 """Scores a TorchScript classifier on an IDX dataset's test split with plain PyTorch (no Shrink).
 
 Usage: eval_model.py MODEL.pt [--data /usr/share/datasets/fashion-mnist] [--mean 0.2860 --std 0.3530]
-                     [--limit N] [--batch-size 1000]
+                     [--limit N | --like REPORT.json] [--batch-size 1000]
        eval_model.py MODEL.pt --tensors FILE.pt ...   # a torch.save((inputs, targets)) file
+
+--limit N takes the first N test samples; --like REPORT.json the ones a `shrink run` evaluated on
+(its data.test_limit picks a seeded random subset: torch.randperm(count, generator seeded with the
+report's data.test.subset_seed), its first `samples`, sorted).
 
 Prints one JSON line: {"accuracy": ..., "samples": ..., "ops": [...]} where "ops" lists the
 quantization-related ATen ops in the model's forward graph (fake_quantize_*, quantize_*).
@@ -45,6 +49,7 @@ def main():
     parser.add_argument("--mean", type=float, default=0.2860)
     parser.add_argument("--std", type=float, default=0.3530)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--like", help="the test samples of this report.json's run")
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
 
@@ -57,6 +62,12 @@ def main():
         labels = torch.from_numpy(read_idx(idx_file(args.data, "t10k-labels-idx1-ubyte")).astype(np.int64))
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
+    if args.like:
+        test = json.load(open(args.like))["data"]["test"]
+        if test["subset_seed"] is not None:
+            generator = torch.Generator().manual_seed(test["subset_seed"])
+            chosen = torch.randperm(test["of"], generator=generator)[: test["samples"]].sort().values
+            images, labels = images[chosen], labels[chosen]
     x = ((images.unsqueeze(1) if images.dim() == 3 else images) - args.mean) / args.std
     y = labels
 

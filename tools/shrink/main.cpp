@@ -102,6 +102,7 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
                                    {"capabilities", alg->capabilities_text()},
                                    {"op_types", alg->supported_op_types},
                                    {"site_keys", alg->site_keys},
+                                   {"data_keys", alg->data_keys},
                                    {"plugin", alg->plugin->name},
                                    {"version", alg->plugin->version},
                                    {"abi", abi_text(*alg->plugin)},

@@ -1,6 +1,8 @@
 #include <shrink/config/experiment.hpp>
 #include <shrink/core/error.hpp>
 
+#include "config/data_reader.hpp"
+#include "config/map_reader.hpp"
 #include "config/yaml_messages.hpp"
 #include "config/yaml_reader.hpp"
 
@@ -28,115 +30,7 @@ using detail::override_of;
 using detail::override_origins;
 using detail::record_override;
 
-// Typed access to one YAML mapping with its allowed keys; every error names file, line, key.
-class MapReader {
- public:
-  MapReader(const YAML::Node& node, std::string file, std::string path,
-            std::vector<std::string> allowed)
-      : node_(node), file_(std::move(file)), path_(std::move(path)), allowed_(std::move(allowed)) {
-    SHRINK_CHECK(node_.IsMap(), detail::yaml_mark(file_, node_)
-                                    << ": " << path_ << ": expected a mapping");
-    for (const auto& kv : node_) {
-      const std::string key = kv.first.as<std::string>();
-      if (std::find(allowed_.begin(), allowed_.end(), key) == allowed_.end()) {
-        throw Error(detail::yaml_mark(file_, kv.first) + ": " + qualified(key) +
-                    ": unknown key (allowed: " + join(allowed_) + ")");
-      }
-    }
-  }
-
-  bool has(const std::string& key) const { return static_cast<bool>(node_[key]); }
-  YAML::Node node(const std::string& key) const { return node_[key]; }
-  std::string where(const std::string& key) const {
-    return has(key) ? detail::yaml_mark(file_, node_[key]) : detail::yaml_mark(file_, node_);
-  }
-  std::string qualified(const std::string& key) const {
-    return path_.empty() ? key : path_ + "." + key;
-  }
-
-  std::string str(const std::string& key, const std::string& fallback) const {
-    if (!has(key)) return fallback;
-    SHRINK_CHECK(node_[key].IsScalar(), where(key)
-                                            << ": " << qualified(key) << ": expected a string");
-    return node_[key].as<std::string>();
-  }
-  // A string that must be one of `allowed`.
-  std::string choice(const std::string& key, const std::string& fallback,
-                     const std::vector<std::string>& allowed) const {
-    const std::string v = str(key, fallback);
-    SHRINK_CHECK(std::find(allowed.begin(), allowed.end(), v) != allowed.end(),
-                 where(key) << ": " << qualified(key) << ": '" << v
-                            << "' (allowed: " << join(allowed) << ")");
-    return v;
-  }
-  int64_t integer(const std::string& key, int64_t fallback, int64_t min_value,
-                  int64_t max_value = std::numeric_limits<int64_t>::max()) const {
-    const int64_t v = scalar<int64_t>(key, fallback, min_value, "an integer");
-    SHRINK_CHECK(v <= max_value, where(key) << ": " << qualified(key) << ": " << v
-                                            << " is above the maximum " << max_value);
-    return v;
-  }
-  double number(const std::string& key, double fallback, double min_value) const {
-    return scalar<double>(key, fallback, min_value, "a number");
-  }
-  bool boolean(const std::string& key, bool fallback) const {
-    if (!has(key)) return fallback;
-    try {
-      SHRINK_CHECK(node_[key].IsScalar(), "");
-      return node_[key].as<bool>();
-    } catch (const std::exception&) {
-      throw Error(where(key) + ": " + qualified(key) + ": expected true or false");
-    }
-  }
-  std::vector<double> numbers(const std::string& key) const {
-    std::vector<double> out;
-    if (!has(key)) return out;
-    SHRINK_CHECK(node_[key].IsSequence(),
-                 where(key) << ": " << qualified(key) << ": expected a list of numbers");
-    for (const auto& item : node_[key]) {
-      try {
-        out.push_back(item.as<double>());
-      } catch (const std::exception&) {
-        throw Error(detail::yaml_mark(file_, item) + ": " + qualified(key) + ": expected a number");
-      }
-    }
-    return out;
-  }
-  std::vector<std::string> strings(const std::string& key) const {
-    std::vector<std::string> out;
-    if (!has(key)) return out;
-    SHRINK_CHECK(node_[key].IsSequence(),
-                 where(key) << ": " << qualified(key) << ": expected a list of strings");
-    for (const auto& item : node_[key]) {
-      SHRINK_CHECK(item.IsScalar(), detail::yaml_mark(file_, item)
-                                        << ": " << qualified(key)
-                                        << ": expected a list of strings");
-      out.push_back(item.as<std::string>());
-    }
-    return out;
-  }
-
- private:
-  template <typename T>
-  T scalar(const std::string& key, T fallback, T min_value, const char* what) const {
-    if (!has(key)) return fallback;
-    T v{};
-    try {
-      SHRINK_CHECK(node_[key].IsScalar(), "");
-      v = node_[key].as<T>();
-    } catch (const std::exception&) {
-      throw Error(where(key) + ": " + qualified(key) + ": expected " + what);
-    }
-    SHRINK_CHECK(v >= min_value, where(key) << ": " << qualified(key) << ": " << v
-                                            << " is below the minimum " << min_value);
-    return v;
-  }
-
-  YAML::Node node_;
-  std::string file_;
-  std::string path_;
-  std::vector<std::string> allowed_;
-};
+using detail::MapReader;
 
 // Nested mapping -> flattened Options ("a.b" = "1"); sequences as flow YAML.
 void flatten(const YAML::Node& node, const std::string& prefix, Options& out) {
@@ -275,56 +169,125 @@ double SchedulerSpec::lr_at(double base_lr, int64_t epoch, int64_t epochs) const
 
 namespace {
 
-// The evaluation split of a tensors file is said explicitly: evaluating on the training file
-// unasked would report a training accuracy as a test one. IDX folders hold both splits.
-void read_test_path(const MapReader& d, const std::string& base, DataOptions& data) {
+const std::vector<std::string> kBuiltinFormats = {"idx", "tensors", "folder"};
+
+// A file or folder the data options name, resolved and checked to exist.
+std::string existing_path(const MapReader& d, const std::string& base, const std::string& key) {
+  const std::string p = resolve_path(base, d.node(key), d.str(key, ""));
+  SHRINK_CHECK(exists(p), d.where(key)
+                              << ": " << d.qualified(key) << ": no such file or folder " << p);
+  return p;
+}
+
+// Where each split comes from. The evaluation split is said explicitly: evaluating on the
+// training data unasked would report a training accuracy as a test one. IDX folders hold both.
+void read_sources(const MapReader& d, const std::string& base, DataOptions& data) {
+  const bool folder = data.format == "folder";
+  const bool plugin = std::find(kBuiltinFormats.begin(), kBuiltinFormats.end(), data.format) ==
+                      kBuiltinFormats.end();
+  if (folder && d.has("list")) {
+    SHRINK_CHECK(!d.has("path"), d.where("path") << ": data.path and data.list: give one (the "
+                                                    "class folders, or a list file)");
+    data.list = existing_path(d, base, "list");
+  } else if (!plugin || d.has("path")) {
+    SHRINK_CHECK(d.has("path"), d.where("path") << ": data.path: required");
+    data.path = existing_path(d, base, "path");
+  }
   if (data.format == "idx") {
     SHRINK_CHECK(!d.has("test_path"), d.where("test_path")
-                                          << ": data.test_path: only for format tensors (an IDX "
+                                          << ": data.test_path: not for format idx (an IDX "
                                              "folder holds its t10k test split)");
     return;
   }
-  SHRINK_CHECK(d.has("test_path"), d.where("path")
-                                       << ": data.test_path: required with format tensors (the "
-                                          "evaluation file, or 'train' to evaluate on data.path)");
-  if (d.str("test_path", "") == "train") {
-    data.test_path = data.path;
+  if (folder && d.has("test_list")) {
+    data.test_list = existing_path(d, base, "test_list");
     return;
   }
-  data.test_path = resolve_path(base, d.node("test_path"), d.str("test_path", ""));
-  SHRINK_CHECK(exists(data.test_path), d.where("test_path")
-                                           << ": data.test_path: no such file " << data.test_path);
+  if (plugin && !d.has("test_path")) return;
+  SHRINK_CHECK(d.has("test_path"), d.where("path")
+                                       << ": data.test_path: required with format " << data.format
+                                       << " (the evaluation "
+                                       << (folder ? "folder, data.test_list" : "file")
+                                       << ", or 'train' to evaluate on the training data)");
+  if (d.str("test_path", "") == "train") {
+    data.test_path = data.path;
+    data.test_list = data.list;
+    return;
+  }
+  data.test_path = existing_path(d, base, "test_path");
+}
+
+// The old keys resize, channels and normalize: both splits' transforms.
+void read_legacy_preparation(const MapReader& d, const std::string& path, DataOptions& data) {
+  std::vector<double> mean, std;
+  if (d.has("normalize")) {
+    MapReader n(d.node("normalize"), path, "data.normalize", {"mean", "std"});
+    mean = n.numbers("mean");
+    std = n.numbers("std");
+    SHRINK_CHECK(mean.size() == std.size() && !mean.empty(),
+                 n.where("std") << ": data.normalize: mean and std need the same, non-zero length");
+    for (double s : std) {
+      SHRINK_CHECK(s > 0, n.where("std") << ": data.normalize.std: every value must be > 0");
+    }
+  }
+  detail::legacy_transforms(d.integer("resize", 0, 0, kMaxImageSide),
+                            d.integer("channels", 0, 0, kMaxChannels), mean, std, data);
+}
+
+// A data-source plugin's own keys: every key of `data:` that is not the framework's, flattened
+// (the plugin declares which it reads; the plan checks them against that).
+void read_plugin_keys(const YAML::Node& node, const std::string& path,
+                      const std::vector<std::string>& framework_keys, DataOptions& data) {
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (std::find(framework_keys.begin(), framework_keys.end(), key) != framework_keys.end()) {
+      continue;
+    }
+    Options flat;
+    flatten(kv.second, key, flat);
+    for (const auto& [k, v] : flat.entries) {
+      data.plugin_keys.emplace_back(k, v);
+      data.plugin_key_places.push_back(detail::yaml_mark(path, kv.first));
+    }
+  }
 }
 
 // `data:`: where the samples come from and how they are prepared.
 void read_data(const MapReader& r, const std::string& path, const std::string& base,
                Experiment& x) {
   SHRINK_CHECK(r.has("data"), path << ": data: required");
-  MapReader d(r.node("data"), path, "data",
-              {"format", "path", "test_path", "batch_size", "test_batch_size", "normalize",
-               "resize", "channels", "train_limit", "test_limit"});
-  x.data.format = d.choice("format", "idx", {"idx", "tensors"});
-  SHRINK_CHECK(d.has("path"), d.where("path") << ": data.path: required");
-  x.data.path = resolve_path(base, d.node("path"), d.str("path", ""));
-  SHRINK_CHECK(exists(x.data.path), d.where("path")
-                                        << ": data.path: no such file or folder " << x.data.path);
-  read_test_path(d, base, x.data);
+  const YAML::Node node = r.node("data");
+  const std::vector<std::string> keys = {
+      "format",          "path",          "test_path", "list",     "test_list",    "batch_size",
+      "test_batch_size", "normalize",     "resize",    "channels", "train_limit",  "test_limit",
+      "transforms",      "on_bad_sample", "workers",   "prefetch", "scaled_decode"};
+  std::vector<std::string> allowed = keys;
+  const bool plugin = node.IsMap() && node["format"] && node["format"].IsScalar() &&
+                      std::find(kBuiltinFormats.begin(), kBuiltinFormats.end(),
+                                node["format"].as<std::string>()) == kBuiltinFormats.end();
+  if (plugin) {
+    for (const auto& kv : node) allowed.push_back(kv.first.as<std::string>());
+  }
+  MapReader d(node, path, "data", allowed);
+  x.data.where = detail::yaml_mark(path, node);
+  x.data.format = d.str("format", "idx");
+  read_sources(d, base, x.data);
+  if (plugin) read_plugin_keys(node, path, keys, x.data);
   x.batch_size = d.integer("batch_size", 64, 1);
   x.test_batch_size = d.integer("test_batch_size", 1000, 1);
-  x.data.resize = d.integer("resize", 0, 0, kMaxImageSide);
-  x.data.channels = d.integer("channels", 0, 0, kMaxChannels);
   x.data.train_limit = d.integer("train_limit", 0, 0);
   x.data.test_limit = d.integer("test_limit", 0, 0);
-  if (d.has("normalize")) {
-    MapReader n(d.node("normalize"), path, "data.normalize", {"mean", "std"});
-    x.data.mean = n.numbers("mean");
-    x.data.std = n.numbers("std");
-    SHRINK_CHECK(x.data.mean.size() == x.data.std.size() && !x.data.mean.empty(),
-                 n.where("std") << ": data.normalize: mean and std need the same, non-zero length");
-    for (double s : x.data.std) {
-      SHRINK_CHECK(s > 0, n.where("std") << ": data.normalize.std: every value must be > 0");
-    }
+  x.data.workers = d.integer("workers", -1, -1, 256);
+  x.data.prefetch = d.integer("prefetch", 0, 0, 1024);
+  x.data.on_bad_sample = d.choice("on_bad_sample", "error", {"error", "skip"});
+  x.data.scaled_decode = d.boolean("scaled_decode", true);
+  if (!d.has("transforms")) return read_legacy_preparation(d, path, x.data);
+  for (const char* old : {"resize", "channels", "normalize"}) {
+    SHRINK_CHECK(!d.has(old), d.where(old) << ": data." << old
+                                           << ": not with data.transforms (write it as a "
+                                              "transform there)");
   }
+  detail::read_transforms(d.node("transforms"), path, x.data);
 }
 
 // `- remove_channels: true`: a stage of its own, without a plugin.

@@ -75,7 +75,19 @@ std::string check_algorithm(const shrink_algorithm_descriptor* a, uint32_t index
       return where + " is declared a masker but has no calc_mask";
     }
   }
-  if (a->kinds == 0) return where + " declares no kind (quantizer, masker or pruner)";
+  if (a->kinds & SHRINK_KIND_DATA_SOURCE) {
+    const shrink_data_source_api* s =
+        SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, data_source) ? a->data_source : nullptr;
+    if (s == nullptr || !SHRINK_HAS_FIELD(s, shrink_data_source_api, get) ||
+        s->describe == nullptr || s->get == nullptr) {
+      return where +
+             " is declared a data source but its data_source table is missing or "
+             "incomplete";
+    }
+  }
+  if (a->kinds == 0) {
+    return where + " declares no kind (quantizer, masker, pruner or data source)";
+  }
   return "";
 }
 
@@ -111,6 +123,7 @@ std::string AlgorithmInfo::kinds_text() const {
   add(is_quantizer(), "quantizer");
   add(is_masker() && !is_pruner(), "masker");
   add(is_pruner(), "pruner");
+  add(is_data_source(), "data-source");
   return out;
 }
 
@@ -128,7 +141,10 @@ std::string AlgorithmInfo::capabilities_text() const {
 }
 
 std::string AlgorithmInfo::display_name() const {
-  const char* kind = is_quantizer() ? "quantizer" : is_pruner() ? "pruner" : "masker";
+  const char* kind = is_quantizer()     ? "quantizer"
+                     : is_pruner()      ? "pruner"
+                     : is_data_source() ? "data source"
+                                        : "masker";
   const std::string library = plugin != nullptr ? plugin->name : name;
   return "plugin '" + library + "' (" + kind + " '" + name + "')";
 }
@@ -307,22 +323,20 @@ uint64_t capabilities_of(const shrink_algorithm_descriptor& a, uint16_t abi_mino
   return caps;
 }
 
-// The NULL-terminated site_keys array (ABI 1.5), bounded so that a missing terminator cannot run
-// away.
-std::vector<std::string> site_keys_of(const shrink_algorithm_descriptor& a, std::string& problem) {
+// A NULL-terminated array of key names (site_keys, ABI 1.5; data_keys, 1.6), bounded so that a
+// missing terminator cannot run away.
+std::vector<std::string> keys_of(const char* const* array, const char* field, const char* name,
+                                 std::string& problem) {
   std::vector<std::string> keys;
-  if (!SHRINK_HAS_FIELD(&a, shrink_algorithm_descriptor, site_keys) || a.site_keys == nullptr) {
-    return keys;
-  }
+  if (array == nullptr) return keys;
   constexpr std::size_t kMaxKeys = 256;
-  for (std::size_t i = 0; a.site_keys[i] != nullptr; ++i) {
-    if (i == kMaxKeys || a.site_keys[i][0] == '\0') {
-      problem = "algorithm '" + std::string(a.name) +
-                "' declares site_keys that are empty or not "
-                "NULL-terminated";
+  for (std::size_t i = 0; array[i] != nullptr; ++i) {
+    if (i == kMaxKeys || array[i][0] == '\0') {
+      problem = "algorithm '" + std::string(name) + "' declares " + field +
+                " that are empty or not NULL-terminated";
       return {};
     }
-    keys.emplace_back(a.site_keys[i]);
+    keys.emplace_back(array[i]);
   }
   return keys;
 }
@@ -364,7 +378,12 @@ std::unique_ptr<PluginInfo> PluginRegistry::read_plugin(const shrink_plugin_desc
     if (SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, supported_op_types)) {
       alg.supported_op_types = text_or(a->supported_op_types, "");
     }
-    alg.site_keys = site_keys_of(*a, problem);
+    if (SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, site_keys)) {
+      alg.site_keys = keys_of(a->site_keys, "site_keys", a->name, problem);
+    }
+    if (SHRINK_HAS_FIELD(a, shrink_algorithm_descriptor, data_keys) && problem.empty()) {
+      alg.data_keys = keys_of(a->data_keys, "data_keys", a->name, problem);
+    }
     if (!problem.empty()) return nullptr;
     alg.descriptor = a;
     info->algorithms.push_back(alg);

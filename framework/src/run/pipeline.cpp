@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <tuple>
 
 namespace shrink {
 
@@ -157,7 +158,10 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   const std::string unwritable = unwritable_folder(c.out_dir);
   SHRINK_CHECK(unwritable.empty(), "output folder " << c.out_dir << ": " << unwritable);
   c.model = std::make_unique<Model>(Model::load(experiment.model));
-  c.classes = check_model_on_data(experiment, *c.model);
+  std::tie(c.train, c.test) = open_data(experiment, registry);
+  c.classes = check_model_on_data(experiment, *c.model, c.train.shape());
+  c.train.check_labels(c.classes);
+  c.test.check_labels(c.classes);
   c.stages = check_stages(experiment, *c.model, registry);
   // Ctrl-C while the plan was checked: nothing has been touched yet, nothing will be.
   if (const int signal = interrupt_signal()) {

@@ -1,5 +1,4 @@
 #include <shrink/core/error.hpp>
-#include <shrink/data/dataset.hpp>
 #include <shrink/graph/channel_removal.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/graph/quantized_model.hpp>
@@ -237,8 +236,7 @@ std::string channels_last_hint(torch::jit::Module& module, const std::vector<int
 
 }  // namespace
 
-int64_t check_model_on_data(const Experiment& x, Model& model) {
-  const std::vector<int64_t> shape = sample_shape(x.data);
+int64_t check_model_on_data(const Experiment& x, Model& model, const std::vector<int64_t>& shape) {
   std::vector<int64_t> batch = {1};
   batch.insert(batch.end(), shape.begin(), shape.end());
   c10::IValue out;

@@ -109,21 +109,28 @@ void train_step(RunContext& c, torch::optim::Optimizer& optimizer, const at::Ten
   totals.seen += x.size(0);
 }
 
+// What seeds an epoch's order and augmentation: the phase's name and the epoch, so that pretraining
+// and fine-tuning do not repeat each other's batches, and a resumed epoch is the one it replaces.
+int64_t epoch_key(const std::string& phase, int64_t epoch) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char ch : phase) h = (h ^ ch) * 1099511628211ULL;
+  return static_cast<int64_t>((h & 0xffffffffULL) << 20) + epoch;
+}
+
 // One epoch's batches, in a random order; stops early when spec.steps is reached.
 EpochTotals train_one_epoch(RunContext& c, torch::optim::Optimizer& optimizer,
                             const TrainSpec& spec, const std::string& phase, int64_t epoch,
                             int64_t epochs, PhaseProgress& progress, TrainingHooks* hooks) {
-  const int64_t n = c.train.size(), batch = c.experiment->batch_size;
   const int64_t per_epoch = c.batches_per_epoch();
-  const at::Tensor order = torch::randperm(n, torch::kLong);
+  const int64_t key = epoch_key(phase, epoch);
+  Loader loader(c.train, c.train.order(key), c.experiment->batch_size, true, key);
   EpochTotals totals;
-  for (int64_t b = 0; b < per_epoch; ++b) {
+  Batch batch;
+  for (int64_t b = 0; b < per_epoch && loader.next(batch); ++b) {
     if (spec.steps > 0 && progress.steps_done >= spec.steps) break;
-    const at::Tensor index = order.narrow(0, b * batch, std::min(batch, n - b * batch));
-    const at::Tensor x = c.train.inputs.index_select(0, index);
-    const at::Tensor y = c.train.targets.index_select(0, index);
+    if (batch.size() == 0) continue;  // every sample of it was unreadable and skipped
     if (hooks) hooks->before_step(progress.steps_done);
-    train_step(c, optimizer, x, y, hooks, totals, {phase, epoch, b});
+    train_step(c, optimizer, batch.inputs, batch.targets, hooks, totals, {phase, epoch, b});
     if (hooks) hooks->after_step(progress.steps_done);
     ++progress.steps_done;
     if (c.instruments) {
@@ -172,19 +179,22 @@ void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase
   c.set_training(false);
 }
 
-double evaluate(RunContext& c, torch::jit::Module& module, const Dataset& data,
+double evaluate(RunContext& c, torch::jit::Module& module, const DataSplit& data,
                 torch::jit::Module* reference, double* sqnr_db) {
   torch::NoGradGuard no_grad;
   c.set_training(false);
   module.eval();
   if (reference != nullptr) reference->eval();
-  int64_t correct = 0;
+  int64_t correct = 0, seen = 0;
   double signal = 0, noise = 0;
-  for (int64_t start = 0; start < data.size(); start += c.experiment->test_batch_size) {
-    const int64_t n = std::min(c.experiment->test_batch_size, data.size() - start);
-    const at::Tensor x = data.inputs.narrow(0, start, n);
+  Loader loader(data, at::arange(data.size(), at::kLong), c.experiment->test_batch_size, false, 0);
+  Batch batch;
+  while (loader.next(batch)) {
+    if (batch.size() == 0) continue;
+    const at::Tensor& x = batch.inputs;
     const at::Tensor out = module.forward({x}).toTensor();
-    correct += out.argmax(1).eq(data.targets.narrow(0, start, n)).sum().item<int64_t>();
+    correct += out.argmax(1).eq(batch.targets).sum().item<int64_t>();
+    seen += batch.size();
     if (reference != nullptr) {
       const at::Tensor ref = reference->forward({x}).toTensor().to(at::kDouble);
       signal += ref.pow(2).sum().item<double>();
@@ -195,14 +205,10 @@ double evaluate(RunContext& c, torch::jit::Module& module, const Dataset& data,
     *sqnr_db =
         noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
   }
-  return data.size() ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
+  return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
 }
 
-at::Tensor seeded_order(const RunContext& c) {
-  at::Generator generator =
-      at::detail::createCPUGenerator(static_cast<uint64_t>(c.experiment->seed));
-  return at::randperm(c.train.size(), generator, at::TensorOptions(at::kLong));
-}
+at::Tensor seeded_order(const RunContext& c) { return c.train.order(-1); }
 
 int64_t calibration_batch_size(const RunContext& c, const CalibrationSpec& spec) {
   return spec.batch_size > 0 ? spec.batch_size : c.experiment->batch_size;

@@ -38,11 +38,11 @@ int64_t epochs_of(const RunContext& context, const TrainSpec& spec);
 // Top-1 accuracy of `module` on `data`. With `reference`, also the signal-to-noise ratio in dB of
 // module's outputs against reference's (an int8 model against the fake-quant one it came from),
 // into *sqnr_db (inf when they are equal).
-double evaluate(RunContext& context, torch::jit::Module& module, const Dataset& data,
+double evaluate(RunContext& context, torch::jit::Module& module, const DataSplit& data,
                 torch::jit::Module* reference = nullptr, double* sqnr_db = nullptr);
 
-// The training samples in a random order fixed by the seed, drawn from a generator of its own so
-// that the training RNG is untouched: calibration and measurement take their batches from it.
+// The training samples' positions in a random order fixed by the seed (not the training RNG):
+// calibration and measurement take their batches from it, with the evaluation transforms.
 at::Tensor seeded_order(const RunContext& context);
 
 int64_t calibration_batch_size(const RunContext& context, const CalibrationSpec& spec);

@@ -1,5 +1,5 @@
 /*
- * Shrink plugin ABI, version 1.
+ * Shrink plugin ABI, version 1 (minor 6).
  *
  * This header is the whole contract between the Shrink host and an algorithm plugin. It is plain C
  * (C99, <stdint.h> and <stddef.h> only) so that a plugin can be written in C, or in C++ by any
@@ -41,8 +41,11 @@
  * parameters without weight decay (declare_v2, SHRINK_STATE_NO_WEIGHT_DECAY); the host's
  * tensor_const_data; the export contract written out at shrink_calibration.
  *
+ * ABI 1.6 adds: data sources (SHRINK_KIND_DATA_SOURCE, shrink_data_source_api, data_keys).
+ *
  * Threading: the host calls one plugin instance from one thread at a time. Different instances may
- * be used from different threads.
+ * be used from different threads. The exception is a data source's `get`, which the loader's
+ * worker threads call at once.
  */
 #ifndef SHRINK_PLUGIN_API_H
 #define SHRINK_PLUGIN_API_H
@@ -55,7 +58,7 @@ extern "C" {
 #endif
 
 #define SHRINK_ABI_VERSION_MAJOR 1
-#define SHRINK_ABI_VERSION_MINOR 5
+#define SHRINK_ABI_VERSION_MINOR 6
 
 /* Name of the one exported entry point. */
 #define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
@@ -204,7 +207,8 @@ typedef uint32_t shrink_algorithm_kind;
 enum {
   SHRINK_KIND_QUANTIZER = 1u << 0,
   SHRINK_KIND_WEIGHT_MASKER = 1u << 1,
-  SHRINK_KIND_PRUNER = 1u << 2
+  SHRINK_KIND_PRUNER = 1u << 2,
+  SHRINK_KIND_DATA_SOURCE = 1u << 3 /* since ABI 1.6: samples for training and evaluation */
 };
 
 typedef uint64_t shrink_capabilities;
@@ -426,6 +430,26 @@ typedef struct shrink_pruner_api {
   shrink_status (*observes_outputs)(void* self, int32_t* out, shrink_error* error);
 } shrink_pruner_api;
 
+/* Since ABI 1.6: a data source, one instance per split. `create` receives the keys of the
+ * experiment's `data:` mapping that the algorithm declares in `data_keys` (as given), `path` and
+ * `test_path` when given (resolved to absolute paths), and `split` = "train" or "test". */
+#define SHRINK_DATA_SOURCE_MAX_DIMS 8
+typedef struct shrink_data_source_api {
+  uint32_t struct_size;
+  /* The split's samples: how many, and the shape of every input ([C, H, W] or [H, W];
+   * `*out_ndim` <= SHRINK_DATA_SOURCE_MAX_DIMS sizes written to `out_shape`). Called once, after
+   * create. */
+  shrink_status (*describe)(void* self, int64_t* out_count, int32_t* out_ndim, int64_t* out_shape,
+                            shrink_error* error);
+  /* Sample `index` (0 <= index < count): `*out_input` a new reference to a tensor of the described
+   * shape, uint8 (pixel values 0..255, scaled to [0, 1] by the host) or float32 (taken as it is),
+   * and `*out_label` its class index. Called from several threads at once: it must be safe to. The
+   * host checks the shape, the dtype and the label's range, and names the plugin and the sample
+   * when one is wrong. */
+  shrink_status (*get)(void* self, int64_t index, shrink_tensor** out_input, int64_t* out_label,
+                       shrink_error* error);
+} shrink_data_source_api;
+
 typedef struct shrink_algorithm_descriptor {
   uint32_t struct_size;
   const char* name;        /* unique across all loaded plugins: "naive", "qat", "l1_norm" */
@@ -454,6 +478,13 @@ typedef struct shrink_algorithm_descriptor {
    * key is refused before anything runs with the file, line and column, the framework's keys and
    * these. NULL or absent: none. */
   const char* const* site_keys;
+
+  /* Since ABI 1.6: a data source's facet (kinds has SHRINK_KIND_DATA_SOURCE), and the keys of
+   * the experiment's `data:` mapping it reads besides the framework's (format, path, test_path,
+   * batch_size, transforms, workers, ...), as a NULL-terminated array; a key neither declares is
+   * refused with its file, line and column. */
+  const shrink_data_source_api* data_source;
+  const char* const* data_keys;
 } shrink_algorithm_descriptor;
 
 typedef struct shrink_plugin_descriptor {

@@ -1,7 +1,8 @@
 // Shrink C++ SDK: the face of the plugin ABI that plugin authors see.
 //
-// Subclass shrink::Quantizer (with an optional shrink::QuantGrad), shrink::WeightMasker or
-// shrink::Pruner using NNI's method names, then register them with one SHRINK_PLUGIN block:
+// Subclass shrink::Quantizer (with an optional shrink::QuantGrad), shrink::WeightMasker,
+// shrink::Pruner (NNI's method names) or shrink::Dataset (a data source, ABI 1.6), then register
+// them with one SHRINK_PLUGIN block:
 //
 //     class YourQuantizer : public shrink::Quantizer {
 //      public:
@@ -31,7 +32,8 @@
 //  - export_site is called for every site at export (see Quantizer::export_site).
 //  - Per-site config keys beyond the framework's are declared at registration
 //    (`.site_keys({"quant_start_step"})`, ABI 1.5); others are refused before anything runs.
-//  - One instance is called from one thread at a time.
+//  - One instance is called from one thread at a time, except Dataset::get, which the loader's
+//    worker threads call at once: keep it free of unguarded shared state.
 #pragma once
 
 #include <shrink/plugin_api.h>
@@ -501,6 +503,26 @@ class Pruner {
   Config options_;
 };
 
+// A data source (ABI 1.6): one instance per split, constructed from the keys of the experiment's
+// `data:` mapping it declares (`.data_keys({...})`), with `path` and `test_path` when given
+// (absolute) and `split` ("train" or "test"). The host prepares the samples (transforms,
+// batching) and checks their shape, dtype and labels.
+class Dataset {
+ public:
+  explicit Dataset(const Config& options) : options_(options) {}
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // The shape of every input: [C, H, W] or [H, W].
+  virtual std::vector<int64_t> shape() const = 0;
+  // Sample `index`: uint8 pixels (0..255, scaled to [0, 1] by the host) or float32 values, and
+  // its class index. Called from several threads at once.
+  virtual std::pair<torch::Tensor, int64_t> get(int64_t index) const = 0;
+  const Config& options() const { return options_; }
+
+ private:
+  Config options_;
+};
+
 namespace detail {
 
 class SiteAccess {
@@ -736,6 +758,34 @@ inline shrink_status pruner_step(void* self, shrink_error* error) {
   return guarded(error, [&] { static_cast<Pruner*>(self)->step(); });
 }
 
+// ---- Data source trampolines ----
+
+inline shrink_status dataset_describe(void* self, int64_t* out_count, int32_t* out_ndim,
+                                      int64_t* out_shape, shrink_error* error) {
+  return guarded(error, [&] {
+    const auto* dataset = static_cast<const Dataset*>(self);
+    const std::vector<int64_t> shape = dataset->shape();
+    if (shape.size() > SHRINK_DATA_SOURCE_MAX_DIMS) {
+      throw std::runtime_error("shape() has more than 8 dimensions");
+    }
+    const int64_t count = dataset->size();
+    for (std::size_t d = 0; d < shape.size(); ++d) out_shape[d] = shape[d];
+    *out_ndim = static_cast<int32_t>(shape.size());
+    *out_count = count;
+  });
+}
+
+inline shrink_status dataset_get(void* self, int64_t index, shrink_tensor** out_input,
+                                 int64_t* out_label, shrink_error* error) {
+  return guarded(error, [&] {
+    torch::NoGradGuard no_grad;
+    auto [input, label] = static_cast<const Dataset*>(self)->get(index);
+    if (!input.defined()) throw std::runtime_error("get returned an undefined tensor");
+    *out_input = to_handle(input);
+    *out_label = label;
+  });
+}
+
 template <typename T, typename Base>
 shrink_status create_instance(const shrink_options* options, shrink_instance* out,
                               shrink_error* error) {
@@ -857,6 +907,31 @@ class PluginBuilder {
     return *this;
   }
 
+  // Registers a data source class (constructible from const shrink::Config&), ABI 1.6. Its keys
+  // in the experiment's `data:` mapping are declared with .data_keys({...}).
+  template <typename T>
+  PluginBuilder& dataset(const std::string& name, const std::string& description) {
+    static_assert(std::is_base_of<Dataset, T>::value, "T must derive from shrink::Dataset");
+    static const shrink_data_source_api api = {sizeof(shrink_data_source_api),
+                                               &detail::dataset_describe, &detail::dataset_get};
+    shrink_algorithm_descriptor& d = add(name, description, "");
+    d.kinds = SHRINK_KIND_DATA_SOURCE;
+    d.create = &detail::create_instance<T, Dataset>;
+    d.destroy = &detail::destroy_instance<Dataset>;
+    d.data_source = &api;
+    return *this;
+  }
+
+  // Declares the keys of `data:` the data source registered just before reads, e.g.
+  //   plugin.dataset<CsvRows>("csv_rows", "...").data_keys({"delimiter", "side"});
+  PluginBuilder& data_keys(const std::vector<std::string>& keys) {
+    if (algorithms_.empty() || !(algorithms_.back().kinds & SHRINK_KIND_DATA_SOURCE)) {
+      throw std::logic_error("data_keys: register a data source first (plugin.dataset<T>(...))");
+    }
+    algorithms_.back().data_keys = key_list(keys);
+    return *this;
+  }
+
   // Declares the per-site config keys of the algorithm registered just before (ABI 1.5), e.g.
   //   plugin.quantizer<Qat>("qat", "...", shrink::kTraining).site_keys({"quant_start_step"});
   // A config_list entry of a stage using it may then give them; the framework refuses other keys
@@ -866,13 +941,7 @@ class PluginBuilder {
     if (algorithms_.empty()) {
       throw std::logic_error("site_keys: register an algorithm first (plugin.quantizer<T>(...))");
     }
-    key_lists_.emplace_back();
-    for (const auto& key : keys) {
-      strings_.push_back(key);
-      key_lists_.back().push_back(strings_.back().c_str());
-    }
-    key_lists_.back().push_back(nullptr);
-    algorithms_.back().site_keys = key_lists_.back().data();
+    algorithms_.back().site_keys = key_list(keys);
     return *this;
   }
 
@@ -891,6 +960,17 @@ class PluginBuilder {
   }
 
  private:
+  // A NULL-terminated array of `keys` that lives as long as the builder.
+  const char* const* key_list(const std::vector<std::string>& keys) {
+    key_lists_.emplace_back();
+    for (const auto& key : keys) {
+      strings_.push_back(key);
+      key_lists_.back().push_back(strings_.back().c_str());
+    }
+    key_lists_.back().push_back(nullptr);
+    return key_lists_.back().data();
+  }
+
   shrink_algorithm_descriptor& add(const std::string& name, const std::string& description,
                                    const std::string& op_types) {
     strings_.push_back(name);
@@ -917,7 +997,7 @@ class PluginBuilder {
   std::string build_tag_;
   std::deque<std::string> strings_;  // deque: stable c_str() pointers
   std::deque<shrink_algorithm_descriptor> algorithms_;
-  std::deque<std::vector<const char*>> key_lists_;  // NULL-terminated site_keys arrays
+  std::deque<std::vector<const char*>> key_lists_;  // NULL-terminated site_keys, data_keys
   std::vector<const shrink_algorithm_descriptor*> pointers_;
   shrink_plugin_descriptor descriptor_{};
 };

@@ -1,9 +1,9 @@
-// Data as it loads: labels checked against the model's classes, IDX headers checked before their
-// bodies are read, a split that cannot fit in memory refused in one line.
+// Data as it opens: labels checked against the model's classes, IDX headers checked before their
+// bodies are read, torch.save files checked before LibTorch reads them.
 #include "test_support.hpp"
 
 #include <shrink/core/error.hpp>
-#include <shrink/data/dataset.hpp>
+#include <shrink/data/loader.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/serialize.h>
@@ -19,6 +19,21 @@ namespace fs = std::filesystem;
 namespace {
 
 using shrink::test::error_of;
+
+shrink::TransformSpec normalize(std::vector<double> mean, std::vector<double> std) {
+  shrink::TransformSpec t;
+  t.name = "normalize";
+  t.mean = std::move(mean);
+  t.std = std::move(std);
+  return t;
+}
+
+// The split as the run opens it (train: the training one), its labels checked against `classes`.
+shrink::DataSplit open(const shrink::DataOptions& o, bool train, int64_t classes = 0) {
+  shrink::DataSplit split(shrink::open_builtin_source(o, train, {}), o, train, 0);
+  split.check_labels(classes);
+  return split;
+}
 
 class DatasetTest : public ::testing::Test {
  protected:
@@ -66,41 +81,37 @@ TEST_F(DatasetTest, NormalizingNormalizedInputsIsAWarning) {
   torch::manual_seed(0);
   const at::Tensor labels = torch::zeros({500}, torch::kLong);
   auto o = tensors(torch::randn({500, 1, 4, 4}), labels);
-  o.mean = {0.5};
-  o.std = {0.25};
-  const shrink::Dataset normalized = shrink::load_dataset(o, true);
-  ASSERT_EQ(normalized.warnings.size(), 1u);
-  EXPECT_NE(normalized.warnings[0].find(o.path + ": the inputs are floats of mean "),
-            std::string::npos)
-      << normalized.warnings[0];
-  EXPECT_NE(normalized.warnings[0].find("already; data.normalize is applied to them again"),
+  o.train_transforms = o.test_transforms = {normalize({0.5}, {0.25})};
+  const std::vector<std::string> warnings = open(o, true).source().warnings();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find(o.path + ": the inputs are floats of mean "), std::string::npos)
+      << warnings[0];
+  EXPECT_NE(warnings[0].find("already; data.normalize is applied to them again"),
             std::string::npos);
   o = tensors(torch::rand({500, 1, 4, 4}), labels);  // in [0, 1): mean 0.5
-  o.mean = {0.5};
-  o.std = {0.25};
-  EXPECT_TRUE(shrink::load_dataset(o, true).warnings.empty());
+  o.train_transforms = o.test_transforms = {normalize({0.5}, {0.25})};
+  EXPECT_TRUE(open(o, true).source().warnings().empty());
   o = tensors(torch::randn({500, 1, 4, 4}), labels);  // no normalize asked
-  EXPECT_TRUE(shrink::load_dataset(o, true).warnings.empty());
+  EXPECT_TRUE(open(o, true).source().warnings().empty());
 }
 
 TEST_F(DatasetTest, LabelsOutsideTheModelsClassesNameFileAndSample) {
   const at::Tensor x = torch::rand({6, 1, 4, 4});
   auto o = tensors(x, torch::tensor({0, 1, 2, 200, 3, 4}, torch::kLong));
-  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, false, 10); }),
-            o.path + ": label 200 of sample 3 is outside [0, 10), the model's 10 classes");
+  EXPECT_EQ(error_of([&] { open(o, false, 10); }),
+            o.path + ": sample 3: label 200 is outside [0, 10), the model's 10 classes");
   o = tensors(x, torch::tensor({0, -5, 2, 1, 3, 4}, torch::kLong));
-  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 0); }),
-            o.path + ": label -5 of sample 1 is negative");
+  EXPECT_EQ(error_of([&] { open(o, true, 0); }), o.path + ": sample 1: label -5 is negative");
   o = tensors(x, torch::tensor({-100, -100, -100, -100, -100, -100}, torch::kLong));
-  EXPECT_NE(error_of([&] { shrink::load_dataset(o, false, 10); }).find("label -100 of sample 0"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { open(o, false, 10); }).find("sample 0: label -100"), std::string::npos);
   o = tensors(x, torch::tensor({0.0, 3.7, 2.0, 1.0, 3.0, 4.0}));
-  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+  EXPECT_EQ(error_of([&] { open(o, true, 10); }),
             o.path + ": the labels are Float, expected integer class indices");
   o = tensors(x, torch::tensor({0, 9, 2, 1, 3, 4}, torch::kInt));
-  const shrink::Dataset d = shrink::load_dataset(o, true, 10);
-  EXPECT_EQ(d.targets.scalar_type(), at::kLong);
-  EXPECT_EQ(d.targets[1].item<int64_t>(), 9);
+  const shrink::Batch b = shrink::read_batch(open(o, true, 10), torch::arange(6), false, 0);
+  EXPECT_EQ(b.targets.scalar_type(), at::kLong);
+  EXPECT_EQ(b.targets[1].item<int64_t>(), 9);
+  EXPECT_TRUE(b.inputs.equal(x));
 }
 
 TEST_F(DatasetTest, AnIdxHeaderPromisingMoreThanMemoryIsRefusedBeforeItsBody) {
@@ -127,15 +138,13 @@ TEST_F(DatasetTest, AnIdxHeaderPromisingMoreThanMemoryIsRefusedBeforeItsBody) {
 
 TEST_F(DatasetTest, TensorsOfTheWrongKindAreRefusedBeforeAnythingUsesThem) {
   auto o = tensors(torch::tensor(0.5), torch::tensor({1}));
-  EXPECT_EQ(error_of([&] { shrink::sample_shape(o); }),
-            o.path + ": inputs have 0 dimensions, expected [N, H, W] or [N, C, H, W]");
-  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+  EXPECT_EQ(error_of([&] { open(o, true, 10); }),
             o.path + ": inputs have 0 dimensions, expected [N, H, W] or [N, C, H, W]");
   o = tensors(torch::zeros({4, 28, 28}), torch::tensor(3));
-  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+  EXPECT_EQ(error_of([&] { open(o, true, 10); }),
             o.path + ": the labels have shape [], expected [N] class indices");
   o = tensors(torch::zeros({4, 28, 28}, torch::kInt), torch::zeros({4}, torch::kLong));
-  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+  EXPECT_EQ(error_of([&] { open(o, true, 10); }),
             o.path + ": the inputs are Int, expected uint8 or floating point");
 }
 
@@ -153,39 +162,34 @@ TEST_F(DatasetTest, ATorchSaveFileWhoseDirectoryLiesIsRefusedBeforeLibTorchReads
   moved[eocd + 17] = '\xff';
   moved[eocd + 18] = '\xff';
   std::ofstream(o.path, std::ios::binary) << moved;
-  EXPECT_EQ(error_of([&] { shrink::load_dataset(o, true, 10); }),
+  EXPECT_EQ(error_of([&] { open(o, true, 10); }),
             o.path +
                 ": not a file written by torch.save((inputs, targets)): its directory lies "
                 "past the end");
   std::ofstream(o.path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   EXPECT_NE(error_of([&] {
-              shrink::load_dataset(o, true, 10);
+              open(o, true, 10);
             }).find(": not a file written by torch.save((inputs, targets))"),
             std::string::npos);
 }
 
-TEST_F(DatasetTest, ASplitThatCannotFitInMemoryIsOneLine) {
-  // 1000 tiny samples that resize and channel replication would blow up to 4.3 TB.
-  auto o = tensors(torch::rand({1000, 1, 1, 1}), torch::zeros({1000}, torch::kLong));
-  o.resize = 4096;
-  o.channels = 64;
-  const std::string why = error_of([&] { shrink::load_dataset(o, true, 10); });
-  EXPECT_NE(why.find(": 1000 samples of [64, 4096, 4096] need 4294.97 GB as float32, more than "
-                     "half this machine's"),
-            std::string::npos)
-      << why;
-}
-
-TEST_F(DatasetTest, SampleShapeComesFromTheHeaderAndTheOptions) {
+// The shape the model is checked on is a prepared sample's: the first one, through the options'
+// transforms (the old keys resize and channels mean resize and to_channels).
+TEST_F(DatasetTest, SampleShapeIsAPreparedSamples) {
   idx_file("train-images-idx3-ubyte", {3, 28, 28}, 3 * 28 * 28);
+  idx_file("train-labels-idx1-ubyte", {3}, 3);
   shrink::DataOptions o;
   o.path = dir_.string();
-  EXPECT_EQ(shrink::sample_shape(o), (std::vector<int64_t>{1, 28, 28}));
-  o.resize = 32;
-  o.channels = 3;
-  EXPECT_EQ(shrink::sample_shape(o), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_EQ(open(o, true).shape(), (std::vector<int64_t>{1, 28, 28}));
+  shrink::TransformSpec resize, channels;
+  resize.name = "resize";
+  resize.size = {32, 32};
+  channels.name = "to_channels";
+  channels.channels = 3;
+  o.train_transforms = o.test_transforms = {resize, channels};
+  EXPECT_EQ(open(o, true).shape(), (std::vector<int64_t>{3, 32, 32}));
   auto t = tensors(torch::rand({4, 2, 5, 6}), torch::zeros({4}, torch::kLong));
-  EXPECT_EQ(shrink::sample_shape(t), (std::vector<int64_t>{2, 5, 6}));
+  EXPECT_EQ(open(t, true).shape(), (std::vector<int64_t>{2, 5, 6}));
 }
 
 }  // namespace

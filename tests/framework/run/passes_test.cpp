@@ -86,6 +86,12 @@ class PassesTest : public ::testing::Test {
   }
 
   // A context on the quick-start net and 64 training / 100 test samples of noise.
+  // A split of tensors held in memory, as a tensors file gives them.
+  static DataSplit split(const at::Tensor& inputs, const at::Tensor& targets, bool train) {
+    return DataSplit(memory_source(inputs, targets, train ? "train" : "test"), DataOptions{}, train,
+                     0);
+  }
+
   std::unique_ptr<RunContext> context() {
     auto c = std::make_unique<RunContext>();
     c->experiment = &x_;
@@ -94,8 +100,10 @@ class PassesTest : public ::testing::Test {
     c->staging = c->out_dir + ".partial";
     c->model = std::make_unique<Model>(Model::load(x_.model));
     at::Generator g = at::detail::createCPUGenerator(7);
-    c->train = {at::randn({64, 1, 28, 28}, g), at::randint(10, {64}, g, at::kLong)};
-    c->test = {at::randn({100, 1, 28, 28}, g), at::randint(10, {100}, g, at::kLong)};
+    test_inputs_ = at::randn({100, 1, 28, 28}, g);
+    test_targets_ = at::randint(10, {100}, g, at::kLong);
+    c->train = split(at::randn({64, 1, 28, 28}, g), at::randint(10, {64}, g, at::kLong), true);
+    c->test = split(test_inputs_, test_targets_, false);
     return c;
   }
 
@@ -129,6 +137,7 @@ class PassesTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  at::Tensor test_inputs_, test_targets_;
   Experiment x_;
   RunOptions options_;
 };
@@ -159,8 +168,8 @@ TEST_F(PassesTest, EvaluatePassGivesTheShareOfCorrectArgmax) {
   run_passes(*c, one(std::make_unique<EvaluatePass>("baseline")), instruments);
   torch::NoGradGuard no_grad;
   c->model->module().eval();
-  const at::Tensor out = c->model->module().forward({c->test.inputs}).toTensor();
-  const double expected = out.argmax(1).eq(c->test.targets).to(at::kDouble).mean().item<double>();
+  const at::Tensor out = c->model->module().forward({test_inputs_}).toTensor();
+  const double expected = out.argmax(1).eq(test_targets_).to(at::kDouble).mean().item<double>();
   EXPECT_DOUBLE_EQ(c->summary.baseline_accuracy, expected);
   ASSERT_EQ(recorder.lines.size(), 1u);
   EXPECT_EQ(recorder.lines[0].rfind("baseline accuracy ", 0), 0u) << recorder.lines[0];

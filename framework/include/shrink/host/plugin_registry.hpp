@@ -38,12 +38,15 @@ struct AlgorithmInfo {
   std::string supported_op_types;  // "" = any
   // Per-site config keys the algorithm reads besides the framework's (ABI 1.5 site_keys).
   std::vector<std::string> site_keys;
+  // The keys of an experiment's `data:` mapping a data source reads (ABI 1.6 data_keys).
+  std::vector<std::string> data_keys;
   const shrink_algorithm_descriptor* descriptor = nullptr;
   const PluginInfo* plugin = nullptr;  // nullptr only for an AlgorithmInfo made by hand (tests)
 
   bool is_quantizer() const { return (kinds & SHRINK_KIND_QUANTIZER) != 0; }
   bool is_masker() const { return (kinds & SHRINK_KIND_WEIGHT_MASKER) != 0; }
   bool is_pruner() const { return (kinds & SHRINK_KIND_PRUNER) != 0; }
+  bool is_data_source() const { return (kinds & SHRINK_KIND_DATA_SOURCE) != 0; }
   // A pruner that ranks by what it observes while its stage trains (taylor): its masks come at
   // the end of each stretch of training, and its stage must train. Declared with
   // SHRINK_CAP_RANKS_IN_TRAINING; a pruner built against ABI 1.4 or older said it with

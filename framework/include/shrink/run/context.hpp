@@ -4,7 +4,7 @@
 #pragma once
 
 #include <shrink/config/experiment.hpp>
-#include <shrink/data/dataset.hpp>
+#include <shrink/data/loader.hpp>
 #include <shrink/host/plugin_registry.hpp>
 
 #include <nlohmann/json.hpp>
@@ -93,8 +93,8 @@ struct RunContext {
   std::unique_ptr<Model> model;
   int64_t classes = 0;               // the model's outputs (plan check); 0: not known
   std::vector<CheckedStage> stages;  // one per experiment->compress entry
-  Dataset train;
-  Dataset test;
+  DataSplit train;
+  DataSplit test;
   std::vector<std::unique_ptr<QuantizerInstance>> quantizers;
   std::vector<std::unique_ptr<QuantizedModel>> wrapped;
   std::vector<std::unique_ptr<PruningStage>> pruners;  // their masks hold in every later step

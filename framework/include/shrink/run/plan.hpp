@@ -19,10 +19,17 @@ class Model;
 std::vector<CheckedStage> check_stages(const Experiment& experiment, const Model& model,
                                        PluginRegistry& registry);
 
-// Runs one sample of the experiment's data (zeros of data's prepared sample shape) through the
+// Runs one sample of the experiment's data (zeros of `shape`, a prepared sample's) through the
 // model in eval mode: the number of classes (the model's output is [1, classes]). Throws
 // shrink::Error in one line when the model does not take the data or gives no logits.
-int64_t check_model_on_data(const Experiment& experiment, Model& model);
+int64_t check_model_on_data(const Experiment& experiment, Model& model,
+                            const std::vector<int64_t>& shape);
+
+// The experiment's training and evaluation splits, opened: a built-in format's files listed and
+// their headers read, or a data-source plugin's instances created; the first sample of each
+// prepared (its shape is what the model is checked on). Labels are checked once the model's
+// classes are known (DataSplit::check_labels). Throws shrink::Error in one line.
+std::pair<DataSplit, DataSplit> open_data(const Experiment& experiment, PluginRegistry& registry);
 
 // "compress[i]": how messages, passes and the report name stage `i`.
 std::string stage_name(std::size_t i);

@@ -27,12 +27,13 @@ void CalibratePass::run(RunContext& c) {
   c.set_training(false);
   QuantizerInstance& q = *c.quantizers[static_cast<std::size_t>(c.stages[stage_].quantizer)];
   const at::Tensor order = seeded_order(c);
+  Loader loader(c.train, order.narrow(0, 0, spec.batches * batch), batch, false, 0);
+  Batch x;
   q.set_calibrating(true);
   try {
-    for (int64_t b = 0; b < spec.batches; ++b) {
-      // The data are finite (the loader checks); a site that sees NaN or inf says so itself.
-      c.model->module().forward(
-          {c.train.inputs.index_select(0, order.narrow(0, b * batch, batch))});
+    // The data are finite (the loader checks); a site that sees NaN or inf says so itself.
+    while (loader.next(x)) {
+      if (x.size() > 0) c.model->module().forward({x.inputs});
     }
   } catch (...) {
     q.set_calibrating(false);

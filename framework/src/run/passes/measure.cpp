@@ -45,7 +45,7 @@ void measure_sites(RunContext& c) {
   const at::Tensor order = seeded_order(c);
   try {
     for (int64_t b = 0; b < batches; ++b) {
-      const at::Tensor x = c.train.inputs.index_select(0, order.narrow(0, b * batch, batch));
+      const at::Tensor x = read_batch(c.train, order.narrow(0, b * batch, batch), false, 0).inputs;
       set_measuring(c, Measure::kReference);
       c.model->module().forward({x});
       set_measuring(c, Measure::kCompare);

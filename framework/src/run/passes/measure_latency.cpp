@@ -124,7 +124,7 @@ void MeasureLatencyPass::run(RunContext& c) {
   }
   std::vector<int64_t> batches = {1};
   if (x.batch_size > 1) batches.push_back(x.batch_size);
-  const std::vector<int64_t> shape = c.train.inputs.sizes().slice(1).vec();  // as prepared
+  const std::vector<int64_t> shape = c.train.shape();  // as prepared
   std::vector<LatencyRow> rows;
   try {
     rows = latency_table(models, shape, batches, 0, 300.0, 5);

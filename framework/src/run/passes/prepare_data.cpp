@@ -46,14 +46,13 @@ void PrepareDataPass::run(RunContext& c) {
   torch::jit::setGraphExecutorOptimize(false);
   at::globalContext().setFlushDenormal(true);
   torch::manual_seed(static_cast<uint64_t>(x.seed));
-  c.train = load_dataset(x.data, true, c.classes);
-  c.test = load_dataset(x.data, false, c.classes);
   std::ostringstream line;
   line << "data: " << c.train.size() << " training, " << c.test.size() << " test samples of shape "
-       << c.train.inputs.sizes().slice(1);
+       << c10::IntArrayRef(c.train.shape()) << " (" << x.data.format << ", " << c.train.workers()
+       << (c.train.workers() == 1 ? " worker" : " workers") << ")";
   c.say(line.str());
-  for (const Dataset* d : {&c.train, &c.test}) {
-    for (const std::string& warning : d->warnings) c.say("warning: " + warning);
+  for (const DataSplit* d : {&c.train, &c.test}) {
+    for (const std::string& warning : d->source().warnings()) c.say("warning: " + warning);
   }
   check_calibration_sizes(c);
 }

@@ -70,7 +70,8 @@ void RemoveChannelsPass::run(RunContext& c) {
   torch::NoGradGuard no_grad;
   c.set_training(false);
   torch::jit::Module& module = c.model->module();
-  const at::Tensor x = c.test.inputs.narrow(0, 0, std::min<int64_t>(64, c.test.size()));
+  const at::Tensor x =
+      read_batch(c.test, at::arange(std::min<int64_t>(64, c.test.size())), false, 0).inputs;
   const at::Tensor before = module.forward({x}).toTensor();
   torch::jit::Module masked = module.clone();
   const int64_t macs_before = count_macs(module, x);

@@ -15,6 +15,25 @@ using json = nlohmann::json;
 
 json accuracy_or_null(double a) { return a >= 0 ? json(a) : json(nullptr); }
 
+// Where the samples came from: the class names of a folder (index = label), the samples used,
+// those skipped as unreadable (data.on_bad_sample: skip) and the loader's workers.
+json data_json(const RunContext& c) {
+  const auto split = [](const DataSplit& d) {
+    const std::vector<std::string> classes = d.source().classes();
+    const std::optional<uint64_t> subset = d.subset_seed();
+    return json{{"samples", d.size()},
+                {"of", d.source().size()},
+                {"subset_seed", subset ? json(*subset) : json(nullptr)},
+                {"skipped", d.skipped()},
+                {"classes", classes.empty() ? json(nullptr) : json(classes)}};
+  };
+  return {{"format", c.experiment->data.format},
+          {"shape", c.train.shape()},
+          {"workers", c.train.workers()},
+          {"train", split(c.train)},
+          {"test", split(c.test)}};
+}
+
 json train_json(RunContext& c) {
   const double baseline = c.pretrain.seconds_per_epoch(c.train.size());
   const double compressed = c.finetune.seconds_per_epoch(c.train.size());
@@ -46,6 +65,12 @@ void WriteReportPass::run(RunContext& c) {
   for (std::size_t k = 0; k < c.pruning.size(); ++k) {
     if (c.pruning[k]["ops"].is_null()) c.pruning[k].update(pruning_table(*c.pruners[k]));
   }
+  for (const DataSplit* d : {&c.train, &c.test}) {
+    if (d->skipped() == 0) continue;
+    c.say("warning: data: " + std::to_string(d->skipped()) + " unreadable " +
+          (d == &c.train ? "training" : "test") + " sample(s) skipped, the first " +
+          d->first_skipped());
+  }
   const Experiment& x = *c.experiment;
   const RunSummary& s = c.summary;
   const json report = {
@@ -57,6 +82,7 @@ void WriteReportPass::run(RunContext& c) {
         {"exported_accuracy", accuracy_or_null(s.exported_accuracy)},
         {"int8_accuracy", accuracy_or_null(s.int8_accuracy)},
         {"pruned_accuracy", accuracy_or_null(s.pruned_accuracy)}}},
+      {"data", data_json(c)},
       {"train", train_json(c)},
       {"calibration", c.calibration},
       {"folded_batchnorms", folded_pairs(c)},

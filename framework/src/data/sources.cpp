@@ -1,5 +1,7 @@
 #include <shrink/core/error.hpp>
-#include <shrink/data/dataset.hpp>
+#include <shrink/data/source.hpp>
+
+#include "data/folder_source.hpp"
 
 #include "data/pickle_check.hpp"
 #include "data/zip_check.hpp"
@@ -115,40 +117,13 @@ std::string idx_file(const std::string& folder, bool train, const std::string& w
               "/usr/share/datasets/fashion-mnist)");
 }
 
-// Labels are class indices in [0, classes) (classes = 0: not known, only >= 0), checked before
-// anything trains: LibTorch's loss would ignore -100, fail on others without naming the sample,
-// and a float label would be truncated.
-void check_labels(const at::Tensor& targets, int64_t classes, const std::string& source) {
+// Labels are integer class indices (their range is checked against the model's classes when
+// the split opens): a float label would be truncated.
+void check_integer_labels(const at::Tensor& targets, const std::string& source) {
   const at::ScalarType type = targets.scalar_type();
   SHRINK_CHECK(
       at::isIntegralType(type, /*includeBool=*/false),
       source << ": the labels are " << c10::toString(type) << ", expected integer class indices");
-  const at::Tensor t = targets.to(torch::kLong);
-  at::Tensor bad = t.lt(0);
-  if (classes > 0) bad = bad.logical_or(t.ge(classes));
-  if (!bad.any().item<bool>()) return;
-  const int64_t i = bad.nonzero()[0][0].item<int64_t>();
-  throw Error(source + ": label " + std::to_string(t[i].item<int64_t>()) + " of sample " +
-              std::to_string(i) +
-              (classes > 0 ? " is outside [0, " + std::to_string(classes) + "), the model's " +
-                                 std::to_string(classes) + " classes"
-                           : " is negative"));
-}
-
-// The whole split is held as float32 after resize and channel replication: refuse, in one line, a
-// set that cannot fit rather than fail in the allocator.
-void check_fits_in_memory(const at::Tensor& inputs, const DataOptions& o,
-                          const std::string& source) {
-  const double side = static_cast<double>(o.resize);
-  const double h = o.resize > 0 ? side : static_cast<double>(inputs.size(2));
-  const double w = o.resize > 0 ? side : static_cast<double>(inputs.size(3));
-  const double c = static_cast<double>(o.channels > 0 ? o.channels : inputs.size(1));
-  const double bytes = static_cast<double>(inputs.size(0)) * c * h * w * 4.0;
-  const double memory = physical_memory();
-  SHRINK_CHECK(bytes <= memory / 2, source << ": " << inputs.size(0) << " samples of [" << c << ", "
-                                           << h << ", " << w << "] need " << bytes / 1e9
-                                           << " GB as float32, more than half this machine's "
-                                           << memory / 1e9 << " GB");
 }
 
 // Float inputs whose mean is already about 0 and standard deviation about 1, about to be
@@ -164,55 +139,6 @@ std::vector<std::string> normalized_already(const at::Tensor& inputs, bool raw_b
        << " and standard deviation " << std
        << " already; data.normalize is applied to them again (remove it if they are normalized)";
   return {line.str()};
-}
-
-// Inputs as they were read (uint8 or floating point, [N, H, W] or [N, C, H, W]) become float32
-// [N, C, H, W], uint8 scaled to [0, 1]; everything about them is checked before the conversion.
-Dataset prepare(at::Tensor inputs, at::Tensor targets, const DataOptions& o, int64_t limit,
-                const std::string& source, const std::string& label_source, int64_t classes) {
-  SHRINK_CHECK(inputs.dim() == 3 || inputs.dim() == 4,
-               source << ": inputs have " << inputs.dim()
-                      << " dimensions, expected [N, H, W] or [N, C, H, W]");
-  SHRINK_CHECK(targets.dim() == 1, label_source << ": the labels have shape " << targets.sizes()
-                                                << ", expected [N] class indices");
-  SHRINK_CHECK(inputs.size(0) == targets.size(0),
-               source << ": " << inputs.size(0) << " inputs but " << targets.size(0) << " targets");
-  if (limit > 0 && limit < inputs.size(0)) {
-    inputs = inputs.narrow(0, 0, limit);
-    targets = targets.narrow(0, 0, limit);
-  }
-  check_labels(targets, classes, label_source);
-  if (inputs.dim() == 3) inputs = inputs.unsqueeze(1);
-  check_fits_in_memory(inputs, o, source);
-  const bool raw_bytes = inputs.scalar_type() == torch::kUInt8;
-  inputs = raw_bytes ? inputs.to(torch::kFloat).div_(255.0) : inputs.to(torch::kFloat);
-  if (o.resize > 0 && (inputs.size(2) != o.resize || inputs.size(3) != o.resize)) {
-    inputs = torch::upsample_bilinear2d(inputs, {o.resize, o.resize}, false);
-  }
-  if (o.channels > 0 && inputs.size(1) != o.channels) {
-    SHRINK_CHECK(inputs.size(1) == 1, source << ": cannot replicate " << inputs.size(1)
-                                             << " channels to " << o.channels);
-    inputs = inputs.expand({-1, o.channels, -1, -1});
-  }
-  std::vector<std::string> warnings;
-  if (!o.mean.empty()) {
-    warnings = normalized_already(inputs, raw_bytes, source);
-    const int64_t c = inputs.size(1);
-    SHRINK_CHECK(
-        static_cast<int64_t>(o.mean.size()) == c && static_cast<int64_t>(o.std.size()) == c,
-        source << ": normalize has " << o.mean.size() << " means and " << o.std.size()
-               << " stds for " << c << " channels");
-    at::Tensor mean = torch::tensor(o.mean, torch::kFloat).view({1, c, 1, 1});
-    at::Tensor std = torch::tensor(o.std, torch::kFloat).view({1, c, 1, 1});
-    inputs = (inputs - mean) / std;
-  }
-  Dataset d;
-  d.inputs = inputs.contiguous();
-  d.targets = targets.to(torch::kLong).contiguous();
-  d.warnings = std::move(warnings);
-  SHRINK_CHECK(torch::isfinite(d.inputs).all().item<bool>(),
-               source << ": the inputs contain NaN or infinity");
-  return d;
 }
 
 // Whether every element of `t` lies inside its storage: LibTorch's unpickler takes a file's sizes,
@@ -300,15 +226,68 @@ at::Tensor read_idx(const std::string& file) {
 
 namespace {
 
-std::vector<int64_t> idx_shape(const std::string& file) {
-  GzReader in(file);
-  return read_idx_header(in, file);
+// Samples held in memory as the file gave them (IDX bytes, or a torch.save pair): sample i is a
+// view, nothing is copied.
+class TensorSource : public Source {
+ public:
+  TensorSource(at::Tensor inputs, at::Tensor targets, std::string file, int64_t size)
+      : inputs_(std::move(inputs)),
+        targets_(targets.to(at::kLong)),
+        file_(std::move(file)),
+        size_(size) {}
+  int64_t size() const override { return size_; }
+  Sample get(int64_t i) const override {
+    return {inputs_.select(0, i), targets_.data_ptr<int64_t>()[i]};
+  }
+  std::string name(int64_t i) const override { return file_ + ": sample " + std::to_string(i); }
+  at::Tensor labels() const override { return targets_.narrow(0, 0, size_); }
+  std::vector<std::string> warnings() const override { return warnings_; }
+  void warn(std::vector<std::string> w) { warnings_ = std::move(w); }
+
+ private:
+  at::Tensor inputs_, targets_;
+  std::string file_;
+  int64_t size_;
+  std::vector<std::string> warnings_;
+};
+
+bool normalizes(const std::vector<TransformSpec>& transforms) {
+  return std::any_of(transforms.begin(), transforms.end(),
+                     [](const TransformSpec& t) { return t.name == "normalize"; });
+}
+
+// What a pair of inputs and labels must be, checked before anything reads a sample.
+std::unique_ptr<Source> tensor_source(const at::Tensor& inputs, const at::Tensor& targets,
+                                      const std::string& source, const std::string& label_source,
+                                      bool normalized) {
+  SHRINK_CHECK(inputs.dim() == 3 || inputs.dim() == 4,
+               source << ": inputs have " << inputs.dim()
+                      << " dimensions, expected [N, H, W] or [N, C, H, W]");
+  SHRINK_CHECK(targets.dim() == 1, label_source << ": the labels have shape " << targets.sizes()
+                                                << ", expected [N] class indices");
+  SHRINK_CHECK(inputs.size(0) == targets.size(0),
+               source << ": " << inputs.size(0) << " inputs but " << targets.size(0) << " targets");
+  check_integer_labels(targets, label_source);
+  const bool raw_bytes = inputs.scalar_type() == torch::kUInt8;
+  if (!raw_bytes) {
+    SHRINK_CHECK(torch::isfinite(inputs).all().item<bool>(),
+                 source << ": the inputs contain NaN or infinity");
+  }
+  auto out = std::make_unique<TensorSource>(inputs, targets, source, inputs.size(0));
+  if (normalized) out->warn(normalized_already(inputs.to(torch::kFloat), raw_bytes, source));
+  return out;
 }
 
 }  // namespace
 
-Dataset load_dataset(const DataOptions& o, bool train, int64_t classes) {
-  const int64_t limit = train ? o.train_limit : o.test_limit;
+std::unique_ptr<Source> memory_source(const at::Tensor& inputs, const at::Tensor& targets,
+                                      const std::string& name) {
+  return tensor_source(inputs, targets, name, name, false);
+}
+
+std::unique_ptr<Source> open_builtin_source(const DataOptions& o, bool train,
+                                            const std::vector<int64_t>& decode_floor) {
+  const bool normalized = normalizes(train ? o.train_transforms : o.test_transforms);
   if (o.format == "idx") {
     const std::string images_file = idx_file(o.path, train, "images-idx3-ubyte");
     const std::string labels_file = idx_file(o.path, train, "labels-idx1-ubyte");
@@ -316,31 +295,14 @@ Dataset load_dataset(const DataOptions& o, bool train, int64_t classes) {
     at::Tensor labels = read_idx(labels_file);
     SHRINK_CHECK(images.dim() == 3, images_file << ": expected [N, H, W] images");
     SHRINK_CHECK(labels.dim() == 1, labels_file << ": expected [N] labels");
-    return prepare(images, labels, o, limit, images_file, labels_file, classes);
+    return tensor_source(images, labels, images_file, labels_file, normalized);
   }
+  if (o.format == "folder") return detail::open_folder(o, train, decode_floor);
   SHRINK_CHECK(o.format == "tensors",
-               "data.format is '" << o.format << "', expected idx or tensors");
+               "data.format is '" << o.format << "', expected idx, tensors or folder");
   const std::string file = train ? o.path : o.test_path;
   const auto [inputs, targets] = read_tensors(file);
-  return prepare(inputs, targets, o, limit, file, file, classes);
-}
-
-std::vector<int64_t> sample_shape(const DataOptions& o) {
-  std::vector<int64_t> shape;
-  if (o.format == "idx") {
-    shape = idx_shape(idx_file(o.path, true, "images-idx3-ubyte"));
-  } else {
-    const at::Tensor inputs = read_tensors(o.path).first;
-    shape = inputs.sizes().vec();
-  }
-  SHRINK_CHECK(shape.size() == 3 || shape.size() == 4,
-               o.path << ": inputs have " << shape.size()
-                      << " dimensions, expected [N, H, W] or [N, C, H, W]");
-  shape.erase(shape.begin());  // the sample count
-  if (shape.size() == 2) shape.insert(shape.begin(), 1);
-  if (o.resize > 0) shape[1] = shape[2] = o.resize;
-  if (o.channels > 0) shape[0] = o.channels;
-  return shape;
+  return tensor_source(inputs, targets, file, file, normalized);
 }
 
 }  // namespace shrink

@@ -1,0 +1,23 @@
+// The `data.transforms` of an experiment (private to config/).
+#pragma once
+
+#include <shrink/config/data_options.hpp>
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+namespace shrink::detail {
+
+// `node`: a list of transforms (the training split's; evaluation gets their deterministic
+// counterparts) or a mapping {train: [...], test: [...]}. Fills both lists of `data`; an unknown
+// transform, a bad value or a random transform in the test list is one line naming file, line,
+// column and key.
+void read_transforms(const YAML::Node& node, const std::string& file, DataOptions& data);
+
+// What the old keys (`resize`, `channels`, `normalize`) meant, as transforms for both splits.
+void legacy_transforms(int64_t resize, int64_t channels, const std::vector<double>& mean,
+                       const std::vector<double>& std, DataOptions& data);
+
+}  // namespace shrink::detail

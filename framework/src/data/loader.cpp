@@ -1,0 +1,293 @@
+#include <shrink/core/error.hpp>
+#include <shrink/data/loader.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace shrink {
+namespace {
+
+uint64_t split_seed(uint64_t seed, bool train) { return SampleRng::seed_of(seed, -1, train); }
+
+// A seeded random subset of `limit` of `n` samples, in index order.
+std::vector<int64_t> random_subset(int64_t n, int64_t limit, uint64_t seed) {
+  if (limit <= 0 || limit >= n) return {};
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  const at::Tensor chosen =
+      std::get<0>(
+          at::randperm(n, generator, at::TensorOptions(at::kLong)).narrow(0, 0, limit).sort())
+          .contiguous();
+  const int64_t* p = chosen.data_ptr<int64_t>();
+  return std::vector<int64_t>(p, p + limit);
+}
+
+std::string shape_text(c10::IntArrayRef shape) { return c10::str(shape); }
+
+void check_label(const DataSplit& split, int64_t index, int64_t label) {
+  const int64_t classes = split.classes();
+  if (label >= 0 && (classes == 0 || label < classes)) return;
+  throw Error(split.source().name(index) + ": label " + std::to_string(label) +
+              (classes > 0 ? " is outside [0, " + std::to_string(classes) + "), the model's " +
+                                 std::to_string(classes) + " classes"
+                           : " is negative"));
+}
+
+// Sample `index` prepared, or an undefined tensor when it is bad and the split skips those.
+at::Tensor prepare(const DataSplit& split, int64_t index, bool augment, int64_t epoch,
+                   int64_t& label) {
+  Sample s;
+  try {
+    s = split.source().get(index);
+  } catch (const BadSample&) {
+    if (!split.skips_bad_samples()) throw;
+    split.count_skipped(index);
+    return {};
+  }
+  label = s.label;
+  check_label(split, index, label);
+  try {
+    return split.pipeline(augment).apply(
+        s.input, SampleRng::seed_of(split.seed(), augment ? epoch : -2, index));
+  } catch (const Error& e) {
+    throw Error(split.source().name(index) + ": " + e.what());
+  }
+}
+
+void check_shape(const DataSplit& split, int64_t index, const at::Tensor& x) {
+  if (x.sizes() == c10::IntArrayRef(split.shape())) return;
+  throw Error(split.first_name() + " is " + shape_text(split.shape()) + " and " +
+              split.source().name(index) + " is " + shape_text(x.sizes()) +
+              " once prepared: samples of different sizes need a resize or a crop in "
+              "data.transforms");
+}
+
+// Floating-point sources can hold NaN or infinity; a batch holding them names its first bad one.
+void check_finite(const DataSplit& split, const at::Tensor& positions, const at::Tensor& x,
+                  const std::vector<int64_t>& kept) {
+  const at::Tensor finite = at::isfinite(x).flatten(1).all(1);
+  if (finite.all().item<bool>()) return;
+  const int64_t row = (~finite).nonzero()[0][0].item<int64_t>();
+  (void)positions;
+  throw Error(split.source().name(kept[static_cast<std::size_t>(row)]) +
+              ": the input contains NaN or infinity");
+}
+
+void use_one_openmp_thread() {
+  // Each worker prepares one sample at a time; LibTorch's OpenMP team would fight the training
+  // step for the cores. The setting is per thread.
+  using SetThreads = void (*)(int);
+  if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) {
+    set(1);
+  }
+}
+
+}  // namespace
+
+int64_t automatic_workers(bool decodes) {
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  return decodes ? std::clamp<int64_t>(cores / 2, 1, 8) : 1;
+}
+
+struct DataSplit::Skipped {
+  mutable std::mutex mutex;
+  std::set<int64_t> indices;
+};
+
+DataSplit::DataSplit(std::shared_ptr<const Source> source, const DataOptions& o, bool train,
+                     uint64_t seed)
+    : source_(std::move(source)),
+      train_(train ? o.train_transforms : o.test_transforms),
+      eval_(o.test_transforms),
+      seed_(seed),
+      skip_(o.on_bad_sample == "skip"),
+      skipped_(std::make_shared<Skipped>()) {
+  subset_seed_ = split_seed(seed, train);
+  subset_ = random_subset(source_->size(), train ? o.train_limit : o.test_limit, subset_seed_);
+  size_ = subset_.empty() ? source_->size() : static_cast<int64_t>(subset_.size());
+  workers_ = o.workers >= 0 ? o.workers : automatic_workers(source_->decodes());
+  prefetch_ = o.prefetch > 0 ? o.prefetch : std::max<int64_t>(2, 2 * workers_);
+  SHRINK_CHECK(size_ > 0, (train ? "the training" : "the evaluation") << " data hold no samples");
+  // The first readable sample fixes the shape every other must have.
+  for (int64_t p = 0; p < size_ && shape_.empty(); ++p) {
+    const int64_t index = sample_index(p);
+    int64_t label = 0;
+    const at::Tensor x = prepare(*this, index, true, 0, label);
+    if (!x.defined()) continue;
+    const at::Tensor y = prepare(*this, index, false, 0, label);
+    SHRINK_CHECK(x.sizes() == y.sizes(), source_->name(index)
+                                             << ": the training transforms make it " << x.sizes()
+                                             << ", the evaluation ones " << y.sizes()
+                                             << "; the model takes samples of one size");
+    shape_ = x.sizes().vec();
+    first_name_ = source_->name(index);
+  }
+  SHRINK_CHECK(!shape_.empty(), "every sample of the " << (train ? "training" : "evaluation")
+                                                       << " data is unreadable");
+}
+
+int64_t DataSplit::skipped() const {
+  if (!skipped_) return 0;
+  std::lock_guard<std::mutex> lock(skipped_->mutex);
+  return static_cast<int64_t>(skipped_->indices.size());
+}
+
+std::string DataSplit::first_skipped() const {
+  if (!skipped_) return "";
+  std::lock_guard<std::mutex> lock(skipped_->mutex);
+  return skipped_->indices.empty() ? "" : source_->name(*skipped_->indices.begin());
+}
+
+void DataSplit::count_skipped(int64_t index) const {
+  std::lock_guard<std::mutex> lock(skipped_->mutex);
+  skipped_->indices.insert(index);
+}
+
+void DataSplit::check_labels(int64_t classes) {
+  classes_ = classes;
+  at::Tensor labels = source_->labels();
+  if (!labels.defined()) return;  // checked as each sample is read
+  if (!subset_.empty()) labels = labels.index_select(0, at::tensor(subset_, at::kLong));
+  at::Tensor bad = labels.lt(0);
+  if (classes > 0) bad = bad.logical_or(labels.ge(classes));
+  if (!bad.any().item<bool>()) return;
+  const int64_t p = bad.nonzero()[0][0].item<int64_t>();
+  check_label(*this, sample_index(p), labels[p].item<int64_t>());
+}
+
+at::Tensor DataSplit::order(int64_t epoch) const {
+  at::Generator generator = at::detail::createCPUGenerator(SampleRng::seed_of(seed_, epoch, -3));
+  return at::randperm(size_, generator, at::TensorOptions(at::kLong));
+}
+
+Batch read_batch(const DataSplit& split, const at::Tensor& positions, bool augment, int64_t epoch) {
+  at::NoGradGuard no_grad;
+  const at::Tensor p = positions.to(at::kLong).contiguous();
+  const int64_t n = p.numel();
+  std::vector<int64_t> shape = {n};
+  shape.insert(shape.end(), split.shape().begin(), split.shape().end());
+  at::Tensor inputs = at::empty(shape, at::kFloat);
+  std::vector<int64_t> labels, kept;
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t index = split.sample_index(p.data_ptr<int64_t>()[j]);
+    int64_t label = 0;
+    const at::Tensor x = prepare(split, index, augment, epoch, label);
+    if (!x.defined()) continue;
+    check_shape(split, index, x);
+    inputs.select(0, static_cast<int64_t>(kept.size())).copy_(x);
+    labels.push_back(label);
+    kept.push_back(index);
+  }
+  Batch b;
+  b.inputs = inputs.narrow(0, 0, static_cast<int64_t>(kept.size()));
+  b.targets = at::tensor(labels, at::kLong);
+  check_finite(split, p, b.inputs, kept);
+  return b;
+}
+
+struct Loader::State {
+  const DataSplit* split = nullptr;
+  at::Tensor positions;
+  int64_t batch_size = 1, count = 0, epoch = 0, capacity = 2;
+  bool augment = false;
+  std::mutex mutex;
+  std::condition_variable produced, taken;
+  int64_t next_claim = 0, next_give = 0;
+  bool stop = false;
+  struct Slot {
+    Batch batch;
+    std::exception_ptr error;
+  };
+  std::map<int64_t, Slot> ready;
+  std::vector<std::thread> threads;
+
+  Batch make(int64_t k) const {
+    const int64_t start = k * batch_size;
+    const int64_t n = std::min(batch_size, positions.size(0) - start);
+    return read_batch(*split, positions.narrow(0, start, n), augment, epoch);
+  }
+
+  void work() {
+    use_one_openmp_thread();
+    for (;;) {
+      int64_t k = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        taken.wait(
+            lock, [&] { return stop || next_claim >= count || next_claim < next_give + capacity; });
+        if (stop || next_claim >= count) return;
+        k = next_claim++;
+      }
+      Slot slot;
+      try {
+        slot.batch = make(k);
+      } catch (...) {
+        slot.error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        ready.emplace(k, std::move(slot));
+      }
+      produced.notify_all();
+    }
+  }
+};
+
+Loader::Loader(const DataSplit& split, at::Tensor positions, int64_t batch_size, bool augment,
+               int64_t epoch)
+    : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.split = &split;
+  s.positions = positions.to(at::kLong).contiguous();
+  s.batch_size = std::max<int64_t>(batch_size, 1);
+  s.count = (s.positions.size(0) + s.batch_size - 1) / s.batch_size;
+  s.augment = augment;
+  s.epoch = epoch;
+  s.capacity = std::max(split.prefetch(), split.workers());
+  const int64_t workers = std::min(split.workers(), s.count);
+  for (int64_t w = 0; w < workers; ++w) s.threads.emplace_back([&s] { s.work(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stop = true;
+  }
+  state_->taken.notify_all();
+  for (std::thread& t : state_->threads) t.join();
+}
+
+int64_t Loader::batches() const { return state_->count; }
+
+bool Loader::next(Batch& out) {
+  State& s = *state_;
+  if (s.next_give >= s.count) return false;
+  if (s.threads.empty()) {
+    out = s.make(s.next_give++);
+    return true;
+  }
+  State::Slot slot;
+  {
+    std::unique_lock<std::mutex> lock(s.mutex);
+    s.produced.wait(lock, [&] { return s.ready.count(s.next_give) > 0; });
+    auto it = s.ready.find(s.next_give);
+    slot = std::move(it->second);
+    s.ready.erase(it);
+    ++s.next_give;
+  }
+  s.taken.notify_all();
+  if (slot.error) std::rethrow_exception(slot.error);
+  out = std::move(slot.batch);
+  return true;
+}
+
+}  // namespace shrink

@@ -1,0 +1,57 @@
+#include <shrink/core/error.hpp>
+#include <shrink/data/source.hpp>
+#include <shrink/run/plan.hpp>
+
+#include "run/plugin_source.hpp"
+
+#include <ATen/ATen.h>
+
+namespace shrink {
+namespace {
+
+bool builtin_format(const std::string& format) {
+  return format == "idx" || format == "tensors" || format == "folder";
+}
+
+// The smallest size a scaled JPEG decode may give a split's images: the first resize's, when
+// every pipeline that reads the split starts with one (the training split also feeds
+// calibration, with the evaluation transforms).
+std::vector<int64_t> decode_floor(const DataOptions& o, bool train) {
+  const std::vector<int64_t> eval = Pipeline(o.test_transforms).decode_floor();
+  if (!train) return eval;
+  const std::vector<int64_t> augment = Pipeline(o.train_transforms).decode_floor();
+  return augment == eval ? eval : std::vector<int64_t>{};
+}
+
+std::shared_ptr<const Source> open_source(const Experiment& x, PluginRegistry& registry,
+                                          bool train) {
+  if (builtin_format(x.data.format)) {
+    return open_builtin_source(x.data, train, decode_floor(x.data, train));
+  }
+  return open_plugin_source(x.data, train, registry);
+}
+
+// Class folders of the two splits are numbered each by its own sorted names: the same labels
+// need the same folders.
+void check_same_classes(const Source& train, const Source& test, const DataOptions& o) {
+  const std::vector<std::string> a = train.classes(), b = test.classes();
+  if (a.empty() || b.empty() || a == b) return;
+  std::size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  throw Error(o.test_path + ": its class folders differ from " + o.path + "'s (" +
+              (i < b.size() ? "'" + b[i] + "'" : "one fewer") + " where " +
+              (i < a.size() ? "'" + a[i] + "'" : "none") +
+              " is): each split numbers its classes by their sorted names");
+}
+
+}  // namespace
+
+std::pair<DataSplit, DataSplit> open_data(const Experiment& x, PluginRegistry& registry) {
+  const std::shared_ptr<const Source> train = open_source(x, registry, true);
+  const std::shared_ptr<const Source> test = open_source(x, registry, false);
+  check_same_classes(*train, *test, x.data);
+  const auto seed = static_cast<uint64_t>(x.seed);
+  return {DataSplit(train, x.data, true, seed), DataSplit(test, x.data, false, seed)};
+}
+
+}  // namespace shrink
