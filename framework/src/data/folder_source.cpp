@@ -1,6 +1,7 @@
 #include "data/folder_source.hpp"
 
 #include "data/image_codec.hpp"
+#include "data/name_table.hpp"
 
 #include <ATen/ATen.h>
 
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 namespace fs = std::filesystem;
 
@@ -30,44 +32,64 @@ bool contains(const std::vector<std::string>& list, const std::string& item) {
   return std::find(list.begin(), list.end(), item) != list.end();
 }
 
+// The images of a split: their paths (front-coded, NameTable) and labels, a few bytes per image
+// (Fashion-MNIST's 700 000-image folder: docs/results.md). Class folders keep where each class
+// starts; a list file keeps a label per line.
 class FolderSource : public Source {
  public:
   FolderSource(std::string root, std::vector<std::string> classes, std::vector<int64_t> floor)
-      : root_(std::move(root)), classes_(std::move(classes)), floor_(std::move(floor)) {
-    offsets_.push_back(0);
-  }
+      : root_(std::move(root)), classes_(std::move(classes)), floor_(std::move(floor)) {}
   void add(const std::string& relative, int64_t label) {
-    names_ += relative;
-    offsets_.push_back(names_.size());
-    labels_.push_back(static_cast<int32_t>(label));
+    try {
+      names_.add(relative);
+    } catch (const std::length_error&) {
+      throw Error(root_ + "/" + relative.substr(0, 64) + "...: a path of " +
+                  std::to_string(relative.size()) + " bytes (at most 4096)");
+    }
+    if (classes_.empty()) {
+      labels_.push_back(static_cast<int32_t>(label));
+    } else if (static_cast<int64_t>(class_starts_.size()) <= label) {
+      class_starts_.push_back(names_.size() - 1);  // class folders come in label order
+    }
   }
   void finish(int channels) {
     channels_ = channels;
-    names_.shrink_to_fit();
-    offsets_.shrink_to_fit();
     labels_.shrink_to_fit();
   }
 
-  int64_t size() const override { return static_cast<int64_t>(labels_.size()); }
+  int64_t size() const override { return names_.size(); }
   Sample get(int64_t i) const override {
-    return {decode_image(name(i), channels_, floor_), labels_[static_cast<std::size_t>(i)]};
+    return {decode_image(name(i), channels_, floor_), label(i)};
   }
   std::string name(int64_t i) const override {
-    const auto k = static_cast<std::size_t>(i);
-    std::string stored = names_.substr(offsets_[k], offsets_[k + 1] - offsets_[k]);
+    std::string stored = names_.get(i);
     return stored[0] == '/' ? stored : root_ + "/" + stored;  // a list file's absolute paths
   }
-  at::Tensor labels() const override { return at::tensor(labels_, at::kInt).to(at::kLong); }
+  at::Tensor labels() const override {
+    if (!labels_.empty()) return at::tensor(labels_, at::kInt);
+    at::Tensor out = at::empty({size()}, at::kInt);
+    for (std::size_t c = 0; c < class_starts_.size(); ++c) {
+      const int64_t end = c + 1 < class_starts_.size() ? class_starts_[c + 1] : size();
+      out.narrow(0, class_starts_[c], end - class_starts_[c]).fill_(static_cast<int32_t>(c));
+    }
+    return out;
+  }
   std::vector<std::string> classes() const override { return classes_; }
   bool decodes() const override { return true; }
 
  private:
+  int64_t label(int64_t i) const {
+    if (!labels_.empty()) return labels_[static_cast<std::size_t>(i)];
+    return std::upper_bound(class_starts_.begin(), class_starts_.end(), i) - class_starts_.begin() -
+           1;
+  }
+
   std::string root_;
   std::vector<std::string> classes_;
   std::vector<int64_t> floor_;
-  std::string names_;                 // every image's path below root_, one after the other
-  std::vector<std::size_t> offsets_;  // where each starts; size() + 1 of them
-  std::vector<int32_t> labels_;
+  NameTable names_;                    // every image's path below root_
+  std::vector<int64_t> class_starts_;  // class folders: the first image of each class
+  std::vector<int32_t> labels_;        // a list file: each image's label
   int channels_ = 3;
 };
 
@@ -86,8 +108,12 @@ int folder_channels(const FolderSource& s) {
 }
 
 // The images below one class folder, sorted as os.walk and sorted() order them.
-std::vector<std::string> class_images(const fs::path& root, const std::string& name) {
-  std::vector<std::pair<std::string, std::string>> found;  // (folder, file) below root
+// Each image as "<folder below root>\0<file>" in one string: sorting those is sorting (folder,
+// file) pairs (NUL sorts first), at a few bytes per name beyond the name itself.
+void add_class_images(const fs::path& root, const std::string& name, int64_t label,
+                      FolderSource& source) {
+  std::string found;
+  std::vector<uint32_t> starts;
   std::error_code ec;
   const fs::path folder = root / name;
   for (fs::recursive_directory_iterator
@@ -102,14 +128,24 @@ std::vector<std::string> class_images(const fs::path& root, const std::string& n
                                      << " image; Shrink reads JPEG and PNG (.jpg, .jpeg, .png)");
     if (!contains(kRead, extension)) continue;  // not an image (a README, .DS_Store)
     const fs::path relative = it->path().lexically_relative(root);
-    found.emplace_back(relative.parent_path().string(), relative.filename().string());
+    starts.push_back(static_cast<uint32_t>(found.size()));
+    found += relative.parent_path().string() + '\0' + relative.filename().string() + '\0';
   }
   SHRINK_CHECK(!ec, folder.string() << ": cannot be listed (" << ec.message() << ")");
-  std::sort(found.begin(), found.end());
-  std::vector<std::string> out;
-  out.reserve(found.size());
-  for (const auto& [dir, file] : found) out.push_back(dir + "/" + file);
-  return out;
+  SHRINK_CHECK(!starts.empty(), root.string() << "/" << name
+                                              << ": an empty class folder (no .jpg, .jpeg or "
+                                                 ".png image in it)");
+  const auto entry = [&found](uint32_t start) {
+    return std::string_view(found.data() + start,
+                            found.find('\0', found.find('\0', start) + 1) - start);
+  };
+  std::sort(starts.begin(), starts.end(),
+            [&](uint32_t a, uint32_t b) { return entry(a) < entry(b); });
+  for (uint32_t start : starts) {
+    std::string path(entry(start));
+    path[path.find('\0')] = '/';
+    source.add(path, label);
+  }
 }
 
 std::unique_ptr<FolderSource> read_class_folders(const std::string& root,
@@ -131,11 +167,7 @@ std::unique_ptr<FolderSource> read_class_folders(const std::string& root,
   std::sort(classes.begin(), classes.end());
   auto source = std::make_unique<FolderSource>(root, classes, floor);
   for (std::size_t c = 0; c < classes.size(); ++c) {
-    const std::vector<std::string> images = class_images(root, classes[c]);
-    SHRINK_CHECK(!images.empty(), root << "/" << classes[c]
-                                       << ": an empty class folder (no .jpg, .jpeg or .png "
-                                          "image in it)");
-    for (const std::string& image : images) source->add(image, static_cast<int64_t>(c));
+    add_class_images(root, classes[c], static_cast<int64_t>(c), *source);
   }
   return source;
 }

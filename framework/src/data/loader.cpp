@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -166,7 +167,9 @@ void DataSplit::check_labels(int64_t classes) {
 
 at::Tensor DataSplit::order(int64_t epoch) const {
   at::Generator generator = at::detail::createCPUGenerator(SampleRng::seed_of(seed_, epoch, -3));
-  return at::randperm(size_, generator, at::TensorOptions(at::kLong));
+  // int32 while it fits: an epoch's order is the loader's one cost that grows with the data.
+  const bool fits = size_ <= std::numeric_limits<int32_t>::max();
+  return at::randperm(size_, generator, at::TensorOptions(fits ? at::kInt : at::kLong));
 }
 
 Batch read_batch(const DataSplit& split, const at::Tensor& positions, bool augment, int64_t epoch) {
@@ -247,7 +250,7 @@ Loader::Loader(const DataSplit& split, at::Tensor positions, int64_t batch_size,
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.split = &split;
-  s.positions = positions.to(at::kLong).contiguous();
+  s.positions = positions.contiguous();  // int32 or int64; each batch's slice is converted
   s.batch_size = std::max<int64_t>(batch_size, 1);
   s.count = (s.positions.size(0) + s.batch_size - 1) / s.batch_size;
   s.augment = augment;

@@ -6,6 +6,8 @@
 
 #include <shrink/data/loader.hpp>
 
+#include "data/name_table.hpp"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -254,6 +256,35 @@ TEST_F(LoaderTest, MixedSizesWithoutAResizeNameTwoFiles) {
   o.train_transforms = o.test_transforms = {resize};
   const shrink::DataSplit resized = open(o);
   EXPECT_EQ(all(resized, at::arange(resized.size()), false, 0).size(), 101);
+}
+
+}  // namespace
+
+namespace {
+
+// Front-coded names read back exactly, in any order, across blocks and chunks.
+TEST(NameTableTest, NamesComeBackExactly) {
+  shrink::detail::NameTable table;
+  std::vector<std::string> names;
+  for (int c = 0; c < 30; ++c) {
+    for (int i = 0; i < 1500; ++i) {
+      names.push_back("class_" + std::to_string(c) + "/sub" + std::to_string(i % 3) + "/" +
+                      std::to_string(100000 + i) + (i % 7 ? ".jpg" : ".png"));
+    }
+  }
+  names.push_back(std::string(4096, 'x'));  // the longest allowed
+  names.push_back("a");
+  for (const std::string& n : names) table.add(n);
+  ASSERT_EQ(table.size(), static_cast<int64_t>(names.size()));
+  for (int64_t i = static_cast<int64_t>(names.size()) - 1; i >= 0; i -= 7) {
+    EXPECT_EQ(table.get(i), names[static_cast<std::size_t>(i)]) << i;
+  }
+  EXPECT_EQ(table.get(0), names[0]);
+  // Sorted paths share most of their bytes: far less than the names themselves.
+  std::size_t raw = 0;
+  for (const std::string& n : names) raw += n.size();
+  EXPECT_LT(table.bytes(), raw);
+  EXPECT_THROW(table.add(std::string(4097, 'y')), std::length_error);
 }
 
 }  // namespace

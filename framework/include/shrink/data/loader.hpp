@@ -61,7 +61,7 @@ class DataSplit {
   // without reading samples, else each as it is read. A bad one is a shrink::Error naming it.
   void check_labels(int64_t classes);
   int64_t classes() const { return classes_; }
-  // A random order of the split's positions, fixed by (seed, epoch).
+  // A random order of the split's positions, fixed by (seed, epoch): int32 (int64 past 2^31).
   at::Tensor order(int64_t epoch) const;
 
  private:
