@@ -96,6 +96,10 @@ refused empty_class "png/train/10_empty: an empty class folder (no .jpg, .jpeg o
 rmdir "$work/png/train/10_empty"
 experiment no_test "{format: folder, path: png/train}"
 refused no_test "data.test_path: required with format folder"
+make_folder "$work/png30" --format png --size 30 --limit 200
+experiment test_size "{format: folder, path: png/train, test_path: png30/test}"
+refused test_size "/png30/test/"
+grep -q "is \[1, 30, 30\] once prepared, .* \[1, 28, 28\]: the test samples must come out the size of the training ones" "$work/test_size.err" || fail "test size line"
 experiment random_eval "{format: folder, path: png/train, test_path: png/test, transforms: {train: [random_horizontal_flip], test: [random_horizontal_flip]}}"
 refused random_eval "data.transforms.test: random_horizontal_flip is random; evaluation takes deterministic transforms"
 

@@ -243,6 +243,8 @@ TEST_F(ExperimentTest, TensorsDataSaysWhichFileIsTheTestSplit) {
              "evaluate on the training data)");
   const shrink::Experiment x = shrink::Experiment::load(write(tensors + ", test_path: train}\n"));
   EXPECT_EQ(x.data.test_path, x.data.path);
+  EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, list: /tmp}\n"),
+             "data.list: only for format folder (this is idx)");
   EXPECT_HAS(error_of("model: mnist.pt\ndata: {path: /tmp, test_path: /tmp}\n"),
              "data.test_path: not for format idx (an IDX folder holds its t10k test split)");
 }

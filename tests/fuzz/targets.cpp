@@ -6,6 +6,8 @@
 #include <shrink/core/op_instance.hpp>
 #include <shrink/data/loader.hpp>
 
+#include "data/image_codec.hpp"
+
 #include <ATen/ATen.h>
 #include <shrink/host/shared_library.hpp>
 
@@ -129,16 +131,23 @@ bool tensors(const uint8_t* data, std::size_t size) {
   });
 }
 
+bool image(const uint8_t* data, std::size_t size) {
+  const std::string file = as_file(data, size, "image");
+  return read_or_refused([&] {
+    shrink::detail::decode_image(file, 3, {});
+    shrink::detail::decode_image(file, 1, {8});
+    shrink::detail::stored_channels(file);
+  });
+}
+
 bool plugin_file(const uint8_t* data, std::size_t size) {
   return shrink::check_shared_library(as_file(data, size, "plugin.so")).empty();
 }
 
 const std::vector<Target>& targets() {
-  static const std::vector<Target> all = {{"experiment", experiment},
-                                          {"config_list", config_list},
-                                          {"idx", idx},
-                                          {"tensors", tensors},
-                                          {"plugin_file", plugin_file}};
+  static const std::vector<Target> all = {
+      {"experiment", experiment}, {"config_list", config_list}, {"idx", idx},
+      {"image", image},           {"tensors", tensors},         {"plugin_file", plugin_file}};
   return all;
 }
 

@@ -19,6 +19,9 @@ bool config_list(const uint8_t* data, std::size_t size);
 bool idx(const uint8_t* data, std::size_t size);
 // A torch.save((inputs, targets)) file loaded as a tensors data split with 10 classes.
 bool tensors(const uint8_t* data, std::size_t size);
+// An image file (JPEG, PNG or neither) decoded as a colour and as a gray folder reads it, and at
+// a scaled size.
+bool image(const uint8_t* data, std::size_t size);
 // A plugin file's checks before dlopen.
 bool plugin_file(const uint8_t* data, std::size_t size);
 

@@ -185,6 +185,13 @@ void read_sources(const MapReader& d, const std::string& base, DataOptions& data
   const bool folder = data.format == "folder";
   const bool plugin = std::find(kBuiltinFormats.begin(), kBuiltinFormats.end(), data.format) ==
                       kBuiltinFormats.end();
+  for (const char* key : {"list", "test_list", "scaled_decode"}) {
+    SHRINK_CHECK(folder || !d.has(key), d.where(key) << ": data." << key
+                                                     << ": only for format folder (this is "
+                                                     << data.format << ")");
+  }
+  SHRINK_CHECK(!d.has("test_path") || !d.has("test_list"),
+               d.where("test_list") << ": data.test_path and data.test_list: give one");
   if (folder && d.has("list")) {
     SHRINK_CHECK(!d.has("path"), d.where("path") << ": data.path and data.list: give one (the "
                                                     "class folders, or a list file)");

@@ -26,6 +26,11 @@ const std::vector<unsigned char>& read_file(const std::string& file) {
     ::close(fd);
     throw BadSample(file + ": not a regular file");
   }
+  if (st.st_size > (int64_t{1} << 30)) {
+    ::close(fd);
+    throw BadSample(file + ": " + std::to_string(st.st_size) + " bytes, more than an image file " +
+                    "has (1 GiB)");
+  }
   buffer.resize(static_cast<std::size_t>(st.st_size));
   std::size_t done = 0;
   while (done < buffer.size()) {
@@ -59,10 +64,13 @@ class Jpeg {
   static tjhandle get() { return local().handle_; }
   // After an error the handle's libjpeg state is left mid-call and every later call on it fails
   // ("Improper call to JPEG library in state ..."): a fresh one for the next image.
-  [[noreturn]] static void fail(const std::string& line) {
+  static void reset() {
     Jpeg& jpeg = local();
     tjDestroy(jpeg.handle_);
     jpeg.handle_ = tjInitDecompress();
+  }
+  [[noreturn]] static void fail(const std::string& line) {
+    reset();
     throw BadSample(line);
   }
 
@@ -78,12 +86,27 @@ struct JpegHeader {
   int width = 0, height = 0, subsampling = 0, colorspace = 0;
 };
 
+// PIL's bound for a decompression bomb: a small file whose header promises more pixels is refused
+// before anything is allocated.
+constexpr int64_t kMaxPixels = 178956970;
+
+void check_pixels(int64_t width, int64_t height, const std::string& file) {
+  if (width * height <= kMaxPixels) return;
+  throw BadSample(file + ": " + std::to_string(width) + "x" + std::to_string(height) +
+                  " pixels, more than " + std::to_string(kMaxPixels) +
+                  " (PIL's decompression-bomb limit)");
+}
+
 JpegHeader jpeg_header(const std::vector<unsigned char>& b, const std::string& file) {
   JpegHeader h;
   if (tjDecompressHeader3(Jpeg::get(), b.data(), static_cast<unsigned long>(b.size()), &h.width,
                           &h.height, &h.subsampling, &h.colorspace) != 0) {
     Jpeg::fail(file + ": not a readable JPEG (" + tjGetErrorStr2(Jpeg::get()) + ")");
   }
+  if (h.colorspace == TJCS_CMYK || h.colorspace == TJCS_YCCK) {
+    throw BadSample(file + ": a CMYK JPEG; Shrink reads gray and colour (YCbCr, RGB) JPEGs");
+  }
+  check_pixels(h.width, h.height, file);
   return h;
 }
 
@@ -114,8 +137,14 @@ at::Tensor decode_jpeg(const std::vector<unsigned char>& b, const std::string& f
   const int format = channels == 1 ? TJPF_GRAY : TJPF_RGB;
   if (tjDecompress2(Jpeg::get(), b.data(), static_cast<unsigned long>(b.size()),
                     out.data_ptr<uint8_t>(), width, 0, height, format, 0) != 0) {
-    // Warnings too (a truncated file decodes with gray rows): PIL refuses those as well.
-    Jpeg::fail(file + ": corrupt JPEG (" + tjGetErrorStr2(Jpeg::get()) + ")");
+    // Warnings decode the whole image (extraneous bytes before a marker, as PIL reads too), but
+    // a truncated file's missing rows come out gray: refused, as PIL refuses it.
+    const std::string message = tjGetErrorStr2(Jpeg::get());
+    const bool warning = tjGetErrorCode(Jpeg::get()) == TJERR_WARNING;
+    if (!warning || message.find("Premature end") != std::string::npos) {
+      Jpeg::fail(file + ": corrupt JPEG (" + message + ")");
+    }
+    Jpeg::reset();
   }
   return out.permute({2, 0, 1});
 }
@@ -146,6 +175,7 @@ at::Tensor luma(const at::Tensor& rgb) {
 at::Tensor decode_png(const std::vector<unsigned char>& b, const std::string& file, int channels) {
   PngImage p;
   png_begin(p, b, file);
+  check_pixels(p.image.width, p.image.height, file);
   const bool color = (p.image.format & PNG_FORMAT_FLAG_COLOR) != 0;
   const bool alpha = (p.image.format & PNG_FORMAT_FLAG_ALPHA) != 0;
   // Read as stored (gray or RGB, with its alpha), then convert as PIL does: libpng's own

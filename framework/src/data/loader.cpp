@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <system_error>
 #include <thread>
 
 namespace shrink {
@@ -221,6 +222,8 @@ struct Loader::State {
 
   void work() {
     use_one_openmp_thread();
+    // Per thread, as the run sets it on the main one: the same batches for any worker count.
+    at::globalContext().setFlushDenormal(true);
     for (;;) {
       int64_t k = 0;
       {
@@ -257,17 +260,26 @@ Loader::Loader(const DataSplit& split, at::Tensor positions, int64_t batch_size,
   s.epoch = epoch;
   s.capacity = std::max(split.prefetch(), split.workers());
   const int64_t workers = std::min(split.workers(), s.count);
-  for (int64_t w = 0; w < workers; ++w) s.threads.emplace_back([&s] { s.work(); });
+  try {
+    for (int64_t w = 0; w < workers; ++w) s.threads.emplace_back([&s] { s.work(); });
+  } catch (const std::system_error& e) {
+    stop();
+    throw Error("data.workers: cannot start " + std::to_string(workers) + " threads (" + e.what() +
+                ")");
+  }
 }
 
-Loader::~Loader() {
+void Loader::stop() {
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->stop = true;
   }
   state_->taken.notify_all();
   for (std::thread& t : state_->threads) t.join();
+  state_->threads.clear();
 }
+
+Loader::~Loader() { stop(); }
 
 int64_t Loader::batches() const { return state_->count; }
 

@@ -232,7 +232,7 @@ class TensorSource : public Source {
  public:
   TensorSource(at::Tensor inputs, at::Tensor targets, std::string file, int64_t size)
       : inputs_(std::move(inputs)),
-        targets_(targets.to(at::kLong)),
+        targets_(targets.to(at::kLong).contiguous()),  // read by index in get()
         file_(std::move(file)),
         size_(size) {}
   int64_t size() const override { return size_; }

@@ -51,7 +51,14 @@ std::pair<DataSplit, DataSplit> open_data(const Experiment& x, PluginRegistry& r
   const std::shared_ptr<const Source> test = open_source(x, registry, false);
   check_same_classes(*train, *test, x.data);
   const auto seed = static_cast<uint64_t>(x.seed);
-  return {DataSplit(train, x.data, true, seed), DataSplit(test, x.data, false, seed)};
+  DataSplit train_split(train, x.data, true, seed), test_split(test, x.data, false, seed);
+  SHRINK_CHECK(train_split.shape() == test_split.shape(),
+               test_split.first_name()
+                   << " is " << c10::IntArrayRef(test_split.shape()) << " once prepared, "
+                   << train_split.first_name() << " " << c10::IntArrayRef(train_split.shape())
+                   << ": the test samples must come out the size of the training ones (a resize "
+                      "or a crop in data.transforms)");
+  return {train_split, test_split};
 }
 
 }  // namespace shrink

@@ -128,7 +128,10 @@ EpochTotals train_one_epoch(RunContext& c, torch::optim::Optimizer& optimizer,
   Batch batch;
   for (int64_t b = 0; b < per_epoch && loader.next(batch); ++b) {
     if (spec.steps > 0 && progress.steps_done >= spec.steps) break;
-    if (batch.size() == 0) continue;  // every sample of it was unreadable and skipped
+    // A step per batch is what resume replays; a batch with nothing readable has no step.
+    SHRINK_CHECK(batch.size() > 0, phase << " epoch " << epoch + 1 << ", batch " << b + 1
+                                         << ": every sample of it is unreadable (skipped); "
+                                            "fix or remove those files");
     if (hooks) hooks->before_step(progress.steps_done);
     train_step(c, optimizer, batch.inputs, batch.targets, hooks, totals, {phase, epoch, b});
     if (hooks) hooks->after_step(progress.steps_done);

@@ -100,6 +100,7 @@ class Loader {
   bool next(Batch& out);
 
  private:
+  void stop();  // the workers told to stop and joined
   struct State;
   std::unique_ptr<State> state_;
 };

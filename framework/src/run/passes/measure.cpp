@@ -46,6 +46,7 @@ void measure_sites(RunContext& c) {
   try {
     for (int64_t b = 0; b < batches; ++b) {
       const at::Tensor x = read_batch(c.train, order.narrow(0, b * batch, batch), false, 0).inputs;
+      if (x.size(0) == 0) continue;  // every sample of it unreadable and skipped
       set_measuring(c, Measure::kReference);
       c.model->module().forward({x});
       set_measuring(c, Measure::kCompare);

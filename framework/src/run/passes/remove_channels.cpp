@@ -72,6 +72,8 @@ void RemoveChannelsPass::run(RunContext& c) {
   torch::jit::Module& module = c.model->module();
   const at::Tensor x =
       read_batch(c.test, at::arange(std::min<int64_t>(64, c.test.size())), false, 0).inputs;
+  SHRINK_CHECK(x.size(0) > 0, name() << ": the first 64 test samples are all unreadable; "
+                                        "the removal is checked on them");
   const at::Tensor before = module.forward({x}).toTensor();
   torch::jit::Module masked = module.clone();
   const int64_t macs_before = count_macs(module, x);
