@@ -1,7 +1,7 @@
 // Throughput and peak memory of Shrink's loader on an image folder, as training reads it: a
 // shuffled epoch of batches, random_resized_crop + random_horizontal_flip + normalize, W workers.
 //   cmake --build build --target loader_bench
-//   build/bin/loader_bench FOLDER [--workers 2] [--batch 64] [--images 20000] [--size 56]
+//   build/bin/loader_bench FOLDER|LIST.txt [--workers 2] [--batch 64] [--images 20000] [--size 56]
 // Prints one JSON line: images/s over `images` images (after 10 warm-up batches), and the
 // process's peak resident memory. bench/loader_vs_torch.sh runs it beside PyTorch's DataLoader.
 #include <shrink/data/loader.hpp>
@@ -39,7 +39,9 @@ Args parse(int argc, char** argv) {
 shrink::DataOptions options(const Args& a) {
   shrink::DataOptions o;
   o.format = "folder";
-  o.path = o.test_path = a.folder;
+  const bool list = a.folder.size() > 4 && a.folder.compare(a.folder.size() - 4, 4, ".txt") == 0;
+  (list ? o.list : o.path) = a.folder;
+  (list ? o.test_list : o.test_path) = a.folder;
   o.workers = a.workers;
   shrink::TransformSpec crop, flip, normalize, resize, center;
   crop.name = "random_resized_crop";

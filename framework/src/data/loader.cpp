@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include <dlfcn.h>
 
@@ -95,9 +96,9 @@ void use_one_openmp_thread() {
 
 }  // namespace
 
-int64_t automatic_workers(bool decodes) {
+int64_t automatic_workers(bool decodes, int64_t training_threads) {
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  return decodes ? std::clamp<int64_t>(cores / 2, 1, 8) : 1;
+  return decodes ? std::clamp<int64_t>(cores - training_threads, 0, 8) : 0;
 }
 
 struct DataSplit::Skipped {
@@ -106,7 +107,7 @@ struct DataSplit::Skipped {
 };
 
 DataSplit::DataSplit(std::shared_ptr<const Source> source, const DataOptions& o, bool train,
-                     uint64_t seed)
+                     uint64_t seed, int64_t training_threads)
     : source_(std::move(source)),
       train_(train ? o.train_transforms : o.test_transforms),
       eval_(o.test_transforms),
@@ -116,7 +117,8 @@ DataSplit::DataSplit(std::shared_ptr<const Source> source, const DataOptions& o,
   subset_seed_ = split_seed(seed, train);
   subset_ = random_subset(source_->size(), train ? o.train_limit : o.test_limit, subset_seed_);
   size_ = subset_.empty() ? source_->size() : static_cast<int64_t>(subset_.size());
-  workers_ = o.workers >= 0 ? o.workers : automatic_workers(source_->decodes());
+  const int64_t threads = training_threads > 0 ? training_threads : at::get_num_threads();
+  workers_ = o.workers >= 0 ? o.workers : automatic_workers(source_->decodes(), threads);
   prefetch_ = o.prefetch > 0 ? o.prefetch : std::max<int64_t>(2, 2 * workers_);
   SHRINK_CHECK(size_ > 0, (train ? "the training" : "the evaluation") << " data hold no samples");
   // The first readable sample fixes the shape every other must have.

@@ -51,7 +51,10 @@ std::pair<DataSplit, DataSplit> open_data(const Experiment& x, PluginRegistry& r
   const std::shared_ptr<const Source> test = open_source(x, registry, false);
   check_same_classes(*train, *test, x.data);
   const auto seed = static_cast<uint64_t>(x.seed);
-  DataSplit train_split(train, x.data, true, seed), test_split(test, x.data, false, seed);
+  // The run sets its threads later (prepare); automatic workers take the cores it leaves.
+  const int64_t threads = x.threads;
+  DataSplit train_split(train, x.data, true, seed, threads);
+  DataSplit test_split(test, x.data, false, seed, threads);
   SHRINK_CHECK(train_split.shape() == test_split.shape(),
                test_split.first_name()
                    << " is " << c10::IntArrayRef(test_split.shape()) << " once prepared, "

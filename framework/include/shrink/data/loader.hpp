@@ -31,8 +31,10 @@ class DataSplit {
   DataSplit() = default;
   // Opens the split: the subset, and the shape of one prepared sample, from the first sample
   // (a split whose training and evaluation transforms give different shapes is refused).
+  // `training_threads`: the intra-op threads training will use (automatic workers take the cores
+  // left); 0: LibTorch's current count.
   DataSplit(std::shared_ptr<const Source> source, const DataOptions& options, bool train,
-            uint64_t seed);
+            uint64_t seed, int64_t training_threads = 0);
 
   int64_t size() const { return size_; }
   bool defined() const { return source_ != nullptr; }
@@ -105,7 +107,9 @@ class Loader {
   std::unique_ptr<State> state_;
 };
 
-// What data.workers: -1 means for this source on this machine.
-int64_t automatic_workers(bool decodes);
+// What data.workers: -1 means: for a source that decodes, the cores training leaves (at most 8;
+// none left: 0, each batch prepared when training asks, which on a machine without a spare core
+// is faster than a thread competing with training's: docs/results.md); for samples in memory, 0.
+int64_t automatic_workers(bool decodes, int64_t training_threads);
 
 }  // namespace shrink
