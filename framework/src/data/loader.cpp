@@ -45,7 +45,8 @@ void check_label(const DataSplit& split, int64_t index, int64_t label) {
                            : " is negative"));
 }
 
-// Sample `index` prepared, or an undefined tensor when it is bad and the split skips those.
+// Sample `index` through the per-sample part of the transforms (Pipeline::apply_each), or an
+// undefined tensor when it is bad and the split skips those.
 at::Tensor prepare(const DataSplit& split, int64_t index, bool augment, int64_t epoch,
                    int64_t& label) {
   Sample s;
@@ -59,16 +60,17 @@ at::Tensor prepare(const DataSplit& split, int64_t index, bool augment, int64_t 
   label = s.label;
   check_label(split, index, label);
   try {
-    return split.pipeline(augment).apply(
+    return split.pipeline(augment).apply_each(
         s.input, SampleRng::seed_of(split.seed(), augment ? epoch : -2, index));
   } catch (const Error& e) {
     throw Error(split.source().name(index) + ": " + e.what());
   }
 }
 
-void check_shape(const DataSplit& split, int64_t index, const at::Tensor& x) {
-  if (x.sizes() == c10::IntArrayRef(split.shape())) return;
-  throw Error(split.first_name() + " is " + shape_text(split.shape()) + " and " +
+void check_shape(const DataSplit& split, int64_t index, const at::Tensor& x, bool augment) {
+  const std::vector<int64_t>& first = split.each_shape(augment);
+  if (x.sizes() == c10::IntArrayRef(first)) return;
+  throw Error(split.first_name() + " is " + shape_text(first) + " and " +
               split.source().name(index) + " is " + shape_text(x.sizes()) +
               " once prepared: samples of different sizes need a resize or a crop in "
               "data.transforms");
@@ -125,14 +127,23 @@ DataSplit::DataSplit(std::shared_ptr<const Source> source, const DataOptions& o,
   for (int64_t p = 0; p < size_ && shape_.empty(); ++p) {
     const int64_t index = sample_index(p);
     int64_t label = 0;
-    const at::Tensor x = prepare(*this, index, true, 0, label);
-    if (!x.defined()) continue;
-    const at::Tensor y = prepare(*this, index, false, 0, label);
+    const at::Tensor x_each = prepare(*this, index, true, 0, label);
+    if (!x_each.defined()) continue;
+    const at::Tensor y_each = prepare(*this, index, false, 0, label);
+    at::Tensor x, y;
+    try {
+      x = train_.apply_batch(x_each.unsqueeze(0)).squeeze(0);
+      y = eval_.apply_batch(y_each.unsqueeze(0)).squeeze(0);
+    } catch (const Error& e) {
+      throw Error(source_->name(index) + ": " + e.what());
+    }
     SHRINK_CHECK(x.sizes() == y.sizes(), source_->name(index)
                                              << ": the training transforms make it " << x.sizes()
                                              << ", the evaluation ones " << y.sizes()
                                              << "; the model takes samples of one size");
     shape_ = x.sizes().vec();
+    each_shape_[1] = x_each.sizes().vec();
+    each_shape_[0] = y_each.sizes().vec();
     first_name_ = source_->name(index);
   }
   SHRINK_CHECK(!shape_.empty(), "every sample of the " << (train ? "training" : "evaluation")
@@ -179,22 +190,31 @@ Batch read_batch(const DataSplit& split, const at::Tensor& positions, bool augme
   at::NoGradGuard no_grad;
   const at::Tensor p = positions.to(at::kLong).contiguous();
   const int64_t n = p.numel();
-  std::vector<int64_t> shape = {n};
-  shape.insert(shape.end(), split.shape().begin(), split.shape().end());
-  at::Tensor inputs = at::empty(shape, at::kFloat);
+  std::vector<at::Tensor> samples;
   std::vector<int64_t> labels, kept;
+  bool bytes = true;  // every sample still uint8: stacked as bytes, scaled once for the batch
   for (int64_t j = 0; j < n; ++j) {
     const int64_t index = split.sample_index(p.data_ptr<int64_t>()[j]);
     int64_t label = 0;
     const at::Tensor x = prepare(split, index, augment, epoch, label);
     if (!x.defined()) continue;
-    check_shape(split, index, x);
-    inputs.select(0, static_cast<int64_t>(kept.size())).copy_(x);
+    check_shape(split, index, x, augment);
+    bytes = bytes && x.scalar_type() == at::kByte;
+    samples.push_back(x);
     labels.push_back(label);
     kept.push_back(index);
   }
+  if (!bytes) {
+    for (at::Tensor& x : samples) x = transforms::to_float(x);
+  }
   Batch b;
-  b.inputs = inputs.narrow(0, 0, static_cast<int64_t>(kept.size()));
+  if (samples.empty()) {
+    std::vector<int64_t> shape = {0};
+    shape.insert(shape.end(), split.shape().begin(), split.shape().end());
+    b.inputs = at::empty(shape, at::kFloat);
+  } else {
+    b.inputs = split.pipeline(augment).apply_batch(at::stack(samples)).contiguous();
+  }
   b.targets = at::tensor(labels, at::kLong);
   check_finite(split, p, b.inputs, kept);
   return b;

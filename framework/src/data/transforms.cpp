@@ -108,16 +108,18 @@ at::Tensor center_crop(const at::Tensor& image, int64_t height, int64_t width) {
 at::Tensor hflip(const at::Tensor& image) { return image.flip({-1}); }
 
 at::Tensor to_channels(const at::Tensor& image, int64_t channels) {
-  const int64_t c = image.size(0);
+  const int64_t c = image.size(-3);
   if (c == channels) return image;
   SHRINK_CHECK(c == 1, "to_channels: cannot make " << c << " channels into " << channels
                                                    << " (only one channel is replicated)");
-  return image.expand({channels, image.size(1), image.size(2)});
+  std::vector<int64_t> sizes = image.sizes().vec();
+  sizes[sizes.size() - 3] = channels;
+  return image.expand(sizes);
 }
 
 at::Tensor normalize(const at::Tensor& image, const std::vector<double>& mean,
                      const std::vector<double>& std) {
-  const int64_t c = image.size(0);
+  const int64_t c = image.size(-3);  // [C, H, W] or a batch of them
   SHRINK_CHECK(static_cast<int64_t>(mean.size()) == c && static_cast<int64_t>(std.size()) == c,
                "normalize has " << mean.size() << " means and " << std.size() << " stds for " << c
                                 << " channels");
@@ -188,19 +190,48 @@ at::Tensor apply_one(const TransformSpec& t, const at::Tensor& x, SampleRng& rng
 
 }  // namespace
 
-at::Tensor Pipeline::apply(at::Tensor image, uint64_t seed) const {
+namespace {
+
+// Transforms that treat every pixel alike and keep the image's size: run once on a whole batch.
+bool per_pixel(const TransformSpec& t) { return t.name == "normalize" || t.name == "to_channels"; }
+
+at::Tensor run_named(const TransformSpec& t, const at::Tensor& x, SampleRng& rng) {
+  try {
+    return apply_one(t, x, rng);
+  } catch (const Error& e) {
+    throw Error((t.where.empty() ? "data" : t.where) + ": " + t.name + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+std::size_t Pipeline::batched_from() const {
+  std::size_t k = specs_.size();
+  while (k > 0 && per_pixel(specs_[k - 1])) --k;
+  return k;
+}
+
+at::Tensor Pipeline::apply_each(at::Tensor image, uint64_t seed) const {
   if (image.dim() == 2) image = image.unsqueeze(0);
   SHRINK_CHECK(image.dim() == 3,
                "a sample of shape " << image.sizes() << ", expected [C, H, W] or [H, W]");
   SampleRng rng(seed);
-  for (const TransformSpec& t : specs_) {
-    try {
-      image = apply_one(t, image, rng);
-    } catch (const Error& e) {
-      throw Error((t.where.empty() ? "data" : t.where) + ": " + t.name + ": " + e.what());
-    }
+  const std::size_t end = batched_from();
+  for (std::size_t k = 0; k < end; ++k) image = run_named(specs_[k], image, rng);
+  return image;
+}
+
+at::Tensor Pipeline::apply_batch(at::Tensor batch) const {
+  SampleRng unused(0);
+  batch = transforms::to_float(batch);
+  for (std::size_t k = batched_from(); k < specs_.size(); ++k) {
+    batch = run_named(specs_[k], batch, unused);
   }
-  return transforms::to_float(image);
+  return batch;
+}
+
+at::Tensor Pipeline::apply(at::Tensor image, uint64_t seed) const {
+  return apply_batch(apply_each(std::move(image), seed).unsqueeze(0)).squeeze(0);
 }
 
 std::vector<int64_t> Pipeline::decode_floor() const {

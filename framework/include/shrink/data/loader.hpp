@@ -44,6 +44,9 @@ class DataSplit {
   }
   const Pipeline& pipeline(bool augment) const { return augment ? train_ : eval_; }
   const std::vector<int64_t>& shape() const { return shape_; }  // [C, H, W] as prepared
+  // A sample's shape after the per-sample transforms (Pipeline::apply_each), which every other
+  // sample must have.
+  const std::vector<int64_t>& each_shape(bool augment) const { return each_shape_[augment]; }
   uint64_t seed() const { return seed_; }
   // The seed of the subset's generator (a limit): torch.randperm(source size, that generator)'s
   // first size() values, sorted, are the samples used; std::nullopt when every sample is.
@@ -72,6 +75,7 @@ class DataSplit {
   int64_t size_ = 0;
   Pipeline train_, eval_;
   std::vector<int64_t> shape_;
+  std::vector<int64_t> each_shape_[2];  // [evaluation, training]
   std::string first_name_;
   uint64_t seed_ = 0, subset_seed_ = 0;
   int64_t workers_ = 0, prefetch_ = 2, classes_ = 0;
