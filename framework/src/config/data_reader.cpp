@@ -132,6 +132,7 @@ TransformSpec read_transform(const YAML::Node& item, const std::string& file,
                t.where << ": " << list << ": unknown transform '" << t.name
                        << "' (known: " << join(kTransforms) << ")");
   const std::string key = list + "." + t.name;
+  t.key = key;
   if (value && value.IsMap()) {
     read_options(value, file, key, t);
   } else if (value && !value.IsNull()) {
@@ -191,6 +192,9 @@ void read_transforms(const YAML::Node& node, const std::string& file, DataOption
     data.test_transforms = deterministic(data.train_transforms);
     return;
   }
+  SHRINK_CHECK(node.IsMap(), yaml_mark(file, node)
+                                 << ": data.transforms: expected a list of transforms, or {train: "
+                                    "[...], test: [...]}");
   const MapReader m(node, file, "data.transforms", {"train", "test"});
   SHRINK_CHECK(m.has("train") && m.has("test"),
                yaml_mark(file, node) << ": data.transforms: give both train and test lists (or "

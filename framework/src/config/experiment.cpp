@@ -239,6 +239,15 @@ void read_legacy_preparation(const MapReader& d, const std::string& path, DataOp
   }
   detail::legacy_transforms(d.integer("resize", 0, 0, kMaxImageSide),
                             d.integer("channels", 0, 0, kMaxChannels), mean, std, data);
+  // Messages about them name the key that asked for them.
+  const std::map<std::string, std::string> keys = {
+      {"resize", "resize"}, {"to_channels", "channels"}, {"normalize", "normalize"}};
+  for (auto* list : {&data.train_transforms, &data.test_transforms}) {
+    for (TransformSpec& t : *list) {
+      t.where = d.where(keys.at(t.name));
+      t.key = "data." + keys.at(t.name);
+    }
+  }
 }
 
 // A data-source plugin's own keys: every key of `data:` that is not the framework's, flattened
@@ -284,8 +293,8 @@ void read_data(const MapReader& r, const std::string& path, const std::string& b
   x.test_batch_size = d.integer("test_batch_size", 1000, 1);
   x.data.train_limit = d.integer("train_limit", 0, 0);
   x.data.test_limit = d.integer("test_limit", 0, 0);
-  x.data.workers = d.integer("workers", -1, -1, 256);
-  x.data.prefetch = d.integer("prefetch", 0, 0, 1024);
+  x.data.workers = d.integer("workers", -1, 0, 256);    // absent: automatic (-1)
+  x.data.prefetch = d.integer("prefetch", 0, 1, 1024);  // absent: two per worker (0)
   x.data.on_bad_sample = d.choice("on_bad_sample", "error", {"error", "skip"});
   x.data.scaled_decode = d.boolean("scaled_decode", true);
   if (!d.has("transforms")) return read_legacy_preparation(d, path, x.data);

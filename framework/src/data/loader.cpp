@@ -72,8 +72,11 @@ void check_shape(const DataSplit& split, int64_t index, const at::Tensor& x, boo
   if (x.sizes() == c10::IntArrayRef(first)) return;
   throw Error(split.first_name() + " is " + shape_text(first) + " and " +
               split.source().name(index) + " is " + shape_text(x.sizes()) +
-              " once prepared: samples of different sizes need a resize or a crop in "
-              "data.transforms");
+              (x.size(0) != first[0]
+                   ? " once prepared: gray and colour images? to_channels in data.transforms "
+                     "makes them one"
+                   : " once prepared: samples of different sizes need a resize or a crop in "
+                     "data.transforms"));
 }
 
 // Floating-point sources can hold NaN or infinity; a batch holding them names its first bad one.

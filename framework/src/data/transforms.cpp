@@ -110,8 +110,8 @@ at::Tensor hflip(const at::Tensor& image) { return image.flip({-1}); }
 at::Tensor to_channels(const at::Tensor& image, int64_t channels) {
   const int64_t c = image.size(-3);
   if (c == channels) return image;
-  SHRINK_CHECK(c == 1, "to_channels: cannot make " << c << " channels into " << channels
-                                                   << " (only one channel is replicated)");
+  SHRINK_CHECK(c == 1, "cannot make " << c << " channels into " << channels
+                                      << " (only one channel is replicated)");
   std::vector<int64_t> sizes = image.sizes().vec();
   sizes[sizes.size() - 3] = channels;
   return image.expand(sizes);
@@ -121,8 +121,8 @@ at::Tensor normalize(const at::Tensor& image, const std::vector<double>& mean,
                      const std::vector<double>& std) {
   const int64_t c = image.size(-3);  // [C, H, W] or a batch of them
   SHRINK_CHECK(static_cast<int64_t>(mean.size()) == c && static_cast<int64_t>(std.size()) == c,
-               "normalize has " << mean.size() << " means and " << std.size() << " stds for " << c
-                                << " channels");
+               mean.size() << " means and " << std.size() << " stds for " << c << " channel"
+                           << (c == 1 ? "" : "s"));
   const at::Tensor m = at::tensor(mean, at::kFloat).to(at::kFloat).view({c, 1, 1});
   const at::Tensor s = at::tensor(std, at::kFloat).to(at::kFloat).view({c, 1, 1});
   return to_float(image).sub(m).div_(s);
@@ -157,8 +157,8 @@ CropBox random_resized_crop_box(int64_t height, int64_t width, const std::vector
 CropBox random_crop_box(int64_t height, int64_t width, int64_t crop_h, int64_t crop_w,
                         SampleRng& rng) {
   SHRINK_CHECK(crop_h <= height && crop_w <= width,
-               "random_crop: a crop of " << crop_h << "x" << crop_w << " from an image of "
-                                         << height << "x" << width);
+               "a crop of " << crop_h << "x" << crop_w << " from an image of " << height << "x"
+                            << width << " (after its padding)");
   if (height == crop_h && width == crop_w) return {0, 0, height, width};
   const int64_t top = rng.integer(0, height - crop_h + 1);
   const int64_t left = rng.integer(0, width - crop_w + 1);
@@ -199,7 +199,8 @@ at::Tensor run_named(const TransformSpec& t, const at::Tensor& x, SampleRng& rng
   try {
     return apply_one(t, x, rng);
   } catch (const Error& e) {
-    throw Error((t.where.empty() ? "data" : t.where) + ": " + t.name + ": " + e.what());
+    throw Error((t.where.empty() ? "" : t.where + ": ") + (t.key.empty() ? t.name : t.key) + ": " +
+                e.what());
   }
 }
 

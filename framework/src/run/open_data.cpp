@@ -6,6 +6,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <iterator>
+
 namespace shrink {
 namespace {
 
@@ -36,12 +39,19 @@ std::shared_ptr<const Source> open_source(const Experiment& x, PluginRegistry& r
 void check_same_classes(const Source& train, const Source& test, const DataOptions& o) {
   const std::vector<std::string> a = train.classes(), b = test.classes();
   if (a.empty() || b.empty() || a == b) return;
-  std::size_t i = 0;
-  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
-  throw Error(o.test_path + ": its class folders differ from " + o.path + "'s (" +
-              (i < b.size() ? "'" + b[i] + "'" : "one fewer") + " where " +
-              (i < a.size() ? "'" + a[i] + "'" : "none") +
-              " is): each split numbers its classes by their sorted names");
+  // Both are sorted: what one has and the other lacks, a few of each.
+  const auto only_in = [](const std::vector<std::string>& x, const std::vector<std::string>& y) {
+    std::vector<std::string> d;
+    std::set_difference(x.begin(), x.end(), y.begin(), y.end(), std::back_inserter(d));
+    std::string text;
+    for (std::size_t k = 0; k < d.size() && k < 3; ++k) text += (k ? ", '" : "'") + d[k] + "'";
+    if (d.size() > 3) text += " and " + std::to_string(d.size() - 3) + " more";
+    return text.empty() ? std::string("none") : text;
+  };
+  throw Error(o.test_path + ": its " + std::to_string(b.size()) +
+              " class folders are not the training data's " + std::to_string(a.size()) +
+              " (missing: " + only_in(a, b) + "; not in the training data: " + only_in(b, a) +
+              "): each split numbers its classes by their sorted names");
 }
 
 }  // namespace
@@ -59,8 +69,11 @@ std::pair<DataSplit, DataSplit> open_data(const Experiment& x, PluginRegistry& r
                test_split.first_name()
                    << " is " << c10::IntArrayRef(test_split.shape()) << " once prepared, "
                    << train_split.first_name() << " " << c10::IntArrayRef(train_split.shape())
-                   << ": the test samples must come out the size of the training ones (a resize "
-                      "or a crop in data.transforms)");
+                   << (train_split.shape()[0] != test_split.shape()[0]
+                           ? ": the test samples must come out with the training ones' channels "
+                             "(gray and colour images? to_channels in data.transforms)"
+                           : ": the test samples must come out the size of the training ones (a "
+                             "resize or a crop in data.transforms)"));
   return {train_split, test_split};
 }
 

@@ -82,10 +82,16 @@ void print_plan(const Experiment& x, const Model& model, const std::vector<Check
                 std::ostream& os) {
   os << "experiment " << x.file << "\n";
   os << "  model     " << x.model << " (" << model.ops().size() << " ops)\n";
-  os << "  data      " << x.data.format << " " << x.data.path << ", batch " << x.batch_size
-     << (x.data.train_limit ? ", first " + std::to_string(x.data.train_limit) + " training samples"
-                            : "")
-     << (x.data.test_limit ? ", first " + std::to_string(x.data.test_limit) + " test samples" : "")
+  const std::string& source = x.data.list.empty() ? x.data.path : x.data.list;
+  os << "  data      " << x.data.format << " " << source << ", batch " << x.batch_size
+     << (x.data.train_limit
+             ? ", a random " + std::to_string(x.data.train_limit) + " training samples (seeded)"
+             : "")
+     << (x.data.test_limit ? ", a random " + std::to_string(x.data.test_limit) + " test samples"
+                           : "")
+     << (x.data.test_path == x.data.path && x.data.test_list == x.data.list
+             ? ", evaluated on the training data"
+             : "")
      << "\n";
   train_line(os, "pretrain", x.pretrain);
   for (std::size_t i = 0; i < stages.size(); ++i) {

@@ -21,6 +21,7 @@ struct TransformSpec {
   int64_t channels = 3;                                // to_channels
   std::vector<double> mean, std;                       // normalize, per channel
   std::string where;                                   // file:line:column, for messages
+  std::string key;  // the key that asked for it ("data.transforms.train.normalize"), for messages
 
   bool random() const {
     return name == "random_resized_crop" || name == "random_crop" ||
