@@ -209,28 +209,26 @@ void read_transforms(const YAML::Node& node, const std::string& file, DataOption
   }
 }
 
-void legacy_transforms(int64_t resize, int64_t channels, const std::vector<double>& mean,
-                       const std::vector<double>& std, DataOptions& data) {
+void read_legacy_transforms(const MapReader& d, const std::string& file, DataOptions& data) {
   std::vector<TransformSpec> list;
-  if (resize > 0) {
-    TransformSpec t;
-    t.name = "resize";
+  const auto add = [&](const char* name, const std::string& key) -> TransformSpec& {
+    TransformSpec& t = list.emplace_back();
+    t.name = name;
+    t.where = d.where(key);
+    t.key = d.qualified(key);
+    return t;
+  };
+  if (const int64_t resize = d.integer("resize", 0, 0, kMaxImageSide); resize > 0) {
+    TransformSpec& t = add("resize", "resize");
     t.size = {resize, resize};
     t.antialias = false;  // what `resize` always did: bilinear without antialiasing
-    list.push_back(t);
   }
-  if (channels > 0) {
-    TransformSpec t;
-    t.name = "to_channels";
-    t.channels = channels;
-    list.push_back(t);
+  if (const int64_t channels = d.integer("channels", 0, 0, kMaxChannels); channels > 0) {
+    add("to_channels", "channels").channels = channels;
   }
-  if (!mean.empty()) {
-    TransformSpec t;
-    t.name = "normalize";
-    t.mean = mean;
-    t.std = std;
-    list.push_back(t);
+  if (d.has("normalize")) {
+    read_normalize(MapReader(d.node("normalize"), file, "data.normalize", {"mean", "std"}),
+                   add("normalize", "normalize"));
   }
   data.train_transforms = list;
   data.test_transforms = list;

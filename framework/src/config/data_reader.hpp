@@ -16,8 +16,10 @@ namespace shrink::detail {
 // column and key.
 void read_transforms(const YAML::Node& node, const std::string& file, DataOptions& data);
 
-// What the old keys (`resize`, `channels`, `normalize`) meant, as transforms for both splits.
-void legacy_transforms(int64_t resize, int64_t channels, const std::vector<double>& mean,
-                       const std::vector<double>& std, DataOptions& data);
+class MapReader;
+
+// The old keys of `data:` (`resize`, `channels`, `normalize`, read from `data`) as the transforms
+// they mean, for both splits; messages about them name the key.
+void read_legacy_transforms(const MapReader& data_keys, const std::string& file, DataOptions& data);
 
 }  // namespace shrink::detail

@@ -169,8 +169,6 @@ double SchedulerSpec::lr_at(double base_lr, int64_t epoch, int64_t epochs) const
 
 namespace {
 
-const std::vector<std::string> kBuiltinFormats = {"idx", "tensors", "folder"};
-
 // A file or folder the data options name, resolved and checked to exist.
 std::string existing_path(const MapReader& d, const std::string& base, const std::string& key) {
   const std::string p = resolve_path(base, d.node(key), d.str(key, ""));
@@ -183,8 +181,7 @@ std::string existing_path(const MapReader& d, const std::string& base, const std
 // training data unasked would report a training accuracy as a test one. IDX folders hold both.
 void read_sources(const MapReader& d, const std::string& base, DataOptions& data) {
   const bool folder = data.format == "folder";
-  const bool plugin = std::find(kBuiltinFormats.begin(), kBuiltinFormats.end(), data.format) ==
-                      kBuiltinFormats.end();
+  const bool plugin = !is_builtin_format(data.format);
   for (const char* key : {"list", "test_list", "scaled_decode"}) {
     SHRINK_CHECK(folder || !d.has(key), d.where(key) << ": data." << key
                                                      << ": only for format folder (this is "
@@ -224,32 +221,6 @@ void read_sources(const MapReader& d, const std::string& base, DataOptions& data
   data.test_path = existing_path(d, base, "test_path");
 }
 
-// The old keys resize, channels and normalize: both splits' transforms.
-void read_legacy_preparation(const MapReader& d, const std::string& path, DataOptions& data) {
-  std::vector<double> mean, std;
-  if (d.has("normalize")) {
-    MapReader n(d.node("normalize"), path, "data.normalize", {"mean", "std"});
-    mean = n.numbers("mean");
-    std = n.numbers("std");
-    SHRINK_CHECK(mean.size() == std.size() && !mean.empty(),
-                 n.where("std") << ": data.normalize: mean and std need the same, non-zero length");
-    for (double s : std) {
-      SHRINK_CHECK(s > 0, n.where("std") << ": data.normalize.std: every value must be > 0");
-    }
-  }
-  detail::legacy_transforms(d.integer("resize", 0, 0, kMaxImageSide),
-                            d.integer("channels", 0, 0, kMaxChannels), mean, std, data);
-  // Messages about them name the key that asked for them.
-  const std::map<std::string, std::string> keys = {
-      {"resize", "resize"}, {"to_channels", "channels"}, {"normalize", "normalize"}};
-  for (auto* list : {&data.train_transforms, &data.test_transforms}) {
-    for (TransformSpec& t : *list) {
-      t.where = d.where(keys.at(t.name));
-      t.key = "data." + keys.at(t.name);
-    }
-  }
-}
-
 // A data-source plugin's own keys: every key of `data:` that is not the framework's, flattened
 // (the plugin declares which it reads; the plan checks them against that).
 void read_plugin_keys(const YAML::Node& node, const std::string& path,
@@ -279,8 +250,7 @@ void read_data(const MapReader& r, const std::string& path, const std::string& b
       "transforms",      "on_bad_sample", "workers",   "prefetch", "scaled_decode"};
   std::vector<std::string> allowed = keys;
   const bool plugin = node.IsMap() && node["format"] && node["format"].IsScalar() &&
-                      std::find(kBuiltinFormats.begin(), kBuiltinFormats.end(),
-                                node["format"].as<std::string>()) == kBuiltinFormats.end();
+                      !is_builtin_format(node["format"].as<std::string>());
   if (plugin) {
     for (const auto& kv : node) allowed.push_back(kv.first.as<std::string>());
   }
@@ -297,7 +267,7 @@ void read_data(const MapReader& r, const std::string& path, const std::string& b
   x.data.prefetch = d.integer("prefetch", 0, 1, 1024);  // absent: two per worker (0)
   x.data.on_bad_sample = d.choice("on_bad_sample", "error", {"error", "skip"});
   x.data.scaled_decode = d.boolean("scaled_decode", true);
-  if (!d.has("transforms")) return read_legacy_preparation(d, path, x.data);
+  if (!d.has("transforms")) return detail::read_legacy_transforms(d, path, x.data);
   for (const char* old : {"resize", "channels", "normalize"}) {
     SHRINK_CHECK(!d.has(old), d.where(old) << ": data." << old
                                            << ": not with data.transforms (write it as a "

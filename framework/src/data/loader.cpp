@@ -80,12 +80,10 @@ void check_shape(const DataSplit& split, int64_t index, const at::Tensor& x, boo
 }
 
 // Floating-point sources can hold NaN or infinity; a batch holding them names its first bad one.
-void check_finite(const DataSplit& split, const at::Tensor& positions, const at::Tensor& x,
-                  const std::vector<int64_t>& kept) {
+void check_finite(const DataSplit& split, const at::Tensor& x, const std::vector<int64_t>& kept) {
   const at::Tensor finite = at::isfinite(x).flatten(1).all(1);
   if (finite.all().item<bool>()) return;
   const int64_t row = (~finite).nonzero()[0][0].item<int64_t>();
-  (void)positions;
   throw Error(split.source().name(kept[static_cast<std::size_t>(row)]) +
               ": the input contains NaN or infinity");
 }
@@ -219,7 +217,7 @@ Batch read_batch(const DataSplit& split, const at::Tensor& positions, bool augme
     b.inputs = split.pipeline(augment).apply_batch(at::stack(samples)).contiguous();
   }
   b.targets = at::tensor(labels, at::kLong);
-  check_finite(split, p, b.inputs, kept);
+  check_finite(split, b.inputs, kept);
   return b;
 }
 

@@ -132,7 +132,8 @@ void check_integer_labels(const at::Tensor& targets, const std::string& source) 
 std::vector<std::string> normalized_already(const at::Tensor& inputs, bool raw_bytes,
                                             const std::string& source) {
   if (raw_bytes || inputs.numel() == 0) return {};
-  const double mean = inputs.mean().item<double>(), std = inputs.std().item<double>();
+  const at::Tensor x = inputs.to(torch::kFloat);  // no copy for float32
+  const double mean = x.mean().item<double>(), std = x.std().item<double>();
   if (std::abs(mean) > 0.1 || std::abs(std - 1.0) > 0.1) return {};
   std::ostringstream line;
   line << std::fixed << std::setprecision(3) << source << ": the inputs are floats of mean " << mean
@@ -274,7 +275,7 @@ std::unique_ptr<Source> tensor_source(const at::Tensor& inputs, const at::Tensor
                  source << ": the inputs contain NaN or infinity");
   }
   auto out = std::make_unique<TensorSource>(inputs, targets, source, inputs.size(0));
-  if (normalized) out->warn(normalized_already(inputs.to(torch::kFloat), raw_bytes, source));
+  if (normalized) out->warn(normalized_already(inputs, raw_bytes, source));
   return out;
 }
 

@@ -123,8 +123,8 @@ at::Tensor normalize(const at::Tensor& image, const std::vector<double>& mean,
   SHRINK_CHECK(static_cast<int64_t>(mean.size()) == c && static_cast<int64_t>(std.size()) == c,
                mean.size() << " means and " << std.size() << " stds for " << c << " channel"
                            << (c == 1 ? "" : "s"));
-  const at::Tensor m = at::tensor(mean, at::kFloat).to(at::kFloat).view({c, 1, 1});
-  const at::Tensor s = at::tensor(std, at::kFloat).to(at::kFloat).view({c, 1, 1});
+  const at::Tensor m = at::tensor(mean, at::kFloat).view({c, 1, 1});
+  const at::Tensor s = at::tensor(std, at::kFloat).view({c, 1, 1});
   return to_float(image).sub(m).div_(s);
 }
 

@@ -12,10 +12,6 @@
 namespace shrink {
 namespace {
 
-bool builtin_format(const std::string& format) {
-  return format == "idx" || format == "tensors" || format == "folder";
-}
-
 // The smallest size a scaled JPEG decode may give a split's images: the first resize's, when
 // every pipeline that reads the split starts with one (the training split also feeds
 // calibration, with the evaluation transforms).
@@ -28,7 +24,7 @@ std::vector<int64_t> decode_floor(const DataOptions& o, bool train) {
 
 std::shared_ptr<const Source> open_source(const Experiment& x, PluginRegistry& registry,
                                           bool train) {
-  if (builtin_format(x.data.format)) {
+  if (is_builtin_format(x.data.format)) {
     return open_builtin_source(x.data, train, decode_floor(x.data, train));
   }
   return open_plugin_source(x.data, train, registry);

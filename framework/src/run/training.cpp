@@ -126,8 +126,10 @@ EpochTotals train_one_epoch(RunContext& c, torch::optim::Optimizer& optimizer,
   Loader loader(c.train, c.train.order(key), c.experiment->batch_size, true, key);
   EpochTotals totals;
   Batch batch;
-  for (int64_t b = 0; b < per_epoch && loader.next(batch); ++b) {
+  for (int64_t b = 0; b < per_epoch; ++b) {
+    // The step budget first: a batch asked for past it would be prepared for nothing.
     if (spec.steps > 0 && progress.steps_done >= spec.steps) break;
+    if (!loader.next(batch)) break;
     // A step per batch is what resume replays; a batch with nothing readable has no step.
     SHRINK_CHECK(batch.size() > 0, phase << " epoch " << epoch + 1 << ", batch " << b + 1
                                          << ": every sample of it is unreadable (skipped); "

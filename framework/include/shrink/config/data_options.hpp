@@ -29,6 +29,12 @@ struct TransformSpec {
   }
 };
 
+// Whether `format` is one Shrink reads itself (idx, tensors, folder); any other names a
+// data-source plugin.
+inline bool is_builtin_format(const std::string& format) {
+  return format == "idx" || format == "tensors" || format == "folder";
+}
+
 struct DataOptions {
   // idx, tensors, folder, or the name of a data-source plugin
   std::string format = "idx";
