@@ -9,7 +9,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   zlib1g-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libbenchmark-dev
-  libturbojpeg0-dev libpng-dev
+  libturbojpeg0-dev libpng-dev libgloo-dev
   dataset-fashion-mnist python3-torch python3-torchvision
 )
 

@@ -171,6 +171,9 @@ class TaylorMasker : public FilterMasker {
                                                           "that passes outputs (plugin ABI 1.4)")
                                             : std::string()));
     }
+    // Each rank observed its own samples: the mean over ranks is every sample's (by weight, the
+    // gradients are already averaged and this changes nothing).
+    shrink::all_reduce(it->second, shrink::Reduce::kMean);
     if (!by_outputs_) return it->second;
     const torch::Tensor norm = it->second.norm();
     return norm.item<double>() > 0 ? it->second / norm : it->second;

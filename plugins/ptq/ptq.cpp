@@ -137,6 +137,12 @@ class PtqQuantizer : public shrink::Quantizer {
         throw shrink::InvalidArgument(
             "ptq: " + name(site) + " saw no data during calibration (is it reached by forward?)");
       }
+      if (r.histogram) {
+        // Each rank counted its own samples on the same bins: the counts of the whole set.
+        torch::Tensor counts = torch::tensor(r.histogram->counts(), torch::kDouble);
+        shrink::all_reduce(counts, shrink::Reduce::kSum);
+        r.histogram->set_counts(counts.data_ptr<double>());
+      }
       const ptq::Range range = activation_range(r);
       rmin = {static_cast<float>(range.lo)};
       rmax = {static_cast<float>(range.hi)};
@@ -203,7 +209,11 @@ class PtqQuantizer : public shrink::Quantizer {
     const torch::Tensor x = input.detach().to(torch::kFloat);
     if (x.numel() == 0) return;
     const auto mm = torch::aminmax(x);
-    const double lo = std::get<0>(mm).item<double>(), hi = std::get<1>(mm).item<double>();
+    // The global batch's extremes (every rank's share of it): every rank then grows the same
+    // histogram as one process would over the whole batch.
+    torch::Tensor extremes = torch::stack({-std::get<0>(mm), std::get<1>(mm)}).to(torch::kDouble);
+    shrink::all_reduce(extremes, shrink::Reduce::kMax);
+    const double lo = -extremes[0].item<double>(), hi = extremes[1].item<double>();
     if (!std::isfinite(lo) || !std::isfinite(hi)) {
       throw shrink::InvalidArgument(
           "ptq: a calibration batch reached a site with NaN or infinite values");

@@ -52,6 +52,9 @@ class Histogram {
     for (std::size_t j = 0; j < counts_.size(); ++j) counts_[j] += counts[j];
   }
 
+  // Replaces the counts (as many as there are bins): the same bins' counts summed over ranks.
+  void set_counts(const double* counts) { counts_.assign(counts, counts + counts_.size()); }
+
   double total() const {
     double t = 0;
     for (double c : counts_) t += c;

@@ -210,6 +210,16 @@ class QatQuantizer : public shrink::Quantizer {
   }
 
  private:
+  // The global batch's range (every rank's share of it), so that the EMA, and the state, are the
+  // same on every rank: one all-reduce of max(-min, max).
+  static void global_range(std::vector<float>& rmin, std::vector<float>& rmax) {
+    if (shrink::world_size() <= 1) return;
+    torch::Tensor t = torch::tensor({-rmin[0], rmax[0]});
+    shrink::all_reduce(t, shrink::Reduce::kMax);
+    rmin[0] = -t[0].item<float>();
+    rmax[0] = t[1].item<float>();
+  }
+
   torch::Tensor quantize_activation(const torch::Tensor& input, shrink::Site& site) {
     SiteRuntime& r = sites_.at(site);
     const SiteSettings& s = r.settings;
@@ -217,6 +227,7 @@ class QatQuantizer : public shrink::Quantizer {
     if (shrink::is_training()) {
       std::vector<float> rmin, rmax;
       min_max(x, false, rmin, rmax);
+      global_range(rmin, rmax);
       float* tracked_min = values(site.state("tracked_min"));
       float* tracked_max = values(site.state("tracked_max"));
       if (!flag(site, "observed")) {

@@ -10,12 +10,13 @@ import sys
 ALLOWED = {
     "core": set(),
     "config": {"core"},
-    "host": {"core"},
+    "dist": {"core"},
+    "host": {"core", "dist"},
     "data": {"core", "config"},
-    "graph": {"core", "config", "host"},
-    "prune": {"core", "config", "host", "graph"},
-    "export": {"core", "config", "host", "graph"},
-    "run": {"core", "config", "host", "data", "graph", "prune", "export"},
+    "graph": {"core", "config", "host", "dist"},
+    "prune": {"core", "config", "host", "dist", "graph"},
+    "export": {"core", "config", "host", "dist", "graph"},
+    "run": {"core", "config", "host", "dist", "data", "graph", "prune", "export"},
 }
 INCLUDE = re.compile(r'#include\s+[<"](?:shrink/)?([a-z_]+)/[^>"]+[>"]')
 

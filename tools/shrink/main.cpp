@@ -1,5 +1,6 @@
 // The `shrink` command line.
 #include "check_command.hpp"
+#include "launcher.hpp"
 
 #include <shrink/config/config_list.hpp>
 #include <shrink/config/experiment.hpp>
@@ -7,6 +8,8 @@
 #include <shrink/core/interrupt.hpp>
 #include <shrink/core/logging.hpp>
 #include <shrink/core/version.hpp>
+#include <shrink/dist/communicator.hpp>
+#include <shrink/dist/world.hpp>
 #include <shrink/export/int8_export.hpp>
 #include <shrink/graph/measure.hpp>
 #include <shrink/graph/model.hpp>
@@ -196,6 +199,8 @@ struct RunArgs {
   bool fresh = false;
   bool check_plugins = false;
   int64_t stop_after_epochs = 0;
+  int nproc = 0;                  // --nproc: as many local ranks; 0: this process alone
+  std::vector<std::string> argv;  // the command line, for --nproc's workers
 };
 
 // A run stopped by Ctrl-C or SIGTERM: what it kept and how to go on; the shell's exit status for
@@ -213,10 +218,37 @@ int report_interrupt(const RunArgs& args, const shrink::RunSummary& summary) {
   return 128 + summary.interrupted;
 }
 
+// `shrink run exp.yaml --nproc N`: everything checked here once (one line for bad input, not one
+// per rank), then N ranks started as torchrun would.
+int run_ranks(const GlobalOptions& global, const RunArgs& args,
+              const shrink::Experiment& experiment) {
+  const shrink::WorldPlace place = shrink::world_place_from_environment();
+  SHRINK_CHECK(!place.distributed(), "--nproc: this process is already rank "
+                                         << place.rank << " of " << place.world << " (started by "
+                                         << place.launcher << "); leave --nproc to one of them");
+  shrink::PluginRegistry registry;
+  registry.discover(shrink::plugin_search_paths(experiment.plugin_paths, global.plugin_paths));
+  shrink::RunOptions check;
+  check.out_dir = args.out;
+  check.print_plan = true;
+  std::ostringstream plan;
+  check.out = &plan;
+  shrink::run_experiment(experiment, registry, check);
+  if (args.print_plan) {
+    std::cout << plan.str();
+    return 0;
+  }
+  return shrink_cli::launch_local(args.nproc, args.argv);
+}
+
 // `shrink run exp.yaml`: the whole experiment; results in the output folder.
 int run_run(const GlobalOptions& global, const RunArgs& args) {
   if (args.check_plugins) shrink::set_value_checks_by_default(true);
+  const shrink::WorldPlace place = shrink::world_place_from_environment();
+  // Rank 0 speaks for the run: the others say only what goes wrong.
+  if (place.rank != 0 && global.log_level.empty()) shrink::logging::set_level("warn");
   const shrink::Experiment experiment = shrink::Experiment::load(args.experiment, args.overrides);
+  if (args.nproc > 0) return run_ranks(global, args, experiment);
   shrink::PluginRegistry registry;
   registry.discover(shrink::plugin_search_paths(experiment.plugin_paths, global.plugin_paths));
   shrink::RunOptions options;
@@ -225,10 +257,24 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
   options.resume = args.resume;
   options.fresh = args.fresh;
   options.stop_after_epochs = args.stop_after_epochs;
+  options.world = place;
   shrink::catch_interrupts();
-  const shrink::RunSummary summary = shrink::run_experiment(experiment, registry, options);
-  if (summary.interrupted != 0) return report_interrupt(args, summary);
-  if (args.print_plan || summary.stopped) return 0;
+  shrink::RunSummary summary;
+  try {
+    summary = shrink::run_experiment(experiment, registry, options);
+  } catch (const shrink::SameOnEveryRank&) {
+    if (place.rank != 0) return 1;  // rank 0 says it
+    throw;
+  } catch (const std::exception& e) {
+    // Each rank's line says which it is (a collective's own lines already do).
+    const std::string line = shrink::error_line(e);
+    if (!options.world.distributed() || line.rfind("rank ", 0) == 0) throw;
+    throw shrink::Error("rank " + std::to_string(options.world.rank) + ": " + line);
+  }
+  if (summary.interrupted != 0) {
+    return options.world.rank == 0 ? report_interrupt(args, summary) : 128 + summary.interrupted;
+  }
+  if (args.print_plan || summary.stopped || options.world.rank != 0) return 0;
   std::cout << std::fixed << std::setprecision(4);
   std::cout << "results in " << summary.out_dir << "\n";
   if (summary.baseline_accuracy >= 0) {
@@ -481,6 +527,11 @@ void add_run_command(Cli& c) {
       ->add_option("--stop-after-epochs", a.stop_after_epochs,
                    "Stop after this many training epochs in all (resume later with --resume)")
       ->check(CLI::PositiveNumber);
+  c.run_cmd
+      ->add_option("--nproc", a.nproc,
+                   "Train data-parallel on this many local processes (ranks); torchrun, Slurm "
+                   "and mpirun start ranks without it (docs/distributed.md)")
+      ->check(CLI::Range(1, 1024));
 }
 
 void add_bench_command(Cli& c) {
@@ -554,6 +605,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return c.app.exit(e);
   }
+  c.run.argv = shrink_cli::without_nproc(argc, argv);
   try {
     return dispatch(c);
   } catch (const std::exception& e) {

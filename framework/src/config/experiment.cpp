@@ -354,6 +354,15 @@ void read_export(const MapReader& r, const std::string& path, const std::string&
   }
 }
 
+DistributedSpec read_distributed(const YAML::Node& node, const std::string& path) {
+  MapReader d(node, path, "distributed", {"backend", "timeout", "sync_bn"});
+  DistributedSpec spec;
+  spec.backend = d.choice("backend", spec.backend, {"gloo", "nccl"});
+  spec.timeout_seconds = d.integer("timeout", spec.timeout_seconds, 1, 24 * 3600);
+  spec.sync_bn = d.boolean("sync_bn", spec.sync_bn);
+  return spec;
+}
+
 }  // namespace
 
 Experiment Experiment::load(const std::string& path, const std::vector<std::string>& overrides) {
@@ -377,7 +386,7 @@ Experiment Experiment::from_yaml(YAML::Node root, const std::string& path,
   const std::string base = fs::absolute(path).parent_path().string();
   MapReader r(root, path, "",
               {"model", "seed", "threads", "plugin_paths", "data", "pretrain", "compress",
-               "finetune", "evaluate", "export"});
+               "finetune", "evaluate", "export", "distributed"});
   SHRINK_CHECK(r.has("model"), path << ": model: required (a TorchScript file)");
   x.model = resolve_path(base, r.node("model"), r.str("model", ""));
   SHRINK_CHECK(exists(x.model), r.where("model") << ": model: no such file " << x.model);
@@ -403,6 +412,7 @@ Experiment Experiment::from_yaml(YAML::Node root, const std::string& path,
   }
   x.evaluate = r.boolean("evaluate", true);
   read_export(r, path, base, x);
+  if (r.has("distributed")) x.distributed = read_distributed(r.node("distributed"), path);
   YAML::Emitter out;
   out << root;
   x.resolved_yaml = out.c_str();

@@ -328,4 +328,17 @@ bool Loader::next(Batch& out) {
   return true;
 }
 
+at::Tensor shard_positions(const at::Tensor& positions, int rank, int world, bool pad) {
+  if (world <= 1) return positions;
+  at::Tensor all = positions;
+  const int64_t n = positions.numel();
+  const int64_t total = (n + world - 1) / world * world;
+  if (pad && total > n && n > 0) {
+    // Wrapping round (again, for a set smaller than the world) as DistributedSampler pads.
+    const at::Tensor wrap = at::arange(total - n, at::kLong).remainder(n);
+    all = at::cat({positions, positions.index_select(0, wrap)});
+  }
+  return all.slice(0, rank, all.numel(), world).contiguous();
+}
+
 }  // namespace shrink

@@ -1,5 +1,6 @@
 #include <shrink/core/logging.hpp>
 #include <shrink/core/version.hpp>
+#include <shrink/dist/communicator.hpp>
 #include <shrink/host/host_api.hpp>
 
 #include "host/tensor_handle.hpp"
@@ -208,6 +209,53 @@ shrink_status tensor_from_dlpack(void* dl_managed, shrink_tensor** out, shrink_e
   });
 }
 
+static_assert(static_cast<int>(shrink::ReduceOp::kSum) == SHRINK_REDUCE_SUM &&
+                  static_cast<int>(shrink::ReduceOp::kMin) == SHRINK_REDUCE_MIN &&
+                  static_cast<int>(shrink::ReduceOp::kMax) == SHRINK_REDUCE_MAX &&
+                  static_cast<int>(shrink::ReduceOp::kMean) == SHRINK_REDUCE_MEAN,
+              "the ABI's reduce ops are the communicator's");
+
+int32_t world_size() {
+  return shrink::current_communicator().active() ? shrink::current_communicator().world() : 1;
+}
+int32_t rank() {
+  return shrink::current_communicator().active() ? shrink::current_communicator().rank() : 0;
+}
+
+shrink_status all_reduce(shrink_tensor* tensor, int32_t op, shrink_error* error) {
+  return guarded(error, [&] {
+    if (tensor == nullptr || !tensor->tensor.defined()) {
+      throw std::invalid_argument("all_reduce of NULL");
+    }
+    if (op < SHRINK_REDUCE_SUM || op > SHRINK_REDUCE_MEAN) {
+      throw std::invalid_argument("all_reduce: op " + std::to_string(op) +
+                                  " is not a SHRINK_REDUCE_* value");
+    }
+    const at::ScalarType type = tensor->tensor.scalar_type();
+    const bool floating = type == at::kFloat || type == at::kDouble;
+    if (!(floating || (type == at::kLong && op != SHRINK_REDUCE_MEAN))) {
+      throw std::invalid_argument("all_reduce: a " + std::string(c10::toString(type)) +
+                                  " tensor; float32, float64 or int64 (not MEAN) expected");
+    }
+    shrink::current_communicator().all_reduce(tensor->tensor, static_cast<shrink::ReduceOp>(op),
+                                              "a plugin's all_reduce");
+  });
+}
+
+shrink_status broadcast(shrink_tensor* tensor, int32_t root, shrink_error* error) {
+  return guarded(error, [&] {
+    if (tensor == nullptr || !tensor->tensor.defined()) {
+      throw std::invalid_argument("broadcast of NULL");
+    }
+    shrink::Communicator& ranks = shrink::current_communicator();
+    if (root < 0 || root >= ranks.world()) {
+      throw std::invalid_argument("broadcast: root " + std::to_string(root) + " is not a rank");
+    }
+    std::vector<at::Tensor> tensors{tensor->tensor};
+    ranks.broadcast(tensors, root, "a plugin's broadcast");
+  });
+}
+
 int32_t is_training() { return shrink::detail::current_call_is_training() ? 1 : 0; }
 int32_t is_calibrating() { return shrink::detail::current_call_is_calibrating() ? 1 : 0; }
 
@@ -231,6 +279,10 @@ const shrink_host_api kHostApi = {
     SHRINK_HOST_STABLE_STATE_HANDLES,  // QuantizerInstance keeps one handle per state tensor
     &is_calibrating,
     &tensor_const_data,
+    &world_size,
+    &rank,
+    &all_reduce,
+    &broadcast,
 };
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include <shrink/core/error.hpp>
+#include <shrink/dist/communicator.hpp>
 #include <shrink/prune/pruning_stage.hpp>
 
 #include "graph/graph_utils.hpp"
@@ -307,7 +308,23 @@ void PruningStage::update(Schedule kind, int64_t update, int64_t updates) {
     op.weight_mask = m.weight_mask.to(op.weight.scalar_type());
     op.bias_mask = m.bias_mask.defined() ? m.bias_mask.to(op.bias.scalar_type()) : at::Tensor();
   }
+  check_same_masks();
   apply_masks();
+}
+
+// Every rank ranks the same weights (and statistics combined over the ranks), so the masks must
+// be the same everywhere; a plugin that ranks on its own rank's data alone would break that.
+void PruningStage::check_same_masks() const {
+  Communicator& ranks = current_communicator();
+  if (!ranks.active()) return;
+  std::vector<double> sums;
+  std::vector<std::string> names;
+  for (const MaskedOp& op : ops_) {
+    sums.push_back(checksum(op.weight_mask) +
+                   (op.bias_mask.defined() ? checksum(op.bias_mask) : 0.0));
+    names.push_back(name_ + ": the mask of " + op.target.op_name);
+  }
+  ranks.check_same(at::tensor(sums, at::kDouble), names, name_ + " (masks)");
 }
 
 void PruningStage::apply_masks() {

@@ -1,3 +1,4 @@
+#include <shrink/dist/communicator.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/graph/quantized_model.hpp>
 #include <shrink/host/quantizer_instance.hpp>
@@ -44,8 +45,13 @@ void RunContext::set_training(bool on) {
 }
 
 int64_t RunContext::batches_per_epoch() const {
-  return (train.size() + experiment->batch_size - 1) / experiment->batch_size;
+  const int64_t share = (train.size() + world() - 1) / world();
+  return (share + experiment->batch_size - 1) / experiment->batch_size;
 }
+
+int RunContext::rank() const { return comm != nullptr ? comm->rank() : 0; }
+
+int RunContext::world() const { return comm != nullptr ? comm->world() : 1; }
 
 PhaseProgress& RunContext::progress(const std::string& phase) {
   return phase == "pretrain" ? pretrain : finetune;

@@ -1,6 +1,7 @@
 #include <shrink/core/error.hpp>
 #include <shrink/core/files.hpp>
 #include <shrink/core/interrupt.hpp>
+#include <shrink/dist/communicator.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/run/instruments.hpp>
 #include <shrink/run/passes.hpp>
@@ -9,12 +10,15 @@
 
 #include "run/run_state.hpp"
 
+#include <ATen/ATen.h>
+
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <tuple>
 
 namespace shrink {
@@ -62,6 +66,10 @@ void run_passes(RunContext& c, const std::vector<std::unique_ptr<Pass>>& passes,
   c.instruments = &instruments;
   instruments.before_run(c);
   for (const auto& pass : passes) {
+    // Results are rank 0's to write and report: the other ranks skip those passes.
+    if (pass->rank_zero_only() && c.rank() != 0) continue;
+    std::optional<Communicator::Local> alone;
+    if (pass->rank_zero_only() && c.comm != nullptr) alone.emplace(*c.comm);
     const PassMode mode = instruments.before_pass(*pass, c);
     const auto start = std::chrono::steady_clock::now();
     if (mode == PassMode::kRun) {
@@ -84,19 +92,23 @@ std::string output_folder(const Experiment& experiment, const RunOptions& option
   return out.string();
 }
 
+// Rank 0 prints and writes checkpoints; every rank resumes and stops at the same point.
 Instruments default_instruments(const RunContext& c, std::ostream& out) {
+  const bool writer = c.rank() == 0;
   Instruments instruments;
-  instruments.add(std::make_unique<ProgressPrinter>(out, &out == &std::cout && isatty(1) != 0));
+  if (writer) {
+    instruments.add(std::make_unique<ProgressPrinter>(out, &out == &std::cout && isatty(1) != 0));
+  }
   instruments.add(std::make_unique<PassTimer>());
   instruments.add(std::make_unique<RunLog>());  // before the checkpoint writer: the history
   if (c.options->resume) {
     instruments.add(std::make_unique<ResumeFromCheckpoint>(fs::path(c.out_dir) / "checkpoint.pt"));
   }
-  instruments.add(std::make_unique<CheckpointWriter>());
+  if (writer) instruments.add(std::make_unique<CheckpointWriter>());
   if (c.options->stop_after_epochs > 0) {
     instruments.add(std::make_unique<StopAfterEpochs>(c.options->stop_after_epochs));
   }
-  instruments.add(std::make_unique<StopOnInterrupt>());
+  instruments.add(std::make_unique<StopOnInterrupt>(c.comm));
   return instruments;
 }
 
@@ -110,7 +122,7 @@ void check_earlier_checkpoint(const RunContext& c) {
                                            << describe_run_checkpoint(checkpoint)
                                            << "): pass --resume to continue it or --fresh to "
                                               "discard it");
-  fs::remove(checkpoint, ec);
+  if (c.rank() == 0) fs::remove(checkpoint, ec);
 }
 
 // What runs that were killed left: staging folders and temporary files (".checkpoint.pt.<pid>.tmp",
@@ -145,6 +157,42 @@ void finish_stopped(RunContext& c, int signal) {
   if (fs::exists(checkpoint, ec)) c.summary.checkpoint = describe_run_checkpoint(checkpoint);
 }
 
+// This process's place among the run's ranks: alone, or joined to the others (after every check
+// that needs no one else, so that bad input is said before anyone waits).
+std::unique_ptr<Communicator> join_ranks(const Experiment& x, const RunOptions& options) {
+  DistOptions d;
+  d.backend = x.distributed.backend;
+  d.timeout = std::chrono::seconds(x.distributed.timeout_seconds);
+  return Communicator::join(options.world, d);
+}
+
+// The host API's collectives (plugins) reach this run's ranks while it lasts.
+struct CurrentCommunicator {
+  explicit CurrentCommunicator(Communicator& c) { set_current_communicator(&c); }
+  ~CurrentCommunicator() { set_current_communicator(nullptr); }
+  CurrentCommunicator(const CurrentCommunicator&) = delete;
+  CurrentCommunicator& operator=(const CurrentCommunicator&) = delete;
+};
+
+// Runs `setup` on every rank; if it fails on any, every rank fails (the others naming it) rather
+// than waiting for it in the first collective.
+template <typename Setup>
+void all_ranks_ready(Communicator& ranks, Setup&& setup) {
+  at::Tensor failed = at::zeros({ranks.world()}, at::kDouble);
+  std::exception_ptr error;
+  try {
+    setup();
+  } catch (...) {
+    error = std::current_exception();
+    failed[ranks.rank()] = 1.0;
+  }
+  ranks.all_reduce(failed, ReduceOp::kSum, "starting the run");
+  if (error) std::rethrow_exception(error);
+  const at::Tensor which = failed.nonzero();
+  SHRINK_CHECK(which.numel() == 0, "rank " << which[0][0].item<int64_t>()
+                                           << " could not start the run (its own line says why)");
+}
+
 }  // namespace
 
 RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry,
@@ -170,23 +218,34 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
     return c.summary;
   }
   if (options.print_plan) {
-    print_plan(experiment, *c.model, c.stages, out);
+    if (options.world.rank == 0) print_plan(experiment, *c.model, c.stages, out);
     return c.summary;
   }
-  const bool created = !fs::exists(c.out_dir);
-  FolderLock lock(c.out_dir);
-  check_earlier_checkpoint(c);
-  remove_leftovers(c.out_dir);
+  std::unique_ptr<Communicator> ranks = join_ranks(experiment, options);
+  c.comm = ranks.get();
+  CurrentCommunicator current(*ranks);
+  bool created = false;
+  std::optional<FolderLock> lock;
+  all_ranks_ready(*ranks, [&] {
+    // Rank 0 alone writes: it holds the folder's lock and stages the results.
+    if (c.rank() == 0) {
+      created = !fs::exists(c.out_dir);
+      lock.emplace(c.out_dir);
+    }
+    check_earlier_checkpoint(c);
+    if (c.rank() == 0) remove_leftovers(c.out_dir);
+  });
   c.staging = (fs::path(c.out_dir) / (".staging." + std::to_string(getpid()))).string();
   Instruments instruments = default_instruments(c, out);
   const auto passes = build_passes(c);
   try {
     run_passes(c, passes, instruments);
   } catch (const StopRequested& stop) {
-    abandon(c, created);
+    if (c.rank() == 0) abandon(c, created);
     finish_stopped(c, stop.signal);
-  } catch (...) {
-    abandon(c, created);
+  } catch (const std::exception& e) {
+    if (c.rank() == 0) abandon(c, created);
+    ranks->abandon(e.what());
     throw;
   }
   c.summary.out_dir = c.out_dir;

@@ -24,6 +24,7 @@ nlohmann::json checkpoint_meta(const RunContext& c, const std::string& phase) {
           {"layout", kCheckpointLayout},
           {"experiment", c.experiment->resolved_yaml},
           {"phase", phase},
+          {"world", c.world()},
           {"pretrain", c.pretrain.to_json()},
           {"finetune", c.finetune.to_json()},
           {"baseline_accuracy", c.summary.baseline_accuracy},

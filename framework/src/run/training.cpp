@@ -3,7 +3,10 @@
 #include "run/checkpoint.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/dist/communicator.hpp>
+#include <shrink/dist/gradient_reducer.hpp>
 #include <shrink/graph/model.hpp>
+#include <shrink/graph/sync_batch_norm.hpp>
 #include <shrink/host/quantizer_instance.hpp>
 #include <shrink/prune/pruning_stage.hpp>
 #include <shrink/run/instrument.hpp>
@@ -15,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -82,12 +86,26 @@ struct StepPlace {
   int64_t batch;  // 0-based
 };
 
+// The backward, with the gradients averaged over the ranks as it goes (GradientReducer).
+void backward(RunContext& c, GradientReducer& reducer, const at::Tensor& loss) {
+  reducer.before_backward(loss);
+  try {
+    loss.backward();
+  } catch (const c10::Error& e) {
+    if (c.comm->lost_peer(e)) c.comm->fail("the gradients' all-reduce", e);
+    throw;
+  }
+}
+
 // One optimizer step on batch (x, y), added to the epoch's totals.
-void train_step(RunContext& c, torch::optim::Optimizer& optimizer, const at::Tensor& x,
-                const at::Tensor& y, TrainingHooks* hooks, EpochTotals& totals,
-                const StepPlace& place) {
+void train_step(RunContext& c, torch::jit::Module& module, torch::optim::Optimizer& optimizer,
+                GradientReducer& reducer, const Batch& batch, TrainingHooks* hooks,
+                EpochTotals& totals, const StepPlace& place) {
+  const at::Tensor& x = batch.inputs;
+  const at::Tensor& y = batch.targets;
   optimizer.zero_grad();
-  at::Tensor out = c.model->module().forward({x}).toTensor();
+  reducer.before_forward();
+  at::Tensor out = module.forward({x}).toTensor();
   at::Tensor loss = torch::cross_entropy_loss(out, y);
   const double loss_value = loss.item<double>();
   SHRINK_CHECK(std::isfinite(loss_value), place.phase << " epoch " << place.epoch + 1 << ", batch "
@@ -98,7 +116,7 @@ void train_step(RunContext& c, torch::optim::Optimizer& optimizer, const at::Ten
     at::Tensor penalty = hooks->penalty();
     if (penalty.defined()) loss = loss + penalty;
   }
-  loss.backward();
+  backward(c, reducer, loss);
   if (hooks) hooks->after_backward();
   for (auto& p : c.pruners) p->mask_gradients();
   optimizer.step();
@@ -117,13 +135,16 @@ int64_t epoch_key(const std::string& phase, int64_t epoch) {
   return static_cast<int64_t>((h & 0xffffffffULL) << 20) + epoch;
 }
 
-// One epoch's batches, in a random order; stops early when spec.steps is reached.
-EpochTotals train_one_epoch(RunContext& c, torch::optim::Optimizer& optimizer,
+// One epoch's batches, in a random order (this rank's share of it); stops early when spec.steps
+// is reached.
+EpochTotals train_one_epoch(RunContext& c, torch::jit::Module& module,
+                            torch::optim::Optimizer& optimizer, GradientReducer& reducer,
                             const TrainSpec& spec, const std::string& phase, int64_t epoch,
                             int64_t epochs, PhaseProgress& progress, TrainingHooks* hooks) {
   const int64_t per_epoch = c.batches_per_epoch();
   const int64_t key = epoch_key(phase, epoch);
-  Loader loader(c.train, c.train.order(key), c.experiment->batch_size, true, key);
+  Loader loader(c.train, shard_positions(c.train.order(key), c.rank(), c.world(), true),
+                c.experiment->batch_size, true, key);
   EpochTotals totals;
   Batch batch;
   for (int64_t b = 0; b < per_epoch; ++b) {
@@ -135,7 +156,7 @@ EpochTotals train_one_epoch(RunContext& c, torch::optim::Optimizer& optimizer,
                                          << ": every sample of it is unreadable (skipped); "
                                             "fix or remove those files");
     if (hooks) hooks->before_step(progress.steps_done);
-    train_step(c, optimizer, batch.inputs, batch.targets, hooks, totals, {phase, epoch, b});
+    train_step(c, module, optimizer, reducer, batch, hooks, totals, {phase, epoch, b});
     if (hooks) hooks->after_step(progress.steps_done);
     ++progress.steps_done;
     if (c.instruments) {
@@ -144,6 +165,47 @@ EpochTotals train_one_epoch(RunContext& c, torch::optim::Optimizer& optimizer,
     }
   }
   return totals;
+}
+
+// The epoch's totals over every rank (one rank's are its share's).
+EpochTotals global_totals(RunContext& c, const EpochTotals& mine) {
+  at::Tensor t =
+      at::tensor({mine.loss_sum, static_cast<double>(mine.correct), static_cast<double>(mine.seen)},
+                 at::kDouble);
+  c.comm->all_reduce(t, ReduceOp::kSum, "the epoch's totals");
+  return {t[0].item<double>(), static_cast<int64_t>(t[1].item<double>()),
+          static_cast<int64_t>(t[2].item<double>())};
+}
+
+// Rank 0's values of `tensors` on every rank.
+void from_rank_zero(RunContext& c, std::vector<at::Tensor> tensors, const std::string& what) {
+  torch::NoGradGuard no_grad;
+  c.comm->broadcast(tensors, 0, what);
+}
+
+std::vector<at::Tensor> buffers_of(RunContext& c) {
+  std::vector<at::Tensor> out;
+  for (const auto& b : c.model->module().buffers()) out.push_back(b);
+  return out;
+}
+
+// Every quantization site's state (ranges, scales) and every mask, as one checksum each, must be
+// the same on every rank: a plugin that keeps statistics of its rank's data without combining
+// them would otherwise export rank 0's alone.
+void check_same_state(RunContext& c, const std::string& when) {
+  if (!c.comm->active()) return;
+  std::vector<double> sums;
+  std::vector<std::string> names;
+  for (const auto& q : c.quantizers) {
+    for (int site = 0; site < q->site_count(); ++site) {
+      double sum = 0;
+      for (const SiteState& state : q->site_state(site)) sum += checksum(state.value);
+      const SiteSpec& spec = q->site_spec(site);
+      sums.push_back(sum);
+      names.push_back(q->algorithm().name + " site " + spec.module_name + "." + spec.target);
+    }
+  }
+  c.comm->check_same(at::tensor(sums, at::kDouble), names, when);
 }
 
 }  // namespace
@@ -156,6 +218,19 @@ int64_t epochs_of(const RunContext& c, const TrainSpec& spec) {
 void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase,
                   PhaseProgress& progress, bool resumable, TrainingHooks* hooks) {
   const auto [decayed, exempt] = trained_parameters(c);
+  // As DistributedDataParallel at its start: rank 0's parameters and buffers everywhere.
+  std::vector<at::Tensor> model_state = decayed;
+  for (const auto& b : buffers_of(c)) model_state.push_back(b);
+  from_rank_zero(c, model_state, phase + ": the model's parameters from rank 0");
+  std::vector<at::Tensor> trained = decayed;
+  trained.insert(trained.end(), exempt.begin(), exempt.end());
+  GradientReducer reducer(*c.comm, trained, {});
+  // distributed.sync_bn: a clone of the model (the same tensors) whose BatchNorms synchronize.
+  std::optional<torch::jit::Module> synced;
+  if (c.experiment->distributed.sync_bn && c.comm->active()) {
+    synced = with_sync_batch_norm(c.model->module());
+  }
+  torch::jit::Module& module = synced ? *synced : c.model->module();
   auto optimizer = make_optimizer(spec.optimizer, decayed, exempt);
   if (c.resume_optimizer != nullptr) c.resume_optimizer->load_optimizer(*optimizer);
   SHRINK_CHECK(c.train.size() > 0, "the training set is empty");
@@ -166,9 +241,13 @@ void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase
     for (auto& q : c.quantizers) q->update_epoch(static_cast<int>(epoch));
     if (hooks) hooks->before_epoch(epoch);
     c.set_training(true);
+    module.train(true);
     const auto start = Clock::now();
-    const EpochTotals t =
-        train_one_epoch(c, *optimizer, spec, phase, epoch, epochs, progress, hooks);
+    const EpochTotals t = global_totals(c, train_one_epoch(c, module, *optimizer, reducer, spec,
+                                                           phase, epoch, epochs, progress, hooks));
+    // BatchNorm's running statistics are each rank's own: rank 0's are the model's.
+    from_rank_zero(c, buffers_of(c), phase + " epoch " + std::to_string(epoch + 1) + ": buffers");
+    check_same_state(c, phase + " epoch " + std::to_string(epoch + 1));
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     progress.seconds += seconds;
     progress.images += t.seen;
@@ -190,27 +269,32 @@ double evaluate(RunContext& c, torch::jit::Module& module, const DataSplit& data
   c.set_training(false);
   module.eval();
   if (reference != nullptr) reference->eval();
-  int64_t correct = 0, seen = 0;
-  double signal = 0, noise = 0;
-  Loader loader(data, at::arange(data.size(), at::kLong), c.experiment->test_batch_size, false, 0);
+  // Each rank scores its share; every sample is scored once (no padding).
+  const bool shared = c.comm != nullptr && c.comm->active();
+  const at::Tensor all = at::arange(data.size(), at::kLong);
+  Loader loader(data, shared ? shard_positions(all, c.rank(), c.world(), false) : all,
+                c.experiment->test_batch_size, false, 0);
+  // correct, seen, signal, noise
+  at::Tensor sums = at::zeros({4}, at::kDouble);
+  auto* s = sums.data_ptr<double>();
   Batch batch;
   while (loader.next(batch)) {
     if (batch.size() == 0) continue;
     const at::Tensor& x = batch.inputs;
     const at::Tensor out = module.forward({x}).toTensor();
-    correct += out.argmax(1).eq(batch.targets).sum().item<int64_t>();
-    seen += batch.size();
+    s[0] += static_cast<double>(out.argmax(1).eq(batch.targets).sum().item<int64_t>());
+    s[1] += static_cast<double>(batch.size());
     if (reference != nullptr) {
       const at::Tensor ref = reference->forward({x}).toTensor().to(at::kDouble);
-      signal += ref.pow(2).sum().item<double>();
-      noise += (ref - out.to(at::kDouble)).pow(2).sum().item<double>();
+      s[2] += ref.pow(2).sum().item<double>();
+      s[3] += (ref - out.to(at::kDouble)).pow(2).sum().item<double>();
     }
   }
+  if (shared) c.comm->all_reduce(sums, ReduceOp::kSum, "the evaluation's counts");
   if (sqnr_db != nullptr) {
-    *sqnr_db =
-        noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+    *sqnr_db = s[3] > 0 ? 10.0 * std::log10(s[2] / s[3]) : std::numeric_limits<double>::infinity();
   }
-  return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+  return s[1] > 0 ? s[0] / s[1] : 0.0;
 }
 
 at::Tensor seeded_order(const RunContext& c) { return c.train.order(-1); }

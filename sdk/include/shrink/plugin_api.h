@@ -1,5 +1,5 @@
 /*
- * Shrink plugin ABI, version 1 (minor 6).
+ * Shrink plugin ABI, version 1 (minor 7).
  *
  * This header is the whole contract between the Shrink host and an algorithm plugin. It is plain C
  * (C99, <stdint.h> and <stddef.h> only) so that a plugin can be written in C, or in C++ by any
@@ -43,6 +43,10 @@
  *
  * ABI 1.6 adds: data sources (SHRINK_KIND_DATA_SOURCE, shrink_data_source_api, data_keys).
  *
+ * ABI 1.7 adds: collectives over the ranks of a distributed run (world_size, rank, all_reduce,
+ * broadcast), so that statistics a plugin gathers from its rank's data become the same on every
+ * rank.
+ *
  * Threading: the host calls one plugin instance from one thread at a time. Different instances may
  * be used from different threads. The exception is a data source's `get`, which the loader's
  * worker threads call at once.
@@ -58,7 +62,7 @@ extern "C" {
 #endif
 
 #define SHRINK_ABI_VERSION_MAJOR 1
-#define SHRINK_ABI_VERSION_MINOR 6
+#define SHRINK_ABI_VERSION_MINOR 7
 
 /* Name of the one exported entry point. */
 #define SHRINK_PLUGIN_ENTRY_SYMBOL "shrink_plugin_entry"
@@ -192,7 +196,31 @@ typedef struct shrink_host_api {
    * quantize_weight's `weight`), valid while the handle is; NULL for NULL or an empty handle.
    * Writing through it is undefined. Before 1.5, C plugins cast the const away for tensor_data. */
   const void* (*tensor_const_data)(const shrink_tensor* tensor);
+
+  /* Since ABI 1.7: the ranks of a distributed run (docs/distributed.md). Each rank trains and
+   * calibrates on its own share of the data, so statistics a plugin gathers from what it sees
+   * (activation ranges, histograms, importance scores) differ between ranks until combined:
+   * all_reduce them, in place, before they decide anything. Every rank must make the same calls
+   * in the same order (they are made from quantize / end_calibration / calc_mask, which the host
+   * calls in the same order on every rank). In a run of one process, and in work only rank 0
+   * does (exports), world_size is 1 and the calls change nothing. The host checks at each epoch
+   * end that every site's state is the same on every rank, and names the site when it is not. */
+  int32_t (*world_size)(void);
+  int32_t (*rank)(void);
+  /* `op`: SHRINK_REDUCE_*. The tensor is a host handle the plugin holds (a state tensor, one from
+   * tensor_create, or tensor_from_dlpack); float32, float64 or int64 (not MEAN). */
+  shrink_status (*all_reduce)(shrink_tensor* tensor, int32_t op, shrink_error* error);
+  /* Rank `root`'s values into every rank's `tensor` (same shape and dtype everywhere). */
+  shrink_status (*broadcast)(shrink_tensor* tensor, int32_t root, shrink_error* error);
 } shrink_host_api;
+
+typedef int32_t shrink_reduce_op;
+enum {
+  SHRINK_REDUCE_SUM = 0,
+  SHRINK_REDUCE_MIN = 1,
+  SHRINK_REDUCE_MAX = 2,
+  SHRINK_REDUCE_MEAN = 3 /* float tensors */
+};
 
 /* The state handles a host passes to a site's calls are the same objects, for the same tensors,
  * in every call for the life of the site (a new tensor always comes in a new handle, allocated

@@ -262,6 +262,59 @@ inline bool is_calibrating() {
          host->is_calibrating != nullptr && host->is_calibrating() != 0;
 }
 
+// The ranks of a distributed run (ABI 1.7). Each rank sees its own share of the data: statistics
+// gathered from it are combined with all_reduce before they decide anything, so that every rank
+// holds the same state (the host checks it at each epoch end). Alone, in rank 0's own work
+// (exports), or on a host before 1.7: world_size() is 1 and the calls change nothing.
+enum class Reduce {
+  kSum = SHRINK_REDUCE_SUM,
+  kMin = SHRINK_REDUCE_MIN,
+  kMax = SHRINK_REDUCE_MAX,
+  kMean = SHRINK_REDUCE_MEAN
+};
+
+inline int world_size() {
+  const shrink_host_api* host = detail::host_slot();
+  if (host == nullptr || !SHRINK_HAS_FIELD(host, shrink_host_api, broadcast)) return 1;
+  return host->world_size();
+}
+
+inline int rank() {
+  const shrink_host_api* host = detail::host_slot();
+  if (host == nullptr || !SHRINK_HAS_FIELD(host, shrink_host_api, broadcast)) return 0;
+  return host->rank();
+}
+
+namespace detail {
+// Runs a host collective on `t` in place (through a handle sharing its memory).
+template <typename Call>
+void collective(torch::Tensor& t, Call&& call) {
+  if (world_size() <= 1) return;
+  torch::Tensor dense = t.is_contiguous() ? t : t.contiguous();
+  shrink_tensor* handle = to_handle(dense);
+  shrink_error error = make_error();
+  const shrink_status status = call(host_slot(), handle, &error);
+  host_slot()->tensor_release(handle);
+  throw_if_failed(status, error);
+  if (!dense.is_same(t)) t.copy_(dense);
+}
+}  // namespace detail
+
+// In place over every rank: the sum, min, max or mean (float tensors) of `t` (float32, float64 or
+// int64).
+inline void all_reduce(torch::Tensor& t, Reduce op) {
+  detail::collective(t, [op](const shrink_host_api* host, shrink_tensor* h, shrink_error* e) {
+    return host->all_reduce(h, static_cast<int32_t>(op), e);
+  });
+}
+
+// Rank `root`'s values of `t` on every rank.
+inline void broadcast(torch::Tensor& t, int root = 0) {
+  detail::collective(t, [root](const shrink_host_api* host, shrink_tensor* h, shrink_error* e) {
+    return host->broadcast(h, root, e);
+  });
+}
+
 inline void log_info(const std::string& message) { log(SHRINK_LOG_INFO, message); }
 inline void log_warn(const std::string& message) { log(SHRINK_LOG_WARN, message); }
 inline void log_debug(const std::string& message) { log(SHRINK_LOG_DEBUG, message); }

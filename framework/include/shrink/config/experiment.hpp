@@ -22,6 +22,7 @@
 //   finetune: {epochs: 5, optimizer: {...}}
 //   evaluate: true
 //   export: {dir: out, model: true}
+//   distributed: {backend: gloo, timeout: 300, sync_bn: false}  # when launched on several ranks
 #pragma once
 
 #include <shrink/config/config_list.hpp>
@@ -106,6 +107,14 @@ constexpr int kMaxThreads = 256;
 constexpr int64_t kMaxImageSide = 4096;
 constexpr int64_t kMaxChannels = 64;
 
+// How the ranks of a distributed run work together (docs/distributed.md). Read whether or not the
+// run is distributed, so that a typo is found on one process too.
+struct DistributedSpec {
+  std::string backend = "gloo";   // "gloo" (CPU); "nccl" needs a LibTorch built with CUDA
+  int64_t timeout_seconds = 300;  // a rank silent this long (hung, or gone) ends the run
+  bool sync_bn = false;           // BatchNorm statistics over the global batch, not each rank's
+};
+
 struct Experiment {
   std::string file;
   std::string model;  // resolved path
@@ -122,8 +131,9 @@ struct Experiment {
   std::string export_dir;  // resolved; may be overridden by --out
   bool export_model = true;
   bool export_latency =
-      true;                   // model_int8.pt's and model_pruned.pt's latency vs fp32 in the report
-  bool export_int8 = false;   // also model_int8.pt, LibTorch's int8 kernels (needs export_model)
+      true;                  // model_int8.pt's and model_pruned.pt's latency vs fp32 in the report
+  bool export_int8 = false;  // also model_int8.pt, LibTorch's int8 kernels (needs export_model)
+  DistributedSpec distributed;
   std::string resolved_yaml;  // the experiment after --set, as YAML
 
   // Reads and validates `path`, applying `overrides` ("key.path=value", value parsed as YAML)

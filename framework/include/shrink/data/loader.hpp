@@ -111,6 +111,13 @@ class Loader {
   std::unique_ptr<State> state_;
 };
 
+// Rank `rank` of `world`'s share of `positions` (a 1-D index tensor), as torch's
+// DistributedSampler deals it: every world-th position from the rank's own, so that the ranks'
+// i-th batches together are the i-th global batch whatever the world size. `pad`: the positions
+// are first extended by wrapping round to a multiple of the world size (training: every rank
+// takes as many steps); otherwise the shares differ by at most one (evaluation: each sample once).
+at::Tensor shard_positions(const at::Tensor& positions, int rank, int world, bool pad);
+
 // What data.workers: -1 means: for a source that decodes, the cores training leaves (at most 8;
 // none left: 0, each batch prepared when training asks, which on a machine without a spare core
 // is faster than a thread competing with training's: docs/results.md); for samples in memory, 0.

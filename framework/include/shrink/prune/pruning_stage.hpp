@@ -108,6 +108,7 @@ class PruningStage {
 
  private:
   void release_taps();  // forgets the taps' records
+  void check_same_masks() const;
 
   std::unique_ptr<MaskerInstance> masker_;
   std::vector<MaskedOp> ops_;

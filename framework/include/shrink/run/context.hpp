@@ -5,6 +5,7 @@
 
 #include <shrink/config/experiment.hpp>
 #include <shrink/data/loader.hpp>
+#include <shrink/dist/world.hpp>
 #include <shrink/host/plugin_registry.hpp>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +30,7 @@ class QuantizedModel;
 class PruningStage;
 struct Checkpoint;
 class Instruments;
+class Communicator;
 
 struct RunOptions {
   std::string out_dir;            // overrides export.dir when non-empty
@@ -37,6 +39,7 @@ struct RunOptions {
   bool fresh = false;             // discard <out>/checkpoint.pt and start over
   int64_t stop_after_epochs = 0;  // stop (resumably) after this many epochs in all; 0: never
   std::ostream* out = nullptr;    // where progress and the plan go; nullptr: std::cout
+  WorldPlace world;               // this process's rank among the run's (alone by default)
 };
 
 struct RunSummary {
@@ -104,6 +107,8 @@ struct RunContext {
   const Checkpoint* resume_optimizer = nullptr;
   RunSummary summary;
   Instruments* instruments = nullptr;  // what passes report to; may be null (nothing reported)
+  // The ranks of the run (dist/communicator.hpp): alone, world 1. Never null once the run starts.
+  Communicator* comm = nullptr;
 
   // What the outputs say, filled in by the passes that produce it.
   nlohmann::json pruning = nlohmann::json::array();            // per pruning stage
@@ -126,7 +131,10 @@ struct RunContext {
   void say(const std::string& line) const;
   // Training mode of the model and of every quantizer.
   void set_training(bool on);
+  // Training batches of one epoch on this rank (its share of the training set).
   int64_t batches_per_epoch() const;
+  int rank() const;
+  int world() const;
   PhaseProgress& progress(const std::string& phase);  // "pretrain" or "finetune"
 };
 

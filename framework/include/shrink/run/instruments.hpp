@@ -11,6 +11,8 @@
 
 namespace shrink {
 
+class Communicator;
+
 struct Checkpoint;
 
 // Progress as a person reads it: each line a pass says, one line per training epoch, and on a
@@ -64,9 +66,15 @@ class CheckpointWriter : public Instrument {
 // CheckpointWriter), no results are written.
 class StopOnInterrupt : public Instrument {
  public:
+  // `ranks`: in a distributed run they agree (a signal on any rank stops all at the same batch).
+  explicit StopOnInterrupt(Communicator* ranks = nullptr) : ranks_(ranks) {}
   PassMode before_pass(const Pass& pass, RunContext& context) override;
   void on_batch(const BatchEnd& batch) override;
   void on_epoch(const EpochEnd& epoch, RunContext& context) override;
+
+ private:
+  int signal() const;
+  Communicator* ranks_;
 };
 
 // Ends the run (StopRequested) once this many resumable epochs are done in all; goes after the

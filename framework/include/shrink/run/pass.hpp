@@ -24,6 +24,9 @@ class Pass {
   // The training phase the pass runs, named as checkpoints name it ("pretrain", "finetune");
   // "" for a pass that is no resumable training.
   virtual std::string phase() const { return ""; }
+  // A pass that only writes or reports results (exports, the report): in a distributed run rank 0
+  // runs it alone, with collectives off, and the other ranks end before it.
+  virtual bool rank_zero_only() const { return false; }
 };
 
 }  // namespace shrink

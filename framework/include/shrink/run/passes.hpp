@@ -99,6 +99,7 @@ class MeasurePass : public Pass {
  public:
   std::string name() const override { return "measure"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 // calibration.json (NNI's calibration_config) and every site's entry for the report.
@@ -106,6 +107,7 @@ class ExportCalibrationPass : public Pass {
  public:
   std::string name() const override { return "export-calibration"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 // masks.pt: every pruning stage's masks in the shapes of the model before channel removal.
@@ -113,6 +115,7 @@ class ExportMasksPass : public Pass {
  public:
   std::string name() const override { return "export-masks"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 // The compressed model as plain TorchScript (model_qat.pt, model_pruned.pt or model_fp32.pt),
@@ -121,6 +124,7 @@ class ExportModelPass : public Pass {
  public:
   std::string name() const override { return "export-model"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 // model_int8.pt: model_qat.pt lowered to LibTorch's int8 kernels, scored against it.
@@ -128,6 +132,7 @@ class ExportInt8Pass : public Pass {
  public:
   std::string name() const override { return "export-int8"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 // The latency of model_int8.pt and model_pruned.pt against the fp32 model as loaded and frozen +
@@ -136,6 +141,7 @@ class MeasureLatencyPass : public Pass {
  public:
   std::string name() const override { return "latency"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 // report.json: metrics, timings, calibration, pruning, int8, sites, the resolved experiment.
@@ -143,6 +149,7 @@ class WriteReportPass : public Pass {
  public:
   std::string name() const override { return "report"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 // Moves the staged results into the output folder (only now: a failed run leaves nothing that
@@ -151,6 +158,7 @@ class PublishPass : public Pass {
  public:
   std::string name() const override { return "publish"; }
   void run(RunContext& context) override;
+  bool rank_zero_only() const override { return true; }
 };
 
 }  // namespace shrink

@@ -41,6 +41,11 @@ void ResumeFromCheckpoint::before_run(RunContext& c) {
   SHRINK_CHECK(meta.value("layout", 1) == kCheckpointLayout,
                file << ": was written by an older Shrink, which numbered quantization sites "
                        "otherwise; run without --resume (--fresh discards it)");
+  const int world = meta.value("world", 1);
+  SHRINK_CHECK(world == c.world(),
+               file << ": was written by a run on " << world << " rank" << (world == 1 ? "" : "s")
+                    << "; this one has " << c.world()
+                    << ": resume on as many (the batches of an epoch are dealt to the ranks)");
   SHRINK_CHECK(meta.value("experiment", "") == c.experiment->resolved_yaml,
                file << ": was written by a different experiment (or other --set values); "
                        "resume with the same ones, or run without --resume");

@@ -8,6 +8,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <sstream>
@@ -26,8 +27,13 @@ void CalibratePass::run(RunContext& c) {
   torch::NoGradGuard no_grad;
   c.set_training(false);
   QuantizerInstance& q = *c.quantizers[static_cast<std::size_t>(c.stages[stage_].quantizer)];
-  const at::Tensor order = seeded_order(c);
-  Loader loader(c.train, order.narrow(0, 0, spec.batches * batch), batch, false, 0);
+  // Every rank calibrates on its share of the global batches (`batch` samples per rank each);
+  // the plugin combines the ranks' statistics (host API all_reduce).
+  // Equal shares (each rank makes the same collective calls), at most the training set.
+  const int64_t global =
+      std::min(spec.batches * batch * c.world(), c.train.size() / c.world() * c.world());
+  const at::Tensor order = seeded_order(c).narrow(0, 0, global);
+  Loader loader(c.train, shard_positions(order, c.rank(), c.world(), false), batch, false, 0);
   Batch x;
   q.set_calibrating(true);
   try {
@@ -45,12 +51,13 @@ void CalibratePass::run(RunContext& c) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   c.calibration.push_back({{"stage", static_cast<int64_t>(stage_)},
                            {"batches", spec.batches},
-                           {"samples", spec.batches * batch},
+                           {"samples", global},
                            {"seconds", seconds}});
   std::ostringstream line;
-  line << "calibrate: " << c.experiment->compress[stage_].plugin << " on " << spec.batches * batch
-       << " samples (" << spec.batches << " batches), " << std::fixed << std::setprecision(2)
-       << seconds << " s";
+  line << "calibrate: " << c.experiment->compress[stage_].plugin << " on " << global << " samples ("
+       << spec.batches << " batches";
+  if (c.world() > 1) line << " of " << batch << " on each of " << c.world() << " ranks";
+  line << "), " << std::fixed << std::setprecision(2) << seconds << " s";
   c.say(line.str());
 }
 

@@ -50,6 +50,11 @@ void PrepareDataPass::run(RunContext& c) {
   line << "data: " << c.train.size() << " training, " << c.test.size() << " test samples of shape "
        << c10::IntArrayRef(c.train.shape()) << " (" << x.data.format << ", " << c.train.workers()
        << (c.train.workers() == 1 ? " worker" : " workers") << ")";
+  if (c.world() > 1) {
+    line << "; " << c.world() << " ranks, each training on 1/" << c.world()
+         << " of every epoch (batch " << x.batch_size << " each, " << x.batch_size * c.world()
+         << " in all)";
+  }
   c.say(line.str());
   for (const DataSplit* d : {&c.train, &c.test}) {
     for (const std::string& warning : d->source().warnings()) c.say("warning: " + warning);

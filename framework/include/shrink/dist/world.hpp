@@ -1,0 +1,29 @@
+// Where this process stands in a distributed run, as its launcher says it: torchrun's variables
+// (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or Slurm's (srun:
+// SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) or an MPI launcher's (Open MPI's
+// OMPI_COMM_WORLD_*, MPICH's PMI_RANK / PMI_SIZE) when torchrun's are absent. No launcher: one
+// process alone. docs/distributed.md shows each launcher.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace shrink {
+
+struct WorldPlace {
+  int rank = 0;
+  int world = 1;
+  int local_rank = 0;
+  int local_world = 1;
+  std::string master_addr = "127.0.0.1";  // where rank 0 hosts the TCPStore
+  int master_port = 29500;                // torchrun's default
+  std::string launcher;                   // "torchrun", "slurm", "mpi"; "" when alone
+  bool distributed() const { return world > 1; }
+};
+
+// Reads the launcher's variables through `getenv` (the process environment by default). A value
+// that is not a number in range is a shrink::Error naming the variable and its value.
+WorldPlace world_place_from_environment(
+    const std::function<const char*(const char*)>& getenv = nullptr);
+
+}  // namespace shrink

@@ -1,0 +1,66 @@
+#include <shrink/core/error.hpp>
+#include <shrink/dist/world.hpp>
+
+#include <cstdlib>
+#include <string>
+
+namespace shrink {
+namespace {
+
+using Getenv = std::function<const char*(const char*)>;
+
+// The variable's integer value in [min, max], or `fallback` when it is unset.
+int integer_variable(const Getenv& getenv, const char* name, int fallback, int min, int max) {
+  const char* text = name != nullptr ? getenv(name) : nullptr;
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  SHRINK_CHECK(*end == '\0' && value >= min && value <= max,
+               "environment: " << name << "=" << text << ": expected an integer in [" << min << ", "
+                               << max << "]");
+  return static_cast<int>(value);
+}
+
+// The names one launcher gives rank, world size, local rank and local world size.
+struct LauncherNames {
+  const char* launcher;
+  const char* rank;
+  const char* world;
+  const char* local_rank;
+  const char* local_world;
+};
+
+constexpr LauncherNames kLaunchers[] = {
+    {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"},
+    // Slurm writes tasks per node as "2(x3)": the local world size stays unknown (1).
+    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr},
+    {"mpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+     "OMPI_COMM_WORLD_LOCAL_SIZE"},
+    {"mpi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"},
+};
+
+}  // namespace
+
+WorldPlace world_place_from_environment(const Getenv& given) {
+  const Getenv getenv = given ? given : [](const char* name) { return std::getenv(name); };
+  constexpr int kMaxWorld = 1 << 20;
+  WorldPlace place;
+  for (const LauncherNames& names : kLaunchers) {
+    if (getenv(names.world) == nullptr) continue;
+    place.launcher = names.launcher;
+    place.world = integer_variable(getenv, names.world, 1, 1, kMaxWorld);
+    SHRINK_CHECK(getenv(names.rank) != nullptr,
+                 "environment: " << names.world << " is set but " << names.rank << " is not");
+    place.rank = integer_variable(getenv, names.rank, 0, 0, place.world - 1);
+    place.local_world = integer_variable(getenv, names.local_world, 1, 1, place.world);
+    place.local_rank = integer_variable(getenv, names.local_rank, 0, 0, place.world - 1);
+    break;
+  }
+  if (const char* addr = getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') {
+    place.master_addr = addr;
+  }
+  place.master_port = integer_variable(getenv, "MASTER_PORT", place.master_port, 1, 65535);
+  return place;
+}
+
+}  // namespace shrink
