@@ -5,8 +5,8 @@
 #include "test_support.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/host/plugin_check.hpp>
-#include <shrink/host/plugin_error.hpp>
 
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/function_impl.h>
@@ -100,12 +100,12 @@ graph(%x : Tensor, %quantizer : int, %site : int):
   } catch (const std::exception& wrapped) {
     EXPECT_NE(std::string(wrapped.what()), line) << "expected the interpreter to wrap it";
     EXPECT_EQ(shrink::error_line(wrapped), line);
-    EXPECT_EQ(error_of([&] { shrink::rethrow_plugin_error(wrapped); }), line);
+    EXPECT_EQ(error_of([&] { shrink::rethrow_one_line(wrapped); }), line);
   }
   // Recovered once: an unrelated error is left as it is.
   const std::runtime_error other("something else");
   EXPECT_EQ(shrink::error_line(other), "something else");
-  EXPECT_EQ(error_of([&] { shrink::rethrow_plugin_error(other); }), "<no error>");
+  EXPECT_EQ(error_of([&] { shrink::rethrow_one_line(other); }), "<no error>");
 }
 
 TEST(PluginCheckTest, ExportSiteResultsAreCheckedAgainstTheContract) {

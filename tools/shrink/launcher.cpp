@@ -1,12 +1,10 @@
 #include "launcher.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/dist/world.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,21 +28,6 @@ constexpr auto kGrace = std::chrono::seconds(10);
 volatile sig_atomic_t forwarded_signal = 0;
 
 extern "C" void remember_signal(int signal) { forwarded_signal = signal; }
-
-// A TCP port that was free a moment ago on 127.0.0.1 (rank 0 binds it at once).
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  SHRINK_CHECK(fd >= 0, "--nproc: no socket for the rendezvous: " << std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  close(fd);
-  SHRINK_CHECK(ok, "--nproc: no free port on 127.0.0.1: " << std::strerror(errno));
-  return ntohs(addr.sin_port);
-}
 
 // The environment of rank `rank`: ours, with torchrun's variables set (replacing any).
 std::vector<std::string> rank_environment(int rank, int nproc, int port) {
@@ -128,7 +111,7 @@ std::vector<std::string> without_nproc(int argc, char** argv) {
 }
 
 int launch_local(int nproc, const std::vector<std::string>& command) {
-  const int port = free_port();
+  const int port = shrink::free_local_port();
   struct sigaction action {};
   action.sa_handler = remember_signal;
   sigemptyset(&action.sa_mask);

@@ -7,6 +7,7 @@
 #include <shrink/core/error.hpp>
 #include <shrink/core/interrupt.hpp>
 #include <shrink/core/logging.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/core/version.hpp>
 #include <shrink/dist/communicator.hpp>
 #include <shrink/dist/world.hpp>
@@ -14,7 +15,6 @@
 #include <shrink/graph/measure.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/host/plugin_check.hpp>
-#include <shrink/host/plugin_error.hpp>
 #include <shrink/host/plugin_registry.hpp>
 #include <shrink/run/pipeline.hpp>
 
@@ -227,10 +227,13 @@ int run_ranks(const GlobalOptions& global, const RunArgs& args,
                                          << place.rank << " of " << place.world << " (started by "
                                          << place.launcher << "); leave --nproc to one of them");
   shrink::PluginRegistry registry;
+  // Rank 0 says what it loads; said here too, it would be said twice.
+  if (global.log_level.empty()) shrink::logging::set_level("warn");
   registry.discover(shrink::plugin_search_paths(experiment.plugin_paths, global.plugin_paths));
   shrink::RunOptions check;
   check.out_dir = args.out;
   check.print_plan = true;
+  check.world.world = check.world.local_world = args.nproc;  // as rank 0 will see it
   std::ostringstream plan;
   check.out = &plan;
   shrink::run_experiment(experiment, registry, check);

@@ -99,9 +99,10 @@ void use_one_openmp_thread() {
 
 }  // namespace
 
-int64_t automatic_workers(bool decodes, int64_t training_threads) {
+int64_t automatic_workers(bool decodes, int64_t training_threads, int64_t ranks_here) {
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  return decodes ? std::clamp<int64_t>(cores - training_threads, 0, 8) : 0;
+  const int64_t share = cores / std::max<int64_t>(1, ranks_here);
+  return decodes ? std::clamp<int64_t>(share - training_threads, 0, 8) : 0;
 }
 
 struct DataSplit::Skipped {
@@ -110,7 +111,7 @@ struct DataSplit::Skipped {
 };
 
 DataSplit::DataSplit(std::shared_ptr<const Source> source, const DataOptions& o, bool train,
-                     uint64_t seed, int64_t training_threads)
+                     uint64_t seed, int64_t training_threads, int64_t ranks_here)
     : source_(std::move(source)),
       train_(train ? o.train_transforms : o.test_transforms),
       eval_(o.test_transforms),
@@ -121,7 +122,8 @@ DataSplit::DataSplit(std::shared_ptr<const Source> source, const DataOptions& o,
   subset_ = random_subset(source_->size(), train ? o.train_limit : o.test_limit, subset_seed_);
   size_ = subset_.empty() ? source_->size() : static_cast<int64_t>(subset_.size());
   const int64_t threads = training_threads > 0 ? training_threads : at::get_num_threads();
-  workers_ = o.workers >= 0 ? o.workers : automatic_workers(source_->decodes(), threads);
+  workers_ =
+      o.workers >= 0 ? o.workers : automatic_workers(source_->decodes(), threads, ranks_here);
   prefetch_ = o.prefetch > 0 ? o.prefetch : std::max<int64_t>(2, 2 * workers_);
   SHRINK_CHECK(size_ > 0, (train ? "the training" : "the evaluation") << " data hold no samples");
   // The first readable sample fixes the shape every other must have.

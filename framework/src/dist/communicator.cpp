@@ -1,6 +1,7 @@
 #include "dist/process_group.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/core/one_line_error.hpp>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -65,15 +66,23 @@ Communicator::Communicator() = default;
 
 Communicator::~Communicator() = default;
 
+void Communicator::check_backend(const std::string& backend) {
+  // NCCL needs c10d's ProcessGroupNCCL, which exists only in a LibTorch built with CUDA; Debian's
+  // has neither (docs/distributed.md#nccl).
+  SHRINK_CHECK(backend == "gloo",
+               "distributed.backend: " << backend
+                                       << " needs a LibTorch built with CUDA and NCCL; this "
+                                          "Shrink was built against one without CUDA (Debian's "
+                                          "libtorch-dev): use gloo");
+}
+
 std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
                                                  const DistOptions& options) {
   auto c = std::make_unique<Communicator>();
   c->rank_ = place.rank;
   c->world_ = place.world;
   if (!place.distributed()) return c;
-  SHRINK_CHECK(options.backend != "nccl",
-               "distributed.backend: nccl needs a LibTorch built with CUDA and NCCL; this Shrink "
-               "was built against one without CUDA (Debian's libtorch-dev): use gloo");
+  check_backend(options.backend);
   auto impl = std::make_unique<Impl>();
   impl->rank = place.rank;
   impl->world = place.world;
@@ -204,7 +213,8 @@ void Communicator::Impl::fail(const std::string& what, const std::exception& e) 
   std::ostringstream line;
   line << "rank " << rank << ": " << what << ": lost the other ranks: " << diagnose() << " ("
        << first_line(e.what()) << ")";
-  throw Error(line.str());
+  // Recorded: inside a forward (synchronized BatchNorm) the interpreter wraps what is thrown.
+  throw_one_line(line.str());
 }
 
 // Which rank is at fault, from the store: one that left a message, one whose heartbeat stopped,

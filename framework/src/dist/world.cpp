@@ -1,7 +1,14 @@
 #include <shrink/core/error.hpp>
 #include <shrink/dist/world.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace shrink {
@@ -61,6 +68,21 @@ WorldPlace world_place_from_environment(const Getenv& given) {
   }
   place.master_port = integer_variable(getenv, "MASTER_PORT", place.master_port, 1, 65535);
   return place;
+}
+
+int free_local_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  SHRINK_CHECK(fd >= 0, "no socket for the rendezvous: " << std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  const int error = errno;
+  close(fd);
+  SHRINK_CHECK(ok, "no free port on 127.0.0.1: " << std::strerror(error));
+  return ntohs(addr.sin_port);
 }
 
 }  // namespace shrink

@@ -1,7 +1,7 @@
 #include <shrink/core/error.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/host/masker_instance.hpp>
 #include <shrink/host/plugin_check.hpp>
-#include <shrink/host/plugin_error.hpp>
 
 #include "host/result_checks.hpp"
 #include "host/tensor_handle.hpp"
@@ -37,7 +37,7 @@ std::string MaskerInstance::where(const WrapperSpec& wrapper, const char* call) 
 
 void MaskerInstance::fail(const WrapperSpec& wrapper, const char* call,
                           const std::string& what) const {
-  throw_plugin_error(where(wrapper, call) + " " + what);
+  throw_one_line(where(wrapper, call) + " " + what);
 }
 
 void MaskerInstance::check_values_of(const WrapperSpec& wrapper, const char* call,

@@ -1,6 +1,6 @@
 #include <shrink/core/error.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/host/plugin_check.hpp>
-#include <shrink/host/plugin_error.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -62,8 +62,8 @@ void run_site(QuantizerInstance& q, SiteDryRun& r, bool backward) {
   for (SiteState& s : q.site_state(r.site)) {
     if (!s.learnable) continue;
     if (!s.value.grad().defined()) {
-      throw_plugin_error(site_where(q, r.site) + ": quant_backward gave learnable parameter '" +
-                         s.name + "' no gradient (set it with site.set_grad)");
+      throw_one_line(site_where(q, r.site) + ": quant_backward gave learnable parameter '" +
+                     s.name + "' no gradient (set it with site.set_grad)");
     }
     r.gradients.emplace_back(s.name, s.value.grad().clone());
     s.value.mutable_grad() = at::Tensor();

@@ -1,6 +1,6 @@
 #include <shrink/core/error.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/host/plugin_check.hpp>
-#include <shrink/host/plugin_error.hpp>
 #include <shrink/host/quantizer_instance.hpp>
 
 #include "host/result_checks.hpp"
@@ -234,7 +234,7 @@ std::string QuantizerInstance::where(int site, const char* call) const {
 }
 
 void QuantizerInstance::fail(int site, const char* call, const std::string& what) const {
-  throw_plugin_error(where(site, call) + " " + what);
+  throw_one_line(where(site, call) + " " + what);
 }
 
 void QuantizerInstance::check_result(int site, const char* call, const at::Tensor& y,

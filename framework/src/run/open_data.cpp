@@ -52,15 +52,16 @@ void check_same_classes(const Source& train, const Source& test, const DataOptio
 
 }  // namespace
 
-std::pair<DataSplit, DataSplit> open_data(const Experiment& x, PluginRegistry& registry) {
+std::pair<DataSplit, DataSplit> open_data(const Experiment& x, PluginRegistry& registry,
+                                          int ranks_here) {
   const std::shared_ptr<const Source> train = open_source(x, registry, true);
   const std::shared_ptr<const Source> test = open_source(x, registry, false);
   check_same_classes(*train, *test, x.data);
   const auto seed = static_cast<uint64_t>(x.seed);
   // The run sets its threads later (prepare); automatic workers take the cores it leaves.
   const int64_t threads = x.threads;
-  DataSplit train_split(train, x.data, true, seed, threads);
-  DataSplit test_split(test, x.data, false, seed, threads);
+  DataSplit train_split(train, x.data, true, seed, threads, ranks_here);
+  DataSplit test_split(test, x.data, false, seed, threads, ranks_here);
   SHRINK_CHECK(train_split.shape() == test_split.shape(),
                test_split.first_name()
                    << " is " << c10::IntArrayRef(test_split.shape()) << " once prepared, "

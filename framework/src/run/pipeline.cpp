@@ -1,6 +1,7 @@
 #include <shrink/core/error.hpp>
 #include <shrink/core/files.hpp>
 #include <shrink/core/interrupt.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/dist/communicator.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/run/instruments.hpp>
@@ -206,11 +207,12 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   const std::string unwritable = unwritable_folder(c.out_dir);
   SHRINK_CHECK(unwritable.empty(), "output folder " << c.out_dir << ": " << unwritable);
   c.model = std::make_unique<Model>(Model::load(experiment.model));
-  std::tie(c.train, c.test) = open_data(experiment, registry);
+  std::tie(c.train, c.test) = open_data(experiment, registry, options.world.local_world);
   c.classes = check_model_on_data(experiment, *c.model, c.train.shape());
   c.train.check_labels(c.classes);
   c.test.check_labels(c.classes);
   c.stages = check_stages(experiment, *c.model, registry);
+  if (options.world.distributed()) Communicator::check_backend(experiment.distributed.backend);
   // Ctrl-C while the plan was checked: nothing has been touched yet, nothing will be.
   if (const int signal = interrupt_signal()) {
     finish_stopped(c, signal);
@@ -245,7 +247,7 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
     finish_stopped(c, stop.signal);
   } catch (const std::exception& e) {
     if (c.rank() == 0) abandon(c, created);
-    ranks->abandon(e.what());
+    ranks->abandon(error_line(e));
     throw;
   }
   c.summary.out_dir = c.out_dir;

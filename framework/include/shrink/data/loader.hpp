@@ -32,9 +32,10 @@ class DataSplit {
   // Opens the split: the subset, and the shape of one prepared sample, from the first sample
   // (a split whose training and evaluation transforms give different shapes is refused).
   // `training_threads`: the intra-op threads training will use (automatic workers take the cores
-  // left); 0: LibTorch's current count.
+  // left); 0: LibTorch's current count. `ranks_here`: the ranks of a distributed run on this
+  // machine, which share its cores.
   DataSplit(std::shared_ptr<const Source> source, const DataOptions& options, bool train,
-            uint64_t seed, int64_t training_threads = 0);
+            uint64_t seed, int64_t training_threads = 0, int64_t ranks_here = 1);
 
   int64_t size() const { return size_; }
   bool defined() const { return source_ != nullptr; }
@@ -118,9 +119,10 @@ class Loader {
 // takes as many steps); otherwise the shares differ by at most one (evaluation: each sample once).
 at::Tensor shard_positions(const at::Tensor& positions, int rank, int world, bool pad);
 
-// What data.workers: -1 means: for a source that decodes, the cores training leaves (at most 8;
+// What data.workers: -1 means: for a source that decodes, the cores training leaves (of this
+// rank's share of the machine, `ranks_here` ranks sharing it; at most 8;
 // none left: 0, each batch prepared when training asks, which on a machine without a spare core
 // is faster than a thread competing with training's: docs/results.md); for samples in memory, 0.
-int64_t automatic_workers(bool decodes, int64_t training_threads);
+int64_t automatic_workers(bool decodes, int64_t training_threads, int64_t ranks_here = 1);
 
 }  // namespace shrink

@@ -39,6 +39,8 @@ class Communicator {
 
   // One process, alone.
   Communicator();
+  // A shrink::Error when this build cannot run `backend` (checked before anyone waits).
+  static void check_backend(const std::string& backend);
   // Joins the run's process group: every rank must call it within options.timeout.
   static std::unique_ptr<Communicator> join(const WorldPlace& place, const DistOptions& options);
   ~Communicator();

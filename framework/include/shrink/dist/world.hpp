@@ -26,4 +26,8 @@ struct WorldPlace {
 WorldPlace world_place_from_environment(
     const std::function<const char*(const char*)>& getenv = nullptr);
 
+// A TCP port free a moment ago on 127.0.0.1, for a rendezvous on this machine (shrink run
+// --nproc); a shrink::Error when there is none.
+int free_local_port();
+
 }  // namespace shrink

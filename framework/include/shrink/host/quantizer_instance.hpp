@@ -52,7 +52,7 @@ class QuantizerInstance {
   // learnable state receives gradients. The result's shape and dtype are checked against x's
   // (metadata: no host sync), its values too while check_values() is on; a failure throws
   // shrink::Error "plugin 'p' (quantizer 'a'), site conv1.weight: quantize_weight ...", recorded
-  // for rethrow_plugin_error (plugin_error.hpp) when the call ran inside a TorchScript forward.
+  // for rethrow_one_line (core/one_line_error.hpp) when the call ran inside a TorchScript forward.
   at::Tensor quantize(int site, const at::Tensor& x);
 
   // Every learnable state tensor of every site, for the optimizer.

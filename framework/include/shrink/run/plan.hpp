@@ -29,7 +29,9 @@ int64_t check_model_on_data(const Experiment& experiment, Model& model,
 // their headers read, or a data-source plugin's instances created; the first sample of each
 // prepared (its shape is what the model is checked on). Labels are checked once the model's
 // classes are known (DataSplit::check_labels). Throws shrink::Error in one line.
-std::pair<DataSplit, DataSplit> open_data(const Experiment& experiment, PluginRegistry& registry);
+// `ranks_here`: the ranks of a distributed run on this machine (they share its cores).
+std::pair<DataSplit, DataSplit> open_data(const Experiment& experiment, PluginRegistry& registry,
+                                          int ranks_here = 1);
 
 // "compress[i]": how messages, passes and the report name stage `i`.
 std::string stage_name(std::size_t i);

@@ -1,5 +1,5 @@
 #include <shrink/core/error.hpp>
-#include <shrink/host/plugin_error.hpp>
+#include <shrink/core/one_line_error.hpp>
 
 #include <c10/util/Exception.h>
 
@@ -23,12 +23,12 @@ bool carries_last_line(const std::string& message) {
 
 }  // namespace
 
-void throw_plugin_error(const std::string& line) {
+void throw_one_line(const std::string& line) {
   t_last_line = line;
   throw Error(line);
 }
 
-void rethrow_plugin_error(const std::exception& e) {
+void rethrow_one_line(const std::exception& e) {
   if (!carries_last_line(message_of(e))) return;
   std::string line;
   line.swap(t_last_line);
