@@ -16,7 +16,7 @@ grep -q '^naive ' <<<"$out" || fail "shrink plugins does not list naive: $out"
 grep -q 'NAME' <<<"$out" || fail "no table header: $out"
 
 # --version and help.
-"$shrink" --version | grep -q '^shrink [0-9]\+\.[0-9]\+\.[0-9]\+ (plugin ABI 1\.6' || fail "--version"
+"$shrink" --version | grep -q '^shrink [0-9]\+\.[0-9]\+\.[0-9]\+ (plugin ABI 1\.7' || fail "--version"
 "$shrink" help | grep -q 'plugins' || fail "help does not mention plugins"
 
 # JSON is valid and lists naive with its capabilities.
@@ -28,7 +28,7 @@ naive = [a for a in data["algorithms"] if a["name"] == "naive"]
 assert naive, data
 assert naive[0]["kind"] == "quantizer", naive
 assert "export" in naive[0]["capabilities"], naive
-assert naive[0]["abi"] == "1.6", naive
+assert naive[0]["abi"] == "1.7", naive
 qat = [a for a in data["algorithms"] if a["name"] == "qat"][0]
 assert qat["site_keys"] == ["quant_start_step"], qat
 taylor = [a for a in data["algorithms"] if a["name"] == "taylor"][0]
@@ -51,7 +51,7 @@ for name in corrupt.so notes.txt wrong_abi.so; do
 done
 grep 'corrupt.so' "$tmp/err" | grep -q 'corrupt shared library' || fail "corrupt.so reason"
 grep 'notes.txt' "$tmp/err" | grep -q 'not a shared library' || fail "notes.txt reason"
-grep 'wrong_abi.so' "$tmp/err" | grep -q 'ABI 2.0.*ABI 1.6' || fail "wrong_abi.so reason"
+grep 'wrong_abi.so' "$tmp/err" | grep -q 'ABI 2.0.*ABI 1.7' || fail "wrong_abi.so reason"
 
 # Asking for a plugin file that fails, or an algorithm that is missing: non-zero.
 "$shrink" plugins --plugin-path "$tmp/bad/wrong_abi.so" >/dev/null 2>&1 && fail "requested bad plugin exited 0"

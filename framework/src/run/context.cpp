@@ -32,7 +32,8 @@ double PhaseProgress::seconds_per_epoch(int64_t n) const {
   return images ? seconds * static_cast<double>(n) / static_cast<double>(images) : 0.0;
 }
 
-RunContext::RunContext() = default;
+// Alone until run_experiment joins the run's ranks (passes driven by tests stay alone).
+RunContext::RunContext() : comm(&current_communicator()) {}
 RunContext::~RunContext() = default;
 
 void RunContext::say(const std::string& line) const {
