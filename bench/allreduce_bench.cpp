@@ -9,6 +9,7 @@
 #include <shrink/dist/communicator.hpp>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <sys/wait.h>
 #include <unistd.h>

@@ -160,8 +160,11 @@ class LsqQuantizer : public shrink::Quantizer {
       // 2 * mean(|x|) / sqrt(Qp), per channel or over the tensor.
       const torch::Tensor a = x.detach().abs();
       torch::Tensor mean = s.per_channel ? a.reshape({x.size(0), -1}).mean(1) : a.mean();
-      // Over every rank's first batch: the same step size everywhere.
-      shrink::all_reduce(mean, shrink::Reduce::kMean);
+      // Over every rank's first training (or calibration) batch: the same step size everywhere.
+      // Evaluation deals the test set unevenly: no collective there.
+      if (shrink::is_training() || shrink::is_calibrating()) {
+        shrink::all_reduce(mean, shrink::Reduce::kMean);
+      }
       step.copy_((2.0 * mean / std::sqrt(s.qp)).clamp_min(1e-8).reshape(step.sizes()));
       initialized.fill_(1.0f);
     }

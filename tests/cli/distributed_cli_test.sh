@@ -202,6 +202,20 @@ grep -q "^shrink: --nproc: stopped the ranks still running 10 s after one failed
 pgrep -f -- "--out $work/h " > /dev/null && fail "a process was left behind"
 [ -s "$work/h/checkpoint.pt" ] || fail "the checkpoint of epoch 1 was lost"
 
+# (SIGTERM: a background job of a script ignores SIGINT, the launcher and its ranks alike.)
+echo "== SIGTERM to the launcher: every rank stops at the same batch; the hint resumes on 2 ranks"
+"$shrink" run "$work/exp.yaml" --out "$work/i" "${long[@]}" > /dev/null 2> "$work/i.err" &
+run=$!
+for _ in $(seq 600); do [ -s "$work/i/checkpoint.pt" ] && break; sleep 0.05; done
+kill -TERM "$run"
+status=0
+wait "$run" || status=$?
+[ "$status" = 143 ] || fail "exit $status: $(cat "$work/i.err")"
+grep -q "^shrink: interrupted by SIGTERM; $work/i/checkpoint.pt holds pretrain epoch [12], written [0-9: -]*; continue with: shrink run $work/exp.yaml --out $work/i --resume --nproc 2 (and the same --set options)$" "$work/i.err" \
+  || fail "$(cat "$work/i.err")"
+[ "$(grep -vc "^shrink: info:" "$work/i.err")" = 1 ] || fail "not one line: $(cat "$work/i.err")"
+pgrep -f -- "--out $work/i " > /dev/null && fail "a process was left behind"
+
 echo "== the quick start, short, on --nproc 2: the files of a single-process run"
 short=(--set "model=$model_dir/mnist.pt" --set data.train_limit=3200 --set data.test_limit=1000
        --set pretrain.epochs=1 --set finetune.epochs=1 --set threads=1 --set export.latency=false)

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -210,9 +211,16 @@ int report_interrupt(const RunArgs& args, const shrink::RunSummary& summary) {
   if (summary.checkpoint.empty()) {
     std::cerr << "no epoch had ended, so nothing was kept\n";
   } else {
+    // A rank started by --nproc resumes under it; one started by another launcher, under that.
+    const char* nproc = std::getenv("SHRINK_NPROC");
+    const shrink::WorldPlace place = shrink::world_place_from_environment();
     std::cerr << summary.out_dir << "/checkpoint.pt holds " << summary.checkpoint
               << "; continue with: shrink run " << args.experiment
               << (args.out.empty() ? "" : " --out " + args.out) << " --resume"
+              << (nproc != nullptr ? std::string(" --nproc ") + nproc : "")
+              << (nproc == nullptr && place.distributed()
+                      ? " on " + std::to_string(place.world) + " ranks"
+                      : "")
               << (args.overrides.empty() ? "" : " (and the same --set options)") << "\n";
   }
   return 128 + summary.interrupted;

@@ -35,6 +35,8 @@ void rethrow_one_line(const std::exception& e) {
   throw Error(line);
 }
 
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 std::string error_line(const std::exception& e) {
   const std::string message = message_of(e);
   return carries_last_line(message) ? t_last_line : message;

@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <csignal>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 #include <vector>
 
@@ -29,7 +31,17 @@ std::string text_of(const std::vector<uint8_t>& bytes) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+// Gloo's words for a peer gone (its sockets: "Connection reset by peer", "Connection closed by
+// peer", a read error) or silent ("Timed out", "Application timeout caused pair closure").
+bool lost_peer(const std::exception& e) {
+  std::string text = e.what();
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  for (const char* word : {"connection", "timed out", "timeout", "read error", "write error"}) {
+    if (text.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
 
 c10d::ReduceOp::RedOpType c10d_op(ReduceOp op) {
   switch (op) {
@@ -83,6 +95,9 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
   c->world_ = place.world;
   if (!place.distributed()) return c;
   check_backend(options.backend);
+  // A write to a lost rank's socket must fail (and be said), not kill this rank with SIGPIPE:
+  // Python, which runs PyTorch's distributed training, ignores it the same way.
+  std::signal(SIGPIPE, SIG_IGN);
   auto impl = std::make_unique<Impl>();
   impl->rank = place.rank;
   impl->world = place.world;
@@ -97,6 +112,13 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
     store_options.timeout = options.timeout;
     impl->store = c10::make_intrusive<c10d::TCPStore>(place.master_addr, store_options);
     impl->group = gloo_group(impl->store, place, options.timeout);
+    // Heartbeats and diagnoses on a connection of their own, which gives up in seconds: a frozen
+    // rank 0 (the store's host) must not hold them for the whole timeout.
+    c10d::TCPStoreOptions watch_options;
+    watch_options.port = store_options.port;
+    watch_options.waitWorkers = false;
+    watch_options.timeout = kSilence;
+    impl->watch = c10::make_intrusive<c10d::TCPStore>(place.master_addr, watch_options);
   } catch (const std::exception& e) {
     const std::string why = e.what();
     throw Error("rank " + std::to_string(place.rank) + " of " + std::to_string(place.world) +
@@ -113,39 +135,48 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
 void Communicator::all_reduce(at::Tensor& tensor, ReduceOp op, const std::string& what) {
   if (!active()) return;
   SHRINK_CHECK(impl_->group, "rank " << rank_ << ": " << what << ": this rank has left the group");
-  std::vector<at::Tensor> tensors{tensor};
+  // Gloo reads data_ptr and numel: a strided view is reduced as a dense copy, copied back.
+  std::vector<at::Tensor> tensors{tensor.is_contiguous() ? tensor : tensor.contiguous()};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp(c10d_op(op));
   impl_->run(what, [&] { return impl_->group->allreduce(tensors, options); });
+  if (!tensors[0].is_same(tensor)) tensor.copy_(tensors[0]);
   if (op == ReduceOp::kMean) tensor.div_(world_);
 }
 
 void Communicator::broadcast(std::vector<at::Tensor>& tensors, int root, const std::string& what) {
   if (!active() || tensors.empty()) return;
   SHRINK_CHECK(impl_->group, "rank " << rank_ << ": " << what << ": this rank has left the group");
-  // One flat message instead of a round trip per tensor (float64 holds every value exactly).
-  std::vector<at::Tensor> parts;
-  for (const auto& t : tensors) parts.push_back(t.reshape(-1).to(at::kDouble));
-  std::vector<at::Tensor> message{at::cat(parts)};
+  // One flat message per dtype instead of a round trip per tensor.
+  std::map<at::ScalarType, std::vector<at::Tensor*>> by_type;
+  for (auto& t : tensors) {
+    by_type[t.scalar_type() == at::kBool ? at::kByte : t.scalar_type()].push_back(&t);  // Gloo's
+  }
   c10d::BroadcastOptions options;
   options.rootRank = root;
-  impl_->run(what, [&] { return impl_->group->broadcast(message, options); });
-  int64_t offset = 0;
-  for (auto& t : tensors) {
-    const int64_t n = t.numel();
-    t.copy_(message[0].narrow(0, offset, n).view(t.sizes()));
-    offset += n;
+  for (auto& [type, group] : by_type) {
+    std::vector<at::Tensor> parts;
+    for (const at::Tensor* t : group) parts.push_back(t->reshape(-1).to(type));
+    std::vector<at::Tensor> message{at::cat(parts)};
+    impl_->run(what, [&] { return impl_->group->broadcast(message, options); });
+    int64_t offset = 0;
+    for (at::Tensor* t : group) {
+      t->copy_(message[0].narrow(0, offset, t->numel()).view(t->sizes()));
+      offset += t->numel();
+    }
   }
 }
 
 void Communicator::check_same(const at::Tensor& values, const std::vector<std::string>& names,
                               const std::string& what) {
   if (!active() || values.numel() == 0) return;
-  at::Tensor low = values.to(at::kDouble).clone();
-  at::Tensor high = low.clone();
-  all_reduce(low, ReduceOp::kMin, what);
-  all_reduce(high, ReduceOp::kMax, what);
-  const at::Tensor differ = low.ne(high).nonzero();
+  // Bit patterns, not values (a NaN agrees with itself), max of both signs in one all-reduce:
+  // equal everywhere when max(v) == -max(-v).
+  const at::Tensor bits = values.to(at::kDouble).contiguous().view(at::kLong);
+  at::Tensor both = at::cat({bits, -bits});
+  all_reduce(both, ReduceOp::kMax, what);
+  const int64_t n = bits.numel();
+  const at::Tensor differ = both.narrow(0, 0, n).ne(-both.narrow(0, n, n)).nonzero();
   if (differ.numel() == 0) return;
   const int64_t first = differ[0][0].item<int64_t>();
   throw SameOnEveryRank(
@@ -155,11 +186,7 @@ void Communicator::check_same(const at::Tensor& values, const std::vector<std::s
 }
 
 bool Communicator::lost_peer(const std::exception& e) const {
-  if (!impl_) return false;
-  std::string text = e.what();
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  return text.find("gloo") != std::string::npos || text.find("connection") != std::string::npos;
+  return impl_ && shrink::lost_peer(e);
 }
 
 void Communicator::fail(const std::string& what, const std::exception& e) { impl_->fail(what, e); }
@@ -167,7 +194,7 @@ void Communicator::fail(const std::string& what, const std::exception& e) { impl
 void Communicator::abandon(const std::string& message) noexcept {
   if (!impl_ || !impl_->group) return;
   try {
-    impl_->store->set(failure_key(rank_), std::vector<uint8_t>(message.begin(), message.end()));
+    impl_->watch->set(failure_key(rank_), std::vector<uint8_t>(message.begin(), message.end()));
     impl_->group.reset();  // the others' collectives with this rank fail now, not at a timeout
     if (rank_ == 0) std::this_thread::sleep_for(kSilence + kBeat);
   } catch (...) {  // the store is gone too: the others will say so
@@ -185,16 +212,14 @@ Communicator::Impl::~Impl() {
 
 void Communicator::Impl::start_heartbeat() {
   heartbeat = std::thread([this] {
-    int64_t beats = 0;
-    std::unique_lock<std::mutex> lock(mutex);
-    while (!stopping) {
-      const std::string value = std::to_string(++beats) + " " + std::to_string(collectives.load());
+    for (int64_t beats = 1;; ++beats) {
+      const std::string value = std::to_string(beats) + " " + std::to_string(collectives.load());
       try {
-        store->set(beat_key(rank), std::vector<uint8_t>(value.begin(), value.end()));
-      } catch (...) {  // the store's host is gone; a collective will fail and say so
-        return;
+        watch->set(beat_key(rank), std::vector<uint8_t>(value.begin(), value.end()));
+      } catch (...) {  // the store's host is gone or frozen; a collective will fail and say so
       }
-      wake.wait_for(lock, kBeat, [this] { return stopping; });
+      std::unique_lock<std::mutex> lock(mutex);
+      if (wake.wait_for(lock, kBeat, [this] { return stopping; })) return;
     }
   });
 }
@@ -205,7 +230,8 @@ void Communicator::Impl::run(const std::string& what,
   try {
     collective()->wait(timeout);
   } catch (const std::exception& e) {
-    fail(what, e);
+    if (shrink::lost_peer(e)) fail(what, e);
+    throw_one_line("rank " + std::to_string(rank) + ": " + what + ": " + first_line(e.what()));
   }
 }
 
@@ -224,20 +250,20 @@ std::string Communicator::Impl::diagnose() {
     std::vector<std::string> before(static_cast<std::size_t>(world));
     for (int r = 0; r < world; ++r) {
       if (r == rank) continue;
-      if (store->check({failure_key(r)})) {
-        return "rank " + std::to_string(r) + " failed: " + text_of(store->get(failure_key(r)));
+      if (watch->check({failure_key(r)})) {
+        return "rank " + std::to_string(r) + " failed: " + text_of(watch->get(failure_key(r)));
       }
-      if (store->check({beat_key(r)})) before[r] = text_of(store->get(beat_key(r)));
+      if (watch->check({beat_key(r)})) before[r] = text_of(watch->get(beat_key(r)));
     }
     std::this_thread::sleep_for(kSilence);
     int64_t least = collectives.load();
     int behind = -1;
     for (int r = 0; r < world; ++r) {
       if (r == rank) continue;
-      if (store->check({failure_key(r)})) {
-        return "rank " + std::to_string(r) + " failed: " + text_of(store->get(failure_key(r)));
+      if (watch->check({failure_key(r)})) {
+        return "rank " + std::to_string(r) + " failed: " + text_of(watch->get(failure_key(r)));
       }
-      const std::string now = store->check({beat_key(r)}) ? text_of(store->get(beat_key(r))) : "";
+      const std::string now = watch->check({beat_key(r)}) ? text_of(watch->get(beat_key(r))) : "";
       if (now == before[r]) {
         return "rank " + std::to_string(r) + " stopped (killed, or frozen: no heartbeat for " +
                std::to_string(kSilence.count() / 1000.0).substr(0, 3) + " s)";

@@ -18,7 +18,8 @@
 namespace shrink {
 
 struct Communicator::Impl {
-  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Store> store;  // the rendezvous and Gloo's, with the run's timeout
+  c10::intrusive_ptr<c10d::Store> watch;  // heartbeats, last words, diagnoses: a short timeout
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   std::chrono::milliseconds timeout{0};
   int rank = 0;

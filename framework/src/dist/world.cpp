@@ -39,8 +39,9 @@ struct LauncherNames {
 
 constexpr LauncherNames kLaunchers[] = {
     {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"},
-    // Slurm writes tasks per node as "2(x3)": the local world size stays unknown (1).
-    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr},
+    // srun's step, not the job's allocation (a batch script's shell has SLURM_NTASKS too). Slurm
+    // writes tasks per node as "2(x3)": the local world size stays unknown (1).
+    {"slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", nullptr},
     {"mpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
      "OMPI_COMM_WORLD_LOCAL_SIZE"},
     {"mpi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"},
@@ -60,7 +61,8 @@ WorldPlace world_place_from_environment(const Getenv& given) {
                  "environment: " << names.world << " is set but " << names.rank << " is not");
     place.rank = integer_variable(getenv, names.rank, 0, 0, place.world - 1);
     place.local_world = integer_variable(getenv, names.local_world, 1, 1, place.world);
-    place.local_rank = integer_variable(getenv, names.local_rank, 0, 0, place.world - 1);
+    const int locals = names.local_world != nullptr ? place.local_world : place.world;
+    place.local_rank = integer_variable(getenv, names.local_rank, 0, 0, locals - 1);
     break;
   }
   if (const char* addr = getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') {

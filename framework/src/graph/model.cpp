@@ -1,5 +1,6 @@
 #include <shrink/core/error.hpp>
 #include <shrink/core/files.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/graph/model.hpp>
 
 #include "graph/graph_utils.hpp"
@@ -57,7 +58,7 @@ torch::jit::Module load_torchscript(const std::string& path) {
     why = e.what();
   }
   // LibTorch's message goes on with its backtrace and source excerpts: the first line says it.
-  throw Error(path + ": not a loadable TorchScript model: " + why.substr(0, why.find('\n')));
+  throw Error(path + ": not a loadable TorchScript model: " + first_line(why));
 }
 
 namespace {
@@ -87,7 +88,7 @@ std::string interpreter_error_line(const std::exception& e) {
     const auto colon = line.find("Error: ");
     if (colon != std::string::npos && line.find(' ') > colon) found = line.substr(colon + 7);
   }
-  return found.empty() ? text.substr(0, text.find('\n')) : found;
+  return found.empty() ? first_line(text) : found;
 }
 
 void save_torchscript(const torch::jit::Module& module, const std::string& path) {

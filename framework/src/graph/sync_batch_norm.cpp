@@ -31,9 +31,9 @@ struct SyncBatchNorm : torch::autograd::Function<SyncBatchNorm> {
                             double eps) {
     const auto dims = reduced_dims(x);
     const int64_t channels = x.size(1);
-    const at::Tensor xd = x.to(at::kDouble);
+    // Summed in float64 without a float64 copy of x.
     at::Tensor sums =
-        at::cat({xd.sum(dims), (xd * xd).sum(dims),
+        at::cat({x.sum(dims, false, at::kDouble), (x * x).sum(dims, false, at::kDouble),
                  at::full({1}, static_cast<double>(x.numel() / channels), at::kDouble)});
     current_communicator().all_reduce(sums, ReduceOp::kSum, "synchronized BatchNorm");
     const double n = sums[2 * channels].item<double>();

@@ -222,7 +222,7 @@ int32_t rank() {
   return shrink::current_communicator().active() ? shrink::current_communicator().rank() : 0;
 }
 
-shrink_status all_reduce(shrink_tensor* tensor, int32_t op, shrink_error* error) {
+shrink_status all_reduce(shrink_tensor* tensor, shrink_reduce_op op, shrink_error* error) {
   return guarded(error, [&] {
     if (tensor == nullptr || !tensor->tensor.defined()) {
       throw std::invalid_argument("all_reduce of NULL");

@@ -2,6 +2,7 @@
 
 #include <shrink/core/error.hpp>
 #include <shrink/core/files.hpp>
+#include <shrink/core/one_line_error.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim.h>
@@ -66,8 +67,7 @@ Checkpoint Checkpoint::load(const std::filesystem::path& path) {
     }
   } catch (const c10::Error& e) {
     const std::string what = e.what_without_backtrace();
-    throw Error(path.string() +
-                ": not a readable Shrink checkpoint: " + what.substr(0, what.find('\n')));
+    throw Error(path.string() + ": not a readable Shrink checkpoint: " + first_line(what));
   }
   return k;
 }
@@ -80,8 +80,7 @@ void Checkpoint::load_optimizer(torch::optim::Optimizer& optimizer) const {
     optimizer.load(state);
   } catch (const c10::Error& e) {
     const std::string what = e.what_without_backtrace();
-    throw Error(file + ": the optimizer state does not match this experiment: " +
-                what.substr(0, what.find('\n')));
+    throw Error(file + ": the optimizer state does not match this experiment: " + first_line(what));
   }
 }
 

@@ -48,8 +48,9 @@ std::vector<std::unique_ptr<Pass>> build_passes(const RunContext& c) {
     if (x.compress[i].calibration.batches > 0) passes.push_back(std::make_unique<CalibratePass>(i));
   }
   if (x.finetune.enabled) passes.push_back(std::make_unique<TrainPass>("finetune"));
-  if (quantizes) passes.push_back(std::make_unique<MeasurePass>());
   if (x.evaluate) passes.push_back(std::make_unique<EvaluatePass>("compressed"));
+  // From here on rank 0 works alone (Pass::rank_zero_only): no pass after needs the others.
+  if (quantizes) passes.push_back(std::make_unique<MeasurePass>());
   if (quantizes) passes.push_back(std::make_unique<ExportCalibrationPass>());
   if (prunes) passes.push_back(std::make_unique<ExportMasksPass>());
   if (x.export_model) passes.push_back(std::make_unique<ExportModelPass>());
@@ -59,6 +60,10 @@ std::vector<std::unique_ptr<Pass>> build_passes(const RunContext& c) {
   }
   passes.push_back(std::make_unique<WriteReportPass>());
   passes.push_back(std::make_unique<PublishPass>());
+  const auto alone =
+      std::find_if(passes.begin(), passes.end(), [](const auto& p) { return p->rank_zero_only(); });
+  SHRINK_CHECK(std::all_of(alone, passes.end(), [](const auto& p) { return p->rank_zero_only(); }),
+               "internal: a pass of every rank after rank 0's own");
   return passes;
 }
 
@@ -123,7 +128,7 @@ void check_earlier_checkpoint(const RunContext& c) {
                                            << describe_run_checkpoint(checkpoint)
                                            << "): pass --resume to continue it or --fresh to "
                                               "discard it");
-  if (c.rank() == 0) fs::remove(checkpoint, ec);
+  fs::remove(checkpoint, ec);
 }
 
 // What runs that were killed left: staging folders and temporary files (".checkpoint.pt.<pid>.tmp",
@@ -175,23 +180,24 @@ struct CurrentCommunicator {
   CurrentCommunicator& operator=(const CurrentCommunicator&) = delete;
 };
 
-// Runs `setup` on every rank; if it fails on any, every rank fails (the others naming it) rather
-// than waiting for it in the first collective.
+// Runs `setup` on rank 0; if it fails (a locked folder, a checkpoint to resume or discard), the
+// other ranks end with it, silently (rank 0 says why), rather than wait for it in the first
+// collective.
 template <typename Setup>
-void all_ranks_ready(Communicator& ranks, Setup&& setup) {
-  at::Tensor failed = at::zeros({ranks.world()}, at::kDouble);
+void rank_zero_ready(Communicator& ranks, Setup&& setup) {
+  at::Tensor failed = at::zeros({1}, at::kDouble);
   std::exception_ptr error;
-  try {
-    setup();
-  } catch (...) {
-    error = std::current_exception();
-    failed[ranks.rank()] = 1.0;
+  if (ranks.rank() == 0) {
+    try {
+      setup();
+    } catch (...) {
+      error = std::current_exception();
+      failed.fill_(1.0);
+    }
   }
-  ranks.all_reduce(failed, ReduceOp::kSum, "starting the run");
+  ranks.all_reduce(failed, ReduceOp::kMax, "starting the run");
   if (error) std::rethrow_exception(error);
-  const at::Tensor which = failed.nonzero();
-  SHRINK_CHECK(which.numel() == 0, "rank " << which[0][0].item<int64_t>()
-                                           << " could not start the run (its own line says why)");
+  if (failed.item<double>() > 0) throw SameOnEveryRank("rank 0 could not start the run");
 }
 
 }  // namespace
@@ -213,8 +219,9 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   c.test.check_labels(c.classes);
   c.stages = check_stages(experiment, *c.model, registry);
   if (options.world.distributed()) Communicator::check_backend(experiment.distributed.backend);
-  // Ctrl-C while the plan was checked: nothing has been touched yet, nothing will be.
-  if (const int signal = interrupt_signal()) {
+  // Ctrl-C while the plan was checked: nothing has been touched yet, nothing will be. (The ranks
+  // of a distributed run, which may not all have seen it yet, agree at the first pass.)
+  if (const int signal = options.world.distributed() ? 0 : interrupt_signal()) {
     finish_stopped(c, signal);
     c.summary.out_dir = c.out_dir;
     return c.summary;
@@ -228,14 +235,17 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   CurrentCommunicator current(*ranks);
   bool created = false;
   std::optional<FolderLock> lock;
-  all_ranks_ready(*ranks, [&] {
-    // Rank 0 alone writes: it holds the folder's lock and stages the results.
-    if (c.rank() == 0) {
-      created = !fs::exists(c.out_dir);
+  // Rank 0 alone writes: it holds the folder's lock and stages the results.
+  rank_zero_ready(*ranks, [&] {
+    created = !fs::exists(c.out_dir);
+    try {
       lock.emplace(c.out_dir);
+      check_earlier_checkpoint(c);
+      remove_leftovers(c.out_dir);
+    } catch (...) {
+      abandon(c, created);
+      throw;
     }
-    check_earlier_checkpoint(c);
-    if (c.rank() == 0) remove_leftovers(c.out_dir);
   });
   c.staging = (fs::path(c.out_dir) / (".staging." + std::to_string(getpid()))).string();
   Instruments instruments = default_instruments(c, out);

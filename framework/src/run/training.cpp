@@ -3,6 +3,7 @@
 #include "run/checkpoint.hpp"
 
 #include <shrink/core/error.hpp>
+#include <shrink/core/one_line_error.hpp>
 #include <shrink/dist/communicator.hpp>
 #include <shrink/dist/gradient_reducer.hpp>
 #include <shrink/graph/model.hpp>
@@ -61,6 +62,25 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSpec& spe
       params, exempt);
 }
 
+// The names of trained_parameters' tensors, in their order (decayed, then exempt): the model's
+// by path, the plugins' by site.
+std::vector<std::string> parameter_names(RunContext& c) {
+  std::vector<std::string> decayed, exempt;
+  for (const auto& p : c.model->module().named_parameters()) decayed.push_back(p.name);
+  for (auto& q : c.quantizers) {
+    for (int site = 0; site < q->site_count(); ++site) {
+      const SiteSpec& spec = q->site_spec(site);
+      for (const SiteState& s : q->site_state(site)) {
+        if (!s.learnable) continue;
+        (s.weight_decay ? decayed : exempt)
+            .push_back(spec.module_name + "." + spec.target + "." + s.name);
+      }
+    }
+  }
+  decayed.insert(decayed.end(), exempt.begin(), exempt.end());
+  return decayed;
+}
+
 // The model's parameters and the plugins' learnable state, decayed; and the plugins' state
 // declared exempt from weight decay.
 std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> trained_parameters(RunContext& c) {
@@ -86,12 +106,36 @@ struct StepPlace {
   int64_t batch;  // 0-based
 };
 
+// Rank 0's values of `tensors` on every rank.
+void from_rank_zero(RunContext& c, std::vector<at::Tensor> tensors, const std::string& what) {
+  torch::NoGradGuard no_grad;
+  c.comm->broadcast(tensors, 0, what);
+}
+
+std::vector<at::Tensor> buffers_of(RunContext& c) {
+  std::vector<at::Tensor> out;
+  for (const auto& b : c.model->module().buffers()) out.push_back(b);
+  return out;
+}
+
+// The floating-point buffers (running statistics): integer ones, such as a BatchNorm's
+// num_batches_tracked, count steps alike on every rank.
+std::vector<at::Tensor> running_statistics(RunContext& c) {
+  std::vector<at::Tensor> out;
+  for (const auto& b : c.model->module().buffers()) {
+    if (b.is_floating_point()) out.push_back(b);
+  }
+  return out;
+}
+
 // The backward, with the gradients averaged over the ranks as it goes (GradientReducer).
 void backward(RunContext& c, GradientReducer& reducer, const at::Tensor& loss) {
   reducer.before_backward(loss);
   try {
     loss.backward();
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
+    rethrow_one_line(e);  // a synchronized BatchNorm's backward said it already
+    // The reducer's bucket all-reduce: Gloo's own exception, out of the autograd engine.
     if (c.comm->lost_peer(e)) c.comm->fail("the gradients' all-reduce", e);
     throw;
   }
@@ -105,6 +149,10 @@ void train_step(RunContext& c, torch::jit::Module& module, torch::optim::Optimiz
   const at::Tensor& y = batch.targets;
   optimizer.zero_grad();
   reducer.before_forward();
+  // As DistributedDataParallel (broadcast_buffers): every rank's forward starts from rank 0's
+  // BatchNorm statistics, which simulated folding reads for the weights; synchronized BatchNorms
+  // keep them the same on every rank by themselves.
+  if (!c.experiment->distributed.sync_bn) from_rank_zero(c, running_statistics(c), "BatchNorm");
   at::Tensor out = module.forward({x}).toTensor();
   at::Tensor loss = torch::cross_entropy_loss(out, y);
   const double loss_value = loss.item<double>();
@@ -177,18 +225,6 @@ EpochTotals global_totals(RunContext& c, const EpochTotals& mine) {
           static_cast<int64_t>(t[2].item<double>())};
 }
 
-// Rank 0's values of `tensors` on every rank.
-void from_rank_zero(RunContext& c, std::vector<at::Tensor> tensors, const std::string& what) {
-  torch::NoGradGuard no_grad;
-  c.comm->broadcast(tensors, 0, what);
-}
-
-std::vector<at::Tensor> buffers_of(RunContext& c) {
-  std::vector<at::Tensor> out;
-  for (const auto& b : c.model->module().buffers()) out.push_back(b);
-  return out;
-}
-
 // Every quantization site's state (ranges, scales) and every mask, as one checksum each, must be
 // the same on every rank: a plugin that keeps statistics of its rank's data without combining
 // them would otherwise export rank 0's alone.
@@ -218,13 +254,13 @@ int64_t epochs_of(const RunContext& c, const TrainSpec& spec) {
 void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase,
                   PhaseProgress& progress, bool resumable, TrainingHooks* hooks) {
   const auto [decayed, exempt] = trained_parameters(c);
-  // As DistributedDataParallel at its start: rank 0's parameters and buffers everywhere.
-  std::vector<at::Tensor> model_state = decayed;
-  for (const auto& b : buffers_of(c)) model_state.push_back(b);
-  from_rank_zero(c, model_state, phase + ": the model's parameters from rank 0");
   std::vector<at::Tensor> trained = decayed;
   trained.insert(trained.end(), exempt.begin(), exempt.end());
-  GradientReducer reducer(*c.comm, trained, {});
+  // As DistributedDataParallel at its start: rank 0's parameters and buffers everywhere.
+  std::vector<at::Tensor> state = trained;
+  for (const auto& b : buffers_of(c)) state.push_back(b);
+  from_rank_zero(c, state, phase + ": the model's parameters from rank 0");
+  GradientReducer reducer(*c.comm, trained, parameter_names(c));
   // distributed.sync_bn: a clone of the model (the same tensors) whose BatchNorms synchronize.
   std::optional<torch::jit::Module> synced;
   if (c.experiment->distributed.sync_bn && c.comm->active()) {
@@ -245,8 +281,6 @@ void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase
     const auto start = Clock::now();
     const EpochTotals t = global_totals(c, train_one_epoch(c, module, *optimizer, reducer, spec,
                                                            phase, epoch, epochs, progress, hooks));
-    // BatchNorm's running statistics are each rank's own: rank 0's are the model's.
-    from_rank_zero(c, buffers_of(c), phase + " epoch " + std::to_string(epoch + 1) + ": buffers");
     check_same_state(c, phase + " epoch " + std::to_string(epoch + 1));
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     progress.seconds += seconds;

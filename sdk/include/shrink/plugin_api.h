@@ -142,6 +142,15 @@ enum {
   SHRINK_LOG_ERROR = 4
 };
 
+/* Since ABI 1.7: how all_reduce combines the ranks' tensors. */
+typedef int32_t shrink_reduce_op;
+enum {
+  SHRINK_REDUCE_SUM = 0,
+  SHRINK_REDUCE_MIN = 1,
+  SHRINK_REDUCE_MAX = 2,
+  SHRINK_REDUCE_MEAN = 3 /* float tensors */
+};
+
 typedef struct shrink_host_api {
   uint32_t struct_size;
   uint16_t abi_major;
@@ -201,26 +210,20 @@ typedef struct shrink_host_api {
    * calibrates on its own share of the data, so statistics a plugin gathers from what it sees
    * (activation ranges, histograms, importance scores) differ between ranks until combined:
    * all_reduce them, in place, before they decide anything. Every rank must make the same calls
-   * in the same order (they are made from quantize / end_calibration / calc_mask, which the host
-   * calls in the same order on every rank). In a run of one process, and in work only rank 0
+   * in the same order: make them from a quantize call in training (is_training) or calibration
+   * (is_calibrating), end_calibration, calc_mask, importance or observe, which the host calls in
+   * the same order on every rank; not in evaluation, whose shares of the test set differ by a
+   * batch. In a run of one process, and in work only rank 0
    * does (exports), world_size is 1 and the calls change nothing. The host checks at each epoch
    * end that every site's state is the same on every rank, and names the site when it is not. */
   int32_t (*world_size)(void);
   int32_t (*rank)(void);
   /* `op`: SHRINK_REDUCE_*. The tensor is a host handle the plugin holds (a state tensor, one from
    * tensor_create, or tensor_from_dlpack); float32, float64 or int64 (not MEAN). */
-  shrink_status (*all_reduce)(shrink_tensor* tensor, int32_t op, shrink_error* error);
+  shrink_status (*all_reduce)(shrink_tensor* tensor, shrink_reduce_op op, shrink_error* error);
   /* Rank `root`'s values into every rank's `tensor` (same shape and dtype everywhere). */
   shrink_status (*broadcast)(shrink_tensor* tensor, int32_t root, shrink_error* error);
 } shrink_host_api;
-
-typedef int32_t shrink_reduce_op;
-enum {
-  SHRINK_REDUCE_SUM = 0,
-  SHRINK_REDUCE_MIN = 1,
-  SHRINK_REDUCE_MAX = 2,
-  SHRINK_REDUCE_MEAN = 3 /* float tensors */
-};
 
 /* The state handles a host passes to a site's calls are the same objects, for the same tensors,
  * in every call for the life of the site (a new tensor always comes in a new handle, allocated

@@ -49,7 +49,7 @@ TEST(WorldPlace, TorchrunsVariables) {
 
 TEST(WorldPlace, SlurmAndMpiWhenTorchrunsAreAbsent) {
   const shrink::WorldPlace slurm = place_of({{"SLURM_PROCID", "5"},
-                                             {"SLURM_NTASKS", "6"},
+                                             {"SLURM_STEP_NUM_TASKS", "6"},
                                              {"SLURM_LOCALID", "1"},
                                              {"SLURM_NTASKS_PER_NODE", "2(x3)"},
                                              {"MASTER_ADDR", "node1"}});
@@ -68,10 +68,20 @@ TEST(WorldPlace, SlurmAndMpiWhenTorchrunsAreAbsent) {
   EXPECT_EQ(mpi.local_world, 4);
   EXPECT_EQ(mpi.master_addr, "127.0.0.1");
   // torchrun's variables win over a launcher's that started torchrun.
+  EXPECT_EQ(place_of({{"RANK", "0"},
+                      {"WORLD_SIZE", "2"},
+                      {"SLURM_PROCID", "1"},
+                      {"SLURM_STEP_NUM_TASKS", "1"}})
+                .launcher,
+            "torchrun");
+  // A batch script's shell (sbatch --ntasks=4) is no rank: srun starts the ranks.
+  EXPECT_FALSE(place_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}}).distributed());
   EXPECT_EQ(
-      place_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "1"}})
-          .launcher,
-      "torchrun");
+      shrink::test::error_of([] {
+        place_of(
+            {{"RANK", "1"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "2"}, {"LOCAL_WORLD_SIZE", "2"}});
+      }),
+      "environment: LOCAL_RANK=2: expected an integer in [0, 1]");
 }
 
 TEST(WorldPlace, BadValuesNameTheVariable) {

@@ -22,6 +22,9 @@ namespace shrink {
 //   catch (const std::exception& e) { rethrow_one_line(e); throw; }
 void rethrow_one_line(const std::exception& e);
 
+// The first line of `text` (LibTorch's messages go on with backtraces and source excerpts).
+std::string first_line(const std::string& text);
+
 // The line to print for `e`: the recorded line when `e` carries it, else its message
 // (without LibTorch's C++ backtrace).
 std::string error_line(const std::exception& e);

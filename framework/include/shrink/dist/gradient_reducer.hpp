@@ -17,7 +17,8 @@ class Communicator;
 class GradientReducer {
  public:
   // `parameters`: every tensor the optimizer trains, in the same order on every rank (those that
-  // do not require a gradient are left out); each must receive a gradient in every step.
+  // do not require a gradient are left out), and their `names` for errors; each must receive a
+  // gradient in every step (one that does not is an error naming it, at the next step).
   GradientReducer(Communicator& communicator, const std::vector<at::Tensor>& parameters,
                   const std::vector<std::string>& names);
   ~GradientReducer();

@@ -1,6 +1,6 @@
 // Where this process stands in a distributed run, as its launcher says it: torchrun's variables
 // (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or Slurm's (srun:
-// SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) or an MPI launcher's (Open MPI's
+// SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID) or an MPI launcher's (Open MPI's
 // OMPI_COMM_WORLD_*, MPICH's PMI_RANK / PMI_SIZE) when torchrun's are absent. No launcher: one
 // process alone. docs/distributed.md shows each launcher.
 #pragma once

@@ -25,7 +25,8 @@ class Pass {
   // "" for a pass that is no resumable training.
   virtual std::string phase() const { return ""; }
   // A pass that only writes or reports results (exports, the report): in a distributed run rank 0
-  // runs it alone, with collectives off, and the other ranks end before it.
+  // runs it alone, with collectives off, and the other ranks end before it (such passes come
+  // last: build_passes checks it).
   virtual bool rank_zero_only() const { return false; }
 };
 

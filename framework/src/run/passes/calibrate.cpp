@@ -38,7 +38,12 @@ void CalibratePass::run(RunContext& c) {
   q.set_calibrating(true);
   try {
     // The data are finite (the loader checks); a site that sees NaN or inf says so itself.
-    while (loader.next(x)) {
+    for (int64_t b = 1; loader.next(x); ++b) {
+      // Every rank must run as many forwards (the plugin's collectives pair up batch by batch).
+      SHRINK_CHECK(x.size() > 0 || c.world() == 1,
+                   "calibrate[" << stage_ << "] batch " << b
+                                << ": every sample of this rank's share is unreadable (skipped); "
+                                   "fix or remove those files");
       if (x.size() > 0) c.model->module().forward({x.inputs});
     }
   } catch (...) {
