@@ -78,6 +78,26 @@ PY
 # QAT from the initial weights: after pretraining, fake-quant rounding turns fp32 rounding into
 # steps of a quantization level, and 1 vs 2 threads in one process already differ by 1e-5
 # (docs/distributed.md#equivalence).
+# Real torchrun (python3-torch's) starting shrink: its agent hosts the store, the ranks are its
+# clients. Debian's torchrun 1.13 fails under Python 3.11 before it starts a worker (Std.from_str
+# finds no member for "0": 3.11's enum no longer lists the zero flag); this mends that function.
+cat > "$work/torchrun.py" <<'PY'
+import sys
+from torch.distributed.elastic.multiprocessing import api
+original = api.Std.from_str.__func__
+api.Std.from_str = classmethod(lambda cls, vm: api.Std.NONE if vm == "0" else original(cls, vm))
+from torch.distributed.run import main
+sys.exit(main())
+PY
+echo "== torchrun --no_python --nproc_per_node=2 shrink run: the --nproc run's model, bit for bit"
+port=$("$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+OMP_NUM_THREADS=1 "$py" "$work/torchrun.py" --no_python --nproc_per_node=2 --master_addr=127.0.0.1 \
+  --master_port="$port" "$shrink" run "$work/exp.yaml" --out "$work/tr" --set data.batch_size=32 \
+  > "$work/tr.log" 2>&1 || fail "torchrun: $(tail -5 "$work/tr.log")"
+grep -q "^data: .*; 2 ranks, each training on 1/2 of every epoch" "$work/tr.log" || fail "$(cat "$work/tr.log")"
+d=$(max_diff "$work/fp2/model_fp32.pt" "$work/tr/model_fp32.pt")
+[ "$d" = "0.0" ] || fail "torchrun's run differs from --nproc's by $d"
+
 echo "== QAT: qat fine-tuned 20 steps (EMA ranges over both ranks' batches), 2 x 32 against 1 x 64"
 qat=(--set pretrain.epochs=0
      --set 'compress=[{plugin: qat, config_list: [{op_names: [conv1, conv2, fc1, fc2], target_names: [_input_, weight, _output_], quant_dtype: int8, quant_scheme: affine}, {op_names: [relu1, relu2, relu3], target_names: [_output_], quant_dtype: int8, quant_scheme: affine}]}]'
@@ -227,8 +247,10 @@ short=(--set "model=$model_dir/mnist.pt" --set data.train_limit=3200 --set data.
 import json, sys
 a, b = (json.load(open(d + "/report.json")) for d in sys.argv[1:])
 for k in ("baseline_accuracy", "compressed_accuracy", "exported_accuracy", "int8_accuracy"):
-    # docs/distributed.md: the same training up to fp32 rounding, a few test samples either way
-    assert abs(a["metrics"][k] - b["metrics"][k]) <= 0.01, (k, a["metrics"], b["metrics"])
+    # docs/distributed.md#equivalence: the same training up to fp32 rounding, which the quick
+    # start's lr 0.01 with momentum grows: one process on 1 and on 2 threads ends 0.011 apart
+    # here (compressed accuracy, 1000 test samples), and 2 ranks as far from either.
+    assert abs(a["metrics"][k] - b["metrics"][k]) <= 0.02, (k, a["metrics"], b["metrics"])
 ca, cb = (json.load(open(d + "/calibration.json")) for d in sys.argv[1:])
 assert ca.keys() == cb.keys()
 assert b["distributed"] == {"world": 2, "backend": "gloo", "sync_bn": True}, b.get("distributed")

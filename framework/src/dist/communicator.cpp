@@ -54,6 +54,13 @@ c10d::ReduceOp::RedOpType c10d_op(ReduceOp op) {
   }
 }
 
+// Under torchrun's agent store, this run's keys go under the attempt's prefix, as PyTorch's.
+c10::intrusive_ptr<c10d::Store> prefixed(c10::intrusive_ptr<c10d::Store> store,
+                                         const WorldPlace& place) {
+  if (place.agent_store_prefix.empty()) return store;
+  return c10::make_intrusive<c10d::PrefixStore>(place.agent_store_prefix, std::move(store));
+}
+
 c10::intrusive_ptr<c10d::ProcessGroup> gloo_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                   const WorldPlace& place,
                                                   std::chrono::milliseconds timeout) {
@@ -102,15 +109,17 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
   impl->rank = place.rank;
   impl->world = place.world;
   impl->timeout = options.timeout;
+  impl->agent_store = !place.agent_store_prefix.empty();
   const std::string where = place.master_addr + ":" + std::to_string(place.master_port);
   try {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(place.master_port);
-    store_options.isServer = place.rank == 0;
+    store_options.isServer = place.rank == 0 && place.agent_store_prefix.empty();
     store_options.numWorkers = static_cast<std::size_t>(place.world);
     store_options.waitWorkers = true;
     store_options.timeout = options.timeout;
-    impl->store = c10::make_intrusive<c10d::TCPStore>(place.master_addr, store_options);
+    impl->store =
+        prefixed(c10::make_intrusive<c10d::TCPStore>(place.master_addr, store_options), place);
     impl->group = gloo_group(impl->store, place, options.timeout);
     // Heartbeats and diagnoses on a connection of their own, which gives up in seconds: a frozen
     // rank 0 (the store's host) must not hold them for the whole timeout.
@@ -118,7 +127,8 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
     watch_options.port = store_options.port;
     watch_options.waitWorkers = false;
     watch_options.timeout = kSilence;
-    impl->watch = c10::make_intrusive<c10d::TCPStore>(place.master_addr, watch_options);
+    impl->watch =
+        prefixed(c10::make_intrusive<c10d::TCPStore>(place.master_addr, watch_options), place);
   } catch (const std::exception& e) {
     const std::string why = e.what();
     throw Error("rank " + std::to_string(place.rank) + " of " + std::to_string(place.world) +
@@ -168,7 +178,7 @@ void Communicator::broadcast(std::vector<at::Tensor>& tensors, int root, const s
 }
 
 void Communicator::check_same(const at::Tensor& values, const std::vector<std::string>& names,
-                              const std::string& what) {
+                              const std::string& what, const std::string& why) {
   if (!active() || values.numel() == 0) return;
   // Bit patterns, not values (a NaN agrees with itself), max of both signs in one all-reduce:
   // equal everywhere when max(v) == -max(-v).
@@ -179,10 +189,8 @@ void Communicator::check_same(const at::Tensor& values, const std::vector<std::s
   const at::Tensor differ = both.narrow(0, 0, n).ne(-both.narrow(0, n, n)).nonzero();
   if (differ.numel() == 0) return;
   const int64_t first = differ[0][0].item<int64_t>();
-  throw SameOnEveryRank(
-      what + ": " + names.at(static_cast<std::size_t>(first)) +
-      " differs between ranks (a plugin that keeps statistics of its own data must "
-      "combine them with the host's all_reduce: docs/distributed.md#plugins)");
+  throw SameOnEveryRank(what + ": " + names.at(static_cast<std::size_t>(first)) +
+                        " differs between ranks (" + why + ")");
 }
 
 bool Communicator::lost_peer(const std::exception& e) const {
@@ -196,7 +204,8 @@ void Communicator::abandon(const std::string& message) noexcept {
   try {
     impl_->watch->set(failure_key(rank_), std::vector<uint8_t>(message.begin(), message.end()));
     impl_->group.reset();  // the others' collectives with this rank fail now, not at a timeout
-    if (rank_ == 0) std::this_thread::sleep_for(kSilence + kBeat);
+    // The store's host lingers a moment, for the others to read this.
+    if (rank_ == 0 && !impl_->agent_store) std::this_thread::sleep_for(kSilence + kBeat);
   } catch (...) {  // the store is gone too: the others will say so
   }
 }
@@ -278,8 +287,9 @@ std::string Communicator::Impl::diagnose() {
     return "every rank is alive; nothing heard within the timeout of " +
            std::to_string(timeout.count() / 1000) + " s";
   } catch (const std::exception&) {
-    return rank == 0 ? "the store stopped answering"
-                     : "rank 0 stopped (killed, or failed: the store it hosts is gone)";
+    return rank == 0 || agent_store
+               ? "the store stopped answering"
+               : "rank 0 stopped (killed, or failed: the store it hosts is gone)";
   }
 }
 

@@ -24,6 +24,7 @@ struct Communicator::Impl {
   std::chrono::milliseconds timeout{0};
   int rank = 0;
   int world = 1;
+  bool agent_store = false;             // torchrun's agent hosts the store, not rank 0
   std::atomic<int64_t> collectives{0};  // calls begun, in the heartbeat: who is behind
   std::thread heartbeat;
   std::mutex mutex;

@@ -69,6 +69,12 @@ WorldPlace world_place_from_environment(const Getenv& given) {
     place.master_addr = addr;
   }
   place.master_port = integer_variable(getenv, "MASTER_PORT", place.master_port, 1, 65535);
+  // As torch.distributed's env:// does under torchrun.
+  if (const char* agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
+      agent != nullptr && std::string(agent) == "True") {
+    const int attempt = integer_variable(getenv, "TORCHELASTIC_RESTART_COUNT", 0, 0, 1 << 20);
+    place.agent_store_prefix = "/worker/attempt_" + std::to_string(attempt);
+  }
   return place;
 }
 

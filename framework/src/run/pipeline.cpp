@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <tuple>
@@ -233,6 +234,12 @@ RunSummary run_experiment(const Experiment& experiment, PluginRegistry& registry
   std::unique_ptr<Communicator> ranks = join_ranks(experiment, options);
   c.comm = ranks.get();
   CurrentCommunicator current(*ranks);
+  // Ranks that run different experiments would pair unrelated collectives (other batch sizes,
+  // other sites): they are refused at once.
+  const auto hash = std::hash<std::string>{}(experiment.resolved_yaml + "\n" + c.out_dir);
+  ranks->check_same(at::tensor({static_cast<double>(hash >> 12)}, at::kDouble),
+                    {"the experiment (its YAML after --set, and --out)"}, "starting the run",
+                    "every rank must be started with the same command line");
   bool created = false;
   std::optional<FolderLock> lock;
   // Rank 0 alone writes: it holds the folder's lock and stages the results.

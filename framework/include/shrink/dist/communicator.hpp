@@ -33,6 +33,11 @@ struct DistOptions {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
 };
 
+// What check_same's line says by default: the usual cause of state that differs between ranks.
+inline const std::string kPluginStatistics =
+    "a plugin that keeps statistics of its own data must combine them with the host's "
+    "all_reduce: docs/distributed.md#plugins";
+
 class Communicator {
  public:
   struct Impl;
@@ -60,7 +65,7 @@ class Communicator {
   // Fails with one line naming the first of `names` whose value differs between ranks; `values`
   // holds one checksum per name (float64, the same order on every rank).
   void check_same(const at::Tensor& values, const std::vector<std::string>& names,
-                  const std::string& what);
+                  const std::string& what, const std::string& why = kPluginStatistics);
 
   // True when `e`, thrown by something that ran collectives inside (the gradient reducer in a
   // backward), is a lost peer; fail() then names the rank at fault.

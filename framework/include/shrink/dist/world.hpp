@@ -18,6 +18,10 @@ struct WorldPlace {
   std::string master_addr = "127.0.0.1";  // where rank 0 hosts the TCPStore
   int master_port = 29500;                // torchrun's default
   std::string launcher;                   // "torchrun", "slurm", "mpi"; "" when alone
+  // torchrun's agent hosts the store at MASTER_ADDR:MASTER_PORT itself
+  // (TORCHELASTIC_USE_AGENT_STORE=True): every rank is its client, under this key prefix
+  // ("/worker/attempt_<TORCHELASTIC_RESTART_COUNT>"); "" when rank 0 hosts the store.
+  std::string agent_store_prefix;
   bool distributed() const { return world > 1; }
 };
 
