@@ -280,4 +280,16 @@ port=$("$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); pri
 expect_error "could not join the process group at 127.0.0.1:$port (MASTER_ADDR:MASTER_PORT) within 2 s" -- \
   env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$shrink" run "$work/exp.yaml" --out "$work/e6" --set distributed.timeout=2
 [ ! -e "$work/e6" ] || fail "a run that never started left its folder"
+# Another program on MASTER_PORT: rank 0 cannot host the store there; rank 1, whose connection
+# that program takes and never answers, gives up at its deadline instead of waiting for ever.
+"$py" -m http.server "$port" --bind 127.0.0.1 > /dev/null 2>&1 &
+server=$!
+sleep 1
+expect_error "shrink: error: rank 0 of 2: could not join the process group at 127.0.0.1:$port (MASTER_ADDR:MASTER_PORT) within 2 s: The server socket has failed to listen" -- \
+  env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$shrink" run "$work/exp.yaml" --out "$work/e7" --set distributed.timeout=2
+start=$(date +%s)
+expect_error "shrink: error: rank 1 of 2: could not join the process group at 127.0.0.1:$port (MASTER_ADDR:MASTER_PORT) within 2 s: no answer from the store there (is another program listening on that port?)" -- \
+  env RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$shrink" run "$work/exp.yaml" --out "$work/e8" --set distributed.timeout=2
+[ $(( $(date +%s) - start )) -le 15 ] || fail "rank 1 waited past its deadline"
+kill "$server"
 echo "distributed: all passed"

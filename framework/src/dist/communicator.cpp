@@ -9,9 +9,13 @@
 
 #include <ATen/ATen.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cctype>
+#include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <sstream>
@@ -79,6 +83,59 @@ c10::intrusive_ptr<c10d::ProcessGroup> gloo_group(const c10::intrusive_ptr<c10d:
   return c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, place.rank, place.world, options);
 }
 
+// The store's client can wait far past its timeout when something else listens on MASTER_PORT
+// (another service answers the connection and never replies). Joining has then written nothing,
+// so past a deadline the process says so and ends; an exception cannot reach a thread that is
+// blocked in a read.
+class JoinDeadline {
+ public:
+  JoinDeadline(std::chrono::milliseconds limit, std::string line)
+      : thread_([this, limit, line = std::move(line)] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          if (wake_.wait_for(lock, limit, [this] { return done_; })) return;
+          std::fprintf(stderr, "shrink: error: %s\n", line.c_str());
+          std::_Exit(1);
+        }) {}
+  ~JoinDeadline() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  JoinDeadline(const JoinDeadline&) = delete;
+  JoinDeadline& operator=(const JoinDeadline&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool done_ = false;
+  std::thread thread_;  // last: it starts once the rest is there
+};
+
+// c10d's socket code logs every failed bind or connect attempt through glog (several lines, before
+// glog is even set up) and then throws, and the throw becomes the one line this rank prints.
+// While joining, glog keeps only fatal lines; LibTorch's glog is found at run time, so that
+// nothing here links against it.
+class QuietGlog {
+ public:
+  QuietGlog() : level_(static_cast<int*>(dlsym(RTLD_DEFAULT, "_ZN3fLI17FLAGS_minloglevelE"))) {
+    if (level_ == nullptr) return;
+    before_ = *level_;
+    *level_ = 3;  // FATAL
+  }
+  ~QuietGlog() {
+    if (level_ != nullptr) *level_ = before_;
+  }
+  QuietGlog(const QuietGlog&) = delete;
+  QuietGlog& operator=(const QuietGlog&) = delete;
+
+ private:
+  int* level_;
+  int before_ = 0;
+};
+
 }  // namespace
 
 Communicator::Communicator() = default;
@@ -111,6 +168,15 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
   impl->timeout = options.timeout;
   impl->agent_store = !place.agent_store_prefix.empty();
   const std::string where = place.master_addr + ":" + std::to_string(place.master_port);
+  const std::string cannot =
+      "rank " + std::to_string(place.rank) + " of " + std::to_string(place.world) +
+      ": could not join the process group at " + where + " (MASTER_ADDR:MASTER_PORT) within " +
+      std::to_string(options.timeout.count() / 1000) + " s";
+  JoinDeadline deadline(options.timeout + 2 * kSilence,
+                        cannot +
+                            ": no answer from the store there (is another program listening "
+                            "on that port?)");
+  QuietGlog quiet;
   try {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(place.master_port);
@@ -131,11 +197,7 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
         prefixed(c10::make_intrusive<c10d::TCPStore>(place.master_addr, watch_options), place);
   } catch (const std::exception& e) {
     const std::string why = e.what();
-    throw Error("rank " + std::to_string(place.rank) + " of " + std::to_string(place.world) +
-                ": could not join the process group at " + where +
-                " (MASTER_ADDR:MASTER_PORT) within " +
-                std::to_string(options.timeout.count() / 1000) +
-                " s: " + first_line(why.empty() ? "no reason given" : why));
+    throw Error(cannot + ": " + first_line(why.empty() ? "no reason given" : why));
   }
   impl->start_heartbeat();
   c->impl_ = std::move(impl);
