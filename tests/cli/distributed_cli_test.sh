@@ -199,6 +199,14 @@ if "$shrink" run "$work/exp.yaml" --out "$work/k" --set data.train_limit=9600 --
 fi
 grep -q "checkpoint.pt: was written by a run on 2 ranks; this one has 1: resume on as many" "$work/k1.err" \
   || fail "$(cat "$work/k1.err")"
+echo "-- resumed on 3 ranks: refused, in one line (every rank finds it; rank 0 says it)"
+if "$shrink" run "$work/exp.yaml" --out "$work/k" --set data.train_limit=9600 --set pretrain.epochs=3 \
+     --set distributed.timeout=10 --set data.batch_size=32 --resume --nproc 3 > /dev/null 2> "$work/k3.err"; then
+  fail "resumed a 2-rank checkpoint on 3 ranks"
+fi
+[ "$(grep -vc "^shrink: info:" "$work/k3.err")" = 1 ] || fail "not one line: $(cat "$work/k3.err")"
+grep -q "^shrink: error: $work/k/checkpoint.pt: was written by a run on 2 ranks; this one has 3" "$work/k3.err" \
+  || fail "$(cat "$work/k3.err")"
 "$shrink" run "$work/exp.yaml" --out "$work/k" "${long[@]}" --resume > "$work/k2.log"
 grep -q "^resuming after pretrain epoch [12] from $work/k/checkpoint.pt$" "$work/k2.log" || fail "$(cat "$work/k2.log")"
 d=$(max_diff "$work/whole/model_fp32.pt" "$work/k/model_fp32.pt")
@@ -238,11 +246,16 @@ pgrep -f -- "--out $work/i " > /dev/null && fail "a process was left behind"
 
 echo "== the quick start, short, on --nproc 2: the files of a single-process run"
 short=(--set "model=$model_dir/mnist.pt" --set data.train_limit=3200 --set data.test_limit=1000
-       --set pretrain.epochs=1 --set finetune.epochs=1 --set threads=1 --set export.latency=false)
-"$shrink" run "$src/configs/quickstart.yaml" --out "$work/qs1" "${short[@]}" > /dev/null
+       --set pretrain.epochs=1 --set finetune.epochs=1 --set export.latency=false)
+"$shrink" run "$src/configs/quickstart.yaml" --out "$work/qs1" "${short[@]}" --set threads=1 > /dev/null
 "$shrink" run "$src/configs/quickstart.yaml" --out "$work/qs2" "${short[@]}" --set data.batch_size=32 \
   --set distributed.sync_bn=true --nproc 2 > "$work/qs2.log"
 [ "$(cd "$work/qs1" && ls)" = "$(cd "$work/qs2" && ls)" ] || fail "other files: $(ls "$work/qs1") / $(ls "$work/qs2")"
+# The quick start's threads: 2 would oversubscribe 2 cores with 2 ranks (6-15x slower).
+if [ "$(nproc)" -le 2 ]; then
+  grep -q "^threads: 2 lowered to 1: the 2 ranks on this machine share its $(nproc) cores$" "$work/qs2.log" \
+    || fail "threads not lowered: $(head -3 "$work/qs2.log")"
+fi
 "$py" - "$work/qs1" "$work/qs2" <<'PY'
 import json, sys
 a, b = (json.load(open(d + "/report.json")) for d in sys.argv[1:])

@@ -102,6 +102,7 @@ class ResumeFromCheckpoint : public Instrument {
   void after_pass(const Pass& pass, RunContext& context, PassMode mode, double seconds) override;
 
  private:
+  void load(RunContext& context);  // the checkpoint read and checked against the run
   std::filesystem::path file_;
   std::unique_ptr<Checkpoint> checkpoint_;  // opened when the run starts
   std::string phase_;                       // the phase the checkpoint was taken in

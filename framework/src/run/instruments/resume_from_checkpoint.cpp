@@ -1,4 +1,5 @@
 #include <shrink/core/error.hpp>
+#include <shrink/dist/communicator.hpp>
 #include <shrink/host/quantizer_instance.hpp>
 #include <shrink/run/context.hpp>
 #include <shrink/run/instruments.hpp>
@@ -18,6 +19,18 @@ ResumeFromCheckpoint::ResumeFromCheckpoint(const fs::path& file) : file_(file) {
 ResumeFromCheckpoint::~ResumeFromCheckpoint() = default;
 
 void ResumeFromCheckpoint::before_run(RunContext& c) {
+  try {
+    load(c);
+  } catch (const SameOnEveryRank&) {
+    throw;
+  } catch (const Error& e) {
+    // Every rank reads the same checkpoint and finds the same fault: rank 0 says it.
+    if (c.world() > 1) throw SameOnEveryRank(e.what());
+    throw;
+  }
+}
+
+void ResumeFromCheckpoint::load(RunContext& c) {
   SHRINK_CHECK(std::none_of(c.stages.begin(), c.stages.end(),
                             [](const CheckedStage& s) { return s.removes_channels; }),
                "--resume: an experiment with remove_channels cannot resume (the checkpoint holds "

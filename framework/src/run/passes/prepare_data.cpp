@@ -10,7 +10,9 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <sstream>
+#include <thread>
 
 namespace shrink {
 namespace {
@@ -35,11 +37,27 @@ void check_calibration_sizes(const RunContext& c) {
   }
 }
 
+// The intra-op threads: `threads`, but never more than this rank's share of the machine's cores
+// (ranks that each take every core run many times slower than one process).
+void set_threads(RunContext& c) {
+  const Experiment& x = *c.experiment;
+  const int ranks_here = std::max(1, c.options != nullptr ? c.options->world.local_world : 1);
+  const int share = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_here);
+  if (x.threads > share && ranks_here > 1) {
+    c.say("threads: " + std::to_string(x.threads) + " lowered to " + std::to_string(share) +
+          ": the " + std::to_string(ranks_here) + " ranks on this machine share its " +
+          std::to_string(std::thread::hardware_concurrency()) + " cores");
+    at::set_num_threads(share);
+  } else if (x.threads > 0) {
+    at::set_num_threads(static_cast<int>(x.threads));
+  }
+}
+
 }  // namespace
 
 void PrepareDataPass::run(RunContext& c) {
   const Experiment& x = *c.experiment;
-  if (x.threads > 0) at::set_num_threads(static_cast<int>(x.threads));
+  set_threads(c);
   use_one_blas_thread();
   // The profiling executor re-specialises the graph for training and made a step several times
   // slower than Python eager; the simple executor runs the graph as written.
