@@ -19,10 +19,10 @@ using Getenv = std::function<const char*(const char*)>;
 // The variable's integer value in [min, max], or `fallback` when it is unset.
 int integer_variable(const Getenv& getenv, const char* name, int fallback, int min, int max) {
   const char* text = name != nullptr ? getenv(name) : nullptr;
-  if (text == nullptr || *text == '\0') return fallback;
+  if (text == nullptr) return fallback;
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
-  SHRINK_CHECK(*end == '\0' && value >= min && value <= max,
+  SHRINK_CHECK(end != text && *end == '\0' && value >= min && value <= max,
                "environment: " << name << "=" << text << ": expected an integer in [" << min << ", "
                                << max << "]");
   return static_cast<int>(value);
@@ -53,6 +53,9 @@ WorldPlace world_place_from_environment(const Getenv& given) {
   const Getenv getenv = given ? given : [](const char* name) { return std::getenv(name); };
   constexpr int kMaxWorld = 1 << 20;
   WorldPlace place;
+  // torchrun's pair half given is a launcher's mistake, not a single process.
+  SHRINK_CHECK(getenv("RANK") == nullptr || getenv("WORLD_SIZE") != nullptr,
+               "environment: RANK is set but WORLD_SIZE is not");
   for (const LauncherNames& names : kLaunchers) {
     if (getenv(names.world) == nullptr) continue;
     place.launcher = names.launcher;

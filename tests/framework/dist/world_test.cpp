@@ -99,6 +99,14 @@ TEST(WorldPlace, BadValuesNameTheVariable) {
             }),
             "environment: WORLD_SIZE is set but RANK is not");
   EXPECT_EQ(error_of([] {
+              place_of({{"RANK", "1"}});
+            }),
+            "environment: RANK is set but WORLD_SIZE is not");
+  EXPECT_EQ(error_of([] {
+              place_of({{"RANK", ""}, {"WORLD_SIZE", "2"}});
+            }),
+            "environment: RANK=: expected an integer in [0, 1]");
+  EXPECT_EQ(error_of([] {
               place_of({{"MASTER_PORT", "70000"}});
             }),
             "environment: MASTER_PORT=70000: expected an integer in [1, 65535]");
