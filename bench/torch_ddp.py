@@ -54,15 +54,14 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDatas
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools", "models"))
-from eval_model import idx_file, read_idx  # noqa: E402
+from eval_model import idx_file, read_idx, seeded_subset  # noqa: E402
 
 
 def subset_indices(count, limit, seed):
     """A seeded random `limit` of `count` (all of them without a limit), sorted."""
     if not limit or limit >= count:
         return None
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(count, generator=generator)[:limit].sort().values
+    return seeded_subset(count, limit, seed)
 
 
 def idx_dataset(args):

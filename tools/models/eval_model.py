@@ -41,6 +41,13 @@ def idx_file(folder, name):
     raise SystemExit(f"eval_model.py: {folder}: no {name}[.gz]")
 
 
+def seeded_subset(count, samples, seed):
+    """The first `samples` of torch.randperm(count) drawn from a generator seeded with `seed`,
+    sorted: Shrink's data.train_limit / test_limit subset, given report.json's subset_seed."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(count, generator=generator)[:samples].sort().values
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
@@ -65,8 +72,7 @@ def main():
     if args.like:
         test = json.load(open(args.like))["data"]["test"]
         if test["subset_seed"] is not None:
-            generator = torch.Generator().manual_seed(test["subset_seed"])
-            chosen = torch.randperm(test["of"], generator=generator)[: test["samples"]].sort().values
+            chosen = seeded_subset(test["of"], test["samples"], test["subset_seed"])
             images, labels = images[chosen], labels[chosen]
     x = ((images.unsqueeze(1) if images.dim() == 3 else images) - args.mean) / args.std
     y = labels

@@ -206,14 +206,14 @@ struct RunArgs {
 
 // A run stopped by Ctrl-C or SIGTERM: what it kept and how to go on; the shell's exit status for
 // the signal (130, 143).
-int report_interrupt(const RunArgs& args, const shrink::RunSummary& summary) {
+int report_interrupt(const RunArgs& args, const shrink::RunSummary& summary,
+                     const shrink::WorldPlace& place) {
   std::cerr << "shrink: interrupted by " << shrink::signal_name(summary.interrupted) << "; ";
   if (summary.checkpoint.empty()) {
     std::cerr << "no epoch had ended, so nothing was kept\n";
   } else {
     // A rank started by --nproc resumes under it; one started by another launcher, under that.
     const char* nproc = std::getenv("SHRINK_NPROC");
-    const shrink::WorldPlace place = shrink::world_place_from_environment();
     std::cerr << summary.out_dir << "/checkpoint.pt holds " << summary.checkpoint
               << "; continue with: shrink run " << args.experiment
               << (args.out.empty() ? "" : " --out " + args.out) << " --resume"
@@ -283,7 +283,8 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
     throw shrink::Error("rank " + std::to_string(options.world.rank) + ": " + line);
   }
   if (summary.interrupted != 0) {
-    return options.world.rank == 0 ? report_interrupt(args, summary) : 128 + summary.interrupted;
+    return options.world.rank == 0 ? report_interrupt(args, summary, place)
+                                   : 128 + summary.interrupted;
   }
   if (args.print_plan || summary.stopped || options.world.rank != 0) return 0;
   std::cout << std::fixed << std::setprecision(4);

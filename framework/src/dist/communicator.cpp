@@ -206,7 +206,6 @@ std::unique_ptr<Communicator> Communicator::join(const WorldPlace& place,
 
 void Communicator::all_reduce(at::Tensor& tensor, ReduceOp op, const std::string& what) {
   if (!active()) return;
-  SHRINK_CHECK(impl_->group, "rank " << rank_ << ": " << what << ": this rank has left the group");
   // Gloo reads data_ptr and numel: a strided view is reduced as a dense copy, copied back.
   std::vector<at::Tensor> tensors{tensor.is_contiguous() ? tensor : tensor.contiguous()};
   c10d::AllreduceOptions options;
@@ -218,7 +217,6 @@ void Communicator::all_reduce(at::Tensor& tensor, ReduceOp op, const std::string
 
 void Communicator::broadcast(std::vector<at::Tensor>& tensors, int root, const std::string& what) {
   if (!active() || tensors.empty()) return;
-  SHRINK_CHECK(impl_->group, "rank " << rank_ << ": " << what << ": this rank has left the group");
   // One flat message per dtype instead of a round trip per tensor.
   std::map<at::ScalarType, std::vector<at::Tensor*>> by_type;
   for (auto& t : tensors) {
@@ -297,6 +295,7 @@ void Communicator::Impl::start_heartbeat() {
 
 void Communicator::Impl::run(const std::string& what,
                              const std::function<c10::intrusive_ptr<c10d::Work>()>& collective) {
+  SHRINK_CHECK(group, "rank " << rank << ": " << what << ": this rank has left the group");
   ++collectives;
   try {
     collective()->wait(timeout);
@@ -317,24 +316,31 @@ void Communicator::Impl::fail(const std::string& what, const std::exception& e) 
 // Which rank is at fault, from the store: one that left a message, one whose heartbeat stopped,
 // or the one furthest behind in collectives.
 std::string Communicator::Impl::diagnose() {
+  // The value a rank left under `key`; "" when none.
+  const auto read = [this](const std::string& key) {
+    return watch->check({key}) ? text_of(watch->get(key)) : std::string();
+  };
+  // The first other rank's last words; "" when none left any.
+  const auto failed = [&] {
+    for (int r = 0; r < world; ++r) {
+      const std::string line = r == rank ? "" : read(failure_key(r));
+      if (!line.empty()) return "rank " + std::to_string(r) + " failed: " + line;
+    }
+    return std::string();
+  };
   try {
+    if (std::string f = failed(); !f.empty()) return f;
     std::vector<std::string> before(static_cast<std::size_t>(world));
     for (int r = 0; r < world; ++r) {
-      if (r == rank) continue;
-      if (watch->check({failure_key(r)})) {
-        return "rank " + std::to_string(r) + " failed: " + text_of(watch->get(failure_key(r)));
-      }
-      if (watch->check({beat_key(r)})) before[r] = text_of(watch->get(beat_key(r)));
+      if (r != rank) before[r] = read(beat_key(r));
     }
     std::this_thread::sleep_for(kSilence);
+    if (std::string f = failed(); !f.empty()) return f;
     int64_t least = collectives.load();
     int behind = -1;
     for (int r = 0; r < world; ++r) {
       if (r == rank) continue;
-      if (watch->check({failure_key(r)})) {
-        return "rank " + std::to_string(r) + " failed: " + text_of(watch->get(failure_key(r)));
-      }
-      const std::string now = watch->check({beat_key(r)}) ? text_of(watch->get(beat_key(r))) : "";
+      const std::string now = read(beat_key(r));
       if (now == before[r]) {
         return "rank " + std::to_string(r) + " stopped (killed, or frozen: no heartbeat for " +
                std::to_string(kSilence.count() / 1000.0).substr(0, 3) + " s)";

@@ -50,9 +50,9 @@ int64_t RunContext::batches_per_epoch() const {
   return (share + experiment->batch_size - 1) / experiment->batch_size;
 }
 
-int RunContext::rank() const { return comm != nullptr ? comm->rank() : 0; }
+int RunContext::rank() const { return comm->rank(); }
 
-int RunContext::world() const { return comm != nullptr ? comm->world() : 1; }
+int RunContext::world() const { return comm->world(); }
 
 PhaseProgress& RunContext::progress(const std::string& phase) {
   return phase == "pretrain" ? pretrain : finetune;

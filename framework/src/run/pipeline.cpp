@@ -76,7 +76,7 @@ void run_passes(RunContext& c, const std::vector<std::unique_ptr<Pass>>& passes,
     // Results are rank 0's to write and report: the other ranks skip those passes.
     if (pass->rank_zero_only() && c.rank() != 0) continue;
     std::optional<Communicator::Local> alone;
-    if (pass->rank_zero_only() && c.comm != nullptr) alone.emplace(*c.comm);
+    if (pass->rank_zero_only()) alone.emplace(*c.comm);
     const PassMode mode = instruments.before_pass(*pass, c);
     const auto start = std::chrono::steady_clock::now();
     if (mode == PassMode::kRun) {

@@ -107,26 +107,29 @@ struct StepPlace {
 };
 
 // Rank 0's values of `tensors` on every rank.
-void from_rank_zero(RunContext& c, std::vector<at::Tensor> tensors, const std::string& what) {
+void from_rank_zero(RunContext& c, std::vector<at::Tensor>& tensors, const std::string& what) {
   torch::NoGradGuard no_grad;
   c.comm->broadcast(tensors, 0, what);
 }
 
-std::vector<at::Tensor> buffers_of(RunContext& c) {
-  std::vector<at::Tensor> out;
-  for (const auto& b : c.model->module().buffers()) out.push_back(b);
-  return out;
-}
-
-// The floating-point buffers (running statistics): integer ones, such as a BatchNorm's
-// num_batches_tracked, count steps alike on every rank.
-std::vector<at::Tensor> running_statistics(RunContext& c) {
+// The model's buffers; `floating_only`: the running statistics alone (integer buffers, such as
+// a BatchNorm's num_batches_tracked, count steps alike on every rank).
+std::vector<at::Tensor> buffers_of(RunContext& c, bool floating_only) {
   std::vector<at::Tensor> out;
   for (const auto& b : c.model->module().buffers()) {
-    if (b.is_floating_point()) out.push_back(b);
+    if (!floating_only || b.is_floating_point()) out.push_back(b);
   }
   return out;
 }
+
+// What keeps a step the same on every rank: the gradient reducer and, unless BatchNorms
+// synchronize, rank 0's running statistics broadcast before each forward (as
+// DistributedDataParallel's broadcast_buffers; simulated folding reads them for the weights).
+// Alone, nothing to broadcast.
+struct StepSync {
+  GradientReducer& reducer;
+  std::vector<at::Tensor> statistics;
+};
 
 // The backward, with the gradients averaged over the ranks as it goes (GradientReducer).
 void backward(RunContext& c, GradientReducer& reducer, const at::Tensor& loss) {
@@ -143,16 +146,13 @@ void backward(RunContext& c, GradientReducer& reducer, const at::Tensor& loss) {
 
 // One optimizer step on batch (x, y), added to the epoch's totals.
 void train_step(RunContext& c, torch::jit::Module& module, torch::optim::Optimizer& optimizer,
-                GradientReducer& reducer, const Batch& batch, TrainingHooks* hooks,
-                EpochTotals& totals, const StepPlace& place) {
+                StepSync& sync, const Batch& batch, TrainingHooks* hooks, EpochTotals& totals,
+                const StepPlace& place) {
   const at::Tensor& x = batch.inputs;
   const at::Tensor& y = batch.targets;
   optimizer.zero_grad();
-  reducer.before_forward();
-  // As DistributedDataParallel (broadcast_buffers): every rank's forward starts from rank 0's
-  // BatchNorm statistics, which simulated folding reads for the weights; synchronized BatchNorms
-  // keep them the same on every rank by themselves.
-  if (!c.experiment->distributed.sync_bn) from_rank_zero(c, running_statistics(c), "BatchNorm");
+  sync.reducer.before_forward();
+  if (!sync.statistics.empty()) from_rank_zero(c, sync.statistics, "BatchNorm");
   at::Tensor out = module.forward({x}).toTensor();
   at::Tensor loss = torch::cross_entropy_loss(out, y);
   const double loss_value = loss.item<double>();
@@ -164,7 +164,7 @@ void train_step(RunContext& c, torch::jit::Module& module, torch::optim::Optimiz
     at::Tensor penalty = hooks->penalty();
     if (penalty.defined()) loss = loss + penalty;
   }
-  backward(c, reducer, loss);
+  backward(c, sync.reducer, loss);
   if (hooks) hooks->after_backward();
   for (auto& p : c.pruners) p->mask_gradients();
   optimizer.step();
@@ -186,7 +186,7 @@ int64_t epoch_key(const std::string& phase, int64_t epoch) {
 // One epoch's batches, in a random order (this rank's share of it); stops early when spec.steps
 // is reached.
 EpochTotals train_one_epoch(RunContext& c, torch::jit::Module& module,
-                            torch::optim::Optimizer& optimizer, GradientReducer& reducer,
+                            torch::optim::Optimizer& optimizer, StepSync& sync,
                             const TrainSpec& spec, const std::string& phase, int64_t epoch,
                             int64_t epochs, PhaseProgress& progress, TrainingHooks* hooks) {
   const int64_t per_epoch = c.batches_per_epoch();
@@ -204,7 +204,7 @@ EpochTotals train_one_epoch(RunContext& c, torch::jit::Module& module,
                                          << ": every sample of it is unreadable (skipped); "
                                             "fix or remove those files");
     if (hooks) hooks->before_step(progress.steps_done);
-    train_step(c, module, optimizer, reducer, batch, hooks, totals, {phase, epoch, b});
+    train_step(c, module, optimizer, sync, batch, hooks, totals, {phase, epoch, b});
     if (hooks) hooks->after_step(progress.steps_done);
     ++progress.steps_done;
     if (c.instruments) {
@@ -258,12 +258,15 @@ void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase
   trained.insert(trained.end(), exempt.begin(), exempt.end());
   // As DistributedDataParallel at its start: rank 0's parameters and buffers everywhere.
   std::vector<at::Tensor> state = trained;
-  for (const auto& b : buffers_of(c)) state.push_back(b);
+  for (const auto& b : buffers_of(c, false)) state.push_back(b);
   from_rank_zero(c, state, phase + ": the model's parameters from rank 0");
   GradientReducer reducer(*c.comm, trained, parameter_names(c));
+  const bool synchronizes = c.experiment->distributed.sync_bn;
+  StepSync sync{
+      reducer, c.comm->active() && !synchronizes ? buffers_of(c, true) : std::vector<at::Tensor>{}};
   // distributed.sync_bn: a clone of the model (the same tensors) whose BatchNorms synchronize.
   std::optional<torch::jit::Module> synced;
-  if (c.experiment->distributed.sync_bn && c.comm->active()) {
+  if (synchronizes && c.comm->active()) {
     synced = with_sync_batch_norm(c.model->module());
   }
   torch::jit::Module& module = synced ? *synced : c.model->module();
@@ -279,8 +282,8 @@ void train_epochs(RunContext& c, const TrainSpec& spec, const std::string& phase
     c.set_training(true);
     module.train(true);
     const auto start = Clock::now();
-    const EpochTotals t = global_totals(c, train_one_epoch(c, module, *optimizer, reducer, spec,
-                                                           phase, epoch, epochs, progress, hooks));
+    const EpochTotals t = global_totals(c, train_one_epoch(c, module, *optimizer, sync, spec, phase,
+                                                           epoch, epochs, progress, hooks));
     check_same_state(c, phase + " epoch " + std::to_string(epoch + 1));
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     progress.seconds += seconds;
@@ -304,7 +307,7 @@ double evaluate(RunContext& c, torch::jit::Module& module, const DataSplit& data
   module.eval();
   if (reference != nullptr) reference->eval();
   // Each rank scores its share; every sample is scored once (no padding).
-  const bool shared = c.comm != nullptr && c.comm->active();
+  const bool shared = c.comm->active();
   const at::Tensor all = at::arange(data.size(), at::kLong);
   Loader loader(data, shared ? shard_positions(all, c.rank(), c.world(), false) : all,
                 c.experiment->test_batch_size, false, 0);

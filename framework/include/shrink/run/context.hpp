@@ -107,7 +107,8 @@ struct RunContext {
   const Checkpoint* resume_optimizer = nullptr;
   RunSummary summary;
   Instruments* instruments = nullptr;  // what passes report to; may be null (nothing reported)
-  // The ranks of the run (dist/communicator.hpp): alone, world 1. Never null once the run starts.
+  // The ranks of the run (dist/communicator.hpp): the lone one (world 1) until run_experiment
+  // joins the run's. Never null.
   Communicator* comm = nullptr;
 
   // What the outputs say, filled in by the passes that produce it.
