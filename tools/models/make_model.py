@@ -14,7 +14,8 @@ NAME is one of:
                 F.adaptive_avg_pool2d, dropout; input 3x32x32 (--trace: torch.jit.trace, in
                 eval mode, as users trace)
   resnet18      torchvision's resnet18 (random weights), input 3x32x32 and up
-  mobilenet_v2, mobilenet_v3_small, shufflenet_v2_x0_5, squeezenet1_1
+  mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, shufflenet_v2_x0_5, shufflenet_v2_x1_0,
+  squeezenet1_1, efficientnet_b0, densenet121, regnet_x_400mf, resnext50_32x4d
                 torchvision's (random weights, 10 classes), input 3x32x32 and up
 
 Weights are random with a fixed seed; training happens in Shrink. Run with Debian's /usr/bin/python3
@@ -197,7 +198,9 @@ def build(name):
                      + ", ".join(TORCHVISION) + ")")
 
 
-TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1")
+TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "shufflenet_v2_x0_5",
+               "shufflenet_v2_x1_0", "squeezenet1_1", "efficientnet_b0", "densenet121", "regnet_x_400mf",
+               "resnext50_32x4d")
 
 
 def main():

@@ -17,6 +17,7 @@
 #include <shrink/host/plugin_check.hpp>
 #include <shrink/host/plugin_registry.hpp>
 #include <shrink/run/pipeline.hpp>
+#include <shrink/run/plan.hpp>
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -153,15 +154,21 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
 int run_inspect(const std::string& model_path, const std::string& config_path, bool json) {
   shrink::Model model = shrink::Model::load(model_path);
   std::map<std::string, std::vector<std::string>> sites;  // op -> "stage N: target (dtype)"
+  std::vector<std::string> placed;                         // a preset's sites and notes: why
   if (!config_path.empty()) {
     auto lists = shrink::ConfigList::load_file(config_path);
     for (std::size_t stage = 0; stage < lists.size(); ++stage) {
-      for (const auto& site : shrink::plan_sites(lists[stage], model.ops())) {
-        std::string text = site.target + "(" + *site.config.find("quant_dtype") + "," +
-                           *site.config.find("quant_scheme") + ")";
-        if (lists.size() > 1) text = "stage" + std::to_string(stage) + ":" + text;
-        sites[site.op_name].push_back(text);
+      const std::string prefix = lists.size() > 1 ? "stage" + std::to_string(stage) + ":" : "";
+      std::vector<std::string> notes;
+      for (const auto& site : shrink::plan_quantization_sites(lists[stage], model, notes)) {
+        sites[site.op_name].push_back(prefix + site.target + "(" +
+                                      *site.config.find("quant_dtype") + "," +
+                                      *site.config.find("quant_scheme") + ")");
+        if (!site.why.empty()) {
+          placed.push_back(prefix + site.op_name + "." + site.target + ": " + site.why);
+        }
       }
+      for (const auto& note : notes) placed.push_back(prefix + note);
     }
   }
   if (json) {
@@ -185,6 +192,7 @@ int run_inspect(const std::string& model_path, const std::string& config_path, b
         {op.name, op.type, op.functional ? "functional" : "module", text.empty() ? "-" : text});
   }
   print_table(rows);
+  for (const auto& line : placed) std::cout << line << "\n";
   std::cout << model.ops().size() << " ops";
   if (!config_path.empty()) std::cout << ", " << n_sites << " sites from " << config_path;
   std::cout << "\n";

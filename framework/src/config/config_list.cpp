@@ -91,10 +91,12 @@ std::vector<std::string> default_targets(const OpInstance& op) {
   return {"_output_0"};
 }
 
+// A module's _input_0 and _output_0; a functional call's _output_0 and its tensor arguments
+// (_input_N: the graph knows which are tensors, and the site's insertion checks).
 bool op_has_target(const OpInstance& op, const std::string& target) {
   if (target == "weight") return op.has_weight;
   if (target == "bias") return op.has_bias;
-  if (op.functional) return target == "_output_0";
+  if (op.functional) return target == "_output_0" || target.rfind("_input_", 0) == 0;
   return target == "_input_0" || target == "_output_0";
 }
 
@@ -242,19 +244,64 @@ void put_key(ConfigEntry& e, const std::string& key, const YAML::Node& value,
     }
   } else if (key == "target_settings") {
     put_target_settings(e, value, file);
+  } else if (key == "preset") {
+    SHRINK_CHECK(value.IsScalar() && contains(quantization_presets(), value.as<std::string>()),
+                 where << ": preset: expected one of " << join(quantization_presets()));
+    e.preset = value.as<std::string>();
   } else {
     if (!contains(config_list_keys(), key)) e.plugin_keys.emplace_back(key, where);
     put_setting(e, key, value, file);
   }
 }
 
+// A preset places its own sites: selecting ops or targets beside it would be ignored.
+void check_preset_entry(const ConfigEntry& e) {
+  const char* key = !e.op_names.empty()      ? "op_names"
+                    : !e.op_names_re.empty() ? "op_names_re"
+                    : !e.op_types.empty()    ? "op_types"
+                    : !e.targets.empty()     ? "target_names"
+                    : e.exclude              ? "exclude"
+                                             : nullptr;
+  SHRINK_CHECK(key == nullptr,
+               e.where << ": config_list[" << e.index << "]: " << key << " beside preset: "
+                       << e.preset
+                       << " places its own sites; leave ops out with exclude_op_names (or _re, "
+                          "exclude_op_types), or configure them in an entry of their own, which "
+                          "wins");
+}
+
+// Writes `settings[target]`'s keys (when it has them) over `raw`.
+void put_all(Options& raw, const std::map<std::string, Options>& settings,
+             const std::string& target) {
+  auto ts = settings.find(target);
+  if (ts == settings.end()) return;
+  for (const auto& kv : ts->second.entries) raw.set(kv.first, kv.second);
+}
+
+PlannedSite make_site(const ConfigEntry& e, const OpInstance& op, const std::string& target,
+                      const Options& raw) {
+  PlannedSite site;
+  site.op_name = op.name;
+  site.op_type = op.type;
+  site.target = target;
+  site.quant_type = quant_type_of(target);
+  site.config = canonical_settings(raw, e.where);
+  site.entry_index = e.index;
+  return site;
+}
+
 }  // namespace
+
+const std::vector<std::string>& quantization_presets() {
+  static const std::vector<std::string> presets = {"int8_onednn"};
+  return presets;
+}
 
 const std::vector<std::string>& config_list_keys() {
   static const std::vector<std::string> selection_and_quantization = {
       "op_names",         "op_names_re", "op_types",     "exclude_op_names", "exclude_op_names_re",
       "exclude_op_types", "exclude",     "target_names", "target_settings",  "quant_types",
-      "quant_bits",       "quant_dtype", "quant_scheme", "granularity"};
+      "quant_bits",       "quant_dtype", "quant_scheme", "granularity",      "preset"};
   static const std::vector<std::string> keys = [] {
     std::vector<std::string> all = selection_and_quantization;
     all.insert(all.end(), pruning_keys().begin(), pruning_keys().end());
@@ -320,10 +367,14 @@ ConfigList ConfigList::parse(const YAML::Node& node, const std::string& file) {
         throw Error(e.where + ": op_names_re: '" + re + "' is not a valid regular expression");
       }
     }
-    SHRINK_CHECK(
-        e.exclude || !e.op_names.empty() || !e.op_names_re.empty() || !e.op_types.empty(),
-        e.where << ": config_list[" << e.index
-                << "]: give op_names, op_names_re or op_types to say which ops it selects");
+    if (!e.preset.empty()) {
+      check_preset_entry(e);
+    } else {
+      SHRINK_CHECK(
+          e.exclude || !e.op_names.empty() || !e.op_names_re.empty() || !e.op_types.empty(),
+          e.where << ": config_list[" << e.index
+                  << "]: give op_names, op_names_re or op_types to say which ops it selects");
+    }
     list.entries.push_back(std::move(e));
   }
   return list;
@@ -335,7 +386,7 @@ std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<
   std::vector<PlannedSite> sites;
   std::set<std::pair<std::string, std::string>> configured;
   for (const auto& e : config.entries) {
-    if (e.exclude) continue;
+    if (e.exclude || !e.preset.empty()) continue;
     int created = 0;
     bool selected_any = false;
     for (const auto& op : ops) {
@@ -356,18 +407,8 @@ std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<
           continue;
         }
         Options raw = e.settings;
-        auto ts = e.target_settings.find(target);
-        if (ts != e.target_settings.end()) {
-          for (const auto& kv : ts->second.entries) raw.set(kv.first, kv.second);
-        }
-        PlannedSite site;
-        site.op_name = op.name;
-        site.op_type = op.type;
-        site.target = target;
-        site.quant_type = quant_type_of(target);
-        site.config = canonical_settings(raw, e.where);
-        site.entry_index = e.index;
-        sites.push_back(std::move(site));
+        put_all(raw, e.target_settings, target);
+        sites.push_back(make_site(e, op, target, raw));
         ++created;
       }
     }
@@ -381,6 +422,48 @@ std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<
     }
   }
   return sites;
+}
+
+bool preset_excludes(const ConfigList& config, const ConfigEntry& preset, const OpInstance& op) {
+  if (contains(preset.exclude_op_names, op.name) ||
+      matches_any_regex(op.name, preset.exclude_op_names_re) ||
+      contains(preset.exclude_op_types, op.type)) {
+    return true;
+  }
+  for (const auto& e : config.entries) {
+    if (e.exclude && selects(e, op)) return true;
+  }
+  return false;
+}
+
+void add_preset_sites(const ConfigEntry& preset, const std::vector<PlacedSite>& placed,
+                      const std::vector<OpInstance>& ops, std::vector<PlannedSite>& sites) {
+  std::set<std::pair<std::string, std::string>> configured;
+  for (const auto& s : sites) configured.insert({s.op_name, s.target});
+  for (const PlacedSite& p : placed) {
+    if (!configured.insert({p.op_name, p.target}).second) continue;  // hand-written, or twice
+    const auto op = std::find_if(ops.begin(), ops.end(),
+                                 [&](const OpInstance& o) { return o.name == p.op_name; });
+    SHRINK_CHECK(op != ops.end(), preset.where << ": preset " << preset.preset
+                                               << ": the model has no op '" << p.op_name << "'");
+    // oneDNN's int8 kernels: symmetric per-channel int8 weights, per-tensor activations.
+    const QuantType type = quant_type_of(p.target);
+    Options raw = preset.settings;
+    put_all(raw, preset.target_settings,
+            type == QuantType::kWeight  ? "weight"
+            : type == QuantType::kInput ? "_input_0"
+                                        : "_output_0");
+    if (!raw.find("quant_dtype")) raw.set("quant_dtype", raw.find("quant_bits") ? "int" : "int8");
+    if (!raw.find("quant_scheme")) {
+      raw.set("quant_scheme", type == QuantType::kWeight ? "symmetric" : "affine");
+    }
+    if (!raw.find("granularity")) {
+      raw.set("granularity", type == QuantType::kWeight ? "per_channel" : "default");
+    }
+    PlannedSite site = make_site(preset, *op, p.target, raw);
+    site.why = p.why;
+    sites.push_back(std::move(site));
+  }
 }
 
 namespace {

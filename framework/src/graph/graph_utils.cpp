@@ -204,6 +204,46 @@ const std::vector<std::string>& anchor_kinds(const std::string& module_type) {
   return it == table.end() ? none : it->second;
 }
 
+namespace {
+
+// Whether every use of list `v` is an append to it (whose result nothing reads) or a cat of it,
+// in `block`.
+bool only_appended_and_concatenated(const torch::jit::Value* v, const torch::jit::Block* block) {
+  for (const auto& u : v->uses()) {
+    const bool append = is(u.user, "aten::append") && !u.user->output()->hasUses();
+    if (u.user->owningBlock() != block || u.offset != 0 || (!append && !is(u.user, "aten::cat"))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void snapshot_appended_lists(torch::jit::Graph& graph) {
+  std::map<const torch::jit::Value*, std::vector<torch::jit::Value*>> elements;
+  std::vector<torch::jit::Node*> appends;
+  for (torch::jit::Node* n : graph.block()->nodes()) {
+    if (n->kind() == c10::prim::ListConstruct &&
+        only_appended_and_concatenated(n->output(), graph.block())) {
+      elements[n->output()] = n->inputs().vec();
+    } else if (is(n, "aten::append") && elements.count(n->input(0))) {
+      elements[n->input(0)].push_back(n->input(1));
+      appends.push_back(n);
+    } else if (is(n, "aten::cat") && elements.count(n->input(0))) {
+      torch::jit::WithInsertPoint guard(n);
+      const auto& items = elements[n->input(0)];
+      const c10::TypePtr type = n->input(0)->type()->containedType(0);
+      n->replaceInput(0, graph.insertNode(graph.createList(type, items))->output());
+    }
+  }
+  for (auto it = appends.rbegin(); it != appends.rend(); ++it) {
+    torch::jit::Node* list = (*it)->input(0)->node();
+    (*it)->destroy();
+    if (!list->output()->hasUses()) list->destroy();
+  }
+}
+
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block) {
   std::vector<torch::jit::Node*> out;
   for (torch::jit::Node* node : block->nodes()) {

@@ -79,6 +79,13 @@ std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& mod
 void fold_flag_attributes(std::shared_ptr<torch::jit::Graph>& graph,
                           const torch::jit::Module& module, bool for_evaluation = false);
 
+// A list made by prim::ListConstruct and grown by aten::append in the top-level block, read by
+// aten::cat after each append (densenet's `features.append(new); torch.cat(features, 1)`): each
+// cat gets a list of its own with the elements as they stand there, and the appends go, so that a
+// cat's inputs are the values it reads and nothing else keeps them alive. Lists read or grown
+// anywhere else are left as they are.
+void snapshot_appended_lists(torch::jit::Graph& graph);
+
 // Every node, sub-blocks included, in order.
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
 

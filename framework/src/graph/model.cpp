@@ -34,6 +34,7 @@ Model::~Model() = default;
 
 const std::string& Model::path() const { return impl_->path; }
 torch::jit::Module& Model::module() { return impl_->module; }
+const torch::jit::Module& Model::module() const { return impl_->module; }
 const std::vector<OpInstance>& Model::ops() const { return impl_->ops; }
 
 const OpInstance* Model::find_op(const std::string& name) const {

@@ -1,4 +1,5 @@
 #include <shrink/core/error.hpp>
+#include <shrink/export/int8_placement.hpp>
 #include <shrink/graph/channel_removal.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/graph/quantized_model.hpp>
@@ -153,7 +154,7 @@ void check_quantizer_stage(const Experiment& x, std::size_t i, const std::string
                      << "' quantizes (it trains in finetune)");
   check_no_pruning_keys(stage);
   check_quantizer_capabilities(x, stage, where, stage_name(i), *checked.algorithm);
-  checked.sites = plan_sites(stage.config_list, model.ops());
+  checked.sites = plan_quantization_sites(stage.config_list, model, checked.site_notes);
   if (x.export_int8) check_int8_bits(checked.sites, where);
   try {
     probe.quantizers.push_back(
@@ -256,6 +257,25 @@ int64_t check_model_on_data(const Experiment& x, Model& model, const std::vector
 }
 
 std::string stage_name(std::size_t i) { return "compress[" + std::to_string(i) + "]"; }
+
+std::vector<PlannedSite> plan_quantization_sites(const ConfigList& config, const Model& model,
+                                                 std::vector<std::string>& notes) {
+  std::vector<PlannedSite> sites = plan_sites(config, model.ops());
+  for (const ConfigEntry& e : config.entries) {
+    if (e.preset.empty()) continue;
+    const Int8Placement placed = place_int8_sites(model, config, e);
+    SHRINK_CHECK(placed.weighted_ops > 0,
+                 e.where << ": preset " << e.preset << ": " << model.path()
+                         << " has no convolution or linear module that int8 kernels can run "
+                            "(their weights must be module parameters)");
+    add_preset_sites(e, placed.sites, model.ops(), sites);
+    notes.push_back("preset " + e.preset + ": " + std::to_string(placed.weighted_ops) +
+                    " convolutions and linears and " + std::to_string(placed.other_ops) +
+                    " other ops int8, " + std::to_string(placed.sites.size()) + " sites");
+    for (const std::string& n : placed.notes) notes.push_back("preset " + e.preset + ": " + n);
+  }
+  return sites;
+}
 
 bool ranks_in_training(const AlgorithmInfo& a) { return a.is_pruner() && a.ranks_in_training(); }
 

@@ -348,6 +348,150 @@ def forward(self, x):
   expect_within(lowered, {torch::randn({2, 3, 4, 4}) * 2}, 0.03);
 }
 
+// densenet's pattern: a list grown by append and concatenated after each append. Each cat reads
+// its elements as they stand there, as a quantized cat.
+TEST_F(Int8RulesTest, CatOfAListGrownByAppendBecomesQuantizedCat) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x, y):
+    features = [torch.fake_quantize_per_tensor_affine(x, 0.04, 128, 0, 255)]
+    c1 = torch.fake_quantize_per_tensor_affine(torch.cat(features, 1), 0.04, 128, 0, 255)
+    features.append(torch.fake_quantize_per_tensor_affine(y, 0.02, 128, 0, 255))
+    c2 = torch.fake_quantize_per_tensor_affine(torch.cat(features, 1), 0.05, 128, 0, 255)
+    return torch.cat([c1, c2], 1)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(lowered.result.quantized_ops, 2);
+  EXPECT_EQ(count_kind(lowered.module, "quantized::cat"), 2);
+  EXPECT_EQ(count_kind(lowered.module, "aten::append"), 0);
+  expect_within(lowered, {torch::randn({2, 3, 4, 4}), torch::randn({2, 5, 4, 4})}, 0.05);
+}
+
+// --- BatchNorm that follows no convolution: quantized::batch_norm[_relu].
+
+TEST_F(Int8RulesTest, BatchNormAloneAndReluBecomeQuantizedBatchNormRelu) {
+  torch::jit::Module m("m");
+  m.register_buffer("bn_weight", torch::rand({6}) + 0.5);
+  m.register_buffer("bn_bias", torch::randn({6}) * 0.2);
+  m.register_buffer("bn_mean", torch::randn({6}) * 0.2);
+  m.register_buffer("bn_var", torch::rand({6}) + 0.5);
+  save_fake_quant(m, R"(
+def forward(self, x, y):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.04, 128, 0, 255)
+    b = torch.fake_quantize_per_tensor_affine(y, 0.03, 128, 0, 255)
+    c = torch.fake_quantize_per_tensor_affine(torch.cat([a, b], 1), 0.05, 128, 0, 255)
+    n = torch.batch_norm(c, self.bn_weight, self.bn_bias, self.bn_mean, self.bn_var, False, 0.1, 1e-5, False)
+    return torch.fake_quantize_per_tensor_affine(torch.relu(n), 0.03, 0, 0, 255)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(lowered.result.quantized_ops, 2);
+  EXPECT_EQ(count_kind(lowered.module, "quantized::batch_norm_relu"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::batch_norm"), 0);
+  EXPECT_EQ(count_kind(lowered.module, "aten::relu"), 0);
+  expect_within(lowered, {torch::randn({2, 2, 5, 5}), torch::randn({2, 4, 5, 5})}, 0.03);
+}
+
+// --- sigmoid, hardsigmoid, SiLU and the squeeze-excitation's mul.
+
+TEST_F(Int8RulesTest, SigmoidAndHardsigmoidRunOnTheFixedGrid) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    return torch.cat([torch.sigmoid(a), torch.hardsigmoid(a)], 1)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(lowered.result.quantized_ops, 2);
+  EXPECT_EQ(count_kind(lowered.module, "aten::sigmoid"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::hardsigmoid"), 1);
+  // Both read the quantized tensor: the one dequantize of each is after it.
+  for (const torch::jit::Node* n : lowered.module.get_method("forward").graph()->nodes()) {
+    if (is(n, "aten::sigmoid") || is(n, "aten::hardsigmoid")) {
+      EXPECT_FALSE(is(n->input(0)->node(), "aten::dequantize")) << *n;
+    }
+  }
+  // One step of the 1/256 grid: rounded to it, and 1 saturates at 255/256.
+  expect_within(lowered, {torch::randn({2, 3, 4, 4}) * 3}, 1.0 / 256);
+}
+
+TEST_F(Int8RulesTest, SiluBecomesQuantizedMulOfItsSigmoid) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    return torch.fake_quantize_per_tensor_affine(torch.silu(a), 0.025, 20, 0, 255)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(lowered.result.quantized_ops, 1);
+  EXPECT_EQ(count_kind(lowered.module, "quantized::mul"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::silu"), 0);
+  // The sigmoid within one step of its 1/256 grid, times |x| <= 6.4, adds at most 0.025.
+  expect_within(lowered, {torch::randn({2, 3, 4, 4}) * 2}, 0.025 + 6.4 / 256);
+}
+
+TEST_F(Int8RulesTest, SqueezeExcitationMulBroadcastsOnInt8) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x, s):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    b = torch.fake_quantize_per_tensor_affine(s, 0.04, 128, 0, 255)
+    scale = torch.sigmoid(torch.adaptive_avg_pool2d(b, [1, 1]))
+    return torch.fake_quantize_per_tensor_affine(scale * a, 0.03, 128, 0, 255)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(count_kind(lowered.module, "quantized::mul"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::mul"), 0);
+  // The scale within one step of its 1/256 grid moves the product by at most |a| / 256.
+  expect_within(lowered, {torch::randn({2, 4, 5, 5}) * 2, torch::randn({2, 4, 5, 5})},
+                0.03 + 6.4 / 256);
+}
+
+TEST_F(Int8RulesTest, MulByAScalarStaysFloat) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    return torch.fake_quantize_per_tensor_affine(a * 0.5, 0.03, 128, 0, 255)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(count_kind(lowered.module, "quantized::mul"), 0);
+  EXPECT_EQ(count_kind(lowered.module, "aten::mul"), 1);
+  expect_within(lowered, {torch::randn({2, 3, 4, 4})}, 0);
+}
+
+// --- chunk and split: the pieces of a quantized tensor (shufflenet's x1, x2 = x.chunk(2, 1)).
+
+TEST_F(Int8RulesTest, ChunkAndSplitPiecesStayQuantized) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    x1, x2 = a.chunk(2, 1)
+    y1, y2 = torch.split(x2, [1, 3], 1)
+    out = torch.cat([y2, x1, y1], 1)
+    return torch.fake_quantize_per_tensor_affine(out, 0.05, 128, 0, 255)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(count_kind(lowered.module, "quantized::cat"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::chunk"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::split"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::dequantize"), 1);
+  expect_within(lowered, {torch::randn({2, 8, 4, 4})}, 0);
+}
+
+TEST_F(Int8RulesTest, MeanRunsOnTheQuantizedTensor) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    return a.mean([2, 3])
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(count_kind(lowered.module, "aten::mean"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::dequantize"), 1);
+  expect_within(lowered, {torch::randn({2, 3, 8, 8})}, 0.05);  // the mean re-rounded
+}
+
 // --- Ops that run on the quantized tensor as they are: one dequantize, at the end.
 
 TEST_F(Int8RulesTest, PoolingRunsOnTheQuantizedTensor) {
@@ -435,18 +579,56 @@ TEST(Int8RuleTableTest, HasARuleForEveryOpFamily) {
                            "aten::permute",
                            "aten::squeeze",
                            "aten::unsqueeze",
-                           "aten::dropout"}) {
+                           "aten::mean",
+                           "aten::dropout",
+                           "aten::batch_norm",
+                           "aten::sigmoid",
+                           "aten::sigmoid_",
+                           "aten::hardsigmoid",
+                           "aten::hardsigmoid_",
+                           "aten::mul",
+                           "aten::mul_",
+                           "aten::silu",
+                           "aten::silu_",
+                           "aten::chunk",
+                           "aten::split",
+                           "aten::split_with_sizes"}) {
     EXPECT_NE(table.find(c10::Symbol::fromQualString(kind)), nullptr) << kind;
+    EXPECT_NE(table.needs(c10::Symbol::fromQualString(kind)), nullptr) << kind;
   }
-  EXPECT_EQ(table.kinds().size(), 25u);
-  EXPECT_EQ(table.find(c10::Symbol::fromQualString("aten::sigmoid")), nullptr);
+  EXPECT_EQ(table.kinds().size(), 38u);
+  EXPECT_EQ(table.find(c10::Symbol::fromQualString("aten::gelu")), nullptr);
+  EXPECT_EQ(table.needs(c10::Symbol::fromQualString("aten::gelu")), nullptr);
+}
+
+// What the placement reads: each family's rule says what it needs quantized around it.
+TEST(Int8RuleTableTest, EachRuleSaysWhatItNeeds) {
+  using shrink::int8::Needs;
+  const shrink::int8::RuleTable& table = shrink::int8::RuleTable::standard();
+  auto needs = [&](const char* kind) { return *table.needs(c10::Symbol::fromQualString(kind)); };
+  EXPECT_EQ(needs("aten::conv2d").kind, Needs::kWeighted);
+  EXPECT_TRUE(needs("aten::conv2d").fuses_batch_norm);
+  EXPECT_TRUE(needs("aten::conv2d").fuses_relu);
+  EXPECT_EQ(needs("aten::linear").kind, Needs::kWeighted);
+  EXPECT_FALSE(needs("aten::linear").fuses_batch_norm);
+  EXPECT_EQ(needs("aten::linear").min_weights, 16384);
+  EXPECT_EQ(needs("aten::add_").kind, Needs::kOwnOutput);
+  EXPECT_TRUE(needs("aten::add_").fuses_relu);
+  EXPECT_EQ(needs("aten::add_").tensor_inputs, 2);
+  EXPECT_EQ(needs("aten::batch_norm").kind, Needs::kOwnOutput);
+  EXPECT_TRUE(needs("aten::batch_norm").fuses_relu);
+  EXPECT_EQ(needs("aten::silu").tensor_inputs, 1);
+  EXPECT_EQ(needs("aten::sigmoid").kind, Needs::kFixedOutput);
+  EXPECT_EQ(needs("aten::chunk").kind, Needs::kSameGrid);
+  EXPECT_EQ(needs("aten::max_pool2d").kind, Needs::kSameGrid);
+  EXPECT_EQ(needs("aten::fake_quantize_per_tensor_affine").kind, Needs::kNothing);
 }
 
 TEST(Int8RuleTableTest, RejectsASecondRuleForAKind) {
   shrink::int8::RuleTable table;
   const shrink::int8::Rule rule = [](shrink::int8::Lowering&, torch::jit::Node*) {};
-  table.add("aten::conv2d", rule);
-  EXPECT_THROW(table.add("aten::conv2d", rule), shrink::Error);
+  table.add("aten::conv2d", rule, {shrink::int8::Needs::kWeighted});
+  EXPECT_THROW(table.add("aten::conv2d", rule, {shrink::int8::Needs::kWeighted}), shrink::Error);
 }
 
 TEST_F(Int8RulesTest, OpWithNoRuleStaysFloatAndIsReported) {
@@ -454,12 +636,12 @@ TEST_F(Int8RulesTest, OpWithNoRuleStaysFloatAndIsReported) {
   save_fake_quant(m, R"(
 def forward(self, x):
     a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
-    return torch.sigmoid(torch.flatten(a, 1))
+    return torch.tanh(torch.flatten(a, 1))
 )");
   Lowered lowered = lower();
-  EXPECT_EQ(count_kind(lowered.module, "aten::sigmoid"), 1);
+  EXPECT_EQ(count_kind(lowered.module, "aten::tanh"), 1);
   ASSERT_EQ(lowered.result.float_ops.size(), 1u);
-  EXPECT_EQ(lowered.result.float_ops[0].rfind("aten::sigmoid", 0), 0u)
+  EXPECT_EQ(lowered.result.float_ops[0].rfind("aten::tanh", 0), 0u)
       << lowered.result.float_ops[0];
   EXPECT_NE(lowered.result.float_ops[0].find("no int8 lowering for it; runs in float"),
             std::string::npos)

@@ -18,6 +18,12 @@
 // Precedence (as NNI 3.0): an (op, target) pair is configured by the *first* entry that selects
 // it; later entries do not re-configure it. An entry with `exclude: true` removes the ops it
 // selects from every entry, wherever it stands.
+//
+// Shrink's own key `preset` (`- preset: int8_onednn`) asks for the sites a backend's int8 kernels
+// consume, placed by walking the model's graph (<shrink/export/int8_placement.hpp>). Such an entry
+// selects no ops itself; it takes exclude_op_names, exclude_op_names_re, exclude_op_types, the
+// quantization settings (over the preset's defaults) and plugin keys. Hand-written entries win
+// wherever they configure the same (op, target), whatever their position.
 #pragma once
 
 #include <shrink/core/op_instance.hpp>
@@ -45,6 +51,7 @@ struct ConfigEntry {
   std::vector<std::string> exclude_op_names_re;
   std::vector<std::string> exclude_op_types;
   bool exclude = false;
+  std::string preset;                // "int8_onednn": sites placed for a backend; "" otherwise
   std::vector<std::string> targets;  // canonical ("_input_0", "weight", "bias", "_output_0")
   Options settings;                  // shortcut keys, as written
   std::map<std::string, Options> target_settings;  // per canonical target
@@ -73,11 +80,35 @@ struct PlannedSite {
   QuantType quant_type = QuantType::kWeight;
   Options config;  // canonical keys: quant_dtype, quant_bits, quant_scheme, granularity, + others
   int entry_index = 0;
+  std::string why;  // a preset's site: why it is there ("the input of int8 conv2d conv1")
 };
 
-// Resolves the config_list against a model's ops, in op order. Throws shrink::Error for an entry
-// that selects nothing, an op name the model lacks, or a setting that is out of range.
+// Resolves the config_list's hand-written entries against a model's ops, in op order (preset
+// entries are left to add_preset_sites). Throws shrink::Error for an entry that selects nothing,
+// an op name the model lacks, or a setting that is out of range.
 std::vector<PlannedSite> plan_sites(const ConfigList& config, const std::vector<OpInstance>& ops);
+
+// The presets a `preset` key takes.
+const std::vector<std::string>& quantization_presets();
+
+// Whether preset entry `preset` leaves `op` out: its own exclude_op_* keys, or an `exclude: true`
+// entry of `config`.
+bool preset_excludes(const ConfigList& config, const ConfigEntry& preset, const OpInstance& op);
+
+// A site a preset chose (before its settings), and why.
+struct PlacedSite {
+  std::string op_name;
+  std::string target;  // canonical: "_input_0", "weight", "_output_0"
+  std::string why;
+};
+
+// Appends to `sites` (plan_sites' result) the preset entry's `placed` sites with its settings:
+// the preset's defaults (weights int8 symmetric per channel, activations int8 affine per tensor)
+// under the entry's own keys (target_settings' weight, _input_ and _output_ apply to each kind).
+// An (op, target) that `sites` already has is left to it: the hand-written entry wins. Throws
+// shrink::Error for an op the model lacks or a setting out of range.
+void add_preset_sites(const ConfigEntry& preset, const std::vector<PlacedSite>& placed,
+                      const std::vector<OpInstance>& ops, std::vector<PlannedSite>& sites);
 
 // One op a pruning config_list selects. Keys: sparse_ratio (NNI 3.0; NNI 2.x sparsity,
 // sparsity_per_layer) in [0, 1), each op pruned to it; or total_sparsity, the entry's ops ranked

@@ -29,6 +29,7 @@ class Model {
 
   const std::string& path() const;
   torch::jit::Module& module();
+  const torch::jit::Module& module() const;
   // Op instances in module order, then functional ops in graph order.
   const std::vector<OpInstance>& ops() const;
   const OpInstance* find_op(const std::string& name) const;

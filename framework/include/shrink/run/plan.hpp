@@ -33,6 +33,13 @@ int64_t check_model_on_data(const Experiment& experiment, Model& model,
 std::pair<DataSplit, DataSplit> open_data(const Experiment& experiment, PluginRegistry& registry,
                                           int ranks_here = 1);
 
+// The sites a quantization stage's config_list creates on `model`: its hand-written entries'
+// (plan_sites), then each preset entry's placed around them (place_int8_sites, add_preset_sites).
+// The presets' notes (ops they left float) are appended to `notes`. Throws shrink::Error for a
+// preset that finds no op the int8 backend runs.
+std::vector<PlannedSite> plan_quantization_sites(const ConfigList& config, const Model& model,
+                                                 std::vector<std::string>& notes);
+
 // "compress[i]": how messages, passes and the report name stage `i`.
 std::string stage_name(std::size_t i);
 

@@ -36,6 +36,7 @@ Lowering::Lowering(torch::jit::Module& module, std::string file, const RuleTable
   // Evaluation only: `training` reads become false and their branches go (with those of the
   // model's other flags).
   graph_ = detail::inlined_forward(module_, detail::ForwardGraph::kOwn, /*for_evaluation=*/true);
+  detail::snapshot_appended_lists(*graph_);  // densenet's cats read their inputs directly
   paths_ = detail::attribute_paths(*graph_);
   names_ = detail::node_names(*graph_);
 }

@@ -35,6 +35,9 @@ struct QParams {
   bool operator==(const QParams& o) const { return scale == o.scale && zero_point == o.zero_point; }
 };
 
+// Where LibTorch's int8 sigmoid and hardsigmoid put their output: [0, 1) in 256 steps.
+inline constexpr QParams kFixedUnitGrid{1.0 / 256, 0};
+
 // The quantized value `q` (quint8, parameters `p`) that a float value is the dequantization of.
 struct Twin {
   torch::jit::Value* q = nullptr;

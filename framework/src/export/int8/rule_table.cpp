@@ -21,19 +21,28 @@ const RuleTable& RuleTable::standard() {
     add_add_rules(t);
     add_cat_rules(t);
     add_hardswish_rules(t);
+    add_batch_norm_rules(t);
+    add_sigmoid_rules(t);
+    add_mul_rules(t);
+    add_chunk_rules(t);
     return t;
   }();
   return table;
 }
 
-void RuleTable::add(const char* kind, Rule rule) {
-  SHRINK_CHECK(rules_.emplace(c10::Symbol::fromQualString(kind), rule).second,
+void RuleTable::add(const char* kind, Rule rule, Needs needs) {
+  SHRINK_CHECK(rules_.emplace(c10::Symbol::fromQualString(kind), Entry{rule, needs}).second,
                "int8 lowering: two rules for " << kind);
 }
 
 Rule RuleTable::find(c10::Symbol kind) const {
   auto it = rules_.find(kind);
-  return it == rules_.end() ? nullptr : it->second;
+  return it == rules_.end() ? nullptr : it->second.rule;
+}
+
+const Needs* RuleTable::needs(c10::Symbol kind) const {
+  auto it = rules_.find(kind);
+  return it == rules_.end() ? nullptr : &it->second.needs;
 }
 
 std::vector<std::string> RuleTable::kinds() const {

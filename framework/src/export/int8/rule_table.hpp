@@ -26,23 +26,49 @@ class Lowering;
 // float on dequantized inputs.
 using Rule = void (*)(Lowering& lowering, torch::jit::Node* n);
 
+// What a rule needs quantized around its node: the int8 placement (int8_placement.hpp) puts the
+// fake-quant sites exactly there, so that each rule finds its pattern.
+struct Needs {
+  enum Kind {
+    kNothing,      // the rule of a fake-quant itself
+    kWeighted,     // conv2d, linear: input 0 quantized, a weight site, the output quantized after
+                   // the ops it fuses
+    kOwnOutput,    // add, cat, mul, ...: its data inputs quantized, and its output (after the ops
+                   // it fuses) with a range of its own
+    kFixedOutput,  // sigmoid, hardsigmoid: input 0 quantized; the output on the kernel's own grid
+    kSameGrid,     // pooling, ReLU, reshapes, chunk: runs on input 0's quantized tensor, whose
+                   // parameters its outputs keep
+  };
+  Kind kind = kNothing;
+  bool fuses_batch_norm = false;  // a BatchNorm right after it folds in
+  bool fuses_relu = false;        // a ReLU (or hardtanh(0, x)) after it fuses
+  int tensor_inputs = -1;         // kOwnOutput: how many tensor data inputs it lowers (-1: any)
+  int64_t min_weights = 0;        // kWeighted: fewer weights than this stay float (faster)
+};
+
 class RuleTable {
  public:
   // Every rule in rules/. Built once; thread-safe to read.
   static const RuleTable& standard();
 
-  // Registers `rule` for nodes of the qualified kind `kind`. Throws shrink::Error when `kind` has
-  // a rule already.
-  void add(const char* kind, Rule rule);
+  // Registers `rule` for nodes of the qualified kind `kind`, needing `needs`. Throws
+  // shrink::Error when `kind` has a rule already.
+  void add(const char* kind, Rule rule, Needs needs);
 
   // The rule for nodes of `kind`; nullptr when there is none.
   Rule find(c10::Symbol kind) const;
+  // What that rule needs; nullptr when there is none.
+  const Needs* needs(c10::Symbol kind) const;
 
   // The kinds with a rule, sorted.
   std::vector<std::string> kinds() const;
 
  private:
-  std::unordered_map<c10::Symbol, Rule> rules_;
+  struct Entry {
+    Rule rule;
+    Needs needs;
+  };
+  std::unordered_map<c10::Symbol, Entry> rules_;
 };
 
 }  // namespace shrink::int8

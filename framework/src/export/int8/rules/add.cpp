@@ -22,8 +22,11 @@ void lower_add(Lowering& lowering, torch::jit::Node* n) {
 }  // namespace
 
 void add_add_rules(RuleTable& table) {
-  table.add("aten::add", lower_add);
-  table.add("aten::add_", lower_add);
+  Needs needs{Needs::kOwnOutput};
+  needs.fuses_relu = true;
+  needs.tensor_inputs = 2;
+  table.add("aten::add", lower_add, needs);
+  table.add("aten::add_", lower_add, needs);
 }
 
 }  // namespace shrink::int8

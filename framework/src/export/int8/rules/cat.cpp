@@ -28,6 +28,6 @@ void lower_cat(Lowering& lowering, torch::jit::Node* n) {
 
 }  // namespace
 
-void add_cat_rules(RuleTable& table) { table.add("aten::cat", lower_cat); }
+void add_cat_rules(RuleTable& table) { table.add("aten::cat", lower_cat, {Needs::kOwnOutput}); }
 
 }  // namespace shrink::int8

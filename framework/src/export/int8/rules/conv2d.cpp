@@ -32,6 +32,11 @@ void lower_conv2d(Lowering& lowering, torch::jit::Node* n) {
 
 }  // namespace
 
-void add_conv2d_rules(RuleTable& table) { table.add("aten::conv2d", lower_conv2d); }
+void add_conv2d_rules(RuleTable& table) {
+  Needs needs{Needs::kWeighted};
+  needs.fuses_batch_norm = true;
+  needs.fuses_relu = true;
+  table.add("aten::conv2d", lower_conv2d, needs);
+}
 
 }  // namespace shrink::int8

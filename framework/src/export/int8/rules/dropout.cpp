@@ -16,6 +16,8 @@ void lower_dropout(Lowering& lowering, torch::jit::Node* n) {
 
 }  // namespace
 
-void add_dropout_rules(RuleTable& table) { table.add("aten::dropout", lower_dropout); }
+void add_dropout_rules(RuleTable& table) {
+  table.add("aten::dropout", lower_dropout, {Needs::kSameGrid});
+}
 
 }  // namespace shrink::int8

@@ -26,9 +26,9 @@ void lower_fake_quant(Lowering& lowering, torch::jit::Node* n) {
 }  // namespace
 
 void add_fake_quant_rules(RuleTable& table) {
-  table.add(kFakeQuantPerTensor, lower_fake_quant);
+  table.add(kFakeQuantPerTensor, lower_fake_quant, {Needs::kNothing});
   // Per-channel activations are an error (activation_params says so); weights pass.
-  table.add(kFakeQuantPerChannel, lower_fake_quant);
+  table.add(kFakeQuantPerChannel, lower_fake_quant, {Needs::kNothing});
 }
 
 }  // namespace shrink::int8

@@ -15,8 +15,10 @@ void lower_hardswish(Lowering& lowering, torch::jit::Node* n) {
 }  // namespace
 
 void add_hardswish_rules(RuleTable& table) {
-  table.add("aten::hardswish", lower_hardswish);
-  table.add("aten::hardswish_", lower_hardswish);
+  Needs needs{Needs::kOwnOutput};
+  needs.tensor_inputs = 1;
+  table.add("aten::hardswish", lower_hardswish, needs);
+  table.add("aten::hardswish_", lower_hardswish, needs);
 }
 
 }  // namespace shrink::int8

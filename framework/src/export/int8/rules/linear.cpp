@@ -109,6 +109,11 @@ void lower_linear(Lowering& lowering, Node* n) {
 
 }  // namespace
 
-void add_linear_rules(RuleTable& table) { table.add("aten::linear", lower_linear); }
+void add_linear_rules(RuleTable& table) {
+  Needs needs{Needs::kWeighted};
+  needs.fuses_relu = true;
+  needs.min_weights = kSmallLinearWeights;
+  table.add("aten::linear", lower_linear, needs);
+}
 
 }  // namespace shrink::int8

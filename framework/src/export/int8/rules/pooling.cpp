@@ -14,7 +14,7 @@ void lower_pooling(Lowering& lowering, torch::jit::Node* n) {
 
 void add_pooling_rules(RuleTable& table) {
   for (const char* kind : {"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d"}) {
-    table.add(kind, lower_pooling);
+    table.add(kind, lower_pooling, {Needs::kSameGrid});
   }
 }
 

@@ -15,7 +15,7 @@ void lower_relu(Lowering& lowering, torch::jit::Node* n) {
 
 void add_relu_rules(RuleTable& table) {
   for (const char* kind : {"aten::relu", "aten::relu_", "aten::hardtanh", "aten::hardtanh_"}) {
-    table.add(kind, lower_relu);
+    table.add(kind, lower_relu, {Needs::kSameGrid});
   }
 }
 

@@ -15,5 +15,9 @@ void add_dropout_rules(RuleTable& table);     // evaluation: the identity
 void add_add_rules(RuleTable& table);         // quantized::add[_relu]
 void add_cat_rules(RuleTable& table);         // quantized::cat
 void add_hardswish_rules(RuleTable& table);   // quantized::hardswish
+void add_batch_norm_rules(RuleTable& table);  // quantized::batch_norm[_relu]: BatchNorm alone
+void add_sigmoid_rules(RuleTable& table);     // sigmoid, hardsigmoid on int8 (a fixed grid)
+void add_mul_rules(RuleTable& table);         // quantized::mul[_relu]; silu as a * sigmoid(a)
+void add_chunk_rules(RuleTable& table);       // chunk, split on int8
 
 }  // namespace shrink::int8

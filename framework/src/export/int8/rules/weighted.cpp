@@ -50,20 +50,6 @@ void take_relu(FusedChain& chain, const Value* v) {
   }
 }
 
-// A BatchNorm parameter, as a constant or a module attribute; `fallback` where it is None;
-// undefined when it is computed.
-at::Tensor batch_norm_input(const Lowering& lowering, const Node* bn, std::size_t i,
-                            int64_t channels, double fallback) {
-  const Value* v = bn->input(i);
-  if (v->type()->kind() == c10::TypeKind::NoneType) return at::full({channels}, fallback);
-  if (lowering.is_weight(v)) {
-    const at::Tensor a = lowering.attribute(v);
-    return a.defined() ? a.detach().to(at::kFloat) : at::full({channels}, fallback);
-  }
-  auto c = torch::jit::constant_as<at::Tensor>(v);
-  return c ? c->to(at::kFloat) : at::Tensor();
-}
-
 // The bias: None (a constant, or an Optional attribute holding None), an attribute, a constant;
 // undefined when it is computed.
 at::Tensor bias_of(const Lowering& lowering, const Node* n, int64_t channels) {
@@ -105,6 +91,18 @@ bool make_symmetric(const at::Tensor& zero_points, Int8Weight& w) {
 }
 
 }  // namespace
+
+at::Tensor batch_norm_input(const Lowering& lowering, const Node* bn, std::size_t i,
+                            int64_t channels, double fallback) {
+  const Value* v = bn->input(i);
+  if (v->type()->kind() == c10::TypeKind::NoneType) return at::full({channels}, fallback);
+  if (lowering.is_weight(v)) {
+    const at::Tensor a = lowering.attribute(v);
+    return a.defined() ? a.detach().to(at::kFloat) : at::full({channels}, fallback);
+  }
+  auto c = torch::jit::constant_as<at::Tensor>(v);
+  return c ? c->to(at::kFloat) : at::Tensor();
+}
 
 std::optional<WeightedOperands> weighted_operands(const Lowering& lowering, Node* n) {
   const Twin* in = lowering.twin(n->input(0));

@@ -21,6 +21,12 @@ struct WeightedOperands {
 };
 std::optional<WeightedOperands> weighted_operands(const Lowering& lowering, torch::jit::Node* n);
 
+// Parameter `i` of BatchNorm `bn` (1 weight, 2 bias, 3 running_mean, 4 running_var), as a
+// constant or a module attribute, float32; `fallback` (of `channels` values) where it is None;
+// undefined when it is computed.
+at::Tensor batch_norm_input(const Lowering& lowering, const torch::jit::Node* bn, std::size_t i,
+                            int64_t channels, double fallback);
+
 // The nodes after `n` that fuse into its int8 op. The int8 output takes the parameters of the
 // last fake-quant.
 struct FusedChain {
