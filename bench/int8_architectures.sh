@@ -1,57 +1,145 @@
 #!/usr/bin/env bash
 # Post-training int8 on real architectures nobody wrote for this project: torchvision's resnet18,
-# mobilenet_v2, mobilenet_v3_small, shufflenet_v2_x0_5 and squeezenet1_1 (random weights, 10
-# classes, 3x32x32 inputs from Fashion-MNIST). Each is calibrated on 64 samples and exported to
-# int8; the script prints what became int8, what stayed float, and the latency speed-up over the
-# fp32 TorchScript at batch 1 and 64 on one thread (shrink bench, side by side). A model that
-# cannot be exported prints Shrink's error line instead.
+# mobilenet_v2, mobilenet_v3_large, efficientnet_b0, densenet121, regnet_x_400mf, resnext50_32x4d
+# and shufflenet_v2_x1_0 (random weights, seed 0, 10 classes), at 3x32x32 and 3x224x224 inputs
+# made from Fashion-MNIST. Shrink quantizes each with the int8_onednn placement preset (no
+# hand-written config_list), calibrated on 64 samples, and exports it to int8; torch.ao's FX
+# post-training int8 of the same weights is calibrated on 64 samples of the same data. Each model
+# is calibrated at the input size it is then timed at (two Shrink runs per model for --size both):
+# activation ranges, and so the int8 scales, depend on the resolution.
 #
-#   bench/int8_architectures.sh [NAME ...]      # needs a built tree (~5 minutes for all five)
+# Per architecture and size, bench/int8_latency.py times, side by side on one thread at batch 1
+# and 8: the best fp32 (as loaded, or frozen + optimize_for_inference, whichever is faster),
+# Shrink's int8 and torch.ao's int8. The script prints what became int8 and what stayed float,
+# and ends with a markdown table. A model Shrink cannot export shows Shrink's error line; one
+# torch.ao cannot convert shows torch.ao's.
+#
+#   bench/int8_architectures.sh [--size 32|224|both] [NAME ...]     # needs a built tree; all 8
+#                                                                   # at both sizes: ~15 minutes
 set -uo pipefail
 cd "$(dirname "$0")/.."
-names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(resnet18 mobilenet_v2 mobilenet_v3_small shufflenet_v2_x0_5 squeezenet1_1)
+sizes=(32 224)
+names=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size)
+      case "${2:-}" in
+        32|224) sizes=("$2") ;;
+        both) sizes=(32 224) ;;
+        *) echo "int8_architectures.sh: --size takes 32, 224 or both" >&2; exit 2 ;;
+      esac
+      shift 2 ;;
+    *) names+=("$1"); shift ;;
+  esac
+done
+[ ${#names[@]} -gt 0 ] || names=(resnet18 mobilenet_v2 mobilenet_v3_large efficientnet_b0 densenet121
+                                 regnet_x_400mf resnext50_32x4d shufflenet_v2_x1_0)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-summary=()
-for name in "${names[@]}"; do
-  echo "== $name"
-  /usr/bin/python3 tools/models/make_model.py "$name" "$out/$name.pt" || continue
-  cat > "$out/$name.yaml" <<YAML
-model: $out/$name.pt
+
+# The experiment for one model at one input size: 4 calibration batches of 16 (64 samples).
+write_yaml() {  # NAME SIZE
+  cat > "$out/$1.$2.yaml" <<YAML
+model: $out/$1.pt
 seed: 0
 threads: 2
-data: {path: /usr/share/datasets/fashion-mnist, batch_size: 16, test_batch_size: 64, resize: 32, channels: 3,
+data: {path: /usr/share/datasets/fashion-mnist, batch_size: 16, test_batch_size: 64, resize: $2, channels: 3,
        train_limit: 256, test_limit: 64, normalize: {mean: [0.286, 0.286, 0.286], std: [0.353, 0.353, 0.353]}}
 compress:
   - plugin: ptq
     calibration: {batches: 4}
     config_list:
-      - op_types: [Conv2d, Linear]
-        target_names: [_input_, weight]
-      - op_types: [BatchNorm2d, ReLU, ReLU6, Hardswish, add, cat, Linear]
-        target_names: [_output_]
+      - preset: int8_onednn
 evaluate: false
-export: {dir: $out/$name.out, int8: true}
+export: {dir: $out/$1.$2.out, int8: true, latency: false}
 YAML
-  if ! build/bin/shrink run "$out/$name.yaml" > "$out/$name.log" 2>&1; then
-    summary+=("$name: $(grep 'error' "$out/$name.log" | head -1)")
-    continue
+}
+
+# Shrink's run, then the three-way timing; leaves $out/NAME.SIZE.json (and .error when Shrink
+# failed, in which case fp32 and torch.ao are still timed).
+bench_one() {  # NAME SIZE
+  local run="$out/$1.$2" int8=()
+  write_yaml "$1" "$2"
+  if build/bin/shrink run "$run.yaml" > "$run.log" 2>&1; then
+    grep -E "^model_int8|^  (float|note)" "$run.log" | sort | uniq -c | sort -rn | head -12
+    int8=(--int8 "$run.out/model_int8.pt")
+  else
+    grep -m1 'error' "$run.log" > "$run.error" || tail -1 "$run.log" > "$run.error"
+    echo "shrink: $(cat "$run.error")"
   fi
-  grep -E "^model_int8|^  (float|note)" "$out/$name.log" | sort | uniq -c | sort -rn | head -12
-  build/bin/shrink bench "$out/$name.pt" --int8 "$out/$name.out/model_int8.pt" --shape 3,32,32 \
-    --batch 1,64 --threads 1 --json > "$out/$name.bench" 2>/dev/null
-  line=$(/usr/bin/python3 - "$out/$name.out/report.json" "$out/$name.bench" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["int8"]
-rows = {x["batch"]: x for x in json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])["results"]}
-print(f"{r['quantized_ops']} int8 ops, {len(r['float_ops'])} float ops, file {r['size_ratio']:.2f}x, "
-      f"speed-up batch 1 {rows[1]['speedup']:.2f}x ({rows[1]['best_fp32_ms']:.2f} -> {rows[1]['int8_ms']:.2f} ms), "
-      f"batch 64 {rows[64]['speedup']:.2f}x ({rows[64]['best_fp32_ms']:.1f} -> {rows[64]['int8_ms']:.1f} ms), "
-      f"SQNR vs fake-quant {r['sqnr_db_vs_fake_quant'] or float('inf'):.1f} dB")
-PY
-)
-  summary+=("$name: $line")
+  # The allocator settings shrink sets for itself (mallopt in tools/shrink/main.cpp), so that
+  # Python's process keeps freed memory as Shrink's would.
+  MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 OPENBLAS_NUM_THREADS=1 \
+    /usr/bin/python3 bench/int8_latency.py --fp32 "$out/$1.pt" "${int8[@]}" --name "$1" --size "$2" \
+    --batch 1,8 --calibration 64 --calibration-batch 16 --threads 1 > "$run.json" 2> "$run.stderr" \
+    || { echo "int8_latency.py: $(tail -1 "$run.stderr")"; rm -f "$run.json"; return; }
+  cat "$run.json"
+}
+
+for name in "${names[@]}"; do
+  echo "== $name"
+  /usr/bin/python3 tools/models/make_model.py "$name" "$out/$name.pt" || { touch "$out/$name.failed"; continue; }
+  for size in "${sizes[@]}"; do
+    echo "-- $name at 3x${size}x${size}"
+    bench_one "$name" "$size"
+  done
 done
+
+# The table: one row per architecture and size. Missing figures (a failed export or conversion)
+# show as "-", and the errors are listed under the table.
 echo
-printf '%s\n' "${summary[@]}"
+/usr/bin/python3 - "$out" "${sizes[*]}" "${names[@]}" <<'PY'
+import json, os, sys
+out, sizes, names = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+
+def load(path):
+    return json.load(open(path)) if os.path.exists(path) else None
+
+def both(rows, cell):
+    """`cell` of the batch-1 and batch-8 rows, "b1 / b8"; "-" where a figure is missing."""
+    return " / ".join(cell(x) if x else "-" for x in rows)
+
+def num(key, fmt):
+    return lambda x: fmt.format(x[key]) if key in x else "-"
+
+def shrink_cells(r):
+    """int8 ops, float ops, file ratio and SQNR from report.json's int8 section."""
+    if not r:
+        return ["-"] * 4
+    sqnr = r.get("sqnr_db_vs_fake_quant")
+    return [str(r["quantized_ops"]), str(len(r["float_ops"])), f"{r['size_ratio']:.2f}x",
+            "inf" if sqnr is None else f"{sqnr:.1f}"]
+
+def errors_of(name, size, run, timing):
+    found = []
+    if os.path.exists(f"{run}.error"):
+        found.append(f"{name} {size}: shrink: {open(run + '.error').read().strip()}")
+    if not timing:
+        found.append(f"{name} {size}: no timing (int8_latency.py failed)")
+    elif "torch_ao_error" in timing:
+        found.append(f"{name} {size}: torch.ao: {timing['torch_ao_error']}")
+    return found
+
+print("| model | input | int8 ops | float ops | file | SQNR dB | best fp32 ms b1 / b8 | Shrink int8 ms b1 / b8 "
+      "| torch.ao int8 ms b1 / b8 | Shrink speed-up b1 / b8 | Shrink / torch.ao b1 / b8 |")
+print("|" + "---|" * 11)
+errors = []
+for name in names:
+    if os.path.exists(f"{out}/{name}.failed"):
+        errors.append(f"{name}: make_model.py could not build it")
+        continue
+    for size in sizes:
+        run = f"{out}/{name}.{size}"
+        report, timing = load(f"{run}.out/report.json"), load(f"{run}.json")
+        by_batch = {x["batch"]: x for x in timing["results"]} if timing else {}
+        rows = [by_batch.get(1), by_batch.get(8)]
+        cells = [name, size] + shrink_cells((report or {}).get("int8")) + [
+            both(rows, lambda x: f"{x['best_fp32_ms']:.2f} ({x['best_fp32']})"),
+            both(rows, num("shrink_int8_ms", "{:.2f}")), both(rows, num("torch_ao_int8_ms", "{:.2f}")),
+            both(rows, num("shrink_int8_speedup", "{:.2f}x")), both(rows, num("shrink_vs_torch_ao", "{:.2f}x"))]
+        print("| " + " | ".join(cells) + " |")
+        errors += errors_of(name, size, run, timing)
+if errors:
+    print()
+    print("\n".join(errors))
+PY

@@ -18,6 +18,7 @@ void lower_dropout(Lowering& lowering, torch::jit::Node* n) {
 
 void add_dropout_rules(RuleTable& table) {
   table.add("aten::dropout", lower_dropout, {Needs::kSameGrid});
+  table.add("aten::dropout_", lower_dropout, {Needs::kSameGrid});
 }
 
 }  // namespace shrink::int8

@@ -18,9 +18,8 @@ void lower_contiguous(Lowering& lowering, torch::jit::Node* n) {
 }  // namespace
 
 void add_reshape_rules(RuleTable& table) {
-  // mean over dims: each output is the mean of values on the input's grid, rounded to it.
   for (const char* kind : {"aten::reshape", "aten::view", "aten::flatten", "aten::transpose",
-                           "aten::permute", "aten::squeeze", "aten::unsqueeze", "aten::mean"}) {
+                           "aten::permute", "aten::squeeze", "aten::unsqueeze"}) {
     table.add(kind, lower_reshape, {Needs::kSameGrid});
   }
   table.add("aten::contiguous", lower_contiguous, {Needs::kSameGrid});
