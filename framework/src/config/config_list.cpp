@@ -440,6 +440,7 @@ void add_preset_sites(const ConfigEntry& preset, const std::vector<PlacedSite>& 
                       const std::vector<OpInstance>& ops, std::vector<PlannedSite>& sites) {
   std::set<std::pair<std::string, std::string>> configured;
   for (const auto& s : sites) configured.insert({s.op_name, s.target});
+  const std::size_t first = sites.size();
   for (const PlacedSite& p : placed) {
     if (!configured.insert({p.op_name, p.target}).second) continue;  // hand-written, or twice
     const auto op = std::find_if(ops.begin(), ops.end(),
@@ -462,7 +463,20 @@ void add_preset_sites(const ConfigEntry& preset, const std::vector<PlacedSite>& 
     }
     PlannedSite site = make_site(preset, *op, p.target, raw);
     site.why = p.why;
+    site.range_of = p.range_of;
     sites.push_back(std::move(site));
+  }
+  // A range is shared with a site of the preset with the same settings, or not at all.
+  std::map<std::string, const PlannedSite*> own;
+  for (std::size_t k = first; k < sites.size(); ++k) {
+    own[sites[k].op_name + "." + sites[k].target] = &sites[k];
+  }
+  for (std::size_t k = first; k < sites.size(); ++k) {
+    auto owner = own.find(sites[k].range_of);
+    if (owner == own.end() || !owner->second->range_of.empty() ||
+        owner->second->config.entries != sites[k].config.entries) {
+      sites[k].range_of.clear();
+    }
   }
 }
 

@@ -58,6 +58,14 @@ torch::jit::Node* quantize_output(torch::jit::Graph& graph, torch::jit::Node* no
   return q->node();
 }
 
+// The quantize calls `calls` quantize at the quantizer's site `site`.
+void set_site(torch::jit::Graph& graph, const std::vector<torch::jit::Node*>& calls, int site) {
+  for (torch::jit::Node* call : calls) {
+    torch::jit::WithInsertPoint guard(call);
+    call->replaceInput(2, graph.insertConstant(static_cast<int64_t>(site)));
+  }
+}
+
 int target_index(const std::string& target) {
   return std::stoi(target.substr(target.rfind('_') + 1));
 }
@@ -258,6 +266,10 @@ std::string settings_difference(const Options& a, const Options& b) {
 }  // namespace
 
 std::string QuantizedModel::SharedPoint::text() const {
+  if (range_only) {
+    return site + " uses the range of " + into +
+           " (a cat's inputs and output share one: the int8 cat copies, not requantizes)";
+  }
   std::string via;
   for (const std::string& op : through) via += (via.empty() ? " through " : ", ") + op;
   if (conflict.empty()) {
@@ -393,8 +405,13 @@ std::vector<torch::jit::Node*> QuantizedModel::insert_site(torch::jit::Graph& gr
 void QuantizedModel::merge_shared_points(const std::vector<PlannedSite>& sites,
                                          std::vector<std::vector<torch::jit::Node*>>& calls) {
   std::vector<int> into(sites.size(), -1);
+  std::set<std::string> owners;  // sites whose range others share keep their calls
+  for (const PlannedSite& s : sites) owners.insert(s.range_of);
   for (std::size_t k = 0; k < sites.size(); ++k) {
-    if (sites[k].quant_type == QuantType::kWeight || calls[k].empty()) continue;
+    if (sites[k].quant_type == QuantType::kWeight || calls[k].empty() ||
+        owners.count(sites[k].op_name + "." + sites[k].target)) {
+      continue;
+    }
     std::set<int> sources;
     std::vector<std::string> through;
     for (torch::jit::Node* call : calls[k]) {
@@ -421,9 +438,10 @@ void QuantizedModel::merge_shared_points(const std::vector<PlannedSite>& sites,
 void QuantizedModel::register_sites(torch::jit::Graph& graph, const std::vector<PlannedSite>& sites,
                                     const std::vector<std::vector<torch::jit::Node*>>& calls) {
   torch::jit::Module& module = model_->module();
+  std::map<std::string, int> registered;  // "op.target" -> the quantizer's site
   for (std::size_t k = 0; k < sites.size(); ++k) {
     const PlannedSite& planned = sites[k];
-    if (calls[k].empty()) continue;  // merged into another
+    if (calls[k].empty() || !planned.range_of.empty()) continue;  // merged, or a range borrowed
     SiteSpec spec;
     spec.module_name = planned.op_name;
     spec.module_type = planned.op_type;
@@ -434,12 +452,23 @@ void QuantizedModel::register_sites(torch::jit::Graph& graph, const std::vector<
       spec.sample = detail::attribute_at(module, planned.op_name + "." + planned.target).toTensor();
     }
     const int site = quantizer_->add_site(spec);
+    registered[planned.op_name + "." + planned.target] = site;
     site_ids_.push_back(site);
     sites_.push_back(planned);
-    for (torch::jit::Node* call : calls[k]) {
-      torch::jit::WithInsertPoint guard(call);
-      call->replaceInput(2, graph.insertConstant(static_cast<int64_t>(site)));
-    }
+    set_site(graph, calls[k], site);
+  }
+  for (std::size_t k = 0; k < sites.size(); ++k) {
+    const PlannedSite& planned = sites[k];
+    if (calls[k].empty() || planned.range_of.empty()) continue;
+    const auto owner = registered.find(planned.range_of);
+    SHRINK_CHECK(owner != registered.end(), planned.op_name << "." << planned.target
+                                                            << ": the site whose range it shares, "
+                                                            << planned.range_of
+                                                            << ", quantizes nothing");
+    set_site(graph, calls[k], owner->second);
+    SharedPoint point{planned.op_name + "." + planned.target, planned.range_of, {}, ""};
+    point.range_only = true;
+    shared_points_.push_back(std::move(point));
   }
 }
 

@@ -81,6 +81,9 @@ struct PlannedSite {
   Options config;  // canonical keys: quant_dtype, quant_bits, quant_scheme, granularity, + others
   int entry_index = 0;
   std::string why;  // a preset's site: why it is there ("the input of int8 conv2d conv1")
+  // "op.target" of the site whose range this one uses (a preset's: a cat's inputs and output share
+  // one, so that the int8 cat copies rather than requantizes); "" for a range of its own.
+  std::string range_of;
 };
 
 // Resolves the config_list's hand-written entries against a model's ops, in op order (preset
@@ -100,12 +103,14 @@ struct PlacedSite {
   std::string op_name;
   std::string target;  // canonical: "_input_0", "weight", "_output_0"
   std::string why;
+  std::string range_of;  // "op.target" of the placed site whose range it shares; "" for its own
 };
 
 // Appends to `sites` (plan_sites' result) the preset entry's `placed` sites with its settings:
 // the preset's defaults (weights int8 symmetric per channel, activations int8 affine per tensor)
 // under the entry's own keys (target_settings' weight, _input_ and _output_ apply to each kind).
-// An (op, target) that `sites` already has is left to it: the hand-written entry wins. Throws
+// An (op, target) that `sites` already has is left to it: the hand-written entry wins; a site
+// shares a range (range_of) only with one of the preset's own with the same settings. Throws
 // shrink::Error for an op the model lacks or a setting out of range.
 void add_preset_sites(const ConfigEntry& preset, const std::vector<PlacedSite>& placed,
                       const std::vector<OpInstance>& ops, std::vector<PlannedSite>& sites);

@@ -55,11 +55,13 @@ class QuantizedModel {
   // Two activation sites on one tensor, directly or through ops that keep its values on the first
   // site's grid (ReLU, max pooling, dropout, reshapes): with the same settings the later one is
   // merged into the earlier (it quantizes nothing); with others both stay (`conflict` names the
-  // settings that differ).
+  // settings that differ). A site planned with range_of quantizes its own tensor with the range of
+  // another (`range_only`): its calls are that site's.
   struct SharedPoint {
     std::string site, into;            // "layer1.conv2._input_0", "layer1.conv1._output_0"
     std::vector<std::string> through;  // "relu", "max_pool2d"
     std::string conflict;              // "quant_bits 8 vs 4"; "" when merged
+    bool range_only = false;           // another tensor, one range (PlannedSite::range_of)
     std::string text() const;          // a line for the plan and the log
   };
   const std::vector<SharedPoint>& shared_points() const { return shared_points_; }

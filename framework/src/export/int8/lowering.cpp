@@ -29,6 +29,17 @@ def shrink_quantize_activation(self, x: Tensor, scale: float, inv_scale: float, 
     return torch.quantize_per_tensor(x, scale, zero_point, 13)  # quint8
 )";
 
+// LibTorch's int8 cat takes a fast path (a copy where the parameters agree) only when every input
+// is a 4-D channels-last tensor, as int8 convolutions make them; a chunk of a reshaped tensor is
+// not. Made so first (a copy of bytes), and left as it is when it already is.
+constexpr const char* kChannelsLastMethod = "shrink_channels_last";
+constexpr const char* kChannelsLastSource = R"(
+def shrink_channels_last(self, x: Tensor):
+    if x.dim() == 4:
+        return x.contiguous(memory_format=2)  # torch.channels_last
+    return x
+)";
+
 }  // namespace
 
 Lowering::Lowering(torch::jit::Module& module, std::string file, const RuleTable& rules)
@@ -48,7 +59,7 @@ std::string Lowering::describe(const Node* n) const {
 }
 
 Int8Export Lowering::run() {
-  define_quantize_method();
+  define_methods();
   walk();
   destroy_retired();
   shape_queries_read_twins();
@@ -56,12 +67,15 @@ Int8Export Lowering::run() {
   report_float_ops();
   fold_lone_quantizes();
   torch::jit::EliminateDeadCode(graph_);
-  detail::inline_calls(*graph_);  // the quantize method
+  detail::inline_calls(*graph_);  // the methods defined above
   // A model with fake-quant sites left (weights of ops that stayed float, say) keeps them.
   return result_;
 }
 
-void Lowering::define_quantize_method() { module_.define(kQuantizeSource); }
+void Lowering::define_methods() {
+  module_.define(kQuantizeSource);
+  module_.define(kChannelsLastSource);
+}
 
 void Lowering::walk() {
   // The nodes as they were: rules insert nodes, and retire ones the walk has not reached yet.
@@ -154,6 +168,13 @@ Value* Lowering::quantize(Value* x, QParams p) {
                      {graph_->inputs().at(0), x, graph_->insertConstant(p.scale),
                       graph_->insertConstant(inv_scale), graph_->insertConstant(p.zero_point)}));
   call->s_(c10::attr::name, kQuantizeMethod);
+  call->output()->setType(c10::TensorType::get());
+  return call->output();
+}
+
+Value* Lowering::channels_last(Value* q) {
+  Node* call = graph_->insertNode(graph_->create(c10::prim::CallMethod, {graph_->inputs().at(0), q}));
+  call->s_(c10::attr::name, kChannelsLastMethod);
   call->output()->setType(c10::TensorType::get());
   return call->output();
 }

@@ -64,6 +64,8 @@ class Lowering {
   torch::jit::Value* set_twin(torch::jit::Value* replaced, torch::jit::Value* q, QParams p);
   // `x` quantized to quint8 with `p`, as ATen's quantize_per_tensor rounds it.
   torch::jit::Value* quantize(torch::jit::Value* x, QParams p);
+  // Quantized `q` as a channels-last tensor when it is 4-D (a copy only where it is not one).
+  torch::jit::Value* channels_last(torch::jit::Value* q);
 
   // quint8 parameters for the activation fake-quant `n`: 8-bit sites only (or 7-bit ones, what
   // `reduce_range` gives). Throws shrink::Error naming the site otherwise.
@@ -103,7 +105,7 @@ class Lowering {
   void float_on_purpose(const torch::jit::Node* n, std::string reason);
 
  private:
-  void define_quantize_method();
+  void define_methods();
   void walk();
   void destroy_retired();
   void shape_queries_read_twins();

@@ -56,11 +56,42 @@ bool relu_like(const Node* n) {
          torch::jit::constant_as<double>(n->input(1)) == 0.0;
 }
 
-// An op's plan before it is taken: its sites, and the values they make int8.
+// An op's plan before it is taken: its sites, each with the value it makes int8 (none for a
+// weight's).
 struct OpPlan {
-  std::vector<PlacedSite> sites;
-  std::vector<const Value*> int8_values;
+  std::vector<std::pair<PlacedSite, const Value*>> sites;
   std::string missing;  // why a site cannot be placed; "" when every one can
+};
+
+std::string key_of(const PlacedSite& s) { return s.op_name + "." + s.target; }
+
+// Sites that share one range: a union-find over "op.target" keys.
+class RangeGroups {
+ public:
+  void join(const std::string& a, const std::string& b) { parent_[root(a)] = root(b); }
+  // Each site of a group after its first (in `sites`' order) uses the first's range.
+  void assign(std::vector<PlacedSite>& sites) {
+    std::map<std::string, std::string> owner;  // root -> first site's key
+    for (PlacedSite& s : sites) {
+      if (!parent_.count(key_of(s))) continue;
+      const auto [it, first] = owner.emplace(root(key_of(s)), key_of(s));
+      if (!first) s.range_of = it->second;
+    }
+  }
+
+ private:
+  std::string root(const std::string& k) {
+    auto it = parent_.find(k);
+    if (it == parent_.end()) {
+      parent_[k] = k;
+      return k;
+    }
+    if (it->second == k) return k;
+    const std::string r = root(it->second);
+    parent_[k] = r;
+    return r;
+  }
+  std::map<std::string, std::string> parent_;
 };
 
 class Walk {
@@ -80,17 +111,20 @@ class Walk {
       if (fused_.count(n)) continue;
       const Needs* needs = rules_.needs(n->kind());
       if (n->kind() == c10::prim::ListUnpack) {  // a chunk's pieces
-        if (int8_.count(n->input(0))) int8_.insert(n->outputs().begin(), n->outputs().end());
+        same_grid(n);
       } else if (needs == nullptr) {
         float_op(n);
       } else if (needs->kind == Needs::kWeighted) {
         weighted(n, *needs);
       } else if (needs->kind == Needs::kOwnOutput) {
         own_output(n, *needs);
-      } else if (needs->kind == Needs::kFixedOutput || needs->kind == Needs::kSameGrid) {
-        if (int8_.count(n->input(0))) int8_.insert(n->outputs().begin(), n->outputs().end());
+      } else if (needs->kind == Needs::kSameGrid) {
+        same_grid(n);
+      } else if (needs->kind == Needs::kFixedOutput && int8_.count(n->input(0))) {
+        int8_.insert(n->outputs().begin(), n->outputs().end());  // on the kernel's grid: no site
       }
     }
+    groups_.assign(out_.sites);
     return std::move(out_);
   }
 
@@ -101,22 +135,39 @@ class Walk {
     return std::string(n->kind().toQualString()) + (name.empty() ? "" : " (" + name + ")");
   }
 
-  // The values a site on (op, target) makes int8: every call of a module is quantized alike.
+  // Outputs of `n` int8 on the grid of its input's, from the same site.
+  void same_grid(const Node* n) {
+    const auto from = origin_.find(n->input(0));
+    if (!int8_.count(n->input(0))) return;
+    for (const Value* out : n->outputs()) {
+      int8_.insert(out);
+      if (from != origin_.end()) origin_[out] = from->second;
+    }
+  }
+
+  void made_int8(const Value* v, const std::string& site) {
+    int8_.insert(v);
+    origin_[v] = site;
+  }
+
+  // A site on (op, _output_0) makes every call's output int8: a module's calls are quantized alike.
   void mark_site_values(const PlacedSite& site) {
     if (site.target != "_output_0") return;
     for (const auto& [node, op] : ops_) {
-      if (op->name == site.op_name) int8_.insert(node->outputs().begin(), node->outputs().end());
+      if (op->name == site.op_name && node->outputs().size() == 1) {
+        made_int8(node->output(), key_of(site));
+      }
     }
   }
 
   void take(OpPlan& plan, bool weighted) {
-    for (PlacedSite& s : plan.sites) {
+    for (auto& [s, value] : plan.sites) {
+      if (value != nullptr) made_int8(value, key_of(s));
       if (placed_.insert({s.op_name, s.target}).second) {
         mark_site_values(s);
         out_.sites.push_back(std::move(s));
       }
     }
-    int8_.insert(plan.int8_values.begin(), plan.int8_values.end());
     (weighted ? out_.weighted_ops : out_.other_ops) += 1;
   }
 
@@ -144,8 +195,7 @@ class Walk {
       plan.missing = "no site can go on its input from " + describe(v->node());
       return;
     }
-    plan.sites.push_back(std::move(*site));
-    plan.int8_values.push_back(v);
+    plan.sites.emplace_back(std::move(*site), v);
   }
 
   // The output of `n` after the ops it fuses (marked fused), made int8 with a site of its own.
@@ -175,8 +225,7 @@ class Walk {
       plan.missing = "no site can go on its output (" + describe(end->node()) + ")";
       return;
     }
-    plan.sites.push_back(std::move(*site));
-    plan.int8_values.push_back(end);
+    plan.sites.emplace_back(std::move(*site), end);
   }
 
   bool excluded(const Node* n) const {
@@ -206,7 +255,8 @@ class Walk {
                   std::to_string(needs.min_weights) + " (faster in float than on oneDNN's int8)");
     }
     OpPlan plan;
-    plan.sites.push_back({op->name, "weight", "the weight of int8 " + op_text});
+    plan.sites.emplace_back(PlacedSite{op->name, "weight", "the weight of int8 " + op_text, ""},
+                            nullptr);
     need_input(plan, n->input(0), n, 0, op_text);
     std::vector<Node*> fused;
     need_output(plan, n, needs, op_text, fused);
@@ -252,6 +302,13 @@ class Walk {
     if (!plan.missing.empty()) return note(op_text + " stays float: " + plan.missing);
     fused_.insert(fused.begin(), fused.end());
     take(plan, false);
+    if (!needs.shares_range) return;
+    // One range for the inputs (those that come from a site) and the output.
+    const std::string out = origin_.at(plan.sites.back().second);
+    for (const auto& in : inputs) {
+      const auto from = origin_.find(in.first);
+      if (from != origin_.end()) groups_.join(from->second, out);
+    }
   }
 
   // An op with no int8 rule that reads an int8 value: it runs in float between int8 ops.
@@ -280,7 +337,9 @@ class Walk {
   std::map<const Node*, const OpInstance*> ops_;
   std::map<const Node*, std::string> names_;
   std::map<const Value*, std::string> paths_;
-  std::set<const Value*> int8_;  // values the int8 model will hold quantized
+  std::set<const Value*> int8_;                // values the int8 model will hold quantized
+  std::map<const Value*, std::string> origin_;  // the site whose range an int8 value has
+  RangeGroups groups_;
   std::set<const Node*> fused_;
   std::set<std::pair<std::string, std::string>> placed_;
   Int8Placement out_;

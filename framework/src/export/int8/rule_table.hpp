@@ -43,6 +43,7 @@ struct Needs {
   bool fuses_batch_norm = false;  // a BatchNorm right after it folds in
   bool fuses_relu = false;        // a ReLU (or hardtanh(0, x)) after it fuses
   int tensor_inputs = -1;         // kOwnOutput: how many tensor data inputs it lowers (-1: any)
+  bool shares_range = false;      // kOwnOutput: inputs and output are best on one range (cat)
   int64_t min_weights = 0;        // kWeighted: fewer weights than this stay float (faster)
 };
 

@@ -22,12 +22,20 @@ void lower_cat(Lowering& lowering, torch::jit::Node* n) {
   if (detail::only_use(n->output(), {kFakeQuantPerTensor}) == nullptr) return;
   torch::jit::Graph& graph = lowering.graph();
   torch::jit::WithInsertPoint guard(n);
+  // An int8 convolution's output is channels-last already; a chunk's piece is made so.
+  for (torch::jit::Value*& q : qs) {
+    if (q->node()->kind() == c10::prim::ListUnpack) q = lowering.channels_last(q);
+  }
   torch::jit::Value* qlist = graph.insertNode(graph.createList(qs[0]->type(), qs))->output();
   fuse_output(lowering, n, {qlist, n->input(1)}, "quantized::cat");
 }
 
 }  // namespace
 
-void add_cat_rules(RuleTable& table) { table.add("aten::cat", lower_cat, {Needs::kOwnOutput}); }
+void add_cat_rules(RuleTable& table) {
+  Needs needs{Needs::kOwnOutput};
+  needs.shares_range = true;  // LibTorch's int8 cat copies inputs on the output's range
+  table.add("aten::cat", lower_cat, needs);
+}
 
 }  // namespace shrink::int8
