@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Post-training int8 on real architectures nobody wrote for this project: torchvision's resnet18,
 # mobilenet_v2, mobilenet_v3_large, efficientnet_b0, densenet121, regnet_x_400mf, resnext50_32x4d
-# and shufflenet_v2_x1_0 (random weights, seed 0, 10 classes), at 3x32x32 and 3x224x224 inputs
+# and shufflenet_v2_x1_0 (random weights, seed 0, 10 classes, BatchNorm statistics from noise at
+# the input size, so that activations neither vanish nor explode), at 3x32x32 and 3x224x224 inputs
 # made from Fashion-MNIST. Shrink quantizes each with the int8_onednn placement preset (no
 # hand-written config_list), calibrated on 64 samples, and exports it to int8; torch.ao's FX
 # post-training int8 of the same weights is calibrated on 64 samples of the same data. Each model
@@ -40,7 +41,7 @@ trap 'rm -rf "$out"' EXIT
 # The experiment for one model at one input size: 4 calibration batches of 16 (64 samples).
 write_yaml() {  # NAME SIZE
   cat > "$out/$1.$2.yaml" <<YAML
-model: $out/$1.pt
+model: $out/$1.$2.pt
 seed: 0
 threads: 2
 data: {path: /usr/share/datasets/fashion-mnist, batch_size: 16, test_batch_size: 64, resize: $2, channels: 3,
@@ -70,7 +71,7 @@ bench_one() {  # NAME SIZE
   # The allocator settings shrink sets for itself (mallopt in tools/shrink/main.cpp), so that
   # Python's process keeps freed memory as Shrink's would.
   MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 OPENBLAS_NUM_THREADS=1 \
-    /usr/bin/python3 bench/int8_latency.py --fp32 "$out/$1.pt" "${int8[@]}" --name "$1" --size "$2" \
+    /usr/bin/python3 bench/int8_latency.py --fp32 "$out/$1.$2.pt" "${int8[@]}" --name "$1" --size "$2" \
     --batch 1,8 --calibration 64 --calibration-batch 16 --threads 1 > "$run.json" 2> "$run.stderr" \
     || { echo "int8_latency.py: $(tail -1 "$run.stderr")"; rm -f "$run.json"; return; }
   cat "$run.json"
@@ -78,9 +79,10 @@ bench_one() {  # NAME SIZE
 
 for name in "${names[@]}"; do
   echo "== $name"
-  /usr/bin/python3 tools/models/make_model.py "$name" "$out/$name.pt" || { touch "$out/$name.failed"; continue; }
   for size in "${sizes[@]}"; do
     echo "-- $name at 3x${size}x${size}"
+    /usr/bin/python3 tools/models/make_model.py "$name" "$out/$name.$size.pt" --bn-stats "$size" \
+      || { touch "$out/$name.failed"; continue 2; }
     bench_one "$name" "$size"
   done
 done

@@ -39,6 +39,109 @@ std::string error_of(const std::string& yaml) {
   return "<no error>";
 }
 
+
+// --- preset: the sites a backend consumes, placed around the hand-written entries.
+
+shrink::ConfigList parse(const std::string& yaml) {
+  return shrink::ConfigList::parse_text(yaml, "exp.yaml");
+}
+
+TEST(ConfigListPresetTest, APresetEntrySelectsNothingItselfAndPlanSitesLeavesItOut) {
+  const shrink::ConfigList list = parse("- preset: int8_onednn\n  exclude_op_names: [fc2]\n");
+  ASSERT_EQ(list.entries.size(), 1u);
+  EXPECT_EQ(list.entries[0].preset, "int8_onednn");
+  EXPECT_TRUE(shrink::plan_sites(list, mnist_ops()).empty());
+}
+
+TEST(ConfigListPresetTest, BadPresetsAreOneLineNamingTheKey) {
+  EXPECT_NE(error_of("- preset: int4_magic\n").find("exp.yaml:1:3: preset: expected one of "
+                                                      "int8_onednn"),
+            std::string::npos)
+      << error_of("- preset: int4_magic\n");
+  EXPECT_NE(error_of("- preset: int8_onednn\n  op_names: [conv1]\n")
+                .find("op_names beside preset: int8_onednn places its own sites"),
+            std::string::npos)
+      << error_of("- preset: int8_onednn\n  op_names: [conv1]\n");
+  EXPECT_NE(error_of("- preset: int8_onednn\n  target_names: [weight]\n")
+                .find("target_names beside preset"),
+            std::string::npos);
+}
+
+TEST(ConfigListPresetTest, ExclusionsAreThePresetsOwnAndEveryExcludeEntry) {
+  const shrink::ConfigList list = parse(
+      "- preset: int8_onednn\n  exclude_op_types: [Linear]\n- op_names: [conv2]\n  exclude: "
+      "true\n");
+  auto op = [](const std::string& name) {
+    for (const auto& o : mnist_ops()) {
+      if (o.name == name) return o;
+    }
+    throw std::runtime_error(name);
+  };
+  const shrink::ConfigEntry& preset = list.entries[0];
+  EXPECT_TRUE(shrink::preset_excludes(list, preset, op("fc1")));
+  EXPECT_TRUE(shrink::preset_excludes(list, preset, op("conv2")));
+  EXPECT_FALSE(shrink::preset_excludes(list, preset, op("conv1")));
+}
+
+TEST(ConfigListPresetTest, PresetSitesTakeBackendDefaultsUnderTheEntrysKeys) {
+  const shrink::ConfigList list = parse(
+      "- preset: int8_onednn\n  range_estimator: percentile\n  target_settings:\n    "
+      "_output_: {quant_scheme: symmetric}\n");
+  std::vector<shrink::PlannedSite> sites;
+  shrink::add_preset_sites(list.entries[0],
+                           {{"conv1", "_input_0", "an input", ""},
+                            {"conv1", "weight", "the weight", ""},
+                            {"relu1", "_output_0", "the output", ""}},
+                           mnist_ops(), sites);
+  ASSERT_EQ(site_names(sites),
+            (std::vector<std::string>{"conv1._input_0", "conv1.weight", "relu1._output_0"}));
+  EXPECT_EQ(setting(sites[0], "quant_dtype"), "int8");
+  EXPECT_EQ(setting(sites[0], "quant_scheme"), "affine");
+  EXPECT_EQ(setting(sites[0], "granularity"), "default");
+  EXPECT_EQ(setting(sites[1], "quant_scheme"), "symmetric");
+  EXPECT_EQ(setting(sites[1], "granularity"), "per_channel");
+  EXPECT_EQ(setting(sites[2], "quant_scheme"), "symmetric");  // target_settings._output_
+  EXPECT_EQ(setting(sites[2], "range_estimator"), "percentile");
+  EXPECT_EQ(sites[0].why, "an input");
+  EXPECT_EQ(sites[0].quant_type, shrink::QuantType::kInput);
+  EXPECT_EQ(sites[2].quant_type, shrink::QuantType::kOutput);
+}
+
+TEST(ConfigListPresetTest, HandWrittenEntriesWinWhereTheySpeak) {
+  const shrink::ConfigList list =
+      parse("- preset: int8_onednn\n- op_names: [conv1]\n  target_names: [weight]\n  "
+            "quant_bits: 8\n  quant_scheme: affine\n");
+  std::vector<shrink::PlannedSite> sites = shrink::plan_sites(list, mnist_ops());
+  shrink::add_preset_sites(
+      list.entries[0],
+      {{"conv1", "weight", "the weight", ""}, {"relu1", "_output_0", "the output", ""}},
+      mnist_ops(), sites);
+  ASSERT_EQ(site_names(sites), (std::vector<std::string>{"conv1.weight", "relu1._output_0"}));
+  EXPECT_EQ(setting(sites[0], "quant_scheme"), "affine");  // the hand-written entry's
+  EXPECT_TRUE(sites[0].why.empty());
+  EXPECT_EQ(setting(sites[1], "quant_scheme"), "affine");
+  EXPECT_EQ(sites[1].why, "the output");
+}
+
+TEST(ConfigListPresetTest, ARangeIsSharedOnlyWithThePresetsOwnSiteOfTheSameSettings) {
+  const shrink::ConfigList list = parse(
+      "- preset: int8_onednn\n  target_settings:\n    _input_: {quant_scheme: symmetric}\n"
+      "- op_names: [relu2]\n  target_names: [_output_]\n");
+  std::vector<shrink::PlannedSite> sites = shrink::plan_sites(list, mnist_ops());
+  shrink::add_preset_sites(list.entries[0],
+                           {{"relu1", "_output_0", "", ""},
+                            {"conv2", "_input_0", "", "relu1._output_0"},  // other settings
+                            {"max_pool2", "_output_0", "", "relu1._output_0"},
+                            {"fc1", "_input_0", "", "relu2._output_0"}},  // hand-written owner
+                           mnist_ops(), sites);
+  ASSERT_EQ(site_names(sites), (std::vector<std::string>{"relu2._output_0", "relu1._output_0",
+                                                         "conv2._input_0", "max_pool2._output_0",
+                                                         "fc1._input_0"}));
+  EXPECT_EQ(sites[2].range_of, "");
+  EXPECT_EQ(sites[3].range_of, "relu1._output_0");
+  EXPECT_EQ(sites[4].range_of, "");
+}
+
 }  // namespace
 
 TEST(ConfigListTest, SeedQuickStartConfig) {

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Scripts a model to TorchScript with python3-torch, for the quick start and the tests.
 
-Usage: make_model.py NAME OUT.pt [--trace]
+Usage: make_model.py NAME OUT.pt [--trace] [--bn-stats SIZE]
 
 NAME is one of:
   mnist         the seed's `Mnist` network (NNI quantization quick start), input 1x28x28
@@ -9,6 +9,8 @@ NAME is one of:
                 for binarized (BNN) experiments, whose activations live in [-1, 1]
   resnet_small  a small ResNet for 1x28x28 inputs whose blocks share one TorchScript class type
   resnet_2stage a small ResNet of two stages (16 channels at 14x14, 32 at 7x7), input 1x28x28
+  zoo_small     real architectures' patterns in one small net (SiLU, squeeze-excitation,
+                hardsigmoid, a densenet block, a shufflenet unit, mean pooling), input 3x32x32
   own_cifar     a CIFAR-style model written the way users write one: functional F.relu,
                 residual blocks F.relu(x + self.block(x)), a depthwise-separable pair,
                 F.adaptive_avg_pool2d, dropout; input 3x32x32 (--trace: torch.jit.trace, in
@@ -25,6 +27,8 @@ import argparse
 import os
 import sys
 import tempfile
+
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +183,72 @@ class OwnCifar(torch.nn.Module):
         return self.fc(self.drop(x))
 
 
+class SqueezeExcitation(torch.nn.Module):
+    """efficientnet's: a per-channel scale from the pooled input, sigmoid-gated."""
+
+    def __init__(self, channels, squeezed):
+        super().__init__()
+        self.fc1 = torch.nn.Conv2d(channels, squeezed, 1)
+        self.fc2 = torch.nn.Conv2d(squeezed, channels, 1)
+        self.activation = torch.nn.SiLU()
+        self.scale_activation = torch.nn.Sigmoid()
+
+    def forward(self, x):
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(scale))))
+        return scale * x
+
+
+class DenseLayer(torch.nn.Module):
+    """densenet's pre-activation layer: BatchNorm and ReLU on the concatenated features."""
+
+    def __init__(self, channels, growth):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm2d(channels)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.conv = torch.nn.Conv2d(channels, growth, 3, 1, 1, bias=False)
+
+    def forward(self, features: List[torch.Tensor]):
+        return self.conv(self.relu(self.norm(torch.cat(features, 1))))
+
+
+class ZooSmall(torch.nn.Module):
+    """The patterns of real architectures in one small net, input 3x32x32: a SiLU stem and
+    squeeze-excitation with a hardsigmoid variant (efficientnet, mobilenet_v3), a dense block whose
+    feature list grows by append (densenet), a shuffle unit with chunk and channel shuffle
+    (shufflenet), a residual add, mean pooling and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 16, 3, 2, 1, bias=False)
+        self.stem_bn = torch.nn.BatchNorm2d(16)
+        self.stem_act = torch.nn.SiLU(inplace=True)
+        self.se = SqueezeExcitation(16, 4)
+        self.dense1 = DenseLayer(16, 8)
+        self.dense2 = DenseLayer(24, 8)
+        self.branch = torch.nn.Sequential(
+            torch.nn.Conv2d(16, 16, 1, bias=False), torch.nn.BatchNorm2d(16), torch.nn.ReLU(inplace=True),
+            torch.nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), torch.nn.BatchNorm2d(16))
+        self.expand = torch.nn.Conv2d(32, 64, 1, bias=False)
+        self.expand_bn = torch.nn.BatchNorm2d(64)
+        self.gate = torch.nn.Hardsigmoid()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.se(self.stem_act(self.stem_bn(self.stem(x))))
+        features = [x]
+        features.append(self.dense1(features))
+        features.append(self.dense2(features))
+        x = torch.cat(features, 1)
+        x1, x2 = x.chunk(2, dim=1)
+        x = torch.cat([x1, F.relu(x2 + self.branch(x2))], 1)
+        n, c, h, w = x.size()
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+        x = F.relu(self.expand_bn(self.expand(x)))
+        x = x * self.gate(x)
+        return self.fc(x.mean([2, 3]))
+
+
 def build(name):
     if name == "mnist":
         return Mnist(), torch.randn(2, 1, 28, 28)
@@ -190,11 +260,13 @@ def build(name):
         return ResNet2Stage(), torch.randn(2, 1, 28, 28)
     if name == "own_cifar":
         return OwnCifar(), torch.randn(2, 3, 32, 32)
+    if name == "zoo_small":
+        return ZooSmall(), torch.randn(2, 3, 32, 32)
     if name in TORCHVISION:
         import torchvision
 
         return getattr(torchvision.models, name)(num_classes=10), torch.randn(2, 3, 32, 32)
-    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, mnist_hardtanh, resnet_small, resnet_2stage, own_cifar, "
+    raise SystemExit(f"make_model.py: unknown model '{name}' (known: mnist, mnist_hardtanh, resnet_small, resnet_2stage, own_cifar, zoo_small, "
                      + ", ".join(TORCHVISION) + ")")
 
 
@@ -203,14 +275,38 @@ TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_l
                "resnext50_32x4d")
 
 
+def set_batch_norm_statistics(model, example, size):
+    """Random weights with BatchNorm's initial statistics (mean 0, var 1) leave deep nets'
+    activations vanishing (efficientnet_b0's logits are ~1e-14), which makes any quantization
+    error figure meaningless. Cumulative statistics over noise batches normalise them, as
+    training would."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average
+    model.train()
+    with torch.no_grad():
+        for _ in range(8):
+            model(torch.randn(8, example.shape[1], size, size))
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
     parser.add_argument("out")
     parser.add_argument("--trace", action="store_true", help="torch.jit.trace instead of script")
+    parser.add_argument("--bn-stats", type=int, metavar="SIZE",
+                        help="set BatchNorm running statistics from 8 batches of SIZExSIZE noise, so "
+                             "that a random deep net's activations neither vanish nor explode at "
+                             "that input size (benchmarks)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, example = build(args.name)
+    if args.bn_stats:
+        set_batch_norm_statistics(model, example, args.bn_stats)
     model.eval()
     scripted = torch.jit.trace(model, example) if args.trace else torch.jit.script(model)
     # Written next to the target and renamed, so a half-written file never looks valid.

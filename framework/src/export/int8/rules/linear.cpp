@@ -78,9 +78,21 @@ std::optional<std::pair<Value*, int64_t>> flatten_channels_last(Lowering& loweri
   return std::make_pair(rows, *c);
 }
 
+// A small linear left without a weight site (as the int8_onednn preset leaves it) reading an int8
+// value: float on purpose, and said so.
+void note_small_float_linear(Lowering& lowering, const Node* n) {
+  if (lowering.twin(n->input(0)) == nullptr || !lowering.is_weight(n->input(1))) return;
+  const at::Tensor w = lowering.attribute(n->input(1));
+  if (!w.defined() || w.numel() >= kSmallLinearWeights) return;
+  lowering.float_on_purpose(n, lowering.describe(n) + ": runs in float, faster than oneDNN's int8 "
+                                                      "linear at " +
+                                   std::to_string(w.numel()) + " weights (fewer than " +
+                                   std::to_string(kSmallLinearWeights) + ")");
+}
+
 void lower_linear(Lowering& lowering, Node* n) {
   const std::optional<WeightedOperands> op = weighted_operands(lowering, n);
-  if (!op) return;
+  if (!op) return note_small_float_linear(lowering, n);
   if (op->weight.numel() < kSmallLinearWeights) {
     keep_small_linear_float(lowering, n, *op);
     return;
