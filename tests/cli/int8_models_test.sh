@@ -26,7 +26,7 @@ compress:
         target_names: [_input_, weight]
       - op_types: [BatchNorm2d, ReLU, ReLU6, add, Linear]
         target_names: [_output_]
-export: {dir: out, int8: true}
+export: {dir: out, int8: true, int8_only_if_faster: false}  # the lowering, whatever its speed
 YAML
 
 # model, int8 ops expected (convolutions + residual adds; the small classifier runs in float)

@@ -343,10 +343,12 @@ void read_export(const MapReader& r, const std::string& path, const std::string&
                  Experiment& x) {
   x.export_dir = resolve(fs::current_path().string(), "shrink-out");
   if (r.has("export")) {
-    MapReader e(r.node("export"), path, "export", {"dir", "model", "int8", "latency"});
+    MapReader e(r.node("export"), path, "export",
+                {"dir", "model", "int8", "int8_only_if_faster", "latency"});
     if (e.has("dir")) x.export_dir = resolve_path(base, e.node("dir"), e.str("dir", ""));
     x.export_model = e.boolean("model", true);
     x.export_int8 = e.boolean("int8", false);
+    x.export_int8_only_if_faster = e.boolean("int8_only_if_faster", true);
     x.export_latency = e.boolean("latency", true);
     SHRINK_CHECK(!x.export_int8 || x.export_model,
                  e.where("int8") << ": export.int8: needs export.model (the int8 model is lowered "

@@ -8,6 +8,8 @@
 #include <shrink/export/int8_export.hpp>
 #include <shrink/graph/model.hpp>
 
+#include <shrink/graph/measure.hpp>
+
 #include "export/int8/lowering.hpp"
 #include "export/int8/rule_table.hpp"
 #include "export/load_time_kernels.hpp"
@@ -16,8 +18,12 @@
 #include <ATen/Context.h>
 #include <torch/csrc/jit/passes/freeze_module.h>
 #include <torch/csrc/jit/passes/quantization/finalize.h>
+#include <torch/csrc/jit/serialization/import.h>
 
 #include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
 
 namespace shrink {
 namespace {
@@ -41,6 +47,71 @@ void note_load_time_kernels(const detail::LoadTimeKernelCounts& counts, Int8Expo
   }
 }
 
+// One lowering of `file` with the ops in `keep_float` left float: the module as it will be saved.
+struct Lowered {
+  Int8Export result;
+  torch::jit::Module module;
+};
+
+Lowered lower(const std::string& file, const std::set<std::string>& keep_float) {
+  torch::jit::Module module = load_torchscript(file);
+  module.eval();
+  Int8Export result =
+      int8::Lowering(module, file, int8::RuleTable::standard(), keep_float).run();
+  torch::jit::Module frozen = torch::jit::freeze_module(module);
+  torch::jit::FoldQuantizedPrepackingOps(frozen);
+  note_load_time_kernels(detail::add_load_time_kernels(frozen), result);
+  return {std::move(result), frozen};
+}
+
+// `module` saved and loaded again: the load-time kernels are made by loading.
+torch::jit::Module reloaded(const torch::jit::Module& module) {
+  std::stringstream bytes;
+  module.save(bytes);
+  torch::jit::Module m = torch::jit::load(bytes);
+  m.eval();
+  return m;
+}
+
+// The geometric mean over `rows` of the time of model `num` over that of model `den` (the
+// fastest of those named so, for "fp32").
+double time_ratio(const std::vector<NamedModel>& models, const std::vector<LatencyRow>& rows,
+                  const std::string& num, const std::string& den) {
+  double log_sum = 0;
+  for (const LatencyRow& r : rows) {
+    log_sum += std::log(r.ms[static_cast<std::size_t>(fastest(models, r, num))] /
+                        r.ms[static_cast<std::size_t>(fastest(models, r, den))]);
+  }
+  return std::exp(log_sum / static_cast<double>(rows.size()));
+}
+
+constexpr double kSpread = 0.97;  // medians closer than this are the same speed
+
+// Each region of `best` (when there are several) timed against `best` with that region float;
+// the faster kept. Returns the final lowering.
+Lowered keep_faster_regions(const std::string& file, Lowered best, const Int8Timing& timing) {
+  const std::vector<Int8Region> regions = best.result.regions;
+  if (regions.size() < 2) return best;
+  std::set<std::string> keep_float;
+  std::vector<Int8Region> timed = regions;
+  for (Int8Region& region : timed) {
+    std::set<std::string> without = keep_float;
+    without.insert(region.ops.begin(), region.ops.end());
+    Lowered variant = lower(file, without);
+    torch::jit::Module a = reloaded(best.module), b = reloaded(variant.module);
+    const std::vector<NamedModel> models = {{"int8", &a}, {"variant", &b}};
+    const auto rows = latency_table(models, timing.sample_shape, timing.batches, 0, 150.0, 5);
+    region.gain = time_ratio(models, rows, "variant", "int8");
+    if (region.gain < kSpread) {
+      region.int8 = false;
+      keep_float = std::move(without);
+      best = std::move(variant);
+    }
+  }
+  best.result.regions = std::move(timed);
+  return best;
+}
+
 }  // namespace
 
 void use_int8_engine() {
@@ -50,20 +121,31 @@ void use_int8_engine() {
   at::globalContext().setQEngine(at::QEngine::ONEDNN);
 }
 
-Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file) {
+Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file,
+                       const Int8Timing* timing) {
   use_int8_engine();
-  torch::jit::Module module = load_torchscript(fake_quant_model);
-  module.eval();
-  Int8Export result = int8::Lowering(module, fake_quant_model, int8::RuleTable::standard()).run();
+  Lowered best = lower(fake_quant_model, {});
   SHRINK_CHECK(
-      result.quantized_ops > 0,
+      best.result.quantized_ops > 0,
       fake_quant_model << ": int8 export: no convolution or linear could be lowered "
                           "(their inputs, weights and outputs need 8-bit fake-quant sites)");
-  torch::jit::Module frozen = torch::jit::freeze_module(module);
-  torch::jit::FoldQuantizedPrepackingOps(frozen);
-  note_load_time_kernels(detail::add_load_time_kernels(frozen), result);
-  save_torchscript(frozen, out_file);
-  return result;
+  if (timing != nullptr) {
+    at::NoGradGuard no_grad;
+    ThreadCount one(1);
+    best = keep_faster_regions(fake_quant_model, std::move(best), *timing);
+    torch::jit::Module fp32 = load_torchscript(timing->fp32_model);
+    fp32.eval();
+    torch::jit::Module frozen = frozen_for_inference(fp32);
+    torch::jit::Module int8 = reloaded(best.module);
+    const std::vector<NamedModel> models = {
+        {"fp32", &fp32}, {"fp32_frozen", &frozen}, {"int8", &int8}};
+    const auto rows = latency_table(models, timing->sample_shape, timing->batches, 0, 150.0, 5);
+    best.result.speedup = time_ratio(models, rows, "fp32", "int8");
+    best.result.written = best.result.speedup >= kSpread;
+    if (!best.result.written) return best.result;
+  }
+  save_torchscript(best.module, out_file);
+  return best.result;
 }
 
 bool runs_int8_kernels(const torch::jit::Module& module) {

@@ -1,5 +1,7 @@
 #include <shrink/graph/measure.hpp>
 
+#include <ATen/Parallel.h>
+
 #include "graph/graph_utils.hpp"
 
 #include <shrink/core/error.hpp>
@@ -12,6 +14,9 @@
 #include <chrono>
 
 namespace shrink {
+
+ThreadCount::ThreadCount(int n) : before_(at::get_num_threads()) { at::set_num_threads(n); }
+ThreadCount::~ThreadCount() { at::set_num_threads(before_); }
 
 int64_t count_macs(torch::jit::Module& module, const at::Tensor& x) {
   auto graph = module.get_method("forward").graph()->copy();

@@ -133,6 +133,9 @@ struct Experiment {
   bool export_latency =
       true;                  // model_int8.pt's and model_pruned.pt's latency vs fp32 in the report
   bool export_int8 = false;  // also model_int8.pt, LibTorch's int8 kernels (needs export_model)
+  // int8 only where it pays: each int8 region timed against float here, the faster kept, and no
+  // model_int8.pt when it is slower than the best fp32 (export_int8's Int8Timing).
+  bool export_int8_only_if_faster = true;
   DistributedSpec distributed;
   std::string resolved_yaml;  // the experiment after --set, as YAML
 

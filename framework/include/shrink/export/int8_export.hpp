@@ -7,6 +7,7 @@
 // padded with zero channels; the result's notes say where.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,19 +17,47 @@ struct Module;
 
 namespace shrink {
 
+// Int8 ops joined by int8 values, with no float op between them: what runs int8 or float as one.
+struct Int8Region {
+  std::vector<std::string> ops;  // "aten::conv2d (stem)", in graph order
+  bool int8 = true;              // false: left float, which ran faster here
+  double gain = 0;  // its float version's time over its int8 version's (geometric mean over the
+                    // batch sizes timed); 0 when not timed (a model's only region: the whole
+                    // model's check decides)
+};
+
 struct Int8Export {
   int quantized_ops = 0;              // convolutions, linears, adds, ... now int8
   std::vector<std::string> int8_ops;  // which: "aten::conv2d (layer1.0.conv1)", in graph order
   std::vector<std::string>
       float_ops;                   // "aten::log_softmax (output): no int8 kernel; runs in float"
   std::vector<std::string> notes;  // e.g. weights re-quantized symmetric for oneDNN
+  std::vector<Int8Region> regions;
+  // With timing: the int8 model's speed-up over the best fp32 (geometric mean over the batch
+  // sizes), and whether it was written (not when it is slower); 0 and true without.
+  double speedup = 0;
+  bool written = true;
+};
+
+// What export_int8 times on this machine: the float model to beat (as loaded, and frozen +
+// optimize_for_inference), one sample's shape and the batch sizes, one thread.
+struct Int8Timing {
+  std::string fp32_model;
+  std::vector<int64_t> sample_shape;
+  std::vector<int64_t> batches;
 };
 
 // Reads `fake_quant_model` (a TorchScript file whose quantization is aten::fake_quantize_*
 // nodes), writes the int8 model to `out_file`. Throws shrink::Error (one line naming the file and
 // what is wrong) for a model it cannot lower: a fake-quant site of other than 8 bits, no
 // quantized op at all.
-Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file);
+//
+// With `timing`, int8 only where it pays: each region (when there are several) is timed against
+// the same model with that region left float (its sites fake-quants), and the faster kept, in
+// graph order; then the whole model against the best fp32, and when it is slower (below 0.97x,
+// the medians' spread) nothing is written (result.written false) and `out_file` stays as it was.
+Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file,
+                       const Int8Timing* timing = nullptr);
 
 // Reads a float TorchScript model, writes it frozen for inference with each BatchNorm that follows
 // a convolution folded into it (weight * k, (bias - mean) * k + beta, k = gamma / sqrt(var + eps):

@@ -13,6 +13,19 @@ struct Module;
 
 namespace shrink {
 
+// The intra-op thread count set to `n` for a scope (timings are one thread), then restored on
+// every path.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n);
+  ~ThreadCount();
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+
+ private:
+  int before_;
+};
+
 // Multiply-accumulates per sample of every convolution and linear on input `x` (their output
 // elements times the weights each one reads).
 int64_t count_macs(torch::jit::Module& module, const at::Tensor& x);

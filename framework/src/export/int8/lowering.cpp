@@ -42,8 +42,9 @@ def shrink_channels_last(self, x: Tensor):
 
 }  // namespace
 
-Lowering::Lowering(torch::jit::Module& module, std::string file, const RuleTable& rules)
-    : module_(module), file_(std::move(file)), rules_(rules) {
+Lowering::Lowering(torch::jit::Module& module, std::string file, const RuleTable& rules,
+                   std::set<std::string> keep_float)
+    : module_(module), file_(std::move(file)), rules_(rules), keep_float_(std::move(keep_float)) {
   // Evaluation only: `training` reads become false and their branches go (with those of the
   // model's other flags).
   graph_ = detail::inlined_forward(module_, detail::ForwardGraph::kOwn, /*for_evaluation=*/true);
@@ -65,6 +66,7 @@ Int8Export Lowering::run() {
   shape_queries_read_twins();
   torch::jit::EliminateDeadCode(graph_);
   report_float_ops();
+  collect_regions();
   fold_lone_quantizes();
   torch::jit::EliminateDeadCode(graph_);
   detail::inline_calls(*graph_);  // the methods defined above
@@ -82,8 +84,40 @@ void Lowering::walk() {
   const std::vector<Node*> order(graph_->nodes().begin(), graph_->nodes().end());
   for (Node* n : order) {
     if (dead_.count(n)) continue;
-    if (const Rule rule = rules_.find(n->kind())) rule(*this, n);
+    const Rule rule = rules_.find(n->kind());
+    if (rule == nullptr) continue;
+    const Needs* needs = rules_.needs(n->kind());
+    if (needs->kind != Needs::kNothing && keep_float_.count(describe(n))) {
+      float_on_purpose(n, describe(n) + ": left float, faster than int8 here");
+      continue;
+    }
+    rule_regions_.clear();
+    rule(*this, n);
   }
+}
+
+int Lowering::region_root(int r) {
+  while (region_parent_[r] != r) r = region_parent_[r] = region_parent_[region_parent_[r]];
+  return r;
+}
+
+// The int8 ops, grouped by region in graph order.
+void Lowering::collect_regions() {
+  std::map<int, std::size_t> index;  // root -> position in result_.regions
+  for (const auto& [region, op] : op_regions_) {
+    const int root = region_root(region);
+    auto [it, added] = index.emplace(root, result_.regions.size());
+    if (added) result_.regions.emplace_back();
+    result_.regions[it->second].ops.push_back(op);
+  }
+}
+
+void Lowering::count_quantized_op(const Node* n) {
+  ++result_.quantized_ops;
+  result_.int8_ops.push_back(describe(n));
+  SHRINK_CHECK(!rule_regions_.empty(),
+               file_ << ": int8 export: internal error, " << describe(n) << " joins no region");
+  op_regions_.emplace_back(rule_regions_.front(), describe(n));
 }
 
 void Lowering::destroy_retired() {
@@ -146,16 +180,25 @@ void Lowering::fold_lone_quantizes() {
   }
 }
 
-const Twin* Lowering::twin(const Value* f) const {
+const Twin* Lowering::twin(const Value* f) {
   auto it = twins_.find(f);
-  return it == twins_.end() ? nullptr : &it->second;
+  if (it == twins_.end()) return nullptr;
+  rule_regions_.push_back(it->second.region);
+  return &it->second;
 }
 
 Value* Lowering::set_twin(Value* replaced, Value* q, QParams p) {
   Node* dq = graph_->create(sym("aten::dequantize"), {q});
   dq->insertAfter(q->node());
   replaced->replaceAllUsesWith(dq->output());
-  twins_[dq->output()] = {q, p};
+  // The region of the twins the rule read, joined; a new one where it read none (a quantize).
+  if (rule_regions_.empty()) {
+    rule_regions_.push_back(static_cast<int>(region_parent_.size()));
+    region_parent_.push_back(rule_regions_.back());
+  }
+  const int region = region_root(rule_regions_.front());
+  for (int r : rule_regions_) region_parent_[region_root(r)] = region;
+  twins_[dq->output()] = {q, p, region};
   return dq->output();
 }
 

@@ -38,17 +38,21 @@ struct QParams {
 // Where LibTorch's int8 sigmoid and hardsigmoid put their output: [0, 1) in 256 steps.
 inline constexpr QParams kFixedUnitGrid{1.0 / 256, 0};
 
-// The quantized value `q` (quint8, parameters `p`) that a float value is the dequantization of.
+// The quantized value `q` (quint8, parameters `p`) that a float value is the dequantization of,
+// and the int8 region it belongs to (ops joined by int8 values, no float op between them).
 struct Twin {
   torch::jit::Value* q = nullptr;
   QParams p;
+  int region = -1;
 };
 
 class Lowering {
  public:
   // Readies `module`'s forward for lowering in place (inlined, evaluation only: `training`
-  // branches go). `file` names the model in errors. `module` and `rules` must outlive this object.
-  Lowering(torch::jit::Module& module, std::string file, const RuleTable& rules);
+  // branches go). `file` names the model in errors. Ops that describe() names in `keep_float`
+  // stay float (their sites stay fake-quants). `module` and `rules` must outlive this object.
+  Lowering(torch::jit::Module& module, std::string file, const RuleTable& rules,
+           std::set<std::string> keep_float = {});
 
   // Runs the walk and the clean-up after it; once. Throws shrink::Error for a fake-quant site
   // that cannot become int8 (not 8 bits, per-channel activations).
@@ -57,10 +61,11 @@ class Lowering {
   // --- What rules use. Nodes are inserted at the caller's insert point (WithInsertPoint).
   torch::jit::Graph& graph() { return *graph_; }
 
-  // The twin of float value `f`; nullptr when it has none. Valid while the Lowering lives.
-  const Twin* twin(const torch::jit::Value* f) const;
+  // The twin of float value `f`; nullptr when it has none. Valid while the Lowering lives. A rule
+  // that reads a twin joins its region: what set_twin gives next is in the same one.
+  const Twin* twin(const torch::jit::Value* f);
   // Float value `replaced` (and its shape queries) is now dequantize(q), inserted after q's node;
-  // returns that value, whose twin is q.
+  // returns that value, whose twin is q, in the region of the twins the rule read (or a new one).
   torch::jit::Value* set_twin(torch::jit::Value* replaced, torch::jit::Value* q, QParams p);
   // `x` quantized to quint8 with `p`, as ATen's quantize_per_tensor rounds it.
   torch::jit::Value* quantize(torch::jit::Value* x, QParams p);
@@ -95,11 +100,8 @@ class Lowering {
   // What a node is called in reports: its kind and where it comes from ("aten::add (layer1.0)",
   // "aten::log_softmax (log_softmax)").
   std::string describe(const torch::jit::Node* n) const;
-  // `n` now runs on an int8 kernel.
-  void count_quantized_op(const torch::jit::Node* n) {
-    ++result_.quantized_ops;
-    result_.int8_ops.push_back(describe(n));
-  }
+  // `n` now runs on an int8 kernel, in the region of the twins its rule read or made.
+  void count_quantized_op(const torch::jit::Node* n);
   void note(std::string text) { result_.notes.push_back(std::move(text)); }
   // `n` stays float on purpose: reported with `reason` rather than as an op with no lowering.
   void float_on_purpose(const torch::jit::Node* n, std::string reason);
@@ -107,6 +109,8 @@ class Lowering {
  private:
   void define_methods();
   void walk();
+  int region_root(int r);
+  void collect_regions();
   void destroy_retired();
   void shape_queries_read_twins();
   void report_float_ops();
@@ -123,6 +127,11 @@ class Lowering {
   std::set<torch::jit::Node*> dead_;
   std::vector<torch::jit::Node*> dead_order_;
   std::map<const torch::jit::Node*, std::string> float_reasons_;
+  std::set<std::string> keep_float_;
+  // Regions: a union-find over ids; the rule being applied joins what it reads (rule_regions_).
+  std::vector<int> region_parent_;
+  std::vector<int> rule_regions_;
+  std::vector<std::pair<int, std::string>> op_regions_;  // each int8 op's region, in order
   Int8Export result_;
 };
 

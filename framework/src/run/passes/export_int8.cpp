@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <iomanip>
 #include <sstream>
 
@@ -32,6 +33,33 @@ void say_result(RunContext& c, const Int8Export& lowered, double accuracy, doubl
   for (const auto& n : lowered.notes) c.say("  note: " + n);
 }
 
+// What the timing chose, per region: a line each for those left float, and the report's table.
+json regions_json(RunContext& c, const Int8Export& lowered) {
+  json regions = json::array();
+  for (const Int8Region& r : lowered.regions) {
+    regions.push_back({{"ops", r.ops},
+                       {"int8", r.int8},
+                       {"gain", r.gain > 0 ? json(r.gain) : json(nullptr)}});
+    if (r.int8) continue;
+    std::ostringstream line;
+    line << "int8 region of " << r.ops.size() << " ops (" << r.ops.front() << " ... "
+         << r.ops.back() << ") left float: its int8 version took " << std::setprecision(2)
+         << 1 / r.gain << "x the float version's time here";
+    c.say(line.str());
+  }
+  return regions;
+}
+
+// Time regions and the whole model where the experiment asks (export.int8_only_if_faster), on
+// one sample's shape at batch 1 and the training batch.
+std::optional<Int8Timing> timing_of(const RunContext& c) {
+  const Experiment& x = *c.experiment;
+  if (!x.export_int8_only_if_faster) return std::nullopt;
+  Int8Timing t{x.model, c.train.shape(), {1}};
+  if (x.batch_size > 1) t.batches.push_back(x.batch_size);
+  return t;
+}
+
 }  // namespace
 
 void ExportInt8Pass::run(RunContext& c) {
@@ -39,7 +67,22 @@ void ExportInt8Pass::run(RunContext& c) {
                "export.int8: there is no model_qat.pt to lower "
                "(the experiment has no quantization stage)");
   const fs::path int8_file = fs::path(c.staging) / "model_int8.pt";
-  const Int8Export lowered = export_int8(c.exported->path(), int8_file.string());
+  const std::optional<Int8Timing> timing = timing_of(c);
+  const Int8Export lowered =
+      export_int8(c.exported->path(), int8_file.string(), timing ? &*timing : nullptr);
+  const json regions = regions_json(c, lowered);
+  if (!lowered.written) {
+    std::ostringstream line;
+    line << "model_int8.pt not written: int8 ran at " << std::setprecision(2) << lowered.speedup
+         << "x the best fp32's speed here (batch 1"
+         << (timing->batches.size() > 1 ? " and " + std::to_string(timing->batches[1]) : "")
+         << ", 1 thread); model_qat.pt holds the quantized model "
+            "(export.int8_only_if_faster: false writes it anyway)";
+    c.say(line.str());
+    c.int8 = {{"file", nullptr}, {"written", false}, {"speedup", lowered.speedup},
+              {"regions", regions}, {"quantized_ops", lowered.quantized_ops}};
+    return;
+  }
   use_int8_engine();
   torch::jit::Module int8_model = load_torchscript(int8_file.string());
   double sqnr = 0;  // output SQNR against model_qat.pt
@@ -50,6 +93,9 @@ void ExportInt8Pass::run(RunContext& c) {
             {"engine", "onednn"},
             {"accuracy", c.experiment->evaluate ? json(accuracy) : json(nullptr)},
             {"sqnr_db_vs_fake_quant", std::isfinite(sqnr) ? json(sqnr) : json(nullptr)},
+            {"written", true},
+            {"speedup", lowered.speedup > 0 ? json(lowered.speedup) : json(nullptr)},
+            {"regions", regions},
             {"quantized_ops", lowered.quantized_ops},
             {"int8_ops", lowered.int8_ops},
             {"float_ops", lowered.float_ops},

@@ -92,13 +92,6 @@ json row_json(const std::vector<NamedModel>& models, const LatencyRow& r, bool m
   return row;
 }
 
-// Restores the intra-op thread count on every path.
-struct ThreadCount {
-  int before = at::get_num_threads();
-  explicit ThreadCount(int n) { at::set_num_threads(n); }
-  ~ThreadCount() { at::set_num_threads(before); }
-};
-
 }  // namespace
 
 void MeasureLatencyPass::run(RunContext& c) {

@@ -29,8 +29,11 @@ void QuantizeStagePass::run(RunContext& c) {
   c.folded_batchnorms.push_back(folded);
   std::ostringstream line;
   line << "compress: " << stage.plugin << " on " << wrapped.sites().size() << " sites";
-  const std::size_t merged = checked.sites.size() - wrapped.sites().size();
+  std::size_t borrowed = 0;  // sites that quantize with another's range (a cat's)
+  for (const QuantizedModel::SharedPoint& p : wrapped.shared_points()) borrowed += p.range_only;
+  const std::size_t merged = checked.sites.size() - wrapped.sites().size() - borrowed;
   if (merged > 0) line << " (" << merged << " merged into the site before them)";
+  if (borrowed > 0) line << " (" << borrowed << " more quantizing with their cat's one range)";
   if (stage.fold_bn) {
     line << ", " << folded.size() << " BatchNorm" << (folded.size() == 1 ? "" : "s") << " folded";
     for (std::size_t k = 0; k < folded.size(); ++k) line << (k ? ", " : " (") << folded[k];
@@ -42,7 +45,8 @@ void QuantizeStagePass::run(RunContext& c) {
         {{"site", p.site},
          {"into", p.into},
          {"through", p.through},
-         {"merged", p.conflict.empty()},
+         {"merged", p.conflict.empty() && !p.range_only},
+         {"range_only", p.range_only},
          {"conflict", p.conflict.empty() ? json(nullptr) : json(p.conflict)}});
     if (!p.conflict.empty()) c.say("warning: " + p.text());
   }

@@ -104,7 +104,7 @@ at::Tensor batch_norm_input(const Lowering& lowering, const Node* bn, std::size_
   return c ? c->to(at::kFloat) : at::Tensor();
 }
 
-std::optional<WeightedOperands> weighted_operands(const Lowering& lowering, Node* n) {
+std::optional<WeightedOperands> weighted_operands(Lowering& lowering, Node* n) {
   const Twin* in = lowering.twin(n->input(0));
   const Node* weight_fq = n->input(1)->node();
   const std::optional<FakeQuant> wf = fake_quant_of(weight_fq);

@@ -19,7 +19,7 @@ struct WeightedOperands {
   at::Tensor weight;  // float32, as the module holds it (before its fake-quant)
   std::string name;   // "aten::conv2d (conv1)", for reports
 };
-std::optional<WeightedOperands> weighted_operands(const Lowering& lowering, torch::jit::Node* n);
+std::optional<WeightedOperands> weighted_operands(Lowering& lowering, torch::jit::Node* n);
 
 // Parameter `i` of BatchNorm `bn` (1 weight, 2 bias, 3 running_mean, 4 running_var), as a
 // constant or a module attribute, float32; `fallback` (of `channels` values) where it is None;
