@@ -2,9 +2,11 @@
 // (lowering.hpp) looks every node's kind up here; a kind with no rule stays float.
 //
 // Adding an op: a file in rules/ with its rule and an add_<family>_rules(RuleTable&) that
-// registers it, that function listed in rules/rules.hpp and in RuleTable::standard(), the file in
-// framework/CMakeLists.txt, and a case in tests/framework/export/int8_rules_test.cpp. The list is
-// explicit (no static registrars) so that a rule cannot go missing from the table unnoticed.
+// registers it with what it needs (Needs: the int8_onednn placement reads it, so the preset puts
+// sites where the rule looks), that function listed in rules/rules.hpp and in
+// RuleTable::standard(), the file in framework/CMakeLists.txt, and a case in
+// tests/framework/export/int8_rules_test.cpp. The list is explicit (no static registrars) so that
+// a rule cannot go missing from the table unnoticed.
 #pragma once
 
 #include <ATen/core/symbol.h>
