@@ -39,7 +39,6 @@ std::string error_of(const std::string& yaml) {
   return "<no error>";
 }
 
-
 // --- preset: the sites a backend consumes, placed around the hand-written entries.
 
 shrink::ConfigList parse(const std::string& yaml) {
@@ -54,8 +53,9 @@ TEST(ConfigListPresetTest, APresetEntrySelectsNothingItselfAndPlanSitesLeavesItO
 }
 
 TEST(ConfigListPresetTest, BadPresetsAreOneLineNamingTheKey) {
-  EXPECT_NE(error_of("- preset: int4_magic\n").find("exp.yaml:1:3: preset: expected one of "
-                                                      "int8_onednn"),
+  EXPECT_NE(error_of("- preset: int4_magic\n")
+                .find("exp.yaml:1:3: preset: expected one of "
+                      "int8_onednn"),
             std::string::npos)
       << error_of("- preset: int4_magic\n");
   EXPECT_NE(error_of("- preset: int8_onednn\n  op_names: [conv1]\n")
@@ -108,9 +108,9 @@ TEST(ConfigListPresetTest, PresetSitesTakeBackendDefaultsUnderTheEntrysKeys) {
 }
 
 TEST(ConfigListPresetTest, HandWrittenEntriesWinWhereTheySpeak) {
-  const shrink::ConfigList list =
-      parse("- preset: int8_onednn\n- op_names: [conv1]\n  target_names: [weight]\n  "
-            "quant_bits: 8\n  quant_scheme: affine\n");
+  const shrink::ConfigList list = parse(
+      "- preset: int8_onednn\n- op_names: [conv1]\n  target_names: [weight]\n  "
+      "quant_bits: 8\n  quant_scheme: affine\n");
   std::vector<shrink::PlannedSite> sites = shrink::plan_sites(list, mnist_ops());
   shrink::add_preset_sites(
       list.entries[0],
@@ -134,9 +134,9 @@ TEST(ConfigListPresetTest, ARangeIsSharedOnlyWithThePresetsOwnSiteOfTheSameSetti
                             {"max_pool2", "_output_0", "", "relu1._output_0"},
                             {"fc1", "_input_0", "", "relu2._output_0"}},  // hand-written owner
                            mnist_ops(), sites);
-  ASSERT_EQ(site_names(sites), (std::vector<std::string>{"relu2._output_0", "relu1._output_0",
-                                                         "conv2._input_0", "max_pool2._output_0",
-                                                         "fc1._input_0"}));
+  ASSERT_EQ(site_names(sites),
+            (std::vector<std::string>{"relu2._output_0", "relu1._output_0", "conv2._input_0",
+                                      "max_pool2._output_0", "fc1._input_0"}));
   EXPECT_EQ(sites[2].range_of, "");
   EXPECT_EQ(sites[3].range_of, "relu1._output_0");
   EXPECT_EQ(sites[4].range_of, "");

@@ -154,7 +154,7 @@ int run_plugins(const GlobalOptions& global, bool json, const std::vector<std::s
 int run_inspect(const std::string& model_path, const std::string& config_path, bool json) {
   shrink::Model model = shrink::Model::load(model_path);
   std::map<std::string, std::vector<std::string>> sites;  // op -> "stage N: target (dtype)"
-  std::vector<std::string> placed;                         // a preset's sites and notes: why
+  std::vector<std::string> placed;                        // a preset's sites and notes: why
   if (!config_path.empty()) {
     auto lists = shrink::ConfigList::load_file(config_path);
     for (std::size_t stage = 0; stage < lists.size(); ++stage) {

@@ -263,8 +263,8 @@ void check_preset_entry(const ConfigEntry& e) {
                     : e.exclude              ? "exclude"
                                              : nullptr;
   SHRINK_CHECK(key == nullptr,
-               e.where << ": config_list[" << e.index << "]: " << key << " beside preset: "
-                       << e.preset
+               e.where << ": config_list[" << e.index << "]: " << key
+                       << " beside preset: " << e.preset
                        << " places its own sites; leave ops out with exclude_op_names (or _re, "
                           "exclude_op_types), or configure them in an entry of their own, which "
                           "wins");

@@ -56,8 +56,7 @@ struct Lowered {
 Lowered lower(const std::string& file, const std::set<std::string>& keep_float) {
   torch::jit::Module module = load_torchscript(file);
   module.eval();
-  Int8Export result =
-      int8::Lowering(module, file, int8::RuleTable::standard(), keep_float).run();
+  Int8Export result = int8::Lowering(module, file, int8::RuleTable::standard(), keep_float).run();
   torch::jit::Module frozen = torch::jit::freeze_module(module);
   torch::jit::FoldQuantizedPrepackingOps(frozen);
   note_load_time_kernels(detail::add_load_time_kernels(frozen), result);

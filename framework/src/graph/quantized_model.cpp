@@ -461,10 +461,9 @@ void QuantizedModel::register_sites(torch::jit::Graph& graph, const std::vector<
     const PlannedSite& planned = sites[k];
     if (calls[k].empty() || planned.range_of.empty()) continue;
     const auto owner = registered.find(planned.range_of);
-    SHRINK_CHECK(owner != registered.end(), planned.op_name << "." << planned.target
-                                                            << ": the site whose range it shares, "
-                                                            << planned.range_of
-                                                            << ", quantizes nothing");
+    SHRINK_CHECK(owner != registered.end(),
+                 planned.op_name << "." << planned.target << ": the site whose range it shares, "
+                                 << planned.range_of << ", quantizes nothing");
     set_site(graph, calls[k], owner->second);
     SharedPoint point{planned.op_name + "." + planned.target, planned.range_of, {}, ""};
     point.range_only = true;

@@ -27,8 +27,8 @@ const shrink::Model& model(const std::string& name) {
 }
 
 shrink::Int8Placement place(const std::string& name, const std::string& entry = "") {
-  const shrink::ConfigList list = shrink::ConfigList::parse_text(
-      "- preset: int8_onednn\n" + entry, "exp.yaml");
+  const shrink::ConfigList list =
+      shrink::ConfigList::parse_text("- preset: int8_onednn\n" + entry, "exp.yaml");
   return shrink::place_int8_sites(model(name), list, list.entries[0]);
 }
 
@@ -115,9 +115,9 @@ TEST(Int8PlacementTest, RealArchitecturesPatternsAllGetSites) {
 // LibTorch's int8 cat then copies bytes.
 TEST(Int8PlacementTest, CatInputsAndOutputShareTheFirstSitesRange) {
   const shrink::Int8Placement p = place("zoo_small");
-  for (const char* key : {"dense1.cat._output_0", "dense1.conv._output_0", "dense2.cat._output_0",
-                          "dense2.conv._output_0", "cat._output_0", "relu._output_0",
-                          "cat_1._output_0"}) {
+  for (const char* key :
+       {"dense1.cat._output_0", "dense1.conv._output_0", "dense2.cat._output_0",
+        "dense2.conv._output_0", "cat._output_0", "relu._output_0", "cat_1._output_0"}) {
     EXPECT_EQ(site(p, key).range_of, "se.mul._output_0") << key;
   }
   EXPECT_EQ(site(p, "se.mul._output_0").range_of, "");

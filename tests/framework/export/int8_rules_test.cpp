@@ -660,8 +660,7 @@ def forward(self, x):
   Lowered lowered = lower();
   EXPECT_EQ(count_kind(lowered.module, "aten::tanh"), 1);
   ASSERT_EQ(lowered.result.float_ops.size(), 1u);
-  EXPECT_EQ(lowered.result.float_ops[0].rfind("aten::tanh", 0), 0u)
-      << lowered.result.float_ops[0];
+  EXPECT_EQ(lowered.result.float_ops[0].rfind("aten::tanh", 0), 0u) << lowered.result.float_ops[0];
   EXPECT_NE(lowered.result.float_ops[0].find("no int8 lowering for it; runs in float"),
             std::string::npos)
       << lowered.result.float_ops[0];

@@ -216,7 +216,8 @@ Value* Lowering::quantize(Value* x, QParams p) {
 }
 
 Value* Lowering::channels_last(Value* q) {
-  Node* call = graph_->insertNode(graph_->create(c10::prim::CallMethod, {graph_->inputs().at(0), q}));
+  Node* call =
+      graph_->insertNode(graph_->create(c10::prim::CallMethod, {graph_->inputs().at(0), q}));
   call->s_(c10::attr::name, kChannelsLastMethod);
   call->output()->setType(c10::TensorType::get());
   return call->output();

@@ -31,7 +31,9 @@ std::map<const Node*, const OpInstance*> op_nodes(const Model& model, torch::jit
   std::map<const Node*, const OpInstance*> out;
   const auto train = detail::inlined_forward(model.module(), detail::ForwardGraph::kCopy);
   std::map<std::string, int> balance;  // per scope and type: training calls - evaluation calls
-  auto base = [](const detail::FunctionalOp& f) { return detail::scope_of(f.node) + "/" + f.op.type; };
+  auto base = [](const detail::FunctionalOp& f) {
+    return detail::scope_of(f.node) + "/" + f.op.type;
+  };
   for (const auto& f : detail::functional_ops(*train, leaves)) ++balance[base(f)];
   const auto calls = detail::functional_ops(eval, leaves);
   for (const auto& f : calls) --balance[base(f)];
@@ -244,8 +246,9 @@ class Walk {
       op = model_.find_op(path->second.substr(0, path->second.size() - suffix.size()));
     }
     if (op == nullptr || op->functional || !op->has_weight) {
-      note(op_text + " stays float: its weight is not a module's own (the preset places weight "
-                     "sites on modules)");
+      note(op_text +
+           " stays float: its weight is not a module's own (the preset places weight "
+           "sites on modules)");
       return;
     }
     if (preset_excludes(config_, preset_, *op)) return note(op_text + " stays float: excluded");
@@ -285,7 +288,8 @@ class Walk {
   void own_output(Node* n, const Needs& needs) {
     const auto inputs = data_inputs(n);
     if (inputs.empty() || n->outputs().size() != 1 ||
-        (needs.tensor_inputs >= 0 && inputs.size() != static_cast<std::size_t>(needs.tensor_inputs))) {
+        (needs.tensor_inputs >= 0 &&
+         inputs.size() != static_cast<std::size_t>(needs.tensor_inputs))) {
       return;
     }
     bool any_int8 = false;
@@ -313,15 +317,16 @@ class Walk {
 
   // An op with no int8 rule that reads an int8 value: it runs in float between int8 ops.
   void float_op(const Node* n) {
-    if (!n->kind().is_aten() || is(n, "aten::size") || is(n, "aten::dim") ||
-        is(n, "aten::len") || is(n, "aten::append") || n->outputs().size() != 1 ||
+    if (!n->kind().is_aten() || is(n, "aten::size") || is(n, "aten::dim") || is(n, "aten::len") ||
+        is(n, "aten::append") || n->outputs().size() != 1 ||
         !n->output()->type()->cast<c10::TensorType>()) {
       return;
     }
     for (const Value* v : n->inputs()) {
       if (int8_.count(v)) {
-        note(describe(n) + " has no int8 kernel here: runs in float, between a dequantize and "
-                           "the next site");
+        note(describe(n) +
+             " has no int8 kernel here: runs in float, between a dequantize and "
+             "the next site");
         return;
       }
     }
@@ -337,7 +342,7 @@ class Walk {
   std::map<const Node*, const OpInstance*> ops_;
   std::map<const Node*, std::string> names_;
   std::map<const Value*, std::string> paths_;
-  std::set<const Value*> int8_;                // values the int8 model will hold quantized
+  std::set<const Value*> int8_;                 // values the int8 model will hold quantized
   std::map<const Value*, std::string> origin_;  // the site whose range an int8 value has
   RangeGroups groups_;
   std::set<const Node*> fused_;

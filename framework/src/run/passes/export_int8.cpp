@@ -10,8 +10,8 @@
 
 #include <cmath>
 #include <filesystem>
-#include <optional>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 namespace shrink {
@@ -37,9 +37,8 @@ void say_result(RunContext& c, const Int8Export& lowered, double accuracy, doubl
 json regions_json(RunContext& c, const Int8Export& lowered) {
   json regions = json::array();
   for (const Int8Region& r : lowered.regions) {
-    regions.push_back({{"ops", r.ops},
-                       {"int8", r.int8},
-                       {"gain", r.gain > 0 ? json(r.gain) : json(nullptr)}});
+    regions.push_back(
+        {{"ops", r.ops}, {"int8", r.int8}, {"gain", r.gain > 0 ? json(r.gain) : json(nullptr)}});
     if (r.int8) continue;
     std::ostringstream line;
     line << "int8 region of " << r.ops.size() << " ops (" << r.ops.front() << " ... "
@@ -79,8 +78,11 @@ void ExportInt8Pass::run(RunContext& c) {
          << ", 1 thread); model_qat.pt holds the quantized model "
             "(export.int8_only_if_faster: false writes it anyway)";
     c.say(line.str());
-    c.int8 = {{"file", nullptr}, {"written", false}, {"speedup", lowered.speedup},
-              {"regions", regions}, {"quantized_ops", lowered.quantized_ops}};
+    c.int8 = {{"file", nullptr},
+              {"written", false},
+              {"speedup", lowered.speedup},
+              {"regions", regions},
+              {"quantized_ops", lowered.quantized_ops}};
     return;
   }
   use_int8_engine();

@@ -84,8 +84,9 @@ void note_small_float_linear(Lowering& lowering, const Node* n) {
   if (lowering.twin(n->input(0)) == nullptr || !lowering.is_weight(n->input(1))) return;
   const at::Tensor w = lowering.attribute(n->input(1));
   if (!w.defined() || w.numel() >= kSmallLinearWeights) return;
-  lowering.float_on_purpose(n, lowering.describe(n) + ": runs in float, faster than oneDNN's int8 "
-                                                      "linear at " +
+  lowering.float_on_purpose(n, lowering.describe(n) +
+                                   ": runs in float, faster than oneDNN's int8 "
+                                   "linear at " +
                                    std::to_string(w.numel()) + " weights (fewer than " +
                                    std::to_string(kSmallLinearWeights) + ")");
 }

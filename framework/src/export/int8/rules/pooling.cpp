@@ -25,8 +25,8 @@ void lower_mean(Lowering& lowering, torch::jit::Node* n) {
   const Twin* in = lowering.twin(n->input(0));
   auto dims = n->inputs().size() == 4 ? torch::jit::constant_as<std::vector<int64_t>>(n->input(1))
                                       : c10::nullopt;
-  const auto keepdim = n->inputs().size() == 4 ? torch::jit::constant_as<bool>(n->input(2))
-                                               : c10::nullopt;
+  const auto keepdim =
+      n->inputs().size() == 4 ? torch::jit::constant_as<bool>(n->input(2)) : c10::nullopt;
   if (in == nullptr || !dims || !keepdim || dims->empty()) return;
   if (*keepdim) return lower_on_twin(lowering, n, Channels::kKept);
   const bool negative = (*dims)[0] < 0;
@@ -34,13 +34,13 @@ void lower_mean(Lowering& lowering, torch::jit::Node* n) {
     if ((d < 0) != negative) return;
   }
   // Squeezed from the last dim first (>= 0) or the first first (< 0), so that each index holds.
-  std::sort(dims->begin(), dims->end(), [&](int64_t a, int64_t b) { return negative ? a < b : a > b; });
+  std::sort(dims->begin(), dims->end(),
+            [&](int64_t a, int64_t b) { return negative ? a < b : a > b; });
   const Twin twin = *in;
   torch::jit::Graph& graph = lowering.graph();
   torch::jit::WithInsertPoint guard(n);
-  torch::jit::Value* q =
-      graph.insert(detail::sym("aten::mean"), {twin.q, n->input(1), true},
-                   {torch::jit::NamedValue("dtype", n->input(3))});
+  torch::jit::Value* q = graph.insert(detail::sym("aten::mean"), {twin.q, n->input(1), true},
+                                      {torch::jit::NamedValue("dtype", n->input(3))});
   for (int64_t d : *dims) q = graph.insert(detail::sym("aten::squeeze"), {q, d});
   lowering.set_twin(n->output(), q, twin.p);
   lowering.kill(n);
