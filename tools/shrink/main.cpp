@@ -434,7 +434,9 @@ int run_bench(const BenchArgs& args) {
   if (compares) std::cout << "speed-up vs best fp32";
   std::cout << "\n";
   std::vector<shrink::NamedModel> named;
-  for (auto& m : models) named.push_back({m.first, &m.second});
+  // The compared model (int8, or --vs, which may be) is timed fresh at each batch size.
+  for (auto& m : models)
+    named.push_back({m.first, &m.second, m.first == "int8" || m.first == "other"});
   std::vector<shrink::LatencyRow> rows;
   try {
     rows = shrink::latency_table(named, args.shape, args.batches, args.runs, 1000.0, 20);

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <sstream>
 
 namespace shrink {
 
@@ -115,6 +116,14 @@ int fastest(const std::vector<NamedModel>& models, const LatencyRow& row, const 
   return best;
 }
 
+torch::jit::Module reloaded(const torch::jit::Module& module) {
+  std::stringstream bytes;
+  module.save(bytes);
+  torch::jit::Module m = torch::jit::load(bytes);
+  m.eval();
+  return m;
+}
+
 std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
                                       const std::vector<int64_t>& sample_shape,
                                       const std::vector<int64_t>& batches, int runs,
@@ -123,17 +132,22 @@ std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
   QuietWarnings quiet;
   c10::Warning::WarningHandlerGuard no_warnings(&quiet);
   std::vector<LatencyRow> rows;
-  std::vector<torch::jit::Module*> turns;
-  for (const NamedModel& m : models) turns.push_back(m.module);
   for (int64_t batch : batches) {
     std::vector<int64_t> sizes = {batch};
     sizes.insert(sizes.end(), sample_shape.begin(), sample_shape.end());
     const at::Tensor x = at::randn(sizes);
-    double slowest = 0;  // per run of a warmed-up model
+    std::vector<torch::jit::Module> copies;
+    copies.reserve(models.size());
+    std::vector<torch::jit::Module*> turns;
     for (const NamedModel& m : models) {
+      turns.push_back(m.fresh ? &copies.emplace_back(reloaded(*m.module)) : m.module);
+    }
+    double slowest = 0;  // per run of a warmed-up model
+    for (std::size_t k = 0; k < models.size(); ++k) {
+      const NamedModel timed{models[k].name, turns[k]};
       // Warm-up: the profiling executor settles.
-      for (int i = 0; i < 3; ++i) timed_forward(m, x);
-      slowest = std::max(slowest, timed_forward(m, x));
+      for (int i = 0; i < 3; ++i) timed_forward(timed, x);
+      slowest = std::max(slowest, timed_forward(timed, x));
     }
     LatencyRow row;
     row.batch = batch;

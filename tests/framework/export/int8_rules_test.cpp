@@ -569,6 +569,49 @@ def forward(self, x):
   expect_within(lowered, {torch::randn({2, 3, 4, 4})}, 0);
 }
 
+// --- Regions: int8 ops joined by int8 values; what the export times against float.
+
+TEST_F(Int8RulesTest, Int8OpsGroupIntoRegionsThatAFloatOpSeparates) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x, y):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.04, 128, 0, 255)
+    b = torch.fake_quantize_per_tensor_affine(y, 0.03, 128, 0, 255)
+    s = torch.fake_quantize_per_tensor_affine(torch.relu(a + b), 0.05, 0, 0, 255)
+    c = torch.fake_quantize_per_tensor_affine(torch.cat([s, a], 1), 0.05, 0, 0, 255)
+    t = torch.fake_quantize_per_tensor_affine(torch.tanh(c), 0.01, 128, 0, 255)
+    return torch.fake_quantize_per_tensor_affine(torch.hardswish(t), 0.02, 20, 0, 255)
+)");
+  Lowered lowered = lower();
+  ASSERT_EQ(lowered.result.regions.size(), 2u);
+  EXPECT_EQ(lowered.result.regions[0].ops,
+            (std::vector<std::string>{"aten::add (add)", "aten::cat (cat)"}));
+  EXPECT_EQ(lowered.result.regions[1].ops,
+            (std::vector<std::string>{"aten::hardswish (hardswish)"}));
+  EXPECT_TRUE(lowered.result.regions[0].int8);
+  expect_within(lowered, {torch::randn({2, 3, 4, 4}), torch::randn({2, 3, 4, 4})}, 0.02);
+}
+
+TEST_F(Int8RulesTest, OpsKeptFloatStayFloatOnTheirFakeQuantizedValues) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x, y):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.04, 128, 0, 255)
+    b = torch.fake_quantize_per_tensor_affine(y, 0.03, 128, 0, 255)
+    return torch.fake_quantize_per_tensor_affine(torch.relu(a + b), 0.05, 0, 0, 255)
+)");
+  Lowered lowered{torch::jit::load(file_), {}};
+  lowered.module.eval();
+  lowered.result = shrink::int8::Lowering(lowered.module, file_,
+                                          shrink::int8::RuleTable::standard(), {"aten::add (add)"})
+                       .run();
+  EXPECT_EQ(lowered.result.quantized_ops, 0);
+  EXPECT_EQ(count_kind(lowered.module, "quantized::add_relu"), 0);
+  ASSERT_EQ(lowered.result.float_ops.size(), 1u);
+  EXPECT_EQ(lowered.result.float_ops[0], "aten::add (add): left float, faster than int8 here");
+  expect_within(lowered, {torch::randn({2, 3, 4, 4}), torch::randn({2, 3, 4, 4})}, 0);
+}
+
 // --- The table.
 
 TEST(Int8RuleTableTest, HasARuleForEveryOpFamily) {

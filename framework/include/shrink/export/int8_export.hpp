@@ -21,9 +21,9 @@ namespace shrink {
 struct Int8Region {
   std::vector<std::string> ops;  // "aten::conv2d (stem)", in graph order
   bool int8 = true;              // false: left float, which ran faster here
-  double gain = 0;  // its float version's time over its int8 version's (geometric mean over the
-                    // batch sizes timed); 0 when not timed (a model's only region: the whole
-                    // model's check decides)
+  double gain = 0;  // its float version's time over its int8 version's, at the batch size timed
+                    // where that is smallest; 0 when not timed (a model's only region: the
+                    // whole model's check decides)
 };
 
 struct Int8Export {
@@ -33,8 +33,8 @@ struct Int8Export {
       float_ops;                   // "aten::log_softmax (output): no int8 kernel; runs in float"
   std::vector<std::string> notes;  // e.g. weights re-quantized symmetric for oneDNN
   std::vector<Int8Region> regions;
-  // With timing: the int8 model's speed-up over the best fp32 (geometric mean over the batch
-  // sizes), and whether it was written (not when it is slower); 0 and true without.
+  // With timing: the int8 model's speed-up over the best fp32 at the batch size where it is
+  // smallest, and whether it was written (not when it is slower); 0 and true without.
   double speedup = 0;
   bool written = true;
 };
@@ -52,10 +52,11 @@ struct Int8Timing {
 // what is wrong) for a model it cannot lower: a fake-quant site of other than 8 bits, no
 // quantized op at all.
 //
-// With `timing`, int8 only where it pays: each region (when there are several) is timed against
-// the same model with that region left float (its sites fake-quants), and the faster kept, in
-// graph order; then the whole model against the best fp32, and when it is slower (below 0.97x,
-// the medians' spread) nothing is written (result.written false) and `out_file` stays as it was.
+// With `timing`, int8 only where it pays, at every batch size timed: each region (when there are
+// several) is timed against the same model with that region left float (its sites fake-quants),
+// and left float where int8 is slower at some batch size, in graph order; then the whole model
+// against the best fp32, and when it is slower at some batch size (below 0.97x, the medians'
+// spread) nothing is written (result.written false) and `out_file` stays as it was.
 Int8Export export_int8(const std::string& fake_quant_model, const std::string& out_file,
                        const Int8Timing* timing = nullptr);
 

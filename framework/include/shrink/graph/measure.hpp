@@ -44,15 +44,24 @@ torch::jit::Module frozen_for_inference(const torch::jit::Module& module);
 // size, measured side by side (median_latency). `runs` 0: enough for about `budget_ms` per model
 // and batch size (at least `min_runs`, at most 2000). A model that does not take the input is a
 // shrink::Error naming it.
+// `fresh`: each batch size is timed on a copy of the model saved and loaded again. LibTorch 1.13's
+// oneDNN int8 convolution keeps the kernel of the first input shape it sees and rebuilds one on
+// every call of another shape, so an int8 model timed at batch 64 after batch 1 would pay for
+// that, which a deployment at one batch size does not.
 struct NamedModel {
   std::string name;
   torch::jit::Module* module;
+  bool fresh = false;
 };
 struct LatencyRow {
   int64_t batch = 0;
   int runs = 0;
   std::vector<double> ms;  // per model, in order
 };
+// `module` saved and loaded again (in evaluation mode): what a user's torch.jit.load gives, kernels
+// made when it loads included.
+torch::jit::Module reloaded(const torch::jit::Module& module);
+
 // The fastest in `row` of the models called `name` or `name_<form>` ("fp32", "fp32_frozen"): its
 // index in `models`, or -1 when there is none.
 int fastest(const std::vector<NamedModel>& models, const LatencyRow& row, const std::string& name);

@@ -43,7 +43,7 @@ json regions_json(RunContext& c, const Int8Export& lowered) {
     std::ostringstream line;
     line << "int8 region of " << r.ops.size() << " ops (" << r.ops.front() << " ... "
          << r.ops.back() << ") left float: its int8 version took " << std::setprecision(2)
-         << 1 / r.gain << "x the float version's time here";
+         << 1 / r.gain << "x the float version's time here (at the batch size where it did worst)";
     c.say(line.str());
   }
   return regions;
@@ -73,7 +73,7 @@ void ExportInt8Pass::run(RunContext& c) {
   if (!lowered.written) {
     std::ostringstream line;
     line << "model_int8.pt not written: int8 ran at " << std::setprecision(2) << lowered.speedup
-         << "x the best fp32's speed here (batch 1"
+         << "x the best fp32's speed here (the slower of batch 1"
          << (timing->batches.size() > 1 ? " and " + std::to_string(timing->batches[1]) : "")
          << ", 1 thread); model_qat.pt holds the quantized model "
             "(export.int8_only_if_faster: false writes it anyway)";

@@ -113,7 +113,7 @@ void MeasureLatencyPass::run(RunContext& c) {
     use_int8_engine();
     int8 = load_torchscript(int8_file.string());
     int8.eval();
-    models.push_back({"int8", &int8});
+    models.push_back({"int8", &int8, true});
   }
   std::vector<int64_t> batches = {1};
   if (x.batch_size > 1) batches.push_back(x.batch_size);
