@@ -92,7 +92,8 @@ report, cal = (json.load(open(f"{out}/{f}.json")) for f in ("report", "calibrati
 assert len(report["sites"]) == 40, len(report["sites"])
 merged = [p for p in report["shared_points"] if p["merged"]]
 assert len(merged) == 10 and {"site": "layer2.0.downsample.0._input_0", "into": "layer1.1.add._output_0",
-                              "through": ["relu"], "merged": True, "conflict": None} in merged, merged
+                              "through": ["relu"], "merged": True, "range_only": False,
+                              "conflict": None} in merged, merged
 for block in ("layer1.0", "layer1.1", "layer4.1"):
     assert cal[f"{block}.add"]["_output_0"]["scale"] > 0, cal[f"{block}.add"]
     assert cal[f"{block}.conv1"]["weight"]["scale"] != cal[f"{block}.conv2"]["weight"]["scale"]

@@ -38,12 +38,13 @@ TEST(PluginKeysTest, BuiltInQuantizersDeclareTheirOwnKeys) {
   EXPECT_EQ(key_error_of(qat_yaml, qat), "<no error>");
   EXPECT_EQ(key_error_of("- op_names: [conv1]\n  range_estimator: mse\n", ptq), "<no error>");
   // Each key belongs to its own algorithm only.
-  EXPECT_EQ(key_error_of(qat_yaml, ptq),
-            "exp.yaml:2:3: compress[0].config_list[0]: unknown key 'quant_start_step' (allowed: "
-            "op_names, op_names_re, op_types, exclude_op_names, exclude_op_names_re, "
-            "exclude_op_types, exclude, target_names, target_settings, quant_types, quant_bits, "
-            "quant_dtype, quant_scheme, granularity, sparse_ratio, sparsity, sparsity_per_layer, "
-            "total_sparsity, max_sparsity_per_layer, and 'ptq' declares: range_estimator)");
+  EXPECT_EQ(
+      key_error_of(qat_yaml, ptq),
+      "exp.yaml:2:3: compress[0].config_list[0]: unknown key 'quant_start_step' (allowed: "
+      "op_names, op_names_re, op_types, exclude_op_names, exclude_op_names_re, "
+      "exclude_op_types, exclude, target_names, target_settings, quant_types, quant_bits, "
+      "quant_dtype, quant_scheme, granularity, preset, sparse_ratio, sparsity, sparsity_per_layer, "
+      "total_sparsity, max_sparsity_per_layer, and 'ptq' declares: range_estimator)");
 }
 
 TEST(PluginKeysTest, UnknownKeyNamesFileLineColumnEntryAndBothLists) {
