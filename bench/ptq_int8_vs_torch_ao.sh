@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Post-training int8 on the quick-start net, Shrink and torch.ao side by side in one run:
 # accuracy (fp32, post-training fake-quant, real int8), int8 file size, and int8 latency speed-up
-# over the fp32 TorchScript at batch 1 and 64 on one thread (each tool's own models, medians of
-# runs that alternate fp32 and int8).
+# over the best fp32 a user could run (the TorchScript as loaded, or frozen +
+# optimize_for_inference, whichever is faster) at batch 1 and 64 on one thread (each tool's own
+# models, medians of runs that alternate them).
 #
 #   bench/ptq_int8_vs_torch_ao.sh            # 5 epochs of fp32 training each (~3 minutes)
 #   bench/ptq_int8_vs_torch_ao.sh --quick    # 1 epoch on 12800 samples
@@ -43,14 +44,14 @@ lines = [
     ("int8 speed-up, batch 1", rows[1]["speedup"], t["batch1"]["speedup"], "{:.2f}x"),
     ("int8 speed-up, batch 64", rows[64]["speedup"], t["batch64"]["speedup"], "{:.2f}x"),
     ("int8 ms, batch 64", rows[64]["int8_ms"], t["batch64"]["int8_ms"], "{:.3f}"),
-    ("fp32 ms, batch 64", rows[64]["fp32_ms"], t["batch64"]["fp32_ms"], "{:.3f}"),
+    ("best fp32 ms, batch 64", rows[64]["best_fp32_ms"], t["batch64"]["best_fp32_ms"], "{:.3f}"),
 ]
 print()
 print(f"{'figure':36} {'shrink':>10} {'torch.ao':>10}")
 for name, a, c, fmt in lines:
     print(f"{name:36} {fmt.format(a):>10} {fmt.format(c) if c is not None else '-':>10}")
 print()
-print(f"targets: speed-up >= 3.5x at batch 64 ({rows[64]['speedup']:.2f}x), >= 2.5x at batch 1 "
+print(f"targets (issue 19, against the best fp32): speed-up >= 2.2x at batch 64 ({rows[64]['speedup']:.2f}x), >= 1.8x at batch 1 "
       f"({rows[1]['speedup']:.2f}x); int8 file <= 0.27x ({r['int8']['size_ratio']:.3f}); "
       f"post-training accuracy within 0.1 point of fp32 ({m['compressed_accuracy'] - m['baseline_accuracy']:+.4f})")
 PY
