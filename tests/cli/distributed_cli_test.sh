@@ -146,7 +146,7 @@ for op in ("conv1", "conv2"):
 PY
 
 echo "== ptq calibrated on 2 ranks (5 samples a batch each) = 1 rank (10), every estimator"
-ptq=(--set "model=$model_dir/mnist.pt" --set data.train_limit=1280 --set data.test_limit=1000
+ptq=(--set export.int8_only_if_faster=false --set "model=$model_dir/mnist.pt" --set data.train_limit=1280 --set data.test_limit=1000
      --set pretrain.epochs=0 --set threads=1 --set export.latency=false)
 for estimator in minmax moving_average_minmax percentile mse entropy; do
   "$shrink" run "$src/configs/ptq_quickstart.yaml" --out "$work/p1_$estimator" "${ptq[@]}" \
@@ -245,7 +245,7 @@ grep -q "^shrink: interrupted by SIGTERM; $work/i/checkpoint.pt holds pretrain e
 pgrep -f -- "--out $work/i " > /dev/null && fail "a process was left behind"
 
 echo "== the quick start, short, on --nproc 2: the files of a single-process run"
-short=(--set "model=$model_dir/mnist.pt" --set data.train_limit=3200 --set data.test_limit=1000
+short=(--set export.int8_only_if_faster=false --set "model=$model_dir/mnist.pt" --set data.train_limit=3200 --set data.test_limit=1000
        --set pretrain.epochs=1 --set finetune.epochs=1 --set export.latency=false)
 "$shrink" run "$src/configs/quickstart.yaml" --out "$work/qs1" "${short[@]}" --set threads=1 > /dev/null
 "$shrink" run "$src/configs/quickstart.yaml" --out "$work/qs2" "${short[@]}" --set data.batch_size=32 \

@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-short=(--set data.train_limit=6400 --set data.test_limit=2000 --set pretrain.epochs=1
+short=(--set export.int8_only_if_faster=false --set data.train_limit=6400 --set data.test_limit=2000 --set pretrain.epochs=1
        --set finetune.epochs=1)
 
 cat > "$work/lsq_mixed.yaml" <<YAML

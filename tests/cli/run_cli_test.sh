@@ -11,7 +11,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-short=(--set "model=$model_dir/mnist.pt" --set data.train_limit=6400 --set data.test_limit=2000
+short=(--set export.int8_only_if_faster=false --set "model=$model_dir/mnist.pt" --set data.train_limit=6400 --set data.test_limit=2000
        --set pretrain.epochs=2 --set finetune.epochs=2)
 
 echo "== a short quick start: 2 x 100 steps fp32, 2 x 100 steps QAT"

@@ -91,12 +91,12 @@ std::vector<std::string> default_targets(const OpInstance& op) {
   return {"_output_0"};
 }
 
-// A module's _input_0 and _output_0; a functional call's _output_0 and its tensor arguments
-// (_input_N: the graph knows which are tensors, and the site's insertion checks).
+// A module's _input_0 and _output_0; a functional call's _output_0 (the int8 preset also places
+// input sites on functional calls, where the graph shows a tensor: add_preset_sites).
 bool op_has_target(const OpInstance& op, const std::string& target) {
   if (target == "weight") return op.has_weight;
   if (target == "bias") return op.has_bias;
-  if (op.functional) return target == "_output_0" || target.rfind("_input_", 0) == 0;
+  if (op.functional) return target == "_output_0";
   return target == "_input_0" || target == "_output_0";
 }
 

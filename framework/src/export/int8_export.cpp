@@ -104,6 +104,25 @@ Lowered keep_faster_regions(const std::string& file, Lowered best, const Int8Tim
   return best;
 }
 
+// keep_faster_regions, then the whole model against the best fp32: not written (result.written
+// false) when it is slower at some batch size, or when no region stayed int8.
+Lowered only_where_it_pays(const std::string& file, Lowered best, const Int8Timing& timing) {
+  at::NoGradGuard no_grad;
+  ThreadCount one(1);
+  best = keep_faster_regions(file, std::move(best), timing);
+  torch::jit::Module fp32 = load_torchscript(timing.fp32_model);
+  fp32.eval();
+  torch::jit::Module frozen = frozen_for_inference(fp32);
+  const std::vector<NamedModel> models = {
+      {"fp32", &fp32}, {"fp32_frozen", &frozen}, {"int8", &best.module, true}};
+  const auto rows = latency_table(models, timing.sample_shape, timing.batches, 0, 150.0, 5);
+  best.result.speedup = time_ratio(models, rows, "fp32", "int8");
+  const bool any_int8 = std::any_of(best.result.regions.begin(), best.result.regions.end(),
+                                    [](const Int8Region& r) { return r.int8; });
+  best.result.written = best.result.speedup >= kSpread && any_int8;
+  return best;
+}
+
 }  // namespace
 
 void use_int8_engine() {
@@ -122,17 +141,14 @@ Int8Export export_int8(const std::string& fake_quant_model, const std::string& o
       fake_quant_model << ": int8 export: no convolution or linear could be lowered "
                           "(their inputs, weights and outputs need 8-bit fake-quant sites)");
   if (timing != nullptr) {
-    at::NoGradGuard no_grad;
-    ThreadCount one(1);
-    best = keep_faster_regions(fake_quant_model, std::move(best), *timing);
-    torch::jit::Module fp32 = load_torchscript(timing->fp32_model);
-    fp32.eval();
-    torch::jit::Module frozen = frozen_for_inference(fp32);
-    const std::vector<NamedModel> models = {
-        {"fp32", &fp32}, {"fp32_frozen", &frozen}, {"int8", &best.module, true}};
-    const auto rows = latency_table(models, timing->sample_shape, timing->batches, 0, 150.0, 5);
-    best.result.speedup = time_ratio(models, rows, "fp32", "int8");
-    best.result.written = best.result.speedup >= kSpread;
+    try {
+      best = only_where_it_pays(fake_quant_model, std::move(best), *timing);
+    } catch (const Error& e) {
+      // Timing reports on a result; a model it cannot time (an fp32 model that does not freeze,
+      // say) costs the check, not the export.
+      best.result.notes.push_back(std::string("not timed against fp32, every int8 op kept: ") +
+                                  e.what());
+    }
     if (!best.result.written) return best.result;
   }
   save_torchscript(best.module, out_file);

@@ -152,6 +152,13 @@ std::map<const torch::jit::Node*, std::string> node_names(torch::jit::Graph& gra
   return names;
 }
 
+std::string describe_node(const torch::jit::Node* n,
+                          const std::map<const torch::jit::Node*, std::string>& names) {
+  const auto named = names.find(n);
+  const std::string where = named != names.end() ? named->second : scope_of(n);
+  return std::string(n->kind().toQualString()) + (where.empty() ? "" : " (" + where + ")");
+}
+
 std::vector<FunctionalOp> functional_ops(torch::jit::Graph& graph,
                                          const std::set<std::string>& leaves) {
   std::vector<FunctionalOp> out;

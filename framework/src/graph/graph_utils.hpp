@@ -31,6 +31,11 @@ std::string scope_of(const torch::jit::Node* node);
 // trailing "_", numbered in graph order). Taken before a rewrite, so that names stay put.
 std::map<const torch::jit::Node*, std::string> node_names(torch::jit::Graph& graph);
 
+// What reports call node `n`: its kind and where it comes from, its name in `names` (node_names)
+// or else its module path ("aten::add (layer1.0)", "aten::log_softmax (log_softmax)").
+std::string describe_node(const torch::jit::Node* n,
+                          const std::map<const torch::jit::Node*, std::string>& names);
+
 // Functional calls that are op instances: top-level nodes of known functional kinds made outside
 // leaf modules, named "<scope>.<type>[_k]".
 struct FunctionalOp {

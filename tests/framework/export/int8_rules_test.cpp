@@ -393,25 +393,41 @@ def forward(self, x, y):
 
 // --- sigmoid, hardsigmoid, SiLU and the squeeze-excitation's mul.
 
-TEST_F(Int8RulesTest, SigmoidAndHardsigmoidRunOnTheFixedGrid) {
+// A gate that an int8 mul reads (squeeze-excitation, mobilenet_v3's hardsigmoid gate).
+TEST_F(Int8RulesTest, SigmoidAndHardsigmoidGatesRunOnTheFixedGrid) {
   torch::jit::Module m("m");
   save_fake_quant(m, R"(
 def forward(self, x):
     a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
-    return torch.cat([torch.sigmoid(a), torch.hardsigmoid(a)], 1)
+    s = torch.fake_quantize_per_tensor_affine(torch.sigmoid(a) * a, 0.025, 128, 0, 255)
+    h = torch.fake_quantize_per_tensor_affine(torch.hardsigmoid(a) * a, 0.025, 128, 0, 255)
+    return torch.cat([s, h], 1)
 )");
   Lowered lowered = lower();
-  EXPECT_EQ(lowered.result.quantized_ops, 2);
-  EXPECT_EQ(count_kind(lowered.module, "aten::sigmoid"), 1);
-  EXPECT_EQ(count_kind(lowered.module, "aten::hardsigmoid"), 1);
-  // Both read the quantized tensor: the one dequantize of each is after it.
+  EXPECT_EQ(count_kind(lowered.module, "quantized::mul"), 2);
+  // Both read the quantized tensor, and the mul reads theirs: no dequantize between.
   for (const torch::jit::Node* n : lowered.module.get_method("forward").graph()->nodes()) {
     if (is(n, "aten::sigmoid") || is(n, "aten::hardsigmoid")) {
       EXPECT_FALSE(is(n->input(0)->node(), "aten::dequantize")) << *n;
     }
   }
-  // One step of the 1/256 grid: rounded to it, and 1 saturates at 255/256.
-  expect_within(lowered, {torch::randn({2, 3, 4, 4}) * 3}, 1.0 / 256);
+  // The gate within one step of its 1/256 grid (1 saturates at 255/256), times |a| <= 6.4.
+  expect_within(lowered, {torch::randn({2, 3, 4, 4}) * 2}, 0.025 + 6.4 / 256);
+}
+
+// A sigmoid that ends the model keeps float's precision: the fixed grid would saturate at 255/256
+// and round values below 1/512 to 0, which the fake-quant model never computed.
+TEST_F(Int8RulesTest, ASigmoidNoInt8MulReadsStaysFloat) {
+  torch::jit::Module m("m");
+  save_fake_quant(m, R"(
+def forward(self, x):
+    a = torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255)
+    return torch.sigmoid(a)
+)");
+  Lowered lowered = lower();
+  EXPECT_EQ(lowered.result.quantized_ops, 0);
+  EXPECT_EQ(count_kind(lowered.module, "aten::sigmoid"), 1);
+  expect_within(lowered, {torch::randn({2, 3, 4, 4}) * 3}, 0);  // exactly the fake-quant model
 }
 
 TEST_F(Int8RulesTest, SiluBecomesQuantizedMulOfItsSigmoid) {

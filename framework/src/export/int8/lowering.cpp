@@ -53,11 +53,7 @@ Lowering::Lowering(torch::jit::Module& module, std::string file, const RuleTable
   names_ = detail::node_names(*graph_);
 }
 
-std::string Lowering::describe(const Node* n) const {
-  const auto named = names_.find(n);
-  const std::string where = named != names_.end() ? named->second : detail::scope_of(n);
-  return std::string(n->kind().toQualString()) + (where.empty() ? "" : " (" + where + ")");
-}
+std::string Lowering::describe(const Node* n) const { return detail::describe_node(n, names_); }
 
 Int8Export Lowering::run() {
   define_methods();

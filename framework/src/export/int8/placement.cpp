@@ -52,10 +52,17 @@ std::map<const Node*, const OpInstance*> op_nodes(const Model& model, torch::jit
   return out;
 }
 
-bool relu_like(const Node* n) {
+// A ReLU that `needs` fuses: relu for every kind; hardtanh(0, x) (ReLU6) only into a convolution
+// or linear, whose kernel saturates at the top of its output range (add and mul kernels fuse
+// relu alone).
+bool fusable_relu(const Node* n, const Needs& needs) {
   if (is(n, "aten::relu") || is(n, "aten::relu_")) return true;
-  return (is(n, "aten::hardtanh") || is(n, "aten::hardtanh_")) &&
-         torch::jit::constant_as<double>(n->input(1)) == 0.0;
+  if (needs.kind != Needs::kWeighted || (!is(n, "aten::hardtanh") && !is(n, "aten::hardtanh_"))) {
+    return false;
+  }
+  const auto low = torch::jit::toIValue(n->input(1));  // 0 or 0.0
+  return low &&
+         ((low->isDouble() && low->toDouble() == 0.0) || (low->isInt() && low->toInt() == 0));
 }
 
 // An op's plan before it is taken: its sites, each with the value it makes int8 (none for a
@@ -131,11 +138,7 @@ class Walk {
   }
 
  private:
-  std::string describe(const Node* n) const {
-    const auto it = names_.find(n);
-    const std::string name = it != names_.end() ? it->second : detail::scope_of(n);
-    return std::string(n->kind().toQualString()) + (name.empty() ? "" : " (" + name + ")");
-  }
+  std::string describe(const Node* n) const { return detail::describe_node(n, names_); }
 
   // Outputs of `n` int8 on the grid of its input's, from the same site.
   void same_grid(const Node* n) {
@@ -214,7 +217,7 @@ class Walk {
     }
     if (needs.fuses_relu) {
       Node* r = detail::single_data_use(end);
-      if (r != nullptr && relu_like(r)) {
+      if (r != nullptr && fusable_relu(r, needs)) {
         fused.push_back(r);
         end = r->output();
         chain += std::string(" + ") + r->kind().toUnqualString();

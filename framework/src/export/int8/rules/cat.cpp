@@ -18,8 +18,9 @@ void lower_cat(Lowering& lowering, torch::jit::Node* n) {
     if (twin == nullptr) return;
     qs.push_back(twin->q);
   }
-  // The quantized list is only made when the quantized cat will be.
-  if (detail::only_use(n->output(), {kFakeQuantPerTensor}) == nullptr) return;
+  // The quantized list (and channels-last copies) only made when the quantized cat will be.
+  const torch::jit::Node* after = detail::only_use(n->output(), {kFakeQuantPerTensor});
+  if (after == nullptr || !fake_quant_of(after)) return;
   torch::jit::Graph& graph = lowering.graph();
   torch::jit::WithInsertPoint guard(n);
   // An int8 convolution's output is channels-last already; a chunk's piece is made so.
