@@ -46,6 +46,12 @@ printf -- "- preset: int8_onednn\n" > "$work/preset.yaml"
 grep -q "^se.mul._output_0: the output of int8 aten::mul (se)$" "$work/inspect.txt" \
   || fail "inspect does not say why a site is there"
 grep -q "^33 ops, 28 sites from" "$work/inspect.txt" || fail "inspect's site count"
+"$shrink" inspect "$model_dir/zoo_small.pt" --config-list "$work/preset.yaml" --json \
+  | /usr/bin/python3 -c '
+import json, sys
+ops = {o["name"]: o for o in json.load(sys.stdin)}
+assert ops["se.mul"]["why"] == ["_output_0: the output of int8 aten::mul (se)"], ops["se.mul"]
+assert ops["fc"]["sites"] == [] and ops["fc"]["why"] == [], ops["fc"]' || fail "inspect --json reasons"
 
 "$shrink" run "$work/ptq.yaml" --out "$work/ptq" > "$work/ptq.log"
 grep -q "compress: ptq on 21 sites (7 more quantizing with their cat's one range)" "$work/ptq.log" \

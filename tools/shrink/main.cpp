@@ -155,6 +155,7 @@ int run_inspect(const std::string& model_path, const std::string& config_path, b
   shrink::Model model = shrink::Model::load(model_path);
   std::map<std::string, std::vector<std::string>> sites;  // op -> "stage N: target (dtype)"
   std::vector<std::string> placed;                        // a preset's sites and notes: why
+  std::map<std::string, std::vector<std::string>> why;    // op -> "target: why" (a preset's)
   if (!config_path.empty()) {
     auto lists = shrink::ConfigList::load_file(config_path);
     for (std::size_t stage = 0; stage < lists.size(); ++stage) {
@@ -166,6 +167,7 @@ int run_inspect(const std::string& model_path, const std::string& config_path, b
                                       *site.config.find("quant_scheme") + ")");
         if (!site.why.empty()) {
           placed.push_back(prefix + site.op_name + "." + site.target + ": " + site.why);
+          why[site.op_name].push_back(prefix + site.target + ": " + site.why);
         }
       }
       for (const auto& note : notes) placed.push_back(prefix + note);
@@ -177,7 +179,8 @@ int run_inspect(const std::string& model_path, const std::string& config_path, b
       out.push_back({{"name", op.name},
                      {"type", op.type},
                      {"kind", op.functional ? "functional" : "module"},
-                     {"sites", sites[op.name]}});
+                     {"sites", sites[op.name]},
+                     {"why", why[op.name]}});
     }
     std::cout << out.dump(2) << "\n";
     return 0;
