@@ -166,7 +166,7 @@ int run_inspect(const std::string& model_path, const std::string& config_path, b
                                       *site.config.find("quant_dtype") + "," +
                                       *site.config.find("quant_scheme") + ")");
         if (!site.why.empty()) {
-          placed.push_back(prefix + site.op_name + "." + site.target + ": " + site.why);
+          placed.push_back(prefix + site.key() + ": " + site.why);
           why[site.op_name].push_back(prefix + site.target + ": " + site.why);
         }
       }

@@ -438,11 +438,11 @@ bool preset_excludes(const ConfigList& config, const ConfigEntry& preset, const 
 
 void add_preset_sites(const ConfigEntry& preset, const std::vector<PlacedSite>& placed,
                       const std::vector<OpInstance>& ops, std::vector<PlannedSite>& sites) {
-  std::set<std::pair<std::string, std::string>> configured;
-  for (const auto& s : sites) configured.insert({s.op_name, s.target});
+  std::set<std::string> configured;
+  for (const auto& s : sites) configured.insert(s.key());
   const std::size_t first = sites.size();
   for (const PlacedSite& p : placed) {
-    if (!configured.insert({p.op_name, p.target}).second) continue;  // hand-written, or twice
+    if (!configured.insert(p.key()).second) continue;  // hand-written, or twice
     const auto op = std::find_if(ops.begin(), ops.end(),
                                  [&](const OpInstance& o) { return o.name == p.op_name; });
     SHRINK_CHECK(op != ops.end(), preset.where << ": preset " << preset.preset
@@ -469,7 +469,7 @@ void add_preset_sites(const ConfigEntry& preset, const std::vector<PlacedSite>& 
   // A range is shared with a site of the preset with the same settings, or not at all.
   std::map<std::string, const PlannedSite*> own;
   for (std::size_t k = first; k < sites.size(); ++k) {
-    own[sites[k].op_name + "." + sites[k].target] = &sites[k];
+    own[sites[k].key()] = &sites[k];
   }
   for (std::size_t k = first; k < sites.size(); ++k) {
     auto owner = own.find(sites[k].range_of);

@@ -82,10 +82,9 @@ constexpr double kSpread = 0.97;  // medians closer than this are the same speed
 // Each region of `best` (when there are several) timed against `best` with that region float;
 // a region slower in int8 at some batch size is left float. Returns the final lowering.
 Lowered keep_faster_regions(const std::string& file, Lowered best, const Int8Timing& timing) {
-  const std::vector<Int8Region> regions = best.result.regions;
-  if (regions.size() < 2) return best;
+  std::vector<Int8Region> timed = best.result.regions;
+  if (timed.size() < 2) return best;
   std::set<std::string> keep_float;
-  std::vector<Int8Region> timed = regions;
   for (Int8Region& region : timed) {
     std::set<std::string> without = keep_float;
     without.insert(region.ops.begin(), region.ops.end());

@@ -114,6 +114,15 @@ std::string scope_of(const torch::jit::Node* node) {
   return path;
 }
 
+std::string weight_owner_of(const std::string& path) {
+  const std::string suffix = ".weight";
+  if (path.size() <= suffix.size() ||
+      path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return "";
+  }
+  return path.substr(0, path.size() - suffix.size());
+}
+
 std::map<const torch::jit::Node*, std::string> node_names(torch::jit::Graph& graph) {
   std::map<const torch::jit::Node*, std::string> names;
   std::map<std::string, int> seen;
@@ -122,12 +131,7 @@ std::map<const torch::jit::Node*, std::string> node_names(torch::jit::Graph& gra
   // module its weight belongs to (read directly, or through its fake-quant).
   auto owner = [&](const torch::jit::Value* v) {
     const auto it = paths.find(v);
-    const std::string suffix = ".weight";
-    if (it == paths.end() || it->second.size() <= suffix.size() ||
-        it->second.compare(it->second.size() - suffix.size(), suffix.size(), suffix) != 0) {
-      return std::string();
-    }
-    return it->second.substr(0, it->second.size() - suffix.size());
+    return it == paths.end() ? std::string() : weight_owner_of(it->second);
   };
   auto weight_owner = [&](const torch::jit::Node* node) {
     for (const torch::jit::Value* input : node->inputs()) {

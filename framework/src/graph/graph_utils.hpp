@@ -24,6 +24,10 @@ bool is(const torch::jit::Node* n, const char* kind);
 // Module instance path of a node from its inlined call stack ("layer1.0.conv1"); "" for the root.
 std::string scope_of(const torch::jit::Node* node);
 
+// The module whose weight attribute path `path` is ("layer1.0.conv1.weight" -> "layer1.0.conv1");
+// "" for any other path.
+std::string weight_owner_of(const std::string& path);
+
 // What reports call the top-level nodes of `graph` with one tensor output: the module path a node
 // runs in ("layer1.0.conv1", "layer1.0") or whose weight it reads, or else (a call made in the root
 // module's forward, or in a saved inlined graph, which keeps no module paths) its

@@ -358,9 +358,9 @@ std::vector<torch::jit::Node*> QuantizedModel::insert_site(torch::jit::Graph& gr
   SHRINK_CHECK(op != nullptr, "op '" << planned.op_name << "' is not in the model");
   std::vector<torch::jit::Node*> calls;
   if (planned.target == "weight" || planned.target == "bias") {
-    const auto reads = anchors.attr_reads.find(planned.op_name + "." + planned.target);
+    const auto reads = anchors.attr_reads.find(planned.key());
     SHRINK_CHECK(reads != anchors.attr_reads.end(),
-                 "the forward graph never reads " << planned.op_name << "." << planned.target);
+                 "the forward graph never reads " << planned.key());
     for (torch::jit::Node* read : reads->second) {
       calls.push_back(quantize_output(graph, read, quantizer_->id(), index));
     }
@@ -409,7 +409,7 @@ void QuantizedModel::merge_shared_points(const std::vector<PlannedSite>& sites,
   for (const PlannedSite& s : sites) owners.insert(s.range_of);
   for (std::size_t k = 0; k < sites.size(); ++k) {
     if (sites[k].quant_type == QuantType::kWeight || calls[k].empty() ||
-        owners.count(sites[k].op_name + "." + sites[k].target)) {
+        owners.count(sites[k].key())) {
       continue;
     }
     std::set<int> sources;
@@ -419,8 +419,7 @@ void QuantizedModel::merge_shared_points(const std::vector<PlannedSite>& sites,
     }
     if (sources.size() != 1 || *sources.begin() < 0) continue;
     const int j = *sources.begin();
-    SharedPoint point{sites[k].op_name + "." + sites[k].target,
-                      sites[j].op_name + "." + sites[j].target, through,
+    SharedPoint point{sites[k].key(), sites[j].key(), through,
                       settings_difference(sites[k].config, sites[j].config)};
     if (point.conflict.empty()) into[k] = j;
     shared_points_.push_back(std::move(point));
@@ -449,10 +448,10 @@ void QuantizedModel::register_sites(torch::jit::Graph& graph, const std::vector<
     spec.quant_type = planned.quant_type;
     spec.config = planned.config;
     if (planned.target == "weight" || planned.target == "bias") {
-      spec.sample = detail::attribute_at(module, planned.op_name + "." + planned.target).toTensor();
+      spec.sample = detail::attribute_at(module, planned.key()).toTensor();
     }
     const int site = quantizer_->add_site(spec);
-    registered[planned.op_name + "." + planned.target] = site;
+    registered[planned.key()] = site;
     site_ids_.push_back(site);
     sites_.push_back(planned);
     set_site(graph, calls[k], site);
@@ -461,11 +460,11 @@ void QuantizedModel::register_sites(torch::jit::Graph& graph, const std::vector<
     const PlannedSite& planned = sites[k];
     if (calls[k].empty() || planned.range_of.empty()) continue;
     const auto owner = registered.find(planned.range_of);
-    SHRINK_CHECK(owner != registered.end(),
-                 planned.op_name << "." << planned.target << ": the site whose range it shares, "
-                                 << planned.range_of << ", quantizes nothing");
+    SHRINK_CHECK(owner != registered.end(), planned.key()
+                                                << ": the site whose range it shares, "
+                                                << planned.range_of << ", quantizes nothing");
     set_site(graph, calls[k], owner->second);
-    SharedPoint point{planned.op_name + "." + planned.target, planned.range_of, {}, ""};
+    SharedPoint point{planned.key(), planned.range_of, {}, ""};
     point.range_only = true;
     shared_points_.push_back(std::move(point));
   }

@@ -137,7 +137,7 @@ void check_no_pruning_keys(const StageSpec& stage) {
 void check_int8_bits(const std::vector<PlannedSite>& sites, const std::string& where) {
   for (const PlannedSite& s : sites) {
     const std::string bits = s.config.find("quant_bits") ? *s.config.find("quant_bits") : "8";
-    SHRINK_CHECK(bits == "8", where << ": " << s.op_name << "." << s.target << " is a " << bits
+    SHRINK_CHECK(bits == "8", where << ": " << s.key() << " is a " << bits
                                     << "-bit site; export.int8 needs 8-bit sites (LibTorch's "
                                        "int8 kernels), or set export.int8: false");
   }

@@ -47,8 +47,8 @@ void quantizer_stage_lines(std::ostream& os, std::size_t i, const Experiment& x,
        << (cal.batch_size > 0 ? cal.batch_size : x.batch_size) << " training samples\n";
   }
   for (const auto& s : checked.sites) {
-    os << "              " << s.op_name << "." << s.target << " " << *s.config.find("quant_dtype")
-       << " " << *s.config.find("quant_scheme") << " " << *s.config.find("granularity")
+    os << "              " << s.key() << " " << *s.config.find("quant_dtype") << " "
+       << *s.config.find("quant_scheme") << " " << *s.config.find("granularity")
        << (s.why.empty() ? "" : ": " + s.why) << "\n";
   }
   for (const std::string& note : checked.site_notes) os << "              " << note << "\n";

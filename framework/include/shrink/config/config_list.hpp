@@ -84,6 +84,9 @@ struct PlannedSite {
   // "op.target" of the site whose range this one uses (a preset's: a cat's inputs and output share
   // one, so that the int8 cat copies rather than requantizes); "" for a range of its own.
   std::string range_of;
+  // "op.target" ("layer1.0.conv1._input_0"; for a weight or bias also its attribute path): what
+  // names the site in messages, calibration keys and range_of.
+  std::string key() const { return op_name + "." + target; }
 };
 
 // Resolves the config_list's hand-written entries against a model's ops, in op order (preset
@@ -104,6 +107,7 @@ struct PlacedSite {
   std::string target;  // canonical: "_input_0", "weight", "_output_0"
   std::string why;
   std::string range_of;  // "op.target" of the placed site whose range it shares; "" for its own
+  std::string key() const { return op_name + "." + target; }  // as PlannedSite::key
 };
 
 // Appends to `sites` (plan_sites' result) the preset entry's `placed` sites with its settings:

@@ -72,8 +72,6 @@ struct OpPlan {
   std::string missing;  // why a site cannot be placed; "" when every one can
 };
 
-std::string key_of(const PlacedSite& s) { return s.op_name + "." + s.target; }
-
 // Sites that share one range: a union-find over "op.target" keys.
 class RangeGroups {
  public:
@@ -82,8 +80,8 @@ class RangeGroups {
   void assign(std::vector<PlacedSite>& sites) {
     std::map<std::string, std::string> owner;  // root -> first site's key
     for (PlacedSite& s : sites) {
-      if (!parent_.count(key_of(s))) continue;
-      const auto [it, first] = owner.emplace(root(key_of(s)), key_of(s));
+      if (!parent_.count(s.key())) continue;
+      const auto [it, first] = owner.emplace(root(s.key()), s.key());
       if (!first) s.range_of = it->second;
     }
   }
@@ -160,15 +158,15 @@ class Walk {
     if (site.target != "_output_0") return;
     for (const auto& [node, op] : ops_) {
       if (op->name == site.op_name && node->outputs().size() == 1) {
-        made_int8(node->output(), key_of(site));
+        made_int8(node->output(), site.key());
       }
     }
   }
 
   void take(OpPlan& plan, bool weighted) {
     for (auto& [s, value] : plan.sites) {
-      if (value != nullptr) made_int8(value, key_of(s));
-      if (placed_.insert({s.op_name, s.target}).second) {
+      if (value != nullptr) made_int8(value, s.key());
+      if (placed_.insert(s.key()).second) {
         mark_site_values(s);
         out_.sites.push_back(std::move(s));
       }
@@ -242,12 +240,8 @@ class Walk {
   void weighted(Node* n, const Needs& needs) {
     const std::string op_text = describe(n);
     const auto path = paths_.find(n->input(1));
-    const std::string suffix = ".weight";
-    const OpInstance* op = nullptr;
-    if (path != paths_.end() && path->second.size() > suffix.size() &&
-        path->second.compare(path->second.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      op = model_.find_op(path->second.substr(0, path->second.size() - suffix.size()));
-    }
+    const OpInstance* op =
+        path == paths_.end() ? nullptr : model_.find_op(detail::weight_owner_of(path->second));
     if (op == nullptr || op->functional || !op->has_weight) {
       note(op_text +
            " stays float: its weight is not a module's own (the preset places weight "
@@ -349,7 +343,7 @@ class Walk {
   std::map<const Value*, std::string> origin_;  // the site whose range an int8 value has
   RangeGroups groups_;
   std::set<const Node*> fused_;
-  std::set<std::pair<std::string, std::string>> placed_;
+  std::set<std::string> placed_;  // site keys
   Int8Placement out_;
 };
 

@@ -67,8 +67,7 @@ void MeasurePass::run(RunContext& c) {
   for (const auto& w : c.wrapped) {
     for (std::size_t k = 0; k < w->sites().size(); ++k) {
       const double db = w->quantizer().sqnr_db(w->site_ids()[k]);
-      if (std::isfinite(db))
-        worst.emplace_back(db, w->sites()[k].op_name + "." + w->sites()[k].target);
+      if (std::isfinite(db)) worst.emplace_back(db, w->sites()[k].key());
     }
   }
   std::sort(worst.begin(), worst.end());
