@@ -6,6 +6,7 @@
 #include "export/int8/lowering.hpp"
 #include "export/int8/rule_table.hpp"
 #include "export/int8/rules/rules.hpp"
+#include "export/int8/rules/value_op.hpp"
 #include "graph/graph_utils.hpp"
 
 #include <string>
@@ -26,10 +27,8 @@ void lower_sigmoid(Lowering& lowering, torch::jit::Node* n) {
   if (!read_by_one_mul(n->output()) || (in_place && n->input(0)->uses().size() != 1)) return;
   const Twin* in = lowering.twin(n->input(0));
   if (in == nullptr) return;
-  std::string kind = n->kind().toQualString();
-  if (kind.back() == '_') kind.pop_back();  // in place on a dequantized copy: out of place here
-  torch::jit::WithInsertPoint guard(n);
-  torch::jit::Value* q = lowering.graph().insert(detail::sym(kind.c_str()), {in->q});
+  // In place on a dequantized copy: out of place on the quantized tensor.
+  torch::jit::Value* q = same_op_on(lowering.graph(), n, in->q);
   lowering.set_twin(n->output(), q, kFixedUnitGrid);
   lowering.kill(n);
   lowering.count_quantized_op(n);

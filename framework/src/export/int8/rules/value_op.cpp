@@ -4,7 +4,6 @@
 #include "graph/graph_utils.hpp"
 
 namespace shrink::int8 {
-namespace {
 
 // `n` computed on `q` at n's place: the same call (keyword-only arguments included), or the
 // out-of-place op of an in-place one. view becomes reshape: int8 activations from oneDNN are
@@ -25,8 +24,6 @@ torch::jit::Value* same_op_on(torch::jit::Graph& graph, torch::jit::Node* n, tor
   torch::jit::WithInsertPoint guard(n);
   return graph.insert(detail::sym(kind.c_str()), args);
 }
-
-}  // namespace
 
 void lower_on_twin(Lowering& lowering, torch::jit::Node* n, Channels channels) {
   const Twin* in = n->outputs().size() == 1 ? lowering.twin(n->input(0)) : nullptr;
