@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "models"))
 from eval_model import idx_file, read_idx, seeded_subset  # noqa: E402
+import timing  # noqa: E402 -- bench/timing.py, beside this file
 
 # bench/int8_architectures.sh's data.normalize: Fashion-MNIST's mean and std, on all 3 channels.
 MEAN, STD = 0.286, 0.353
@@ -110,30 +111,31 @@ def timed(model, x):
 
 
 def latency(models, x, seconds, min_runs):
-    """Median ms of each model on x. Warm-up first (the first runs of a frozen or int8 model
-    compile and pack weights), then the models take turns run by run, so that a noisy neighbour
-    slows them alike; enough runs for about `seconds` per model."""
+    """Warm and cold median ms of each model on x (bench/timing.py's protocol, Shrink's). Warm-up
+    first (the first runs of a frozen or int8 model compile and pack weights); enough rounds for
+    about `seconds` per model."""
     for m in models.values():
         for _ in range(3):
             timed(m, x)
     warm = sum(statistics.median(timed(m, x) for _ in range(3)) for m in models.values())
-    runs = max(min_runs, min(2000, int(seconds * 1000 * len(models) / warm)))
-    times = {k: [] for k in models}
-    for _ in range(runs):
-        for k, m in models.items():
-            times[k].append(timed(m, x))
-    return runs, {k: statistics.median(t) for k, t in times.items()}
+    rounds = max(min_runs, min(500, int(seconds * 1000 * len(models) / warm / timing.CALLS_PER_TURN)))
+    both = timing.medians(models, x, rounds)
+    return rounds, {k: v[0] for k, v in both.items()}, {k: v[1] for k, v in both.items()}
 
 
-def row(batch, runs, ms):
-    """One batch size's figures: the best fp32, and each int8 model's speed-up over it."""
+def row(batch, runs, ms, cold):
+    """One batch size's figures: the best fp32, and each int8 model's speed-up over it (warm, and
+    cold from the turns' first calls)."""
     fp32 = {k: v for k, v in ms.items() if k.startswith("fp32")}
     best = min(fp32, key=fp32.get)
-    out = {"batch": batch, "runs": runs, **{f"{k}_ms": v for k, v in ms.items()},
+    best_cold = min(v for k, v in cold.items() if k.startswith("fp32"))
+    out = {"batch": batch, "runs": runs, "calls_per_run": timing.CALLS_PER_TURN,
+           **{f"{k}_ms": v for k, v in ms.items()}, **{f"{k}_cold_ms": v for k, v in cold.items()},
            "best_fp32": "frozen" if best == "fp32_frozen" else "loaded", "best_fp32_ms": fp32[best]}
     for k in ("shrink_int8", "torch_ao_int8"):
         if k in ms:
             out[f"{k}_speedup"] = fp32[best] / ms[k]
+            out[f"{k}_cold_speedup"] = best_cold / cold[k]
     if "shrink_int8" in ms and "torch_ao_int8" in ms:
         out["shrink_vs_torch_ao"] = ms["torch_ao_int8"] / ms["shrink_int8"]
     return out
@@ -168,7 +170,7 @@ def main():
     parser.add_argument("--calibration", type=int, default=64, help="calibration samples (Shrink's: 4 x 16)")
     parser.add_argument("--calibration-batch", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=1.5, help="timing per model and batch size")
-    parser.add_argument("--min-runs", type=int, default=10)
+    parser.add_argument("--min-runs", type=int, default=5, help="rounds of 4 calls a model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -193,8 +195,8 @@ def main():
         generator = torch.Generator().manual_seed(args.seed)
         for batch in (int(b) for b in args.batch.split(",")):
             x = torch.randn(batch, 3, args.size, args.size, generator=generator)
-            runs, ms = latency(fresh_int8(models), x, args.seconds, args.min_runs)
-            figures["results"].append(row(batch, runs, ms))
+            runs, ms, cold = latency(fresh_int8(models), x, args.seconds, args.min_runs)
+            figures["results"].append(row(batch, runs, ms, cold))
     print(json.dumps(figures))
     return 0
 

@@ -141,6 +141,12 @@ import json, sys
 rows = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["results"]
 assert [r["batch"] for r in rows] == [1, 8], rows
 assert all(r["fp32_ms"] > 0 and r["int8_ms"] > 0 and r["speedup"] > 0 for r in rows), rows
+# Warm and cold medians from the same rounds (4 calls a turn: 3 warm, 1 cold).
+for r in rows:
+    assert r["runs"] == 5 and r["calls_per_run"] == 4, r
+    best_cold = min(r["fp32_cold_ms"], r["fp32_frozen_cold_ms"])
+    assert r["best_fp32_cold_ms"] == best_cold and r["int8_cold_ms"] > 0, r
+    assert abs(r["cold_speedup"] - best_cold / r["int8_cold_ms"]) < 1e-9, r
 PY
 
 echo "== reduce_range: activations one bit narrower, weights untouched; the int8 export takes it"

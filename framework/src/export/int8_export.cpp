@@ -71,8 +71,8 @@ double time_ratio(const std::vector<NamedModel>& models, const std::vector<Laten
                   const std::string& num, const std::string& den) {
   double worst = std::numeric_limits<double>::infinity();
   for (const LatencyRow& r : rows) {
-    worst = std::min(worst, r.ms[static_cast<std::size_t>(fastest(models, r, num))] /
-                                r.ms[static_cast<std::size_t>(fastest(models, r, den))]);
+    worst = std::min(worst, r.ms[static_cast<std::size_t>(fastest(models, r.ms, num))] /
+                                r.ms[static_cast<std::size_t>(fastest(models, r.ms, den))]);
   }
   return worst;
 }
@@ -91,7 +91,7 @@ Lowered keep_faster_regions(const std::string& file, Lowered best, const Int8Tim
     Lowered variant = lower(file, without);
     const std::vector<NamedModel> models = {{"int8", &best.module, true},
                                             {"variant", &variant.module, true}};
-    const auto rows = latency_table(models, timing.sample_shape, timing.batches, 0, 150.0, 5);
+    const auto rows = latency_table(models, timing.sample_shape, timing.batches, 0, 150.0, 2);
     region.gain = time_ratio(models, rows, "variant", "int8");
     if (region.gain < kSpread) {
       region.int8 = false;
@@ -114,7 +114,7 @@ Lowered only_where_it_pays(const std::string& file, Lowered best, const Int8Timi
   torch::jit::Module frozen = frozen_for_inference(fp32);
   const std::vector<NamedModel> models = {
       {"fp32", &fp32}, {"fp32_frozen", &frozen}, {"int8", &best.module, true}};
-  const auto rows = latency_table(models, timing.sample_shape, timing.batches, 0, 150.0, 5);
+  const auto rows = latency_table(models, timing.sample_shape, timing.batches, 0, 150.0, 2);
   best.result.speedup = time_ratio(models, rows, "fp32", "int8");
   const bool any_int8 = std::any_of(best.result.regions.begin(), best.result.regions.end(),
                                     [](const Int8Region& r) { return r.int8; });

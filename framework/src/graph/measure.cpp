@@ -47,22 +47,36 @@ int64_t count_macs(torch::jit::Module& module, const at::Tensor& x) {
   return macs;
 }
 
-std::vector<double> median_latency(const std::vector<torch::jit::Module*>& modules,
-                                   const at::Tensor& x, int runs) {
+namespace {
+
+double median_of(std::vector<double>& t) {
+  std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+Medians median_latency(const std::vector<torch::jit::Module*>& modules, const at::Tensor& x,
+                       int runs) {
   using Clock = std::chrono::steady_clock;
-  std::vector<std::vector<double>> times(modules.size());
+  const std::size_t n = modules.size();
+  std::vector<std::vector<double>> warm(n), cold(n);
   for (auto* m : modules) m->forward({x});
   for (int r = 0; r < runs; ++r) {
-    for (std::size_t k = 0; k < modules.size(); ++k) {
-      const auto start = Clock::now();
-      modules[k]->forward({x});
-      times[k].push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    for (std::size_t turn = 0; turn < n; ++turn) {
+      const std::size_t k = (turn + static_cast<std::size_t>(r)) % n;
+      for (int call = 0; call < kCallsPerTurn; ++call) {
+        const auto start = Clock::now();
+        modules[k]->forward({x});
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+        (call == 0 ? cold : warm)[k].push_back(ms);
+      }
     }
   }
-  std::vector<double> medians;
-  for (auto& t : times) {
-    std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
-    medians.push_back(t[t.size() / 2]);
+  Medians medians;
+  for (std::size_t k = 0; k < n; ++k) {
+    medians.ms.push_back(median_of(warm[k]));
+    medians.cold_ms.push_back(median_of(cold[k]));
   }
   return medians;
 }
@@ -104,12 +118,13 @@ double timed_forward(const NamedModel& m, const at::Tensor& x) {
 
 }  // namespace
 
-int fastest(const std::vector<NamedModel>& models, const LatencyRow& row, const std::string& name) {
+int fastest(const std::vector<NamedModel>& models, const std::vector<double>& ms,
+            const std::string& name) {
   int best = -1;
   for (std::size_t k = 0; k < models.size(); ++k) {
     const std::string& m = models[k].name;
     if (m != name && m.rfind(name + "_", 0) != 0) continue;
-    if (best < 0 || row.ms[k] < row.ms[static_cast<std::size_t>(best)]) {
+    if (best < 0 || ms[k] < ms[static_cast<std::size_t>(best)]) {
       best = static_cast<int>(k);
     }
   }
@@ -151,10 +166,13 @@ std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
     }
     LatencyRow row;
     row.batch = batch;
+    const double per_round = std::max(slowest, 0.01) * kCallsPerTurn;
     row.runs = runs > 0 ? runs
-                        : static_cast<int>(std::clamp(budget_ms / std::max(slowest, 0.01),
-                                                      static_cast<double>(min_runs), 2000.0));
-    row.ms = median_latency(turns, x, row.runs);
+                        : static_cast<int>(std::clamp(budget_ms / per_round,
+                                                      static_cast<double>(min_runs), 500.0));
+    Medians medians = median_latency(turns, x, row.runs);
+    row.ms = std::move(medians.ms);
+    row.cold_ms = std::move(medians.cold_ms);
     rows.push_back(std::move(row));
   }
   return rows;

@@ -30,10 +30,20 @@ class ThreadCount {
 // elements times the weights each one reads).
 int64_t count_macs(torch::jit::Module& module, const at::Tensor& x);
 
-// Median milliseconds of a forward on `x` for each module, after one warm-up call each; the
-// modules run in turns, so that a slow spell of the machine falls on all of them alike.
-std::vector<double> median_latency(const std::vector<torch::jit::Module*>& modules,
-                                   const at::Tensor& x, int runs);
+// Median milliseconds of a forward on `x` for each module, after one warm-up call each. Each of
+// `runs` rounds gives every module a turn of kCallsPerTurn calls in a row, in an order rotated
+// round by round, so that a slow spell of the machine falls on all of them alike and none always
+// follows the same other model.
+// `ms`: the median of the calls after each turn's first, the model's weights and buffers warm in
+// the caches (a model answering calls back to back). `cold_ms`: the median of each turn's first
+// call, right after the other models took the caches (a model called between other work). The
+// two differ most for small models: the quick start's int8 model runs in half the time warm.
+constexpr int kCallsPerTurn = 4;
+struct Medians {
+  std::vector<double> ms, cold_ms;  // per module, in order
+};
+Medians median_latency(const std::vector<torch::jit::Module*>& modules, const at::Tensor& x,
+                       int runs);
 
 // `module` (in evaluation mode) as the fastest float model a user can make of it without Shrink:
 // frozen (attributes become constants) and through torch::jit::optimize_for_inference
@@ -41,13 +51,12 @@ std::vector<double> median_latency(const std::vector<torch::jit::Module*>& modul
 torch::jit::Module frozen_for_inference(const torch::jit::Module& module);
 
 // Median latencies of several models on random inputs of one sample's shape, for each batch
-// size, measured side by side (median_latency). `runs` 0: enough for about `budget_ms` per model
-// and batch size (at least `min_runs`, at most 2000). A model that does not take the input is a
-// shrink::Error naming it.
-// `fresh`: each batch size is timed on a copy of the model saved and loaded again. LibTorch 1.13's
-// oneDNN int8 convolution keeps the kernel of the first input shape it sees and rebuilds one on
-// every call of another shape, so an int8 model timed at batch 64 after batch 1 would pay for
-// that, which a deployment at one batch size does not.
+// size, measured side by side (median_latency). `runs` 0: enough rounds for about `budget_ms` per
+// model and batch size (at least `min_runs`, at most 500). A model that does not take the input is
+// a shrink::Error naming it. `fresh`: each batch size is timed on a copy of the model saved and
+// loaded again. LibTorch 1.13's oneDNN int8 convolution keeps the kernel of the first input shape
+// it sees and rebuilds one on every call of another shape, so an int8 model timed at batch 64 after
+// batch 1 would pay for that, which a deployment at one batch size does not.
 struct NamedModel {
   std::string name;
   torch::jit::Module* module;
@@ -56,15 +65,16 @@ struct NamedModel {
 struct LatencyRow {
   int64_t batch = 0;
   int runs = 0;
-  std::vector<double> ms;  // per model, in order
+  std::vector<double> ms, cold_ms;  // per model, in order (median_latency's)
 };
 // `module` saved and loaded again (in evaluation mode): what a user's torch.jit.load gives, kernels
 // made when it loads included.
 torch::jit::Module reloaded(const torch::jit::Module& module);
 
-// The fastest in `row` of the models called `name` or `name_<form>` ("fp32", "fp32_frozen"): its
-// index in `models`, or -1 when there is none.
-int fastest(const std::vector<NamedModel>& models, const LatencyRow& row, const std::string& name);
+// The fastest by `ms` (a row's warm or cold medians) of the models called `name` or `name_<form>`
+// ("fp32", "fp32_frozen"): its index in `models`, or -1 when there is none.
+int fastest(const std::vector<NamedModel>& models, const std::vector<double>& ms,
+            const std::string& name);
 
 std::vector<LatencyRow> latency_table(const std::vector<NamedModel>& models,
                                       const std::vector<int64_t>& sample_shape,

@@ -44,14 +44,14 @@ void add(std::vector<NamedModel>& models, const std::string& name, FloatPair& p)
   if (p.frozen) models.push_back({name + "_frozen", &*p.frozen});
 }
 
-// The milliseconds of the fastest form of `name` (as loaded, or frozen), and which form it was;
-// -1 when `name` was not timed.
-std::pair<double, std::string> best_of(const std::vector<NamedModel>& models, const LatencyRow& r,
-                                       const std::string& name) {
-  const int k = fastest(models, r, name);
+// The milliseconds in `ms` (a row's warm or cold medians) of the fastest form of `name` (as
+// loaded, or frozen), and which form it was; -1 when `name` was not timed.
+std::pair<double, std::string> best_of(const std::vector<NamedModel>& models,
+                                       const std::vector<double>& ms, const std::string& name) {
+  const int k = fastest(models, ms, name);
   if (k < 0) return {-1, ""};
   const auto i = static_cast<std::size_t>(k);
-  return {r.ms[i], models[i].name == name ? "as loaded" : "frozen + optimize_for_inference"};
+  return {ms[i], models[i].name == name ? "as loaded" : "frozen + optimize_for_inference"};
 }
 
 // "int8 0.210 ms: 1.96x faster than the best fp32", "... 0.94x, SLOWER than the best fp32";
@@ -70,21 +70,29 @@ std::string verdict(const std::string& what, double ms, double fp32_ms) {
 
 json row_json(const std::vector<NamedModel>& models, const LatencyRow& r, bool masked_only,
               std::vector<std::string>& lines) {
-  json row = {{"batch", r.batch}, {"runs", r.runs}};
-  for (std::size_t k = 0; k < models.size(); ++k) row[models[k].name + "_ms"] = r.ms[k];
-  const auto fp32 = best_of(models, r, "fp32");
+  json row = {{"batch", r.batch}, {"runs", r.runs}, {"calls_per_run", kCallsPerTurn}};
+  for (std::size_t k = 0; k < models.size(); ++k) {
+    row[models[k].name + "_ms"] = r.ms[k];
+    row[models[k].name + "_cold_ms"] = r.cold_ms[k];
+  }
+  const auto fp32 = best_of(models, r.ms, "fp32");
+  const double fp32_cold = best_of(models, r.cold_ms, "fp32").first;
   row["best_fp32_ms"] = fp32.first;
   row["best_fp32"] = fp32.second;
+  row["best_fp32_cold_ms"] = fp32_cold;
   std::ostringstream line;
   line << "latency, batch " << r.batch << ", 1 thread: best fp32 " << std::fixed
        << std::setprecision(3) << fp32.first << " ms (" << fp32.second << ")";
-  for (const char* what : {"int8", "pruned"}) {
-    const auto best = best_of(models, r, what);
+  for (const std::string what : {"int8", "pruned"}) {
+    const auto best = best_of(models, r.ms, what);
     if (best.first < 0) continue;
-    row[std::string(what) + "_best_ms"] = best.first;
-    row[std::string(what) + "_speedup"] = fp32.first / best.first;
-    line << "; " << verdict(what, best.first, fp32.first);
-    if (std::string(what) == "pruned" && masked_only) {
+    const double cold = fp32_cold / best_of(models, r.cold_ms, what).first;
+    row[what + "_best_ms"] = best.first;
+    row[what + "_speedup"] = fp32.first / best.first;
+    row[what + "_cold_speedup"] = cold;
+    line << "; " << verdict(what, best.first, fp32.first) << " (" << std::setprecision(2) << cold
+         << "x cold)";
+    if (what == "pruned" && masked_only) {
       line << " (its pruned channels are zeros; remove_channels: true removes them)";
     }
   }
@@ -120,7 +128,7 @@ void MeasureLatencyPass::run(RunContext& c) {
   const std::vector<int64_t> shape = c.train.shape();  // as prepared
   std::vector<LatencyRow> rows;
   try {
-    rows = latency_table(models, shape, batches, 0, 300.0, 5);
+    rows = latency_table(models, shape, batches, 0, 300.0, 2);
   } catch (const Error& e) {
     // Timing is a report on results already written: a model that cannot be timed (a frozen
     // form that refuses a batch size, say) costs the table, not the run.

@@ -87,7 +87,7 @@ void RemoveChannelsPass::run(RunContext& c) {
                       << " of their largest value); the pruned model is kept as it was");
   for (auto& p : c.pruners) p->rebind(module, removal);
   const int64_t macs_after = count_macs(module, x);
-  const auto latency = median_latency({&masked, &module}, x, 30);
+  const auto latency = median_latency({&masked, &module}, x, 8).ms;
   nlohmann::json modules = nlohmann::json::array();
   const std::string list = resized_list(removal, modules);
   c.channel_removal = {{"stage", static_cast<int64_t>(stage_)},
