@@ -148,6 +148,15 @@ for r in rows:
     assert r["best_fp32_cold_ms"] == best_cold and r["int8_cold_ms"] > 0, r
     assert abs(r["cold_speedup"] - best_cold / r["int8_cold_ms"]) < 1e-9, r
 PY
+# oneDNN's instruction set is said, and ONEDNN_MAX_CPU_ISA caps it (AMX left out below).
+ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI "$shrink" bench "$model_dir/mnist.pt" --int8 "$work/again_int8.pt" \
+  --shape 1,28,28 --batch 1 --runs 2 --json > "$work/bench_capped.log"
+/usr/bin/python3 - "$work/bench.log" "$work/bench_capped.log" <<'PY'
+import json, sys
+full, capped = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:3])
+assert full["isa"] and capped["isa"] and capped["isa"] != "AVX512_CORE_AMX", (full["isa"], capped["isa"])
+assert full["isa"] != "AVX512_CORE_AMX" or capped["isa"] == "AVX512_CORE_VNNI", capped["isa"]
+PY
 
 echo "== reduce_range: activations one bit narrower, weights untouched; the int8 export takes it"
 "$shrink" run "$src/configs/ptq_quickstart.yaml" --out "$work/reduced" "${short[@]}" \

@@ -1,5 +1,6 @@
 // The `shrink` command line.
 #include "check_command.hpp"
+#include "isa_bench.hpp"
 #include "launcher.hpp"
 
 #include <shrink/config/config_list.hpp>
@@ -280,6 +281,7 @@ int run_run(const GlobalOptions& global, const RunArgs& args) {
   options.fresh = args.fresh;
   options.stop_after_epochs = args.stop_after_epochs;
   options.world = place;
+  options.bench_with_isa = shrink_cli::bench_with_isa;
   shrink::catch_interrupts();
   shrink::RunSummary summary;
   try {
@@ -439,7 +441,8 @@ int run_bench(const BenchArgs& args) {
   torch::NoGradGuard no_grad;
   auto models = load_bench_models(args);
   const bool compares = !args.int8.empty() || !args.other.empty();
-  std::cout << "threads " << args.threads << "\n";
+  const std::string isa = shrink::onednn_isa();
+  std::cout << "threads " << args.threads << ", oneDNN " << (isa.empty() ? "?" : isa) << "\n";
   std::cout << std::left << std::setw(8) << "batch";
   for (const auto& m : models) std::cout << std::setw(16) << (m.first + " ms");
   if (compares) std::cout << "speed-up vs best fp32, warm / cold";
@@ -457,7 +460,9 @@ int run_bench(const BenchArgs& args) {
   nlohmann::json results = nlohmann::json::array();
   for (const auto& r : rows) results.push_back(bench_row(named, r, compares));
   if (args.json)
-    std::cout << nlohmann::json{{"threads", args.threads}, {"results", results}}.dump() << "\n";
+    std::cout
+        << nlohmann::json{{"threads", args.threads}, {"isa", isa}, {"results", results}}.dump()
+        << "\n";
   return 0;
 }
 

@@ -10,6 +10,8 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/script.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <chrono>
 #include <sstream>
@@ -18,6 +20,29 @@ namespace shrink {
 
 ThreadCount::ThreadCount(int n) : before_(at::get_num_threads()) { at::set_num_threads(n); }
 ThreadCount::~ThreadCount() { at::set_num_threads(before_); }
+
+std::string onednn_isa() {
+  // LibTorch links oneDNN without its headers: the C API's one function, found where it loaded.
+  using Query = int (*)();
+  const auto query = reinterpret_cast<Query>(dlsym(RTLD_DEFAULT, "dnnl_get_effective_cpu_isa"));
+  if (query == nullptr) return "";
+  // dnnl_cpu_isa_t's values: each set includes the bits of those below it.
+  static const std::pair<int, const char*> kNames[] = {{0x3e7, "AVX512_CORE_AMX"},
+                                                       {0xe7, "AVX512_CORE_BF16"},
+                                                       {0x67, "AVX512_CORE_VNNI"},
+                                                       {0x27, "AVX512_CORE"},
+                                                       {0x407, "AVX2_VNNI"},
+                                                       {0x7, "AVX2"},
+                                                       {0x3, "AVX"},
+                                                       {0x1, "SSE41"}};
+  const int isa = query();
+  for (const auto& [bits, name] : kNames) {
+    if (isa == bits) return name;
+  }
+  std::ostringstream s;
+  s << "0x" << std::hex << isa;
+  return s.str();
+}
 
 int64_t count_macs(torch::jit::Module& module, const at::Tensor& x) {
   auto graph = module.get_method("forward").graph()->copy();

@@ -26,6 +26,11 @@ class ThreadCount {
   int before_;
 };
 
+// The instruction set oneDNN runs its kernels with in this process, as oneDNN names it in
+// ONEDNN_MAX_CPU_ISA ("AVX512_CORE_AMX", "AVX512_CORE_VNNI", ...; the variable caps it), or ""
+// when LibTorch's oneDNN does not say (a build that hides its symbols).
+std::string onednn_isa();
+
 // Multiply-accumulates per sample of every convolution and linear on input `x` (their output
 // elements times the weights each one reads).
 int64_t count_macs(torch::jit::Module& module, const at::Tensor& x);

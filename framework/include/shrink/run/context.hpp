@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -32,6 +33,16 @@ struct Checkpoint;
 class Instruments;
 class Communicator;
 
+// Models to time in another process, whose oneDNN runs another instruction set (`isa`, as
+// ONEDNN_MAX_CPU_ISA names it): oneDNN takes its instruction set once per process.
+struct IsaBench {
+  std::string isa;
+  std::string fp32_model, int8_model;
+  std::vector<int64_t> sample_shape;
+  int64_t batch = 1;
+  int rounds = 0;  // median_latency's
+};
+
 struct RunOptions {
   std::string out_dir;            // overrides export.dir when non-empty
   bool print_plan = false;        // check everything, print the resolved pipeline, run nothing
@@ -40,6 +51,10 @@ struct RunOptions {
   int64_t stop_after_epochs = 0;  // stop (resumably) after this many epochs in all; 0: never
   std::ostream* out = nullptr;    // where progress and the plan go; nullptr: std::cout
   WorldPlace world;               // this process's rank among the run's (alone by default)
+  // Times an IsaBench in a child process and gives its figures as `shrink bench --json` prints
+  // them, or throws shrink::Error; the CLI starts itself. Unset: the latency pass compares no
+  // other instruction set.
+  std::function<nlohmann::json(const IsaBench&)> bench_with_isa;
 };
 
 struct RunSummary {

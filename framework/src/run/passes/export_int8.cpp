@@ -1,5 +1,6 @@
 #include <shrink/core/error.hpp>
 #include <shrink/export/int8_export.hpp>
+#include <shrink/graph/measure.hpp>
 #include <shrink/graph/model.hpp>
 #include <shrink/run/context.hpp>
 #include <shrink/run/passes.hpp>
@@ -75,12 +76,14 @@ void ExportInt8Pass::run(RunContext& c) {
     line << "model_int8.pt not written: int8 ran at " << std::setprecision(2) << lowered.speedup
          << "x the best fp32's speed here (the slower of batch 1"
          << (timing->batches.size() > 1 ? " and " + std::to_string(timing->batches[1]) : "")
-         << ", 1 thread); model_qat.pt holds the quantized model "
+         << ", 1 thread, oneDNN " << onednn_isa()
+         << "); model_qat.pt holds the quantized model "
             "(export.int8_only_if_faster: false writes it anyway)";
     c.say(line.str());
     c.int8 = {{"file", nullptr},
               {"written", false},
               {"speedup", lowered.speedup},
+              {"isa", onednn_isa()},
               {"regions", regions},
               {"quantized_ops", lowered.quantized_ops}};
     return;
@@ -97,6 +100,7 @@ void ExportInt8Pass::run(RunContext& c) {
             {"sqnr_db_vs_fake_quant", std::isfinite(sqnr) ? json(sqnr) : json(nullptr)},
             {"written", true},
             {"speedup", lowered.speedup > 0 ? json(lowered.speedup) : json(nullptr)},
+            {"isa", onednn_isa()},
             {"regions", regions},
             {"quantized_ops", lowered.quantized_ops},
             {"int8_ops", lowered.int8_ops},

@@ -100,6 +100,44 @@ json row_json(const std::vector<NamedModel>& models, const LatencyRow& r, bool m
   return row;
 }
 
+// oneDNN's AMX int8 convolutions pay a set-up on every call (a tile configuration, and a CPUID
+// that a hypervisor may trap) that their speed repays on large convolutions only: small models
+// and batches can run faster with AMX left out. oneDNN takes its instruction set once per
+// process, so the int8 model is timed again in a child capped below AMX, at each batch size, and
+// each line says both. Figures from another process compare as speed-ups over the best fp32,
+// each timed in its own process.
+constexpr const char* kWithoutAmx = "AVX512_CORE_VNNI";
+
+void compare_without_amx(RunContext& c, const std::vector<LatencyRow>& rows, json& table,
+                         std::vector<std::string>& lines) {
+  const auto& bench = c.options->bench_with_isa;
+  if (!bench || onednn_isa() != "AVX512_CORE_AMX") return;
+  const IsaBench base{kWithoutAmx, c.experiment->model,
+                      (fs::path(c.staging) / "model_int8.pt").string(), c.train.shape()};
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    IsaBench request = base;
+    request.batch = rows[k].batch;
+    request.rounds = rows[k].runs;
+    json child;
+    try {
+      child = bench(request).at("results").at(0);
+    } catch (const std::exception& e) {
+      c.say(std::string("warning: latency: timing without AMX failed: ") + e.what());
+      return;
+    }
+    table[k]["without_amx"] = {{"isa", kWithoutAmx},
+                               {"int8_ms", child.at("int8_ms")},
+                               {"best_fp32_ms", child.at("best_fp32_ms")},
+                               {"int8_speedup", child.at("speedup")},
+                               {"int8_cold_speedup", child.at("cold_speedup")}};
+    std::ostringstream line;
+    line << "; without AMX (ONEDNN_MAX_CPU_ISA=" << kWithoutAmx << ") " << std::fixed
+         << std::setprecision(2) << child.at("speedup").get<double>() << "x ("
+         << child.at("cold_speedup").get<double>() << "x cold)";
+    lines[k] += line.str();
+  }
+}
+
 }  // namespace
 
 void MeasureLatencyPass::run(RunContext& c) {
@@ -139,7 +177,8 @@ void MeasureLatencyPass::run(RunContext& c) {
   std::vector<std::string> lines;
   const bool masked_only = c.channel_removal.is_null();
   for (const LatencyRow& r : rows) table.push_back(row_json(models, r, masked_only, lines));
-  c.latency = {{"threads", 1}, {"rows", table}};
+  if (fs::exists(int8_file)) compare_without_amx(c, rows, table, lines);
+  c.latency = {{"threads", 1}, {"isa", onednn_isa()}, {"rows", table}};
   c.summary.latency = lines;  // the run's summary says them
 }
 
