@@ -42,7 +42,7 @@ grep -q "res1.block.0._input_0 merged into stem_conv._output_0: the same tensor 
   || { cat "$work/plan.txt"; fail "the plan does not say which sites merge"; }
 grep -q "^  latency   model_int8.pt vs the fp32 model" "$work/plan.txt" || fail "the plan does not say it times"
 "$shrink" run "$work/qat.yaml" --out "$work/qat" > "$work/qat.log"
-grep -Eq "^  latency, batch 1, 1 thread: best fp32 [0-9.]+ ms \((as loaded|frozen \+ optimize_for_inference)\); int8 [0-9.]+ ms: [0-9.]+x, (faster than|about as fast as|SLOWER than) the best fp32 \([0-9.]+x cold\)(; without AMX \(ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI\) [0-9.]+x \([0-9.]+x cold\))?$" "$work/qat.log" \
+grep -Eq "^  latency, batch 1, 1 thread: best fp32 [0-9.]+ ms \((as loaded|frozen \+ optimize_for_inference)\); int8 [0-9.]+ ms: [0-9.]+x, (faster than|about as fast as|SLOWER than) the best fp32 \([0-9.]+x cold\)(; int8 without AMX \(ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI\) [0-9.]+x \([0-9.]+x cold\))?$" "$work/qat.log" \
   || { cat "$work/qat.log"; fail "no latency line in the summary"; }
 grep -q "^  latency, batch 32, 1 thread" "$work/qat.log" || fail "no latency line at the training batch"
 /usr/bin/python3 - "$work/qat" <<'PY'

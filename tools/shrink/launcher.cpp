@@ -1,5 +1,7 @@
 #include "launcher.hpp"
 
+#include "process.hpp"
+
 #include <shrink/core/error.hpp>
 #include <shrink/dist/world.hpp>
 
@@ -15,8 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
-
-extern char** environ;
 
 namespace shrink_cli {
 namespace {
@@ -53,19 +53,11 @@ void catch_signals_to_forward() {
 
 // The environment of rank `rank`: ours, with torchrun's variables set (replacing any).
 std::vector<std::string> rank_environment(int rank, int nproc, int port) {
-  static const char* kOwn[] = {
-      "RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="};
-  std::vector<std::string> env;
-  bool threads_set = false;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry = *e;
-    if (std::any_of(std::begin(kOwn), std::end(kOwn),
-                    [&](const char* own) { return entry.rfind(own, 0) == 0; })) {
-      continue;
-    }
-    threads_set = threads_set || entry.rfind("OMP_NUM_THREADS=", 0) == 0;
-    env.push_back(entry);
-  }
+  std::vector<std::string> env = environment_without(
+      {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="});
+  const bool threads_set = std::any_of(env.begin(), env.end(), [](const std::string& entry) {
+    return entry.rfind("OMP_NUM_THREADS=", 0) == 0;
+  });
   const std::string r = std::to_string(rank), n = std::to_string(nproc);
   env.push_back("SHRINK_NPROC=" + n);  // for the resume hint a rank prints
   for (const std::string& v :
@@ -80,36 +72,6 @@ std::vector<std::string> rank_environment(int rank, int nproc, int port) {
     env.push_back("OMP_NUM_THREADS=" + std::to_string(std::max(1L, cores / nproc)));
   }
   return env;
-}
-
-std::vector<char*> pointers(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (auto& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-pid_t start_rank(std::vector<std::string> command, std::vector<std::string> env) {
-  std::vector<char*> argv = pointers(command), envp = pointers(env);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  SHRINK_CHECK(pid >= 0, "--nproc: could not start a worker: " << std::strerror(errno));
-  if (pid == 0) {
-    // Killed with us, whatever kills us.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    execve("/proc/self/exe", argv.data(), envp.data());
-    static const char kFailed[] = "shrink: --nproc: could not start a rank (execve failed)\n";
-    (void)!write(2, kFailed, sizeof(kFailed) - 1);
-    _exit(127);
-  }
-  return pid;
-}
-
-int exit_status(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
 }
 
 // The ranks started, and how they ended.
@@ -168,7 +130,7 @@ int launch_local(int nproc, const std::vector<std::string>& command) {
   catch_signals_to_forward();
   Ranks ranks;
   for (int r = 0; r < nproc; ++r) {
-    ranks.pids.push_back(start_rank(command, rank_environment(r, nproc, port)));
+    ranks.pids.push_back(start_self(command, rank_environment(r, nproc, port), "a rank (--nproc)"));
   }
   ranks.done.assign(static_cast<std::size_t>(nproc), false);
   ranks.left = nproc;

@@ -37,7 +37,7 @@ std::string onednn_isa() {
                                                        {0x1, "SSE41"}};
   const int isa = query();
   for (const auto& [bits, name] : kNames) {
-    if (isa == bits) return name;
+    if ((isa & bits) == bits) return name;  // a newer set above AMX's still has AMX
   }
   std::ostringstream s;
   s << "0x" << std::hex << isa;
@@ -84,12 +84,15 @@ double median_of(std::vector<double>& t) {
 Medians median_latency(const std::vector<torch::jit::Module*>& modules, const at::Tensor& x,
                        int runs) {
   using Clock = std::chrono::steady_clock;
+  SHRINK_CHECK(runs > 0, "latency: at least one round of timing is needed");
   const std::size_t n = modules.size();
   std::vector<std::vector<double>> warm(n), cold(n);
   for (auto* m : modules) m->forward({x});
   for (int r = 0; r < runs; ++r) {
     for (std::size_t turn = 0; turn < n; ++turn) {
-      const std::size_t k = (turn + static_cast<std::size_t>(r)) % n;
+      // Rotated, and reversed every other round: each model follows each other one in turn.
+      const std::size_t at = r % 2 == 0 ? turn : n - 1 - turn;
+      const std::size_t k = (at + static_cast<std::size_t>(r)) % n;
       for (int call = 0; call < kCallsPerTurn; ++call) {
         const auto start = Clock::now();
         modules[k]->forward({x});

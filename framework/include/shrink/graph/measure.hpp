@@ -36,9 +36,9 @@ std::string onednn_isa();
 int64_t count_macs(torch::jit::Module& module, const at::Tensor& x);
 
 // Median milliseconds of a forward on `x` for each module, after one warm-up call each. Each of
-// `runs` rounds gives every module a turn of kCallsPerTurn calls in a row, in an order rotated
-// round by round, so that a slow spell of the machine falls on all of them alike and none always
-// follows the same other model.
+// `runs` (> 0) rounds gives every module a turn of kCallsPerTurn calls in a row, in an order
+// rotated round by round and reversed every other round, so that a slow spell of the machine
+// falls on all of them alike and each follows each other model in turn.
 // `ms`: the median of the calls after each turn's first, the model's weights and buffers warm in
 // the caches (a model answering calls back to back). `cold_ms`: the median of each turn's first
 // call, right after the other models took the caches (a model called between other work). The

@@ -40,7 +40,8 @@ struct IsaBench {
   std::string fp32_model, int8_model;
   std::vector<int64_t> sample_shape;
   int64_t batch = 1;
-  int rounds = 0;  // median_latency's
+  int rounds = 0;         // median_latency's
+  double timeout_s = 60;  // then the child is stopped
 };
 
 struct RunOptions {

@@ -80,12 +80,9 @@ void ExportInt8Pass::run(RunContext& c) {
          << "); model_qat.pt holds the quantized model "
             "(export.int8_only_if_faster: false writes it anyway)";
     c.say(line.str());
-    c.int8 = {{"file", nullptr},
-              {"written", false},
-              {"speedup", lowered.speedup},
-              {"isa", onednn_isa()},
-              {"regions", regions},
-              {"quantized_ops", lowered.quantized_ops}};
+    c.int8 = {
+        {"file", nullptr},     {"written", false},   {"speedup", lowered.speedup},
+        {"isa", onednn_isa()}, {"regions", regions}, {"quantized_ops", lowered.quantized_ops}};
     return;
   }
   use_int8_engine();
