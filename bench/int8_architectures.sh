@@ -131,6 +131,10 @@ def errors_of(name, size, run, timing):
         found.append(f"{name} {size}: torch.ao: {timing['torch_ao_error']}")
     return found
 
+isa = next((json.load(open(f"{out}/{n}.{z}.out/report.json")).get("int8", {}).get("isa")
+            for n in names for z in sizes if os.path.exists(f"{out}/{n}.{z}.out/report.json")), None)
+print(f"oneDNN instruction set: {isa or 'unknown'} (ONEDNN_MAX_CPU_ISA caps it, for both tools)")
+print()
 print("| model | input | model_int8.pt | int8 ops | float ops | file | SQNR dB | best fp32 ms b1 / b8 "
       "| Shrink int8 ms b1 / b8 | torch.ao int8 ms b1 / b8 | Shrink speed-up b1 / b8 | Shrink / torch.ao b1 / b8 |")
 print("|" + "---|" * 12)

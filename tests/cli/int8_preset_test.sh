@@ -148,8 +148,13 @@ i8 = json.load(open(out + "/report.json"))["int8"]
 print("int8 speed-up over the best fp32:", i8["speedup"], "written:", i8["written"])
 assert i8["speedup"] > 0 and i8["written"] == (i8["speedup"] >= 0.97), i8
 assert os.path.exists(out + "/model_int8.pt") == i8["written"], i8
+assert i8["isa"], i8  # the instruction set the timing ran on
 PY
 if grep -q "^model_int8.pt not written: int8 ran at" "$work/pays.log"; then
   grep -q "export.int8_only_if_faster: false writes it anyway" "$work/pays.log" || fail "the line"
+  if grep -q "oneDNN AVX512_CORE_AMX)" "$work/pays.log"; then
+    grep -q "with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI set for shrink and where the model runs" \
+      "$work/pays.log" || fail "no word of AMX on a model int8 did not pay for"
+  fi
 fi
 echo "int8 preset: all good"

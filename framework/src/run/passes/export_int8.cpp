@@ -79,6 +79,12 @@ void ExportInt8Pass::run(RunContext& c) {
          << ", 1 thread, oneDNN " << onednn_isa()
          << "); model_qat.pt holds the quantized model "
             "(export.int8_only_if_faster: false writes it anyway)";
+    // AMX's per-call set-up loses on small convolutions (docs/experiments.md, Did it pay?).
+    if (onednn_isa() == "AVX512_CORE_AMX") {
+      line << "; AMX costs small convolutions more than it saves: with "
+              "ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI set for shrink and where the model runs, int8 "
+              "may pay";
+    }
     c.say(line.str());
     c.int8 = {
         {"file", nullptr},     {"written", false},   {"speedup", lowered.speedup},
