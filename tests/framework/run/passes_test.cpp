@@ -381,8 +381,8 @@ TEST_F(PassesTest, LatencyPassHoldsResultsAgainstTheBestFp32) {
                         std::regex("^latency, batch 32, 1 thread: best fp32 [0-9.]+ ms "
                                    "\\((as loaded|frozen \\+ optimize_for_inference)\\); "
                                    "pruned [0-9.]+ ms: [0-9.]+x, (SLOWER than|faster than|about as "
-                                   "fast as) the best fp32 \\(its pruned channels are "
-                                   "zeros; remove_channels: true removes them\\)$")))
+                                   "fast as) the best fp32 \\([0-9.]+x cold; its pruned channels "
+                                   "are zeros, remove_channels: true removes them\\)$")))
       << c->summary.latency[1];
 }
 

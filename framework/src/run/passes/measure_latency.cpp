@@ -92,10 +92,11 @@ json row_json(const std::vector<NamedModel>& models, const LatencyRow& r, bool m
     row[what + "_speedup"] = fp32.first / best.first;
     row[what + "_cold_speedup"] = cold;
     line << "; " << verdict(what, best.first, fp32.first) << " (" << std::setprecision(2) << cold
-         << "x cold)";
-    if (what == "pruned" && masked_only) {
-      line << " (its pruned channels are zeros; remove_channels: true removes them)";
-    }
+         << "x cold"
+         << (what == "pruned" && masked_only
+                 ? "; its pruned channels are zeros, remove_channels: true removes them"
+                 : "")
+         << ")";
   }
   lines.push_back(line.str());
   return row;
